@@ -1,0 +1,30 @@
+"""One typed settings object; environment first (prefix ``LATLAB_``), passed in, never global."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything LatLab can be configured with. Every field is also ``LATLAB_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LATLAB_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Control API bind address.")
+    port: int = Field(8000, ge=0, le=65535, description="Control API port.")
+    storage_url: str = Field(
+        "sqlite+aiosqlite:///./latlab.db",
+        description="Store: sqlite+aiosqlite://, postgresql+asyncpg://, mongodb://, memory://",
+    )
+    targets_host: str = Field("127.0.0.1", description="Built-in targets bind address.")
+    targets_port: int = Field(8008, ge=0, le=65535, description="Built-in targets port.")
+    targets_enabled: bool = Field(True, description="`latlab serve` also serves the targets.")
+    probe_timeout_s: float = Field(10.0, gt=0, description="Default timeout of one probe.")
+    write_batch_size: int = Field(500, ge=1, description="Most results written in one batch.")
+    write_batch_delay_s: float = Field(
+        0.002, ge=0, description="How long the writer waits to gather a batch."
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

@@ -1,0 +1,90 @@
+"""The storage port: what every store adapter must do, and the errors it raises."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Protocol
+
+from latlab.storage.records import JobRecord, JobState, Page, ProbeResult, ProgressUpdate
+
+
+class StoreError(Exception):
+    """Base of the errors a store raises on purpose."""
+
+
+class JobNotFound(StoreError):
+    def __init__(self, kind: str, job_id: int) -> None:
+        super().__init__(f"{kind} job {job_id} not found")
+        self.kind = kind
+        self.job_id = job_id
+
+
+class StateConflict(StoreError):
+    """A compare-and-set on a job's state found another state than expected."""
+
+    def __init__(self, job: JobRecord) -> None:
+        super().__init__(f"job {job.id} is {job.state}")
+        self.job = job
+
+
+class Store(Protocol):
+    """Jobs of every kind plus probe results. Ids are integers handed out by the store."""
+
+    async def create_job(self, kind: str, spec: Mapping[str, Any]) -> JobRecord: ...
+
+    async def get_job(self, kind: str, job_id: int) -> JobRecord:
+        """Return the job or raise :class:`JobNotFound`."""
+        ...
+
+    async def list_jobs(
+        self,
+        kind: str,
+        *,
+        states: Collection[JobState] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> Page[JobRecord]:
+        """Jobs of one kind by ascending id, optionally only those in ``states``."""
+        ...
+
+    async def set_state(
+        self,
+        kind: str,
+        job_id: int,
+        state: JobState,
+        *,
+        expected: Collection[JobState],
+        error: str | None = None,
+    ) -> JobRecord:
+        """Move a job to ``state`` if it is in one of ``expected``, else :class:`StateConflict`."""
+        ...
+
+    async def checkpoint(
+        self,
+        results: Sequence[ProbeResult],
+        progress: Sequence[ProgressUpdate],
+    ) -> None:
+        """Store results (idempotent on ``(job_id, seq)``) and progress, in one transaction."""
+        ...
+
+    async def delete_job(self, kind: str, job_id: int) -> None:
+        """Delete a job with its results or raise :class:`JobNotFound`."""
+        ...
+
+    async def list_results(
+        self, job_id: int, *, offset: int = 0, limit: int | None = None
+    ) -> list[ProbeResult]:
+        """Results by ascending ``seq``, starting at ``seq == offset``."""
+        ...
+
+    async def count_results(self, job_id: int) -> int: ...
+
+    async def latencies_ms(self, job_id: int) -> list[float]:
+        """Latency of every probe of a job, ``-1`` for failed ones, in ``seq`` order."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the backend cannot be reached."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,111 @@
+"""In-memory store: the unit-speed twin of the real adapters (``memory://``). Nothing persists."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from latlab.storage.base import JobNotFound, StateConflict
+from latlab.storage.records import (
+    JobRecord,
+    JobState,
+    Page,
+    ProbeResult,
+    ProgressUpdate,
+    utc_now,
+)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._jobs: dict[int, JobRecord] = {}
+        self._results: dict[int, dict[int, ProbeResult]] = {}
+        self._last_id = 0
+
+    async def create_job(self, kind: str, spec: Mapping[str, Any]) -> JobRecord:
+        self._last_id += 1
+        job = JobRecord(id=self._last_id, kind=kind, state=JobState.CREATED, spec=dict(spec))
+        self._jobs[job.id] = job
+        self._results[job.id] = {}
+        return job
+
+    async def get_job(self, kind: str, job_id: int) -> JobRecord:
+        job = self._jobs.get(job_id)
+        if job is None or job.kind != kind:
+            raise JobNotFound(kind, job_id)
+        return job
+
+    async def list_jobs(
+        self,
+        kind: str,
+        *,
+        states: Collection[JobState] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> Page[JobRecord]:
+        found = [
+            job
+            for job in self._jobs.values()
+            if job.kind == kind and (states is None or job.state in states)
+        ]
+        end = None if limit is None else offset + limit
+        return Page(items=found[offset:end], total=len(found))
+
+    async def set_state(
+        self,
+        kind: str,
+        job_id: int,
+        state: JobState,
+        *,
+        expected: Collection[JobState],
+        error: str | None = None,
+    ) -> JobRecord:
+        job = await self.get_job(kind, job_id)
+        if job.state not in expected:
+            raise StateConflict(job)
+        job = dataclasses.replace(job, state=state, error=error, updated_at=utc_now())
+        self._jobs[job_id] = job
+        return job
+
+    async def checkpoint(
+        self,
+        results: Sequence[ProbeResult],
+        progress: Sequence[ProgressUpdate],
+    ) -> None:
+        for result in results:
+            if result.job_id in self._results:
+                self._results[result.job_id].setdefault(result.seq, result)
+        now = utc_now()
+        for update in progress:
+            job = self._jobs.get(update.job_id)
+            if job is not None and job.kind == update.kind:
+                merged = {**job.progress, **update.values}
+                self._jobs[job.id] = dataclasses.replace(job, progress=merged, updated_at=now)
+
+    async def delete_job(self, kind: str, job_id: int) -> None:
+        await self.get_job(kind, job_id)
+        del self._jobs[job_id]
+        del self._results[job_id]
+
+    async def list_results(
+        self, job_id: int, *, offset: int = 0, limit: int | None = None
+    ) -> list[ProbeResult]:
+        by_seq = self._results.get(job_id, {})
+        seqs = sorted(by_seq)
+        start = bisect.bisect_left(seqs, offset)
+        end = None if limit is None else start + limit
+        return [by_seq[seq] for seq in seqs[start:end]]
+
+    async def count_results(self, job_id: int) -> int:
+        return len(self._results.get(job_id, {}))
+
+    async def latencies_ms(self, job_id: int) -> list[float]:
+        return [result.latency_ms for result in await self.list_results(job_id)]
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,1 @@
+"""SQL adapter (SQLite by default, PostgreSQL) on SQLAlchemy 2 async, migrated with Alembic."""
