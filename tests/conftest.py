@@ -4,10 +4,14 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from services import mongo_server, postgres_database, truncate_postgres
 
+from harness import bound_port, run_api
+from latlab.settings import Settings
 from latlab.storage import Store, open_store
+from latlab.targets.server import start_targets
+from services import free_port, mongo_server, postgres_database, truncate_postgres
 
 STORE_KINDS = ["memory", "sqlite", "postgres", "mongo"]
 
@@ -47,3 +51,27 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def targets_port() -> AsyncIterator[int]:
+    """LatLab's own targets server on a free loopback port."""
+    server = await start_targets("127.0.0.1", 0)
+    try:
+        yield bound_port(server)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+async def api(store_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The control API on a real uvicorn server, with a fresh store of the test's kind."""
+    async with run_api(Settings(storage_url=store_url, probe_timeout_s=5)) as client:
+        yield client
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound then released)."""
+    return free_port()

@@ -189,9 +189,9 @@ class MongoStore:
         return await self._results.count_documents({"job_id": job_id})
 
     async def latencies_ms(self, job_id: int) -> list[float]:
-        cursor = self._results.find(
-            {"job_id": job_id}, {"latency_ms": True, "_id": False}
-        ).sort("seq", ASCENDING)
+        cursor = self._results.find({"job_id": job_id}, {"latency_ms": True, "_id": False}).sort(
+            "seq", ASCENDING
+        )
         return [float(doc["latency_ms"]) async for doc in cursor]
 
     async def ping(self) -> None:

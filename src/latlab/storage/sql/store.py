@@ -46,9 +46,7 @@ class SqlStore:
         self._engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         # Re-written results (a probe redone after a crash) must not duplicate or fail.
-        self._insert_results = (
-            dialect.insert(probe_results).on_conflict_do_nothing()  # type: ignore[attr-defined]
-        )
+        self._insert_results = dialect.insert(probe_results).on_conflict_do_nothing()
 
     @classmethod
     async def open(cls, url: str) -> Self:

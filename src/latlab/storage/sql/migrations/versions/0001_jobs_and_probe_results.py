@@ -34,9 +34,7 @@ def upgrade() -> None:
     op.create_index("ix_jobs_kind_state", "jobs", ["kind", "state"])
     op.create_table(
         "probe_results",
-        sa.Column(
-            "job_id", JobId, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("job_id", JobId, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("seq", sa.Integer, primary_key=True),
         sa.Column("status_code", sa.Integer, nullable=False),
         sa.Column("latency_ms", sa.Float, nullable=False),

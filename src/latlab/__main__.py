@@ -1,0 +1,3 @@
+from latlab.cli.main import main
+
+main()

@@ -1,0 +1,56 @@
+"""Domain errors -> HTTP answers. Validation errors keep FastAPI's 422 shape."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from latlab.jobs.state import InvalidTransition
+from latlab.storage import JobNotFound
+
+NOUNS = {"probe": "experiment", "bot": "bot", "load": "load run"}
+
+
+def noun(kind: str) -> str:
+    return NOUNS.get(kind, f"{kind} job")
+
+
+def not_found_detail(exc: JobNotFound) -> str:
+    return f"{noun(exc.kind)} {exc.job_id} not found"
+
+
+def transition_detail(exc: InvalidTransition) -> str:
+    return f"cannot {exc.action} {noun(exc.kind)} {exc.job_id}: it is {exc.state}"
+
+
+async def _job_not_found(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, JobNotFound)
+    return JSONResponse({"detail": not_found_detail(exc)}, status_code=404)
+
+
+async def _invalid_transition(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidTransition)
+    return JSONResponse({"detail": transition_detail(exc)}, status_code=409)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(JobNotFound, _job_not_found)
+    app.add_exception_handler(InvalidTransition, _invalid_transition)
+
+
+def request_validation_error(
+    exc: ValidationError, source: str, renames: dict[str, str] | None = None
+) -> RequestValidationError:
+    """Re-raise a model's validation error as a 422 naming the request's own field names."""
+    renames = renames or {}
+    errors: list[dict[str, Any]] = []
+    for error in exc.errors(include_url=False, include_context=False):
+        loc: Sequence[Any] = error["loc"]
+        fields = [renames.get(str(part), part) for part in loc]
+        errors.append({**error, "loc": [source, *fields]})
+    return RequestValidationError(errors)

@@ -1,0 +1,138 @@
+"""Response shapes: the seed service's (``Experiment``…) and the v1 API's (``…Public``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from latlab.jobs.kinds.probe import ProbeSpec
+from latlab.measure.stats import LatencyStats
+from latlab.storage import JobRecord, JobState, ProbeResult
+
+
+class ExperimentSettings(BaseModel):
+    host: str
+    port: int
+    interval: float
+    count: int
+
+
+class ExperimentResult(BaseModel):
+    status_code: int = Field(description="HTTP status, 0 when the request failed.")
+    latency_ms: float = Field(description="Total time of the exchange, -1 when it failed.")
+    timestamp: datetime = Field(description="When the probe started (UTC).")
+    connect_ms: float | None = None
+    ttfb_ms: float | None = None
+    dns_ms: float | None = None
+    error: str | None = None
+
+
+class Experiment(BaseModel):
+    id: int
+    settings: ExperimentSettings
+    state: JobState
+    results: list[ExperimentResult]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ExperimentCreated(BaseModel):
+    experiment_id: int
+
+
+class ExperimentStateChanged(BaseModel):
+    experiment_id: int
+    state: JobState
+
+
+def seed_settings(spec: dict[str, Any]) -> ExperimentSettings:
+    return ExperimentSettings(
+        host=spec["host"], port=spec["port"], interval=spec["interval_s"], count=spec["count"]
+    )
+
+
+def seed_result(result: ProbeResult) -> ExperimentResult:
+    return ExperimentResult(
+        status_code=result.status_code,
+        latency_ms=result.latency_ms,
+        timestamp=result.timestamp,
+        connect_ms=result.connect_ms,
+        ttfb_ms=result.ttfb_ms,
+        dns_ms=result.dns_ms,
+        error=result.error,
+    )
+
+
+def seed_experiment(job: JobRecord, results: list[ProbeResult]) -> Experiment:
+    return Experiment(
+        id=job.id,
+        settings=seed_settings(job.spec),
+        state=job.state,
+        results=[seed_result(result) for result in results],
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+    )
+
+
+class ExperimentPublic(BaseModel):
+    id: int
+    state: JobState
+    settings: ProbeSpec
+    done: int = Field(description="Probes recorded so far.")
+    skipped_slots: int = Field(description="Schedule slots missed because a probe overran.")
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: JobRecord) -> ExperimentPublic:
+        return cls(
+            id=job.id,
+            state=job.state,
+            settings=ProbeSpec.model_validate(job.spec),
+            done=int(job.progress.get("done", 0)),
+            skipped_slots=int(job.progress.get("skipped_slots", 0)),
+            error=job.error,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+        )
+
+
+class ExperimentsPublic(BaseModel):
+    data: list[ExperimentPublic]
+    count: int = Field(description="Experiments matching the filter, on every page.")
+    offset: int
+    limit: int
+
+
+class ResultPublic(ExperimentResult):
+    seq: int = Field(description="Probe number, 0-based, no gaps.")
+    scheduled_at: datetime = Field(description="When the schedule wanted the probe (UTC).")
+
+    @classmethod
+    def of(cls, result: ProbeResult) -> ResultPublic:
+        return cls(seq=result.seq, scheduled_at=result.scheduled_at, **vars(seed_result(result)))
+
+
+class ResultsPublic(BaseModel):
+    data: list[ResultPublic]
+    count: int = Field(description="Results of the experiment in all.")
+    offset: int
+    limit: int
+
+
+class StatsPublic(BaseModel):
+    count: int
+    errors: int
+    min_ms: float | None
+    mean_ms: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+    @classmethod
+    def of(cls, stats: LatencyStats) -> StatsPublic:
+        return cls(**{name: getattr(stats, name) for name in cls.model_fields})

@@ -1,0 +1,102 @@
+"""The original experiment service's five routes, same parameters and shapes.
+
+Served at the root and under ``/api`` (where the original mounted them). Differences from the
+original are fixes: unknown ids are 404, malformed ids 422, settings are validated, and an
+action the experiment's state does not allow is a 400 (the original's code for a bad request).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import ValidationError
+
+from latlab.api.deps import ExperimentIdQuery, JobsDep, SettingsDep, StoreDep
+from latlab.api.errors import request_validation_error, transition_detail
+from latlab.api.schemas import (
+    Experiment,
+    ExperimentCreated,
+    ExperimentResult,
+    ExperimentStateChanged,
+    seed_experiment,
+)
+from latlab.jobs.kinds.probe import KIND, ProbeSpec
+from latlab.jobs.state import Action, InvalidTransition
+from latlab.measure.http_probe import probe_once
+
+router = APIRouter(tags=["experiments (original API)"])
+
+HostQuery = Annotated[str, Query(min_length=1, max_length=253, description="Target host.")]
+PortQuery = Annotated[int, Query(ge=1, le=65535, description="Target port.")]
+PathQuery = Annotated[str, Query(description="Path to GET on the target.")]
+_RENAMES = {"interval_s": "interval"}
+
+
+def _spec(settings: SettingsDep, **fields: object) -> ProbeSpec:
+    try:
+        return ProbeSpec.model_validate({"timeout_s": settings.probe_timeout_s, **fields})
+    except ValidationError as exc:
+        raise request_validation_error(exc, "query", _RENAMES) from exc
+
+
+@router.get("/test-latency", response_model=ExperimentResult)
+async def latency_check(
+    host: HostQuery, port: PortQuery, settings: SettingsDep, path: PathQuery = "/api/latency"
+) -> ExperimentResult:
+    """Probe the target once, now."""
+    spec = _spec(settings, host=host, port=port, path=path)
+    timestamp = datetime.now(UTC)
+    exchange = await probe_once(spec.target())
+    return ExperimentResult(
+        status_code=exchange.status_code,
+        latency_ms=exchange.latency_ms,
+        timestamp=timestamp,
+        connect_ms=exchange.connect_ms,
+        ttfb_ms=exchange.ttfb_ms,
+        dns_ms=exchange.dns_ms,
+        error=exchange.error,
+    )
+
+
+@router.post("/create_experiment", response_model=ExperimentCreated)
+async def create_experiment(
+    host: HostQuery,
+    port: PortQuery,
+    interval: Annotated[float, Query(gt=0, description="Seconds between probes.")],
+    count: Annotated[int, Query(ge=1, description="Probes in total.")],
+    jobs: JobsDep,
+    settings: SettingsDep,
+    path: PathQuery = "/api/latency",
+) -> ExperimentCreated:
+    spec = _spec(settings, host=host, port=port, interval_s=interval, count=count, path=path)
+    job = await jobs.create(KIND, spec.model_dump())
+    return ExperimentCreated(experiment_id=job.id)
+
+
+@router.post("/manage_experiment", response_model=ExperimentStateChanged)
+async def manage_experiment(
+    state: Annotated[Literal["start", "pause", "stop"], Query(description="What to do.")],
+    experiment_id: ExperimentIdQuery,
+    jobs: JobsDep,
+) -> ExperimentStateChanged:
+    try:
+        job = await jobs.act(KIND, experiment_id, Action(state))
+    except InvalidTransition as exc:
+        raise HTTPException(status_code=400, detail=transition_detail(exc)) from exc
+    return ExperimentStateChanged(experiment_id=job.id, state=job.state)
+
+
+@router.get("/result_experiment", response_model=Experiment)
+async def result_experiment(experiment_id: ExperimentIdQuery, store: StoreDep) -> Experiment:
+    """The experiment with every result (the v1 API pages them)."""
+    job = await store.get_job(KIND, experiment_id)
+    return seed_experiment(job, await store.list_results(job.id))
+
+
+@router.get("/list_experiments", response_model=list[Experiment])
+async def list_experiments(store: StoreDep) -> list[Experiment]:
+    """Every experiment with its results, as the original answered."""
+    page = await store.list_jobs(KIND)
+    return [seed_experiment(job, await store.list_results(job.id)) for job in page.items]

@@ -1,0 +1,141 @@
+"""REST API for experiments: ``/api/v1/experiments``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import StreamingResponse
+
+from latlab.api.deps import ExperimentIdPath, JobsDep, Limit, Offset, SettingsDep, StoreDep
+from latlab.api.schemas import (
+    ExperimentPublic,
+    ExperimentsPublic,
+    ResultPublic,
+    ResultsPublic,
+    StatsPublic,
+)
+from latlab.jobs.kinds.probe import KIND, ProbeSpec
+from latlab.jobs.state import Action
+from latlab.measure.stats import LatencyHistogram
+from latlab.storage import JobState, ProbeResult, Store
+
+router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The experiment's state does not allow this action."}
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No experiment with this id."}}
+CSV_COLUMNS = [
+    "seq",
+    "scheduled_at",
+    "timestamp",
+    "status_code",
+    "latency_ms",
+    "dns_ms",
+    "connect_ms",
+    "ttfb_ms",
+    "error",
+]
+_CSV_PAGE = 5000
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ExperimentPublic)
+async def create(spec: ProbeSpec, jobs: JobsDep, settings: SettingsDep) -> ExperimentPublic:
+    if "timeout_s" not in spec.model_fields_set:
+        spec = spec.model_copy(update={"timeout_s": settings.probe_timeout_s})
+    return ExperimentPublic.of(await jobs.create(KIND, spec.model_dump()))
+
+
+@router.get("", response_model=ExperimentsPublic)
+async def list_experiments(
+    store: StoreDep,
+    state: Annotated[JobState | None, Query(description="Only experiments in this state.")] = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> ExperimentsPublic:
+    page = await store.list_jobs(
+        KIND, states=None if state is None else {state}, offset=offset, limit=limit
+    )
+    data = [ExperimentPublic.of(job) for job in page.items]
+    return ExperimentsPublic(data=data, count=page.total, offset=offset, limit=limit)
+
+
+@router.get("/{experiment_id}", response_model=ExperimentPublic, responses=_NOT_FOUND)
+async def get(experiment_id: ExperimentIdPath, store: StoreDep) -> ExperimentPublic:
+    return ExperimentPublic.of(await store.get_job(KIND, experiment_id))
+
+
+@router.post(
+    "/{experiment_id}/{action}",
+    response_model=ExperimentPublic,
+    responses={**_NOT_FOUND, **_CONFLICT},
+)
+async def act(experiment_id: ExperimentIdPath, action: Action, jobs: JobsDep) -> ExperimentPublic:
+    """start, pause, resume or stop. Starting a running or pausing a paused one is a no-op."""
+    return ExperimentPublic.of(await jobs.act(KIND, experiment_id, action))
+
+
+@router.delete("/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
+async def delete(experiment_id: ExperimentIdPath, jobs: JobsDep) -> Response:
+    """Stop the experiment if it runs and delete it with its results."""
+    await jobs.delete(KIND, experiment_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{experiment_id}/results", response_model=ResultsPublic, responses=_NOT_FOUND)
+async def results(
+    experiment_id: ExperimentIdPath, store: StoreDep, offset: Offset = 0, limit: Limit = 100
+) -> ResultsPublic:
+    job = await store.get_job(KIND, experiment_id)
+    page = await store.list_results(job.id, offset=offset, limit=limit)
+    total = await store.count_results(job.id)
+    data = [ResultPublic.of(result) for result in page]
+    return ResultsPublic(data=data, count=total, offset=offset, limit=limit)
+
+
+@router.get("/{experiment_id}/stats", response_model=StatsPublic, responses=_NOT_FOUND)
+async def stats(experiment_id: ExperimentIdPath, store: StoreDep) -> StatsPublic:
+    """Count, errors and latency percentiles of the results so far (HDR histogram)."""
+    job = await store.get_job(KIND, experiment_id)
+    histogram = LatencyHistogram()
+    for latency_ms in await store.latencies_ms(job.id):
+        histogram.record(latency_ms)
+    return StatsPublic.of(histogram.stats())
+
+
+def _csv_row(result: ProbeResult) -> list[object]:
+    row = [getattr(result, column) for column in CSV_COLUMNS]
+    return [value.isoformat() if isinstance(value, datetime) else value for value in row]
+
+
+async def _csv_lines(store: Store, job_id: int) -> AsyncIterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    offset = 0
+    while True:
+        page = await store.list_results(job_id, offset=offset, limit=_CSV_PAGE)
+        writer.writerows(_csv_row(result) for result in page)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        if len(page) < _CSV_PAGE:
+            return
+        offset = page[-1].seq + 1
+
+
+@router.get(
+    "/{experiment_id}/results.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **_NOT_FOUND},
+)
+async def results_csv(experiment_id: ExperimentIdPath, store: StoreDep) -> StreamingResponse:
+    job = await store.get_job(KIND, experiment_id)
+    headers = {"Content-Disposition": f'attachment; filename="experiment-{job.id}.csv"'}
+    return StreamingResponse(
+        _csv_lines(store, job.id), media_type="text/csv; charset=utf-8", headers=headers
+    )

@@ -1,0 +1,79 @@
+"""``create_app(settings)``: the control API, with a lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from latlab import __version__
+from latlab.api import health, seed
+from latlab.api.errors import install_error_handlers
+from latlab.api.v1 import experiments
+from latlab.jobs.clock import SystemClock
+from latlab.jobs.executor import InProcessExecutor
+from latlab.jobs.kinds.probe import ProbeRunner
+from latlab.jobs.manager import JobManager
+from latlab.jobs.runner import RunContext
+from latlab.settings import Settings
+from latlab.storage import open_store
+from latlab.storage.writer import BatchWriter
+
+log = logging.getLogger("latlab")
+
+
+@asynccontextmanager
+async def _resources(settings: Settings) -> AsyncIterator[dict[str, Any]]:
+    async with AsyncExitStack() as stack:
+        store = await open_store(settings.storage_url)
+        stack.push_async_callback(store.close)
+        writer = await stack.enter_async_context(
+            BatchWriter(
+                store,
+                max_results=settings.write_batch_size,
+                delay_s=settings.write_batch_delay_s,
+            )
+        )
+        ctx = RunContext(store=store, writer=writer, clock=SystemClock())
+        jobs = JobManager(ctx, InProcessExecutor(), [ProbeRunner()])
+        # Registered before start() so that a failed start still cancels what it launched.
+        stack.push_async_callback(jobs.shutdown)
+        await jobs.start()
+        yield {"store": store, "jobs": jobs, "settings": settings}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with _resources(settings) as state:
+            log.info("LatLab %s ready, store %s", __version__, _redact(settings.storage_url))
+            yield state
+
+    app = FastAPI(
+        title="LatLab",
+        version=__version__,
+        summary="Latency experiments and load runs against HTTP services.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(experiments.router)
+    app.include_router(seed.router)
+    # The original served these under /api; same handlers, kept out of the schema twice over.
+    app.include_router(seed.router, prefix="/api", include_in_schema=False)
+    return app
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

@@ -1,0 +1,63 @@
+"""The ``latlab`` command. Heavy imports stay inside commands so each starts quickly."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="latlab",
+    help="LatLab: latency experiments and load runs against HTTP services.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+HostOption = Annotated[str | None, typer.Option(help="Bind address [env LATLAB_HOST].")]
+PortOption = Annotated[int | None, typer.Option(help="Port [env LATLAB_PORT].", min=0, max=65535)]
+
+
+@app.command()
+def serve(
+    host: HostOption = None,
+    port: PortOption = None,
+    targets_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the built-in targets [env LATLAB_TARGETS_PORT].", min=0),
+    ] = None,
+    no_targets: Annotated[
+        bool, typer.Option("--no-targets", help="Do not serve the built-in targets.")
+    ] = False,
+) -> None:
+    """Run the control API (and the built-in targets on port 8008)."""
+    from latlab.cli.serve import run_serve
+    from latlab.settings import Settings
+
+    overrides: dict[str, Any] = {"host": host, "port": port, "targets_port": targets_port}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    if no_targets:
+        settings = settings.model_copy(update={"targets_enabled": False})
+    run_serve(settings)
+
+
+@app.command()
+def targets(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.", min=0, max=65535)] = 8008,
+) -> None:
+    """Serve only the built-in targets (/api/latency, ...)."""
+    from latlab.cli.serve import run_targets
+
+    run_targets(host, port)
+
+
+@app.command()
+def version() -> None:
+    """Print LatLab's version."""
+    from latlab import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

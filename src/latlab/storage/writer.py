@@ -1,0 +1,99 @@
+"""Group commit: many jobs checkpoint at once, the store sees one transaction per batch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+from latlab.storage.base import Store
+from latlab.storage.records import ProbeResult, ProgressUpdate
+
+
+class BatchWriter:
+    """Collects checkpoints from every job and writes them in batches.
+
+    ``write`` returns once its data is committed, so a job never runs ahead of its checkpoint;
+    the wait is shielded, so a job cancelled mid-write still leaves its data written.
+    """
+
+    def __init__(self, store: Store, *, max_results: int = 500, delay_s: float = 0.002) -> None:
+        self._store = store
+        self._max_results = max_results
+        self._delay_s = delay_s
+        self._results: list[ProbeResult] = []
+        self._progress: dict[tuple[str, int], ProgressUpdate] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run(), name="latlab-batch-writer")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def write(
+        self,
+        results: Sequence[ProbeResult] = (),
+        progress: Sequence[ProgressUpdate] = (),
+    ) -> None:
+        """Queue a checkpoint and wait until it is committed (or raise the store's error)."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("BatchWriter is not running")
+        self._results.extend(results)
+        for update in progress:
+            key = (update.kind, update.job_id)
+            old = self._progress.get(key)
+            values = update.values if old is None else {**old.values, **update.values}
+            self._progress[key] = ProgressUpdate(update.kind, update.job_id, values)
+        waiter = asyncio.get_running_loop().create_future()
+        # A waiter whose job was cancelled still gets its error; mark it seen so none is logged.
+        waiter.add_done_callback(lambda done: done.exception())
+        self._waiters.append(waiter)
+        self._wakeup.set()
+        await asyncio.shield(waiter)
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        if self._task is not None and not self._task.done():
+            await self.write()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if self._delay_s:
+                await asyncio.sleep(self._delay_s)
+            self._wakeup.clear()
+            await self._commit()
+
+    async def _commit(self) -> None:
+        results, self._results = self._results, []
+        progress, self._progress = list(self._progress.values()), {}
+        waiters, self._waiters = self._waiters, []
+        try:
+            for start in range(0, max(len(results), 1), self._max_results):
+                chunk = results[start : start + self._max_results]
+                last = start + self._max_results >= len(results)
+                if chunk or (last and progress):
+                    await self._store.checkpoint(chunk, progress if last else [])
+        except Exception as exc:  # handed to every waiter: the jobs decide what it means
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

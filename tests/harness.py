@@ -1,0 +1,113 @@
+"""Real servers for tests: the control API under uvicorn, and small HTTP targets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+
+from latlab.app import create_app
+from latlab.settings import Settings
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n"
+BODY = b'{"message":"pong"}'
+
+
+def bound_port(server: asyncio.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])
+
+
+@asynccontextmanager
+async def run_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """``create_app(settings)`` under uvicorn on a free loopback port; a client for it."""
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=0, lifespan="on", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class CountingTarget:
+    """An HTTP target that counts requests and can answer late (``delay_s``)."""
+
+    delay_s: float = 0.0
+    requests: int = 0
+    port: int = 0
+    _server: asyncio.Server | None = field(default=None, repr=False)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                self.requests += 1
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                writer.write(RESPONSE + BODY)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> CountingTarget:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = bound_port(self._server)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` until true; a deadline only guards against hanging, it asserts nothing."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def experiment(client: httpx.AsyncClient, experiment_id: int) -> dict[str, Any]:
+    response = await client.get(f"/api/v1/experiments/{experiment_id}")
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_state(
+    client: httpx.AsyncClient, experiment_id: int, state: str, timeout_s: float = 20.0
+) -> dict[str, Any]:
+    async def reached() -> bool:
+        return (await experiment(client, experiment_id))["state"] == state
+
+    await wait_for(reached, timeout_s, f"experiment {experiment_id} to be {state}")
+    return await experiment(client, experiment_id)
+
+
+async def wait_done(client: httpx.AsyncClient, experiment_id: int, at_least: int) -> None:
+    async def enough() -> bool:
+        return int((await experiment(client, experiment_id))["done"]) >= at_least
+
+    await wait_for(enough, what=f"{at_least} results of experiment {experiment_id}")
