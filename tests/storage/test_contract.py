@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import STORE_KINDS
 
+from conftest import STORE_KINDS
 from latlab.storage import JobNotFound, JobState, ProbeResult, StateConflict, Store
 from latlab.storage.records import ProgressUpdate
 

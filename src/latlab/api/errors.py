@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -38,7 +40,25 @@ async def _invalid_transition(_request: Request, exc: Exception) -> JSONResponse
     return JSONResponse({"detail": transition_detail(exc)}, status_code=409)
 
 
+def _json_safe(value: Any) -> Any:
+    """inf and nan (``1e999`` in a JSON body parses to inf) cannot be written back as JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = _json_safe(jsonable_encoder(exc.errors()))
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(JobNotFound, _job_not_found)
     app.add_exception_handler(InvalidTransition, _invalid_transition)
 

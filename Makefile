@@ -1,0 +1,49 @@
+# One command per verb, for people and CI alike. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run services test lint format typecheck bench clean
+
+help: ## Show this list
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[postgres,mongo,dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## Create .venv with LatLab (editable), every extra and the dev tools
+
+run: install ## Start LatLab: API on 127.0.0.1:8000, targets on :8008, SQLite in ./latlab.db
+	$(BIN)/latlab serve
+
+services: ## Install/start what the tests need (PostgreSQL) if it is missing
+	bash scripts/test-services.sh
+
+lint: install ## ruff: lint and format check
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: install ## ruff: fix what can be fixed and format
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+typecheck: install ## mypy --strict over src, tests and bench
+	$(BIN)/mypy
+
+test: install services lint typecheck ## Everything: services, lint, types, tests with coverage gate
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
+
+bench: install ## Benchmarks: probe overhead vs raw sockets, schedule lateness at scale
+	$(BIN)/python bench/probe_latency.py
+	$(BIN)/python bench/schedule_lateness.py
+
+clean: ## Remove caches and coverage data (keeps .venv and latlab.db)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.*

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Make sure the services the tests talk to are running on loopback; install them if missing.
+# Safe to run again: it only acts on what is absent. (SecantusDB, the MongoDB wire server, is a
+# pip dev dependency that the tests start themselves on a free port.)
+set -euo pipefail
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "test-services: need root to apt-get install $*; install them and re-run" >&2
+    exit 1
+  fi
+  if [ "$APT_UPDATED" = 0 ]; then
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+postgres_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+ensure_postgres() {
+  if command -v pg_isready >/dev/null && postgres_ready; then
+    return
+  fi
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  # Debian's default cluster listens on localhost:5432 and trusts local connections.
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 50); do
+    postgres_ready && break
+    sleep 0.2
+  done
+  postgres_ready || { echo "test-services: PostgreSQL did not start" >&2; exit 1; }
+  # Tests connect as postgres over TCP without a password, as on the CI machine.
+  local hba
+  hba=$(su postgres -c "psql -tAc 'SHOW hba_file'")
+  if ! grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    su postgres -c "psql -qc 'SELECT pg_reload_conf()'" >/dev/null
+  fi
+}
+
+ensure_postgres
+echo "test-services: PostgreSQL ready on 127.0.0.1:5432"

@@ -1,0 +1,93 @@
+"""``latlab serve`` as users run it: a real process, killed and restarted on one database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from harness import CountingTarget, wait_state
+from services import free_port, wait_for_port
+
+
+@contextmanager
+def latlab_serve(db: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = free_port()
+    env = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{db}"}
+    command = [sys.executable, "-m", "latlab", "serve", "--port", str(port), *args]
+    log = (db.parent / f"serve-{port}.log").open("wb")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port("127.0.0.1", port, 30, process)
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=15)
+        log.close()
+
+
+async def test_sigkill_mid_run_then_restart_finishes_with_exactly_count(tmp_path: Path) -> None:
+    db = tmp_path / "latlab.db"
+    async with CountingTarget() as target:
+        spec = {"host": "127.0.0.1", "port": target.port, "interval_s": 0.05, "count": 30}
+        with latlab_serve(db, "--no-targets") as (process, url):
+            async with httpx.AsyncClient(base_url=url) as api:
+                experiment_id = (await api.post("/api/v1/experiments", json=spec)).json()["id"]
+                await api.post(f"/api/v1/experiments/{experiment_id}/start")
+                while (await api.get(f"/api/v1/experiments/{experiment_id}")).json()["done"] < 8:
+                    pass
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+        with latlab_serve(db, "--no-targets") as (_, url):
+            async with httpx.AsyncClient(base_url=url) as api:
+                done = await wait_state(api, experiment_id, "completed")
+                page = await api.get(
+                    f"/api/v1/experiments/{experiment_id}/results", params={"limit": 100}
+                )
+    assert done["done"] == 30
+    assert [r["seq"] for r in page.json()["data"]] == list(range(30))
+    assert 30 <= target.requests <= 31  # a probe in flight at the kill is redone once
+
+
+async def test_serve_runs_the_targets_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    targets_port = free_port()
+    with latlab_serve(tmp_path / "latlab.db", "--targets-port", str(targets_port)) as (
+        process,
+        url,
+    ):
+        async with httpx.AsyncClient() as client:
+            health = await client.get(f"{url}/healthz")
+            pong = await client.get(f"http://127.0.0.1:{targets_port}/api/latency")
+        process.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
+        assert process.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert health.json()["status"] == "ok"
+    assert pong.json() == {"message": "pong"}
+    log = next(tmp_path.glob("serve-*.log")).read_text()
+    assert "Application shutdown complete" in log
+
+
+def test_targets_command_serves_api_latency(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "latlab", "targets", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", port, 30, process)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/latency").json() == {"message": "pong"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+
+
+def test_version_and_help() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "latlab", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "serve" in run.stdout
+    assert "targets" in run.stdout

@@ -1,0 +1,141 @@
+"""The manager's lifecycle with a job kind made for the test, on the memory store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from latlab.jobs.clock import SystemClock
+from latlab.jobs.executor import InProcessExecutor
+from latlab.jobs.manager import JobManager
+from latlab.jobs.runner import RunContext
+from latlab.jobs.state import Action, InvalidTransition
+from latlab.storage import JobNotFound, JobRecord, JobState, Store
+from latlab.storage.memory import MemoryStore
+from latlab.storage.records import ProgressUpdate
+from latlab.storage.writer import BatchWriter
+
+
+class StepRunner:
+    """Counts steps into its progress; each step waits for the test to release it."""
+
+    kind = "steps"
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+        self.release = asyncio.Semaphore(0)
+        self.runs = 0
+
+    async def run(self, job: JobRecord, ctx: RunContext) -> None:
+        self.runs += 1
+        step = int((await ctx.store.get_job(self.kind, job.id)).progress.get("step", 0))
+        while step < int(job.spec["steps"]):
+            await self.release.acquire()
+            if step == self.fail_at:
+                raise RuntimeError("step exploded")
+            step += 1
+            await ctx.writer.write(progress=[ProgressUpdate(self.kind, job.id, {"step": step})])
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[Store]:
+    yield MemoryStore()
+
+
+async def open_manager(store: Store, runner: StepRunner) -> AsyncIterator[JobManager]:
+    async with BatchWriter(store, delay_s=0) as writer:
+        manager = JobManager(RunContext(store, writer, SystemClock()), InProcessExecutor(), [runner])
+        await manager.start()
+        try:
+            yield manager
+        finally:
+            await manager.shutdown()
+
+
+async def settle(store: Store, job_id: int, state: JobState) -> JobRecord:
+    for _ in range(1000):
+        job = await store.get_job("steps", job_id)
+        if job.state is state:
+            return job
+        await asyncio.sleep(0)
+    raise AssertionError(f"job never became {state}")
+
+
+async def checkpointed(store: Store, job_id: int, step: int) -> None:
+    for _ in range(1000):
+        if (await store.get_job("steps", job_id)).progress.get("step") == step:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"step {step} never checkpointed")
+
+
+async def test_completes_after_every_step(store: Store) -> None:
+    runner = StepRunner()
+    async for manager in open_manager(store, runner):
+        job = await manager.create("steps", {"steps": 2})
+        await manager.act("steps", job.id, Action.START)
+        runner.release.release()
+        runner.release.release()
+        done = await settle(store, job.id, JobState.COMPLETED)
+        assert done.progress == {"step": 2}
+        assert not manager.is_running(job.id)
+
+
+async def test_a_raising_job_is_failed_with_its_error(store: Store) -> None:
+    runner = StepRunner(fail_at=0)
+    async for manager in open_manager(store, runner):
+        job = await manager.create("steps", {"steps": 1})
+        await manager.act("steps", job.id, Action.START)
+        runner.release.release()
+        failed = await settle(store, job.id, JobState.FAILED)
+        assert failed.error == "RuntimeError: step exploded"
+
+
+async def test_running_jobs_resume_from_their_checkpoint_after_restart(store: Store) -> None:
+    first = StepRunner()
+    async for manager in open_manager(store, first):
+        job = await manager.create("steps", {"steps": 3})
+        await manager.act("steps", job.id, Action.START)
+        first.release.release()
+        await checkpointed(store, job.id, step=1)
+    assert (await store.get_job("steps", job.id)).state is JobState.RUNNING  # kept for restart
+    second = StepRunner()
+    for _ in range(2):
+        second.release.release()
+    async for manager in open_manager(store, second):
+        done = await settle(store, job.id, JobState.COMPLETED)
+        assert (second.runs, done.progress) == (1, {"step": 3})
+        assert manager.is_running(job.id) is False
+
+
+async def test_paused_and_created_jobs_stay_put_at_start_up(store: Store) -> None:
+    paused = await store.create_job("steps", {"steps": 1})
+    await store.set_state("steps", paused.id, JobState.PAUSED, expected={JobState.CREATED})
+    created = await store.create_job("steps", {"steps": 1})
+    runner = StepRunner()
+    async for manager in open_manager(store, runner):
+        assert runner.runs == 0
+        assert not manager.is_running(paused.id)
+        assert not manager.is_running(created.id)
+
+
+async def test_unknown_job_and_unknown_kind(store: Store) -> None:
+    async for manager in open_manager(store, StepRunner()):
+        with pytest.raises(JobNotFound):
+            await manager.act("steps", 99, Action.START)
+        with pytest.raises(JobNotFound):
+            await manager.delete("steps", 99)
+        with pytest.raises(ValueError, match="no runner"):
+            await manager.create("nope", {})
+
+
+async def test_pause_of_a_completed_job_is_an_invalid_transition(store: Store) -> None:
+    runner = StepRunner()
+    async for manager in open_manager(store, runner):
+        job = await manager.create("steps", {"steps": 0})
+        await manager.act("steps", job.id, Action.START)
+        await settle(store, job.id, JobState.COMPLETED)
+        with pytest.raises(InvalidTransition):
+            await manager.act("steps", job.id, Action.PAUSE)
