@@ -67,7 +67,9 @@ async def targets_port() -> AsyncIterator[int]:
 @pytest.fixture
 async def api(store_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The control API on a real uvicorn server, with a fresh store of the test's kind."""
-    async with run_api(Settings(storage_url=store_url, probe_timeout_s=5)) as client:
+    async with run_api(
+        Settings(storage_url=store_url, probe_timeout_s=5, freeze_gc=False)
+    ) as client:
         yield client
 
 

@@ -60,7 +60,9 @@ async def test_test_latency_probes_once(api: httpx.AsyncClient, targets_port: in
 async def test_test_latency_records_a_refused_connection(
     api: httpx.AsyncClient, unused_port: int
 ) -> None:
-    body = (await api.get("/test-latency", params={"host": "127.0.0.1", "port": unused_port})).json()
+    body = (
+        await api.get("/test-latency", params={"host": "127.0.0.1", "port": unused_port})
+    ).json()
     assert (body["status_code"], body["latency_ms"]) == (0, -1)
     assert "refused" in body["error"]
 

@@ -46,7 +46,9 @@ async def store() -> AsyncIterator[Store]:
 
 async def open_manager(store: Store, runner: StepRunner) -> AsyncIterator[JobManager]:
     async with BatchWriter(store, delay_s=0) as writer:
-        manager = JobManager(RunContext(store, writer, SystemClock()), InProcessExecutor(), [runner])
+        manager = JobManager(
+            RunContext(store, writer, SystemClock()), InProcessExecutor(), [runner]
+        )
         await manager.start()
         try:
             yield manager

@@ -1,0 +1,319 @@
+"""Lean HTTP/1.1 client that times one GET exchange.
+
+General-purpose clients add about a millisecond of their own work per request, which
+would be measured as latency. Plain HTTP here runs on a non-blocking socket that only
+waits on the event loop when a syscall would block (asyncio transports cost tens of
+microseconds to set up per connection), and responses go straight into httptools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Literal
+
+import httptools
+
+from latlab import __version__
+from latlab.measure.connections import Connection, SocketConnection, TlsConnection
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """Where and how to probe; host may be a name or an IPv4/IPv6 literal."""
+
+    host: str
+    port: int
+    path: str = "/api/latency"
+    scheme: Literal["http", "https"] = "http"
+    timeout_s: float = 10.0
+    verify_tls: bool = True
+    keep_alive: bool = False
+
+    def __post_init__(self) -> None:
+        text = self.host + self.path
+        # Anything that could split the request line or headers is refused up front.
+        if not text.isascii() or any(c.isspace() for c in text):
+            raise ValueError("host and path must be ASCII without whitespace")
+        if not self.path.startswith("/"):
+            raise ValueError("path must start with '/'")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port out of range: {self.port}")
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One timed exchange. Any complete HTTP response is a measurement, whatever its status;
+    on failure status_code is 0, latency_ms -1.0 and error says why."""
+
+    status_code: int
+    latency_ms: float
+    connect_ms: float | None
+    ttfb_ms: float | None
+    dns_ms: float | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _ProbeError(Exception):
+    """A protocol-level failure; the message is what the Exchange reports."""
+
+
+@dataclass(slots=True)
+class _Phases:
+    """Timestamps of the exchange in progress (perf_counter seconds, phases in ms)."""
+
+    start_s: float = 0.0
+    sent_s: float = 0.0
+    first_byte_s: float | None = None
+    dns_ms: float | None = None
+    connect_ms: float | None = None
+
+    def restart(self) -> None:
+        self.start_s = perf_counter()
+        self.first_byte_s = self.dns_ms = self.connect_ms = None
+
+    def ttfb_ms(self) -> float | None:
+        return None if self.first_byte_s is None else _ms(self.sent_s, self.first_byte_s)
+
+    def failure(self, error: str) -> Exchange:
+        return Exchange(0, -1.0, self.connect_ms, self.ttfb_ms(), self.dns_ms, error)
+
+
+def _ms(start_s: float, end_s: float) -> float:
+    return (end_s - start_s) * 1000.0
+
+
+_PLAIN_ERRORS: tuple[tuple[type[OSError], str], ...] = (
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError, "connection reset"),
+)
+
+
+def describe_error(exc: BaseException) -> str:
+    """Short human text for a transport-level failure."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: certificate verify failed ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, socket.gaierror):
+        return f"DNS: {exc.strerror}"
+    for kind, text in _PLAIN_ERRORS:
+        if isinstance(exc, kind):
+            return text
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+class _Response:
+    """httptools sink for one response; bodies are counted by the parser, never kept."""
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers_done = False
+        self._framed = False
+        self.complete = False
+        self.keep_alive = False
+        self.status_code = 0
+        self.done_s = 0.0
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if not self.complete:
+                raise _ProbeError(f"invalid HTTP response: {exc}") from exc
+            self.keep_alive = False  # bytes after the response: the connection is out of step
+
+    def feed_eof(self, *, any_bytes: bool) -> None:
+        if not any_bytes:
+            raise _ProbeError("server closed connection without response")
+        if not self._headers_done or self._framed:
+            raise _ProbeError("connection closed before response complete")
+        # No Content-Length nor chunking: the body ends where the connection does.
+        self._complete()
+
+    def on_header(self, name: bytes, _value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
+    def on_message_complete(self) -> None:
+        if self.complete:
+            self.keep_alive = False  # a second response nobody asked for
+        elif 100 <= self._parser.get_status_code() < 200:
+            # Interim response (e.g. 100 Continue): the final one follows.
+            self._headers_done = self._framed = False
+        else:
+            self._complete()
+
+    def _complete(self) -> None:
+        self.done_s = perf_counter()
+        self.complete = True
+        self.status_code = self._parser.get_status_code()
+        self.keep_alive = self._parser.should_keep_alive()
+
+
+def _encode_request(target: ProbeTarget) -> bytes:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    default_port = 443 if target.scheme == "https" else 80
+    authority = host if target.port == default_port else f"{host}:{target.port}"
+    connection = "keep-alive" if target.keep_alive else "close"
+    return (
+        f"GET {target.path} HTTP/1.1\r\n"
+        f"Host: {authority}\r\n"
+        f"User-Agent: latlab/{__version__}\r\n"
+        "Accept: */*\r\n"
+        f"Connection: {connection}\r\n\r\n"
+    ).encode("ascii")
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        # Lab targets often run on self-signed certificates; the user opted out explicitly.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _ip_family(host: str) -> socket.AddressFamily | None:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+class HttpProber:
+    """Times GET requests to one target.
+
+    Fresh connection per probe by default; with keep_alive reuses one connection,
+    reconnecting transparently if the server closed it.
+    """
+
+    def __init__(self, target: ProbeTarget) -> None:
+        self._target = target
+        self._request = _encode_request(target)
+        self._tls = _tls_context(target.verify_tls) if target.scheme == "https" else None
+        self._family = _ip_family(target.host)
+        self._conn: Connection | None = None
+
+    async def probe(self) -> Exchange:
+        """One timed exchange; failures come back as an Exchange, cancellation propagates."""
+        phases = _Phases()
+        timeout_s = self._target.timeout_s
+        try:
+            async with asyncio.timeout(timeout_s) as deadline:
+                # The clock starts once the timer is armed: that is client bookkeeping.
+                phases.start_s = perf_counter()
+                return await self._exchange(phases)
+        except TimeoutError as exc:
+            self._discard()
+            if deadline.expired():
+                return phases.failure(f"timeout after {float(timeout_s)} s")
+            return phases.failure(describe_error(exc))
+        except (OSError, _ProbeError) as exc:
+            self._discard()
+            return phases.failure(describe_error(exc))
+        except BaseException:
+            self._discard()
+            raise
+
+    async def aclose(self) -> None:
+        self._discard()
+
+    async def _exchange(self, phases: _Phases) -> Exchange:
+        if self._conn is not None:
+            try:
+                return await self._roundtrip(self._conn, phases)
+            except (OSError, _ProbeError):
+                if phases.first_byte_s is not None:
+                    raise
+            # The server dropped the idle connection; time a fresh one from scratch.
+            self._discard()
+            phases.restart()
+        self._conn = await self._connect(phases)
+        return await self._roundtrip(self._conn, phases)
+
+    async def _roundtrip(self, conn: Connection, phases: _Phases) -> Exchange:
+        response = _Response()
+        phases.sent_s = perf_counter()
+        await conn.send(self._request)
+        while not response.complete:
+            data = await conn.recv()
+            if not data:
+                response.feed_eof(any_bytes=phases.first_byte_s is not None)
+                break
+            if phases.first_byte_s is None:
+                phases.first_byte_s = perf_counter()
+            response.feed(data)
+        if not (self._target.keep_alive and response.keep_alive):
+            self._discard()
+        return Exchange(
+            status_code=response.status_code,
+            latency_ms=_ms(phases.start_s, response.done_s),
+            connect_ms=phases.connect_ms,
+            ttfb_ms=phases.ttfb_ms(),
+            dns_ms=phases.dns_ms,
+            error=None,
+        )
+
+    async def _connect(self, phases: _Phases) -> Connection:
+        addresses = await self._resolve(phases)
+        started_s = perf_counter()
+        error: OSError = OSError("no address to connect to")
+        for family, address in addresses:
+            try:
+                conn = await self._open(family, address)
+            except ssl.SSLError:
+                raise
+            except OSError as exc:
+                error = exc  # try the next address, as a browser would
+                continue
+            phases.connect_ms = _ms(started_s, perf_counter())
+            return conn
+        raise error
+
+    async def _open(self, family: int, address: str) -> Connection:
+        port = self._target.port
+        if self._tls is None:
+            return await SocketConnection.open(family, address, port)
+        return await TlsConnection.open(family, address, port, self._tls, self._target.host)
+
+    async def _resolve(self, phases: _Phases) -> list[tuple[int, str]]:
+        host = self._target.host
+        if self._family is not None:
+            return [(self._family, host)]
+        started_s = perf_counter()
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, self._target.port, type=socket.SOCK_STREAM
+        )
+        phases.dns_ms = _ms(started_s, perf_counter())
+        return [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+async def probe_once(target: ProbeTarget) -> Exchange:
+    """One probe on its own connection, closed afterwards."""
+    prober = HttpProber(target)
+    try:
+        return await prober.probe()
+    finally:
+        await prober.aclose()
