@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import uvloop
-from _targets import targets_process
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from _targets import targets_process
 from latlab.app import create_app
 from latlab.jobs.kinds.probe import KIND
 from latlab.jobs.manager import JobManager

@@ -100,7 +100,7 @@ async def wait_state(
     client: httpx.AsyncClient, experiment_id: int, state: str, timeout_s: float = 20.0
 ) -> dict[str, Any]:
     async def reached() -> bool:
-        return (await experiment(client, experiment_id))["state"] == state
+        return bool((await experiment(client, experiment_id))["state"] == state)
 
     await wait_for(reached, timeout_s, f"experiment {experiment_id} to be {state}")
     return await experiment(client, experiment_id)

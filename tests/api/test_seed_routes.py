@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
+
 from harness import wait_state
 
 
@@ -41,7 +44,7 @@ async def test_readme_flow_create_start_result(
 async def test_list_experiments_returns_every_experiment_with_results(
     api: httpx.AsyncClient,
 ) -> None:
-    params = {"host": "127.0.0.1", "port": 9, "interval": 1, "count": 1}
+    params: dict[str, Any] = {"host": "127.0.0.1", "port": 9, "interval": 1, "count": 1}
     ids = [(await api.post("/create_experiment", params=params)).json()["experiment_id"]]
     ids.append((await api.post("/create_experiment", params=params)).json()["experiment_id"])
     listed = (await api.get("/list_experiments")).json()
@@ -70,7 +73,7 @@ async def test_test_latency_records_a_refused_connection(
 async def test_manage_pause_and_stop_report_the_new_state(
     api: httpx.AsyncClient, targets_port: int
 ) -> None:
-    params = {"host": "127.0.0.1", "port": targets_port, "interval": 5, "count": 3}
+    params: dict[str, Any] = {"host": "127.0.0.1", "port": targets_port, "interval": 5, "count": 3}
     experiment_id = (await api.post("/create_experiment", params=params)).json()["experiment_id"]
     manage = {"experiment_id": experiment_id}
     assert (await api.post("/manage_experiment", params={**manage, "state": "start"})).json()[

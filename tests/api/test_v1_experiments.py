@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import STORE_KINDS
 from harness import CountingTarget, wait_done, wait_state
 

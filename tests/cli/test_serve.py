@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
 from harness import CountingTarget, wait_state
 from services import free_port, wait_for_port
 
@@ -30,6 +31,10 @@ def latlab_serve(db: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes]
             process.terminate()
             process.wait(timeout=15)
         log.close()
+
+
+def read_logs(folder: Path) -> str:
+    return "".join(path.read_text() for path in folder.glob("serve-*.log"))
 
 
 async def test_sigkill_mid_run_then_restart_finishes_with_exactly_count(tmp_path: Path) -> None:
@@ -69,8 +74,7 @@ async def test_serve_runs_the_targets_and_stops_cleanly_on_sigterm(tmp_path: Pat
         assert process.wait(timeout=15) in (0, -signal.SIGTERM)
     assert health.json()["status"] == "ok"
     assert pong.json() == {"message": "pong"}
-    log = next(tmp_path.glob("serve-*.log")).read_text()
-    assert "Application shutdown complete" in log
+    assert "Application shutdown complete" in read_logs(tmp_path)
 
 
 def test_targets_command_serves_api_latency(tmp_path: Path) -> None:

@@ -40,8 +40,8 @@ class StepRunner:
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[Store]:
-    yield MemoryStore()
+def store() -> Store:
+    return MemoryStore()
 
 
 async def open_manager(store: Store, runner: StepRunner) -> AsyncIterator[JobManager]:

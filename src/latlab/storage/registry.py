@@ -13,16 +13,27 @@ _SQL_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 _MONGO_SCHEMES = ("mongodb", "mongodb+srv")
 
 
-def _scheme(url: str) -> str:
-    scheme, sep, _ = url.partition("://")
+# Plain scheme names mean the async driver LatLab ships with.
+_ALIASES = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def normalize_url(url: str) -> str:
+    """The URL with its scheme lower-cased and aliases resolved; raise if it has no scheme."""
+    scheme, sep, rest = url.partition("://")
     if not sep:
         raise UnsupportedStorageURL(f"storage URL {url!r} has no scheme (e.g. sqlite+aiosqlite://)")
-    return scheme.lower()
+    scheme = scheme.lower()
+    return f"{_ALIASES.get(scheme, scheme)}://{rest}"
 
 
 async def open_store(url: str) -> Store:
     """Open (and migrate where needed) the store that ``url`` names."""
-    scheme = _scheme(url)
+    url = normalize_url(url)
+    scheme = url.partition("://")[0]
     if scheme == "memory":
         from latlab.storage.memory import MemoryStore
 
