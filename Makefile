@@ -41,9 +41,10 @@ test: install services lint typecheck ## Everything: services, lint, types, test
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-bench: install ## Benchmarks: probe overhead vs raw sockets, schedule lateness at scale
+bench: install ## Benchmarks: probe overhead, schedule lateness at scale, paging 100k results
 	$(BIN)/python bench/probe_latency.py
 	$(BIN)/python bench/schedule_lateness.py
+	$(BIN)/python bench/paging.py
 
 clean: ## Remove caches and coverage data (keeps .venv and latlab.db)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.*

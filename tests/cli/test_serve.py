@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from harness import CountingTarget, wait_state
+from harness import CountingTarget, wait_done, wait_state
 from services import free_port, wait_for_port
 
 
@@ -45,8 +45,7 @@ async def test_sigkill_mid_run_then_restart_finishes_with_exactly_count(tmp_path
             async with httpx.AsyncClient(base_url=url) as api:
                 experiment_id = (await api.post("/api/v1/experiments", json=spec)).json()["id"]
                 await api.post(f"/api/v1/experiments/{experiment_id}/start")
-                while (await api.get(f"/api/v1/experiments/{experiment_id}")).json()["done"] < 8:
-                    pass
+                await wait_done(api, experiment_id, 8)
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
         with latlab_serve(db, "--no-targets") as (_, url):

@@ -25,6 +25,7 @@ from latlab.api.schemas import (
 from latlab.jobs.kinds.probe import KIND, ProbeSpec
 from latlab.jobs.state import Action, InvalidTransition
 from latlab.measure.http_probe import probe_once
+from latlab.settings import Settings
 
 router = APIRouter(tags=["experiments (original API)"])
 
@@ -34,7 +35,7 @@ PathQuery = Annotated[str, Query(description="Path to GET on the target.")]
 _RENAMES = {"interval_s": "interval"}
 
 
-def _spec(settings: SettingsDep, **fields: object) -> ProbeSpec:
+def _spec(settings: Settings, **fields: object) -> ProbeSpec:
     try:
         return ProbeSpec.model_validate({"timeout_s": settings.probe_timeout_s, **fields})
     except ValidationError as exc:
