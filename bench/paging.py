@@ -74,7 +74,7 @@ async def run(count: int, db: Path) -> None:
     config = uvicorn.Config(create_app(Settings(storage_url=url)), port=0, log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     base = f"/api/v1/experiments/{job_id}"

@@ -14,6 +14,8 @@ import argparse
 import asyncio
 import tempfile
 import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import uvloop
@@ -34,6 +36,7 @@ from latlab.storage import JobState, Store
 async def start_all(jobs: JobManager, port: int, experiments: int, count: int) -> list[int]:
     spec = {"host": "127.0.0.1", "port": port, "interval_s": 1.0, "count": count}
     ids = [(await jobs.create(KIND, spec)).id for _ in range(experiments)]
+    # Created first, started after: the phases spread over the start-up time only.
     for job_id in ids:
         await jobs.act(KIND, job_id, Action.START)
     return ids
@@ -51,16 +54,32 @@ async def wait_all(store: Store, experiments: int) -> None:
             await asyncio.sleep(0.5)
 
 
-async def lateness(store: Store, ids: list[int]) -> tuple[LatencyHistogram, int]:
-    histogram = LatencyHistogram()
-    skipped = 0
+@dataclass
+class Outcome:
+    histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
+    skipped: int = 0
+    windows: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+    def peak_concurrency(self) -> int:
+        """Most experiments between their first and last probe at one moment."""
+        edges = sorted([(a, 1) for a, _ in self.windows] + [(b, -1) for _, b in self.windows])
+        running = peak = 0
+        for _, step in edges:
+            running += step
+            peak = max(peak, running)
+        return peak
+
+
+async def lateness(store: Store, ids: list[int]) -> Outcome:
+    outcome = Outcome()
     for job_id in ids:
         results = await store.list_results(job_id)
         for result in results[1:]:  # the first probe is due when it starts, by definition
             late_ms = (result.timestamp - result.scheduled_at).total_seconds() * 1000
-            histogram.record(max(late_ms, 0.0))
-        skipped += (await store.get_job(KIND, job_id)).progress.get("skipped_slots", 0)
-    return histogram, skipped
+            outcome.histogram.record(max(late_ms, 0.0))
+        outcome.windows.append((results[0].timestamp, results[-1].timestamp))
+        outcome.skipped += (await store.get_job(KIND, job_id)).progress.get("skipped_slots", 0)
+    return outcome
 
 
 async def run(experiments: int, count: int, port: int, db: Path) -> None:
@@ -72,24 +91,24 @@ async def run(experiments: int, count: int, port: int, db: Path) -> None:
         ids = await start_all(jobs, port, experiments, count)
         started_s = time.perf_counter() - began
         await wait_all(store, experiments)
-        histogram, skipped = await lateness(store, ids)
-    report(experiments, count, started_s, histogram, skipped)
+        outcome = await lateness(store, ids)
+    report(experiments, count, started_s, outcome)
 
 
-def report(
-    experiments: int, count: int, started_s: float, histogram: LatencyHistogram, skipped: int
-) -> None:
+def report(experiments: int, count: int, started_s: float, outcome: Outcome) -> None:
     table = Table(title=f"{experiments} experiments x {count} probes, 1 s interval, SQLite")
-    for column in ("probes", "p50 ms", "p90 ms", "p99 ms", "max ms", "skipped slots"):
+    columns = ("probes", "p50 ms", "p90 ms", "p99 ms", "max ms", "skipped slots", "peak running")
+    for column in columns:
         table.add_column(column, justify="right")
-    stats = histogram.stats()
+    stats = outcome.histogram.stats()
     table.add_row(
         str(stats.count),
         f"{stats.p50_ms:.3f}",
         f"{stats.p90_ms:.3f}",
         f"{stats.p99_ms:.3f}",
         f"{stats.max_ms:.3f}",
-        str(skipped),
+        str(outcome.skipped),
+        str(outcome.peak_concurrency()),
     )
     console = Console()
     console.print(table)
