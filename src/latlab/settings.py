@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +22,31 @@ class Settings(BaseSettings):
     targets_host: str = Field("127.0.0.1", description="Built-in targets bind address.")
     targets_port: int = Field(8008, ge=0, le=65535, description="Built-in targets port.")
     targets_enabled: bool = Field(True, description="`latlab serve` also serves the targets.")
+    targets_workers: int = Field(1, ge=1, le=64, description="Target server processes.")
+    targets_work_s: float = Field(
+        3.0, ge=0, le=600, description="Duration of the serialized work behind GET /test."
+    )
+    targets_minute_s: float = Field(
+        60.0, gt=0, description="Length of a request-count period (shortened in tests)."
+    )
+    targets_backlog_periods: int = Field(
+        10_080, ge=1, description="Most unsent request counts kept while InfluxDB is away."
+    )
+    targets_lock_path: str | None = Field(
+        None, description="Ticket file for /test across workers (default: a temp file)."
+    )
+    influx_url: str | None = Field(
+        None, description="InfluxDB base URL, e.g. http://127.0.0.1:8086; unset = no export."
+    )
+    influx_database: str = Field("math_server", description="InfluxDB database (v1 API).")
+    influx_username: str | None = Field(None, description="InfluxDB user.")
+    influx_password: SecretStr | None = Field(None, description="InfluxDB password.")
+    influx_token: SecretStr | None = Field(
+        None, description="Token for InfluxDB 2.x/3.x (v1-compatible /write endpoint)."
+    )
+    redis_url: str | None = Field(
+        None, description="Redis, e.g. redis://127.0.0.1:6379/0: shared state across processes."
+    )
     probe_timeout_s: float = Field(10.0, gt=0, description="Default timeout of one probe.")
     write_batch_size: int = Field(500, ge=1, description="Most results written in one batch.")
     write_batch_delay_s: float = Field(

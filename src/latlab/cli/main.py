@@ -42,13 +42,27 @@ def serve(
 
 @app.command()
 def targets(
-    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.", min=0, max=65535)] = 8008,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address [env LATLAB_TARGETS_HOST].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port [env LATLAB_TARGETS_PORT].", min=0, max=65535)
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Server processes [env LATLAB_TARGETS_WORKERS].", min=1, max=64),
+    ] = None,
 ) -> None:
-    """Serve only the built-in targets (/api/latency, ...)."""
+    """Serve only the built-in targets (/api/latency, /sum, /test, ...)."""
     from latlab.cli.serve import run_targets
+    from latlab.settings import Settings
 
-    run_targets(host, port)
+    overrides: dict[str, Any] = {
+        "targets_host": host,
+        "targets_port": port,
+        "targets_workers": workers,
+    }
+    run_targets(Settings(**{k: v for k, v in overrides.items() if v is not None}))
 
 
 @app.command()

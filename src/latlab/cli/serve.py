@@ -65,10 +65,11 @@ def run_serve(settings: Settings) -> None:
     _run(serve(settings))
 
 
-def run_targets(host: str, port: int) -> None:
+def run_targets(settings: Settings) -> None:
     from latlab.targets.server import serve_targets
 
-    _configure_logging("info")
+    _configure_logging(settings.log_level)
+    host, port = settings.targets_host, settings.targets_port
     logging.getLogger("latlab").info("targets on http://%s:%d", host, port)
     with contextlib.suppress(KeyboardInterrupt):
         _run(serve_targets(host, port))
