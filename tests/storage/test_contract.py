@@ -149,3 +149,12 @@ async def test_delete_removes_job_and_results(store: Store) -> None:
 
 async def test_ping_succeeds_on_a_live_store(store: Store) -> None:
     await store.ping()
+
+
+async def test_values_are_created_replaced_and_read_back(store: Store) -> None:
+    assert await store.get_value("bots.heartbeat.a") is None
+    await store.set_value("bots.heartbeat.a", {"at_ms": 1})
+    await store.set_value("bots.heartbeat.a", {"at_ms": 2, "n": [1, 2]})
+    await store.set_value("bots.heartbeat.b", {"at_ms": 3})
+    assert await store.get_value("bots.heartbeat.a") == {"at_ms": 2, "n": [1, 2]}
+    assert await store.get_value("bots.heartbeat.b") == {"at_ms": 3}

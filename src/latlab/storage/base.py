@@ -83,6 +83,14 @@ class Store(Protocol):
         """Latency of every probe of a job, ``-1`` for failed ones, in ``seq`` order."""
         ...
 
+    async def get_value(self, key: str) -> dict[str, Any] | None:
+        """A small named document (heartbeats, markers), or None if never set."""
+        ...
+
+    async def set_value(self, key: str, value: Mapping[str, Any]) -> None:
+        """Create or replace the document named ``key``."""
+        ...
+
     async def ping(self) -> None:
         """Raise if the backend cannot be reached."""
         ...

@@ -23,6 +23,7 @@ class MemoryStore:
         self._jobs: dict[int, JobRecord] = {}
         self._results: dict[int, dict[int, ProbeResult]] = {}
         self._last_id = 0
+        self._values: dict[str, dict[str, Any]] = {}
 
     async def create_job(self, kind: str, spec: Mapping[str, Any]) -> JobRecord:
         self._last_id += 1
@@ -103,6 +104,13 @@ class MemoryStore:
 
     async def latencies_ms(self, job_id: int) -> list[float]:
         return [result.latency_ms for result in await self.list_results(job_id)]
+
+    async def get_value(self, key: str) -> dict[str, Any] | None:
+        value = self._values.get(key)
+        return None if value is None else dict(value)
+
+    async def set_value(self, key: str, value: Mapping[str, Any]) -> None:
+        self._values[key] = dict(value)
 
     async def ping(self) -> None:
         return None

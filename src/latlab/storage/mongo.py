@@ -194,6 +194,14 @@ class MongoStore:
         )
         return [float(doc["latency_ms"]) async for doc in cursor]
 
+    async def get_value(self, key: str) -> dict[str, Any] | None:
+        doc = await self._db["values"].find_one({"_id": key})
+        return None if doc is None else dict(doc["value"])
+
+    async def set_value(self, key: str, value: Mapping[str, Any]) -> None:
+        update = {"$set": {"value": dict(value), "updated_at": utc_now()}}
+        await self._db["values"].update_one({"_id": key}, update, upsert=True)
+
     async def ping(self) -> None:
         await self._client.admin.command("ping")
 

@@ -19,7 +19,7 @@ from latlab.storage.records import (
     utc_now,
 )
 from latlab.storage.sql.engine import create_engine, migrate
-from latlab.storage.sql.tables import jobs, probe_results
+from latlab.storage.sql.tables import jobs, probe_results, values
 
 _RESULT_COLUMNS = [c for c in probe_results.c]
 
@@ -47,6 +47,11 @@ class SqlStore:
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         # Re-written results (a probe redone after a crash) must not duplicate or fail.
         self._insert_results = dialect.insert(probe_results).on_conflict_do_nothing()
+        upsert = dialect.insert(values)
+        self._upsert_value = upsert.on_conflict_do_update(
+            index_elements=[values.c.key],
+            set_={"value": upsert.excluded.value, "updated_at": upsert.excluded.updated_at},
+        )
 
     @classmethod
     async def open(cls, url: str) -> Self:
@@ -191,6 +196,17 @@ class SqlStore:
         )
         async with self._engine.connect() as conn:
             return list((await conn.execute(query)).scalars())
+
+    async def get_value(self, key: str) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            found = await conn.execute(select(values.c.value).where(values.c.key == key))
+            value = found.scalar_one_or_none()
+        return None if value is None else dict(value)
+
+    async def set_value(self, key: str, value: Mapping[str, Any]) -> None:
+        row = {"key": key, "value": dict(value), "updated_at": utc_now()}
+        async with self._engine.begin() as conn:
+            await conn.execute(self._upsert_value, row)
 
     async def ping(self) -> None:
         async with self._engine.connect() as conn:

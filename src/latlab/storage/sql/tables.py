@@ -76,3 +76,11 @@ probe_results = Table(
     Column("dns_ms", Float),
     Column("error", Text),
 )
+
+values = Table(
+    "values",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
