@@ -14,6 +14,7 @@ from latlab.targets.server import start_targets
 from services import free_port, mongo_server, postgres_database, truncate_postgres
 
 STORE_KINDS = ["memory", "sqlite", "postgres", "mongo"]
+BOT_TICK_S = 0.05
 
 
 @pytest.fixture(scope="session")

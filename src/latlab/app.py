@@ -9,11 +9,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 
 from latlab import __version__
-from latlab.api import health, seed
+from latlab.api import bots, health, seed
 from latlab.api.errors import install_error_handlers
+from latlab.api.v1 import bots as v1_bots
 from latlab.api.v1 import experiments
+from latlab.coordination import open_coordinator
+from latlab.jobs.bots import BotFleet
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.kinds.probe import ProbeRunner
@@ -48,7 +53,16 @@ async def _resources(settings: Settings) -> AsyncIterator[dict[str, Any]]:
             gc.collect()
             gc.freeze()
         await jobs.start()
-        yield {"store": store, "jobs": jobs, "settings": settings}
+        fleet = BotFleet(
+            store,
+            writer,
+            await open_coordinator(settings.redis_url, settings.redis_prefix),
+            tick_s=settings.bots_tick_s,
+            log_ticks=settings.bots_log_ticks,
+        )
+        await fleet.start()
+        stack.push_async_callback(fleet.shutdown)
+        yield {"store": store, "jobs": jobs, "bots": fleet, "settings": settings}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,10 +83,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(experiments.router)
+    app.include_router(v1_bots.router)
+    app.include_router(bots.router)
     app.include_router(seed.router)
     # The original served these under /api; same handlers, kept out of the schema twice over.
     app.include_router(seed.router, prefix="/api", include_in_schema=False)
+    _add_apidocs(app)
     return app
+
+
+def _add_apidocs(app: FastAPI) -> None:
+    """Swagger UI also at /apidocs/, where the original bot service's README points."""
+
+    async def apidocs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "", title="LatLab API")
+
+    app.add_api_route("/apidocs/", apidocs, include_in_schema=False)
+    app.add_api_route("/apidocs", apidocs, include_in_schema=False)
 
 
 def _redact(url: str) -> str:

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     influx_token: SecretStr | None = Field(
         None, description="Token for InfluxDB 2.x/3.x (v1-compatible /write endpoint)."
     )
+    bots_tick_s: float = Field(1.0, ge=0.001, le=3600, description="Seconds between bot ticks.")
+    bots_log_ticks: bool = Field(
+        True, description="Log one line per bot per tick (switch off for large fleets)."
+    )
+    redis_prefix: str = Field("latlab", min_length=1, description="Prefix of LatLab's Redis keys.")
     redis_url: str | None = Field(
         None, description="Redis, e.g. redis://127.0.0.1:6379/0: shared state across processes."
     )

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
+from latlab.jobs.bots import BotFleet
 from latlab.jobs.manager import JobManager
 from latlab.settings import Settings
 from latlab.storage import Store
@@ -23,6 +24,11 @@ def get_jobs(request: Request) -> JobManager:
     return jobs
 
 
+def get_bots(request: Request) -> BotFleet:
+    bots: BotFleet = request.state.bots
+    return bots
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
@@ -30,6 +36,7 @@ def get_settings(request: Request) -> Settings:
 
 StoreDep = Annotated[Store, Depends(get_store)]
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
+BotsDep = Annotated[BotFleet, Depends(get_bots)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 ExperimentIdPath = Annotated[

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -63,6 +65,22 @@ def targets(
         "targets_workers": workers,
     }
     run_targets(Settings(**{k: v for k, v in overrides.items() if v is not None}))
+
+
+@app.command()
+def bot(
+    start_number: Annotated[int, typer.Argument(help="First number to print.")] = 0,
+    tick_s: Annotated[float, typer.Option(help="Seconds between numbers.", min=0.001)] = 1.0,
+) -> None:
+    """The standalone robot: print START_NUMBER, +1, … once a second until Ctrl-C."""
+    from latlab.bots.robot import count
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    count(start_number, tick_s)
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command()

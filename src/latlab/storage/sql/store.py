@@ -22,6 +22,7 @@ from latlab.storage.sql.engine import create_engine, migrate
 from latlab.storage.sql.tables import jobs, probe_results, values
 
 _RESULT_COLUMNS = [c for c in probe_results.c]
+_PROGRESS_CHUNK = 10_000
 
 
 def _job(row: Row[Any]) -> JobRecord:
@@ -139,8 +140,9 @@ class SqlStore:
             if results:
                 rows = [{c.name: getattr(r, c.name) for c in _RESULT_COLUMNS} for r in results]
                 await conn.execute(self._insert_results, rows)
-            if progress:
-                await self._save_progress(conn, progress)
+            # Chunked: SQLite takes at most 32,766 parameters in one statement.
+            for start in range(0, len(progress), _PROGRESS_CHUNK):
+                await self._save_progress(conn, progress[start : start + _PROGRESS_CHUNK])
 
     async def _save_progress(
         self, conn: AsyncConnection, progress: Sequence[ProgressUpdate]

@@ -1,0 +1,58 @@
+"""The original bot service's routes, same paths, codes and shapes.
+
+Fixes over the original: bot ids come from the store (never OS pids), an empty body means 0,
+``start_number`` must be an integer, and a bot that died with the server is alive again after
+a restart instead of staying "still alive" forever.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Path, Response, status
+
+from latlab.api.bot_schemas import ActiveBots, BotCreated, BotHistoryEntry
+from latlab.api.deps import MAX_ID, BotsDep, StoreDep
+from latlab.api.errors import transition_detail
+from latlab.jobs.kinds.bot import KIND, BotSpec
+from latlab.jobs.state import InvalidTransition
+from latlab.storage import JobState
+
+router = APIRouter(tags=["bots (original API)"])
+BotIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Integer id of the bot.")]
+
+
+@router.post("/start", status_code=status.HTTP_201_CREATED, response_model=BotCreated)
+async def start(
+    bots: BotsDep,
+    spec: Annotated[BotSpec | None, Body(description="Optional; no body counts from 0.")] = None,
+) -> BotCreated:
+    """Start a bot that prints start_number, start_number + 1, … once a second."""
+    job = await bots.create(spec or BotSpec())
+    return BotCreated(bot_id=job.id)
+
+
+@router.get(
+    "/stop/{bot_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "No such bot, or it is not running."}},
+)
+async def stop(bot_id: BotIdPath, bots: BotsDep) -> Response:
+    try:
+        await bots.stop(bot_id)
+    except InvalidTransition as exc:
+        raise HTTPException(status_code=404, detail=transition_detail(exc)) from exc
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/active_bots", response_model=ActiveBots)
+async def active_bots(bots: BotsDep) -> ActiveBots:
+    return ActiveBots(active_bots=await bots.active_ids())
+
+
+@router.get("/bots_history", response_model=list[BotHistoryEntry])
+async def bots_history(store: StoreDep, bots: BotsDep) -> list[BotHistoryEntry]:
+    """Every bot that ran, in the order they started."""
+    page = await store.list_jobs(KIND)
+    started = [job for job in page.items if job.state is not JobState.CREATED]
+    return [BotHistoryEntry.of(job, await bots.last_number(job)) for job in started]

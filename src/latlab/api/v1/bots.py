@@ -1,0 +1,53 @@
+"""REST API for bots: ``/api/v1/bots``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, status
+
+from latlab.api.bot_schemas import BotPublic, BotsPublic
+from latlab.api.deps import MAX_ID, BotsDep, Limit, Offset, StoreDep
+from latlab.jobs.kinds.bot import KIND, BotSpec
+from latlab.storage import JobState
+
+router = APIRouter(prefix="/api/v1/bots", tags=["bots"])
+BotIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Integer id of the bot.")]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No bot with this id."}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=BotPublic)
+async def create(spec: BotSpec, bots: BotsDep) -> BotPublic:
+    job = await bots.create(spec)
+    return BotPublic.of(job, await bots.last_number(job))
+
+
+@router.get("", response_model=BotsPublic)
+async def list_bots(
+    store: StoreDep,
+    bots: BotsDep,
+    state: Annotated[JobState | None, Query(description="Only bots in this state.")] = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> BotsPublic:
+    page = await store.list_jobs(
+        KIND, states=None if state is None else {state}, offset=offset, limit=limit
+    )
+    data = [BotPublic.of(job, await bots.last_number(job)) for job in page.items]
+    return BotsPublic(data=data, count=page.total, offset=offset, limit=limit)
+
+
+@router.get("/{bot_id}", response_model=BotPublic, responses=_NOT_FOUND)
+async def get(bot_id: BotIdPath, store: StoreDep, bots: BotsDep) -> BotPublic:
+    job = await store.get_job(KIND, bot_id)
+    return BotPublic.of(job, await bots.last_number(job))
+
+
+@router.post(
+    "/{bot_id}/stop",
+    response_model=BotPublic,
+    responses={**_NOT_FOUND, 409: {"description": "The bot is not running."}},
+)
+async def stop(bot_id: BotIdPath, bots: BotsDep) -> BotPublic:
+    job = await bots.stop(bot_id)
+    return BotPublic.of(job, await bots.last_number(job))

@@ -1,0 +1,5 @@
+import sys
+
+from latlab.bots.robot import main
+
+sys.exit(main())

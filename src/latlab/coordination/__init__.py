@@ -1,0 +1,17 @@
+"""Which process runs which bots, and a view of the active ones that processes share."""
+
+from __future__ import annotations
+
+from latlab.coordination.base import Coordinator
+from latlab.coordination.local import LocalCoordinator
+
+__all__ = ["Coordinator", "LocalCoordinator", "open_coordinator"]
+
+
+async def open_coordinator(redis_url: str | None, prefix: str) -> Coordinator:
+    """Redis when configured (several API processes), otherwise this process alone."""
+    if redis_url is None:
+        return LocalCoordinator()
+    from latlab.coordination.redis import RedisCoordinator
+
+    return await RedisCoordinator.open(redis_url, prefix)
