@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from harness import CountingTarget, wait_done, wait_state
+from harness import CountingTarget, latlab_serve, wait_done, wait_state
 from services import free_port, wait_for_port
-
-
-@contextmanager
-def latlab_serve(db: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    env = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{db}"}
-    command = [sys.executable, "-m", "latlab", "serve", "--port", str(port), *args]
-    log = (db.parent / f"serve-{port}.log").open("wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port("127.0.0.1", port, 30, process)
-        yield process, f"http://127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=15)
-        log.close()
 
 
 def read_logs(folder: Path) -> str:
