@@ -115,3 +115,22 @@ def mongo_server(data_dir: Path) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+REDIS_URL = os.environ.get("LATLAB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_redis() -> str:
+    """The test Redis URL, after checking that it answers."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(
+            f"Redis is not reachable at {REDIS_URL} ({exc}); run scripts/test-services.sh"
+        ) from exc
+    finally:
+        client.close()
+    return REDIS_URL
