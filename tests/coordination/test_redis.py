@@ -91,5 +91,5 @@ async def test_a_live_process_takes_over_the_bots_of_one_that_left(
 
 
 async def test_an_unreachable_redis_fails_at_start_up() -> None:
-    with pytest.raises(redis.ConnectionError, match="127.0.0.1:6"):
+    with pytest.raises(redis.ConnectionError, match=re.escape("127.0.0.1:6")):
         await open_coordinator("redis://127.0.0.1:6/0", "latlab-test")
