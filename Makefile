@@ -41,10 +41,11 @@ test: install services lint typecheck ## Everything: services, lint, types, test
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-bench: install ## Benchmarks: probe overhead, schedule lateness at scale, paging 100k results
+bench: install ## Benchmarks: probes, schedule lateness, paging 100k results, bot fleets
 	$(BIN)/python bench/probe_latency.py
 	$(BIN)/python bench/schedule_lateness.py
 	$(BIN)/python bench/paging.py
+	$(BIN)/python bench/bots_fleet.py
 
 clean: ## Remove caches and coverage data (keeps .venv and latlab.db)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.*
