@@ -24,6 +24,7 @@ from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.kinds.probe import ProbeRunner
 from latlab.jobs.manager import JobManager
 from latlab.jobs.runner import RunContext
+from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
 from latlab.storage import open_store
 from latlab.storage.writer import BatchWriter
@@ -43,7 +44,8 @@ async def _resources(settings: Settings) -> AsyncIterator[dict[str, Any]]:
                 delay_s=settings.write_batch_delay_s,
             )
         )
-        ctx = RunContext(store=store, writer=writer, clock=SystemClock())
+        probes = ProbeClient(ca_file=settings.probe_ca_file)
+        ctx = RunContext(store=store, writer=writer, clock=SystemClock(), probes=probes)
         jobs = JobManager(ctx, InProcessExecutor(), [ProbeRunner()])
         # Registered before start() so that a failed start still cancels what it launched.
         stack.push_async_callback(jobs.shutdown)
@@ -62,7 +64,13 @@ async def _resources(settings: Settings) -> AsyncIterator[dict[str, Any]]:
         )
         await fleet.start()
         stack.push_async_callback(fleet.shutdown)
-        yield {"store": store, "jobs": jobs, "bots": fleet, "settings": settings}
+        yield {
+            "store": store,
+            "jobs": jobs,
+            "bots": fleet,
+            "probes": probes,
+            "settings": settings,
+        }
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis, e.g. redis://127.0.0.1:6379/0: shared state across processes."
     )
+    probe_ca_file: str | None = Field(
+        None, description="CA bundle to verify https targets with (default: the system's)."
+    )
     probe_timeout_s: float = Field(10.0, gt=0, description="Default timeout of one probe.")
     write_batch_size: int = Field(500, ge=1, description="Most results written in one batch.")
     write_batch_delay_s: float = Field(

@@ -12,6 +12,7 @@ from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.manager import JobManager
 from latlab.jobs.runner import RunContext
 from latlab.jobs.state import Action, InvalidTransition
+from latlab.measure.client import ProbeClient
 from latlab.storage import JobNotFound, JobRecord, JobState, Store
 from latlab.storage.memory import MemoryStore
 from latlab.storage.records import ProgressUpdate
@@ -47,7 +48,7 @@ def store() -> Store:
 async def open_manager(store: Store, runner: StepRunner) -> AsyncIterator[JobManager]:
     async with BatchWriter(store, delay_s=0) as writer:
         manager = JobManager(
-            RunContext(store, writer, SystemClock()), InProcessExecutor(), [runner]
+            RunContext(store, writer, SystemClock(), ProbeClient()), InProcessExecutor(), [runner]
         )
         await manager.start()
         try:

@@ -8,6 +8,7 @@ from fastapi import Depends, Path, Query, Request
 
 from latlab.jobs.bots import BotFleet
 from latlab.jobs.manager import JobManager
+from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
 from latlab.storage import Store
 
@@ -29,6 +30,11 @@ def get_bots(request: Request) -> BotFleet:
     return bots
 
 
+def get_probes(request: Request) -> ProbeClient:
+    probes: ProbeClient = request.state.probes
+    return probes
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
@@ -37,6 +43,7 @@ def get_settings(request: Request) -> Settings:
 StoreDep = Annotated[Store, Depends(get_store)]
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
 BotsDep = Annotated[BotFleet, Depends(get_bots)]
+ProbesDep = Annotated[ProbeClient, Depends(get_probes)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 ExperimentIdPath = Annotated[

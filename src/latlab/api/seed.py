@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import ValidationError
 
-from latlab.api.deps import ExperimentIdQuery, JobsDep, SettingsDep, StoreDep
+from latlab.api.deps import ExperimentIdQuery, JobsDep, ProbesDep, SettingsDep, StoreDep
 from latlab.api.errors import request_validation_error, transition_detail
 from latlab.api.schemas import (
     Experiment,
@@ -24,7 +24,6 @@ from latlab.api.schemas import (
 )
 from latlab.jobs.kinds.probe import KIND, ProbeSpec
 from latlab.jobs.state import Action, InvalidTransition
-from latlab.measure.http_probe import probe_once
 from latlab.settings import Settings
 
 router = APIRouter(tags=["experiments (original API)"])
@@ -44,12 +43,16 @@ def _spec(settings: Settings, **fields: object) -> ProbeSpec:
 
 @router.get("/test-latency", response_model=ExperimentResult)
 async def latency_check(
-    host: HostQuery, port: PortQuery, settings: SettingsDep, path: PathQuery = "/api/latency"
+    host: HostQuery,
+    port: PortQuery,
+    settings: SettingsDep,
+    probes: ProbesDep,
+    path: PathQuery = "/api/latency",
 ) -> ExperimentResult:
     """Probe the target once, now."""
     spec = _spec(settings, host=host, port=port, path=path)
     timestamp = datetime.now(UTC)
-    exchange = await probe_once(spec.target())
+    exchange = await probes.probe_once(spec.target())
     return ExperimentResult(
         status_code=exchange.status_code,
         latency_ms=exchange.latency_ms,

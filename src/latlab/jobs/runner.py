@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from latlab.jobs.clock import Clock
+from latlab.measure.client import ProbeClient
 from latlab.storage import JobRecord, Store
 from latlab.storage.writer import BatchWriter
 
@@ -15,6 +16,7 @@ class RunContext:
     store: Store
     writer: BatchWriter
     clock: Clock
+    probes: ProbeClient
 
 
 class JobRunner(Protocol):

@@ -103,7 +103,7 @@ class ProbeRunner:
         done = await ctx.store.count_results(job.id)
         if done >= spec.count:
             return
-        prober = HttpProber(spec.target())
+        prober = ctx.probes.prober(spec.target())
         try:
             await self._probe_until_done(job, spec, done, prober, ctx)
         finally:
