@@ -48,10 +48,6 @@ class InProcessExecutor:
         task = self._tasks.get(job_id)
         return task is not None and not task.done()
 
-    @property
-    def running_count(self) -> int:
-        return sum(not task.done() for task in self._tasks.values())
-
     async def cancel(self, job_id: int) -> None:
         task = self._tasks.get(job_id)
         if task is None:
