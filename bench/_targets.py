@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-_CHILD = (
-    "import sys, uvloop; from latlab.targets.server import serve_targets; "
-    "uvloop.run(serve_targets('127.0.0.1', int(sys.argv[1])))"
-)
 
 
 def free_port() -> int:
@@ -21,20 +17,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            time.sleep(0.05)
+
+
 @contextmanager
 def targets_process() -> Iterator[int]:
     port = free_port()
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(port)])
+    env = {**os.environ, "LATLAB_LOG_LEVEL": "warning"}
+    command = [sys.executable, "-m", "latlab", "targets", "--port", str(port)]
+    child = subprocess.Popen(command, env=env)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or child.poll() is not None:
-                    raise RuntimeError("targets did not start") from None
-                time.sleep(0.05)
+        wait_listening(port, child)
         yield port
     finally:
         child.terminate()

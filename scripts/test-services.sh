@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the services the tests talk to are running on loopback; install them if missing.
 # Safe to run again: it only acts on what is absent. (SecantusDB, the MongoDB wire server, is a
-# pip dev dependency that the tests start themselves on a free port.)
+# pip dev dependency that the tests start themselves on a free port. InfluxDB is only
+# installed: each test that needs it starts its own influxd on free ports.)
 set -euo pipefail
 
 APT_UPDATED=0
@@ -42,5 +43,49 @@ ensure_postgres() {
   fi
 }
 
+# Debian's maintainer scripts ask policy-rc.d before starting a service; 101 means "do not".
+# Installing influxdb must not leave a system influxd holding ports 8086/8088.
+no_service_starts() {
+  local policy=/usr/sbin/policy-rc.d created=0
+  if [ "$(id -u)" = 0 ] && [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    created=1
+  fi
+  local status=0
+  "$@" || status=$?
+  if [ "$created" = 1 ]; then rm -f "$policy"; fi
+  return "$status"
+}
+
+ensure_influxd() {
+  command -v influxd >/dev/null || no_service_starts apt_install influxdb
+}
+
+ensure_wrk() {
+  command -v wrk >/dev/null || apt_install wrk
+}
+
+redis_ready() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+
+ensure_redis() {
+  if command -v redis-cli >/dev/null && redis_ready; then
+    return
+  fi
+  command -v redis-server >/dev/null || no_service_starts apt_install redis-server
+  redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' --appendonly no >/dev/null
+  for _ in $(seq 1 50); do
+    redis_ready && break
+    sleep 0.1
+  done
+  redis_ready || { echo "test-services: Redis did not start" >&2; exit 1; }
+}
+
 ensure_postgres
 echo "test-services: PostgreSQL ready on 127.0.0.1:5432"
+ensure_redis
+echo "test-services: Redis ready on 127.0.0.1:6379"
+ensure_influxd
+echo "test-services: influxd installed (the tests start their own)"
+ensure_wrk
+echo "test-services: wrk installed (make bench)"

@@ -1,5 +1,5 @@
-"""Built-in HTTP targets that latency experiments can be pointed at."""
+"""Built-in HTTP targets: /test, the sum server, /api/latency and calibration endpoints."""
 
-from latlab.targets.server import serve_targets, start_targets
+from latlab.targets.server import TargetsServer, open_targets, start_targets
 
-__all__ = ["serve_targets", "start_targets"]
+__all__ = ["TargetsServer", "open_targets", "start_targets"]

@@ -1,135 +1,168 @@
-"""Built-in target server: HTTP/1.1 on a raw asyncio protocol with httptools.
+"""The built-in targets of one process, assembled from settings.
 
-This is the hot path of latency measurements, so per-request work is kept to
-parsing the request line, one dict lookup and one transport write.
+``open_targets(settings)`` serves them in the calling process (``latlab serve``, and
+``latlab targets`` with one worker); ``workers.py`` runs several such processes on one
+port. Route table, first match wins:
+
+    /api/latency   {"message": "pong"}                 (seed 000's probe target)
+    /test          serialized work, FIFO               (seed 001)
+    /delay?ms=     answer after a server-side delay    (calibration)
+    /metrics       Prometheus text, not counted
+    /status/{code} that status; /bytes/{n} n bytes     (calibration)
+    anything else  the sum server                      (seed 003)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import cast
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
-import httptools
+from latlab.exporters.influx import InfluxClient, InfluxConfig, InfluxExporter, InfluxStats
+from latlab.settings import Settings
+from latlab.targets.calibration import BYTES_PREFIX, STATUS_PREFIX, Calibration, delay
+from latlab.targets.counters import Cell, CountsTable, LocalCounts
+from latlab.targets.metrics import MetricsPage
+from latlab.targets.protocol import Connections, TargetProtocol
+from latlab.targets.reporting import PeriodReporter
+from latlab.targets.routes import Router, latency, route
+from latlab.targets.serial import SerialQueue, SerialWork
+from latlab.targets.sum import sum_numbers
+from latlab.targets.tickets import FileTickets, MemoryTickets, Tickets
 
-from latlab.targets.routes import BAD_REQUEST, ROUTES, Route, dispatch
-
-# Longer request targets are refused rather than buffered without bound.
-MAX_URL_BYTES = 8192
-
-
-class _RequestTooLargeError(Exception):
-    pass
+# How long a shutdown waits for answers in flight (a /test in line may be cut short).
+GRACE_S = 5.0
+# How often a worker copies its counts where the parent's reporter and the other workers read
+# them (one process alone publishes when its own reporter or /metrics reads).
+PUBLISH_S = 0.01
 
 
-class TargetProtocol(asyncio.Protocol):
-    """One client connection. Handlers are synchronous, so pipelined responses stay in order."""
+def build_router(work: SerialWork, metrics: MetricsPage) -> Router:
+    calibration = Calibration()
+    exact = {
+        b"/api/latency": route(latency),
+        b"/test": route(work.handle),
+        b"/delay": route(delay),
+        b"/metrics": route(metrics.handle),
+    }
+    prefixed = [
+        (STATUS_PREFIX, route(calibration.status)),
+        (BYTES_PREFIX, route(calibration.bytes)),
+    ]
+    return Router(exact, prefixed, route(sum_numbers, ("GET", "POST")))
 
-    def __init__(self, routes: Mapping[bytes, Route], connections: set[TargetProtocol]) -> None:
-        self._routes = routes
-        self._connections = connections
-        self._parser = httptools.HttpRequestParser(self)
-        self._transport: asyncio.Transport | None = None
-        self._url = b""
-        self._keep_alive = True
-        self._in_message = False
-        self._closing = False
 
-    # -- asyncio.Protocol -------------------------------------------------------------
+class TargetsServer:
+    """Routes, counters (``row`` of ``counts``) and the /test queue behind a listener."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        self._connections.add(self)
+    def __init__(
+        self, *, work_s: float, tickets: Tickets, counts: CountsTable, row: int = 0
+    ) -> None:
+        self.counts = LocalCounts(counts.row(row))
+        cells = self.counts.cells
+        self.queue = SerialQueue(tickets, cells)
+        metrics = MetricsPage(counts, self.counts.publish)
+        router = build_router(SerialWork(self.queue, work_s), metrics)
+        self.connections = Connections()
+        self._factory = lambda: TargetProtocol(router, self.connections, cells)
+        self._server: asyncio.Server | None = None
+        self._publisher: asyncio.TimerHandle | None = None
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closing = True
-        self._connections.discard(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # Protocol switching is not offered; a half-read request gets a 400.
-            if self._in_message:
-                self._finish_with_error()
-            else:
-                self.close()
-        except httptools.HttpParserError:
-            self._finish_with_error()
-
-    def pause_writing(self) -> None:
-        # A client that pipelines without reading must not grow our buffers forever.
-        if self._transport is not None:
-            self._transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._transport is not None and not self._closing:
-            self._transport.resume_reading()
-
-    # -- httptools callbacks ----------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self._in_message = True
-        self._url = b""
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > MAX_URL_BYTES:
-            raise _RequestTooLargeError
-
-    def on_headers_complete(self) -> None:
-        self._keep_alive = self._parser.should_keep_alive()
-
-    def on_message_complete(self) -> None:
-        self._in_message = False
-        # Requests pipelined behind one that closes the connection are dropped.
-        if self._closing or self._transport is None:
-            return
-        method = self._parser.get_method()
-        response = dispatch(self._routes, method, self._url)
-        self._transport.write(
-            response.wire(keep_alive=self._keep_alive, head_only=method == b"HEAD")
+    async def listen(
+        self, host: str, port: int, *, reuse_port: bool = False, publish_s: float | None = None
+    ) -> asyncio.Server:
+        """Start accepting on host:port (0 picks a free port); ``publish_s``: copy the counts
+        to the shared table that often, for other processes."""
+        self._server = await asyncio.get_running_loop().create_server(
+            self._factory, host=host, port=port, reuse_address=True, reuse_port=reuse_port
         )
-        if not self._keep_alive:
-            self.close()
+        if publish_s is not None:
+            self._publish(publish_s)
+        return self._server
 
-    # -- helpers ----------------------------------------------------------------------
+    def _publish(self, every_s: float) -> None:
+        self.counts.publish()
+        loop = asyncio.get_running_loop()
+        self._publisher = loop.call_later(every_s, self._publish, every_s)
 
-    def close(self) -> None:
-        self._closing = True
-        if self._transport is not None:
-            self._transport.close()
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "listen() first"
+        return int(self._server.sockets[0].getsockname()[1])
 
-    def _finish_with_error(self) -> None:
-        if self._transport is not None and not self._closing:
-            self._transport.write(BAD_REQUEST.close)
-        self.close()
+    async def close(self, grace_s: float = GRACE_S) -> None:
+        """Stop accepting, let answers in flight finish (up to ``grace_s``), release all."""
+        if self._server is not None:
+            self._server.close()
+        await self.connections.drain(grace_s)
+        if self._server is not None:
+            await self._server.wait_closed()
+        await self.queue.close()
+        if self._publisher is not None:
+            self._publisher.cancel()
+        self.counts.publish()  # the last answers, before the reporter's last look
 
 
-async def _start(host: str, port: int) -> tuple[asyncio.Server, set[TargetProtocol]]:
-    loop = asyncio.get_running_loop()
-    connections: set[TargetProtocol] = set()
-    server = await loop.create_server(
-        lambda: TargetProtocol(ROUTES, connections), host=host, port=port, reuse_address=True
+def open_tickets(settings: Settings) -> Tickets:
+    """Redis when configured; else a ticket file when one is named; else this process only."""
+    if settings.redis_url:
+        from latlab.targets.redis_tickets import RedisTickets
+
+        return RedisTickets(settings.redis_url, settings.redis_prefix)
+    if settings.targets_lock_path:
+        return FileTickets(Path(settings.targets_lock_path))
+    return MemoryTickets()
+
+
+def open_reporter(
+    settings: Settings, counts: CountsTable, row: int, refresh: Callable[[], None] | None = None
+) -> PeriodReporter | None:
+    """The InfluxDB reporter, its own figures kept in ``row``; ``None`` without a URL.
+    ``refresh`` brings the table up to date before each read (one process alone)."""
+    config = InfluxConfig.from_settings(settings)
+    if config is None:
+        return None
+    cells = counts.row(row)
+
+    def observe(stats: InfluxStats) -> None:
+        cells[Cell.INFLUX_BACKLOG] = stats.backlog
+        cells[Cell.INFLUX_SENT] = stats.sent
+        cells[Cell.INFLUX_DROPPED] = stats.dropped
+        cells[Cell.INFLUX_ERRORS] = stats.errors
+
+    exporter = InfluxExporter(
+        InfluxClient(config),
+        max_backlog=settings.targets_backlog_periods,
+        retry_max_s=min(30.0, settings.targets_minute_s),  # retry at least once a period
+        observer=observe,
     )
-    return server, connections
+    return PeriodReporter(counts, exporter, settings.targets_minute_s, refresh)
+
+
+@contextlib.asynccontextmanager
+async def open_targets(settings: Settings) -> AsyncIterator[TargetsServer]:
+    """The targets in this process, listening on the settings' host and port."""
+    counts = CountsTable.in_memory(rows=2)  # row 0: this server; row 1: the reporter
+    server = TargetsServer(
+        work_s=settings.targets_work_s, tickets=open_tickets(settings), counts=counts
+    )
+    reporter = None
+    try:
+        reporter = open_reporter(settings, counts, row=1, refresh=server.counts.publish)
+        if reporter is not None:
+            reporter.start()
+        await server.listen(settings.targets_host, settings.targets_port)
+        yield server
+    finally:
+        await server.close()
+        if reporter is not None:
+            await reporter.close()  # after the server: the last answers are counted too
+        counts.close()
 
 
 async def start_targets(host: str, port: int) -> asyncio.Server:
-    """Start listening on host:port (0 picks a free port) and return the server."""
-    server, _ = await _start(host, port)
-    return server
-
-
-async def serve_targets(host: str, port: int) -> None:
-    """Serve until cancelled; open client connections are closed on the way out."""
-    server, connections = await _start(host, port)
-    try:
-        await server.serve_forever()
-    finally:
-        server.close()
-        for connection in list(connections):
-            connection.close()
-        await server.wait_closed()
+    """Default targets (3 s /test, no export) as a bare ``asyncio.Server``, for tests and
+    benchmarks that only need something to measure; closing the server ends them."""
+    server = TargetsServer(work_s=3.0, tickets=MemoryTickets(), counts=CountsTable.in_memory(1))
+    return await server.listen(host, port)
