@@ -21,7 +21,7 @@ install: $(STAMP) ## Create .venv with LatLab (editable), every extra and the de
 run: install ## Start LatLab: API on 127.0.0.1:8000, targets on :8008, SQLite in ./latlab.db
 	$(BIN)/latlab serve
 
-services: ## Install/start what the tests need (PostgreSQL) if it is missing
+services: ## Start PostgreSQL and Redis; install influxdb and wrk if missing
 	bash scripts/test-services.sh
 
 lint: install ## ruff: lint and format check
@@ -41,11 +41,12 @@ test: install services lint typecheck ## Everything: services, lint, types, test
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-bench: install ## Benchmarks: probes, schedule lateness, paging 100k results, bot fleets
+bench: install services ## Benchmarks: probes, lateness, paging, bots, targets throughput (wrk)
 	$(BIN)/python bench/probe_latency.py
 	$(BIN)/python bench/schedule_lateness.py
 	$(BIN)/python bench/paging.py
 	$(BIN)/python bench/bots_fleet.py
+	$(BIN)/python bench/targets_throughput.py
 
 clean: ## Remove caches and coverage data (keeps .venv and latlab.db)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.*

@@ -33,7 +33,9 @@ class Settings(BaseSettings):
         10_080, ge=1, description="Most unsent request counts kept while InfluxDB is away."
     )
     targets_lock_path: str | None = Field(
-        None, description="Ticket file for /test across workers (default: a temp file)."
+        None,
+        description="Ticket file that orders /test across processes "
+        "(unset: in-process with one worker, a temp file with --workers N).",
     )
     influx_url: str | None = Field(
         None, description="InfluxDB base URL, e.g. http://127.0.0.1:8086; unset = no export."

@@ -49,8 +49,7 @@ async def test_serve_runs_the_targets_and_stops_cleanly_on_sigterm(tmp_path: Pat
             health = await client.get(f"{url}/healthz")
             pong = await client.get(f"http://127.0.0.1:{targets_port}/api/latency")
         process.terminate()
-        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
-        assert process.wait(timeout=15) in (0, -signal.SIGTERM)
+        assert process.wait(timeout=15) == 0  # graceful: the API and the targets both closed
     assert health.json()["status"] == "ok"
     assert pong.json() == {"message": "pong"}
     assert "Application shutdown complete" in read_logs(tmp_path)
