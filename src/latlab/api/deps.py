@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 
@@ -15,36 +16,20 @@ from latlab.storage import Store
 MAX_ID = 2**63 - 1
 
 
-def get_store(request: Request) -> Store:
-    store: Store = request.state.store
-    return store
+def lifespan_state(name: str) -> Callable[[Request], Any]:
+    """A dependency handing out what the lifespan put in ``request.state`` under ``name``."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.state, name)
+
+    return dependency
 
 
-def get_jobs(request: Request) -> JobManager:
-    jobs: JobManager = request.state.jobs
-    return jobs
-
-
-def get_bots(request: Request) -> BotFleet:
-    bots: BotFleet = request.state.bots
-    return bots
-
-
-def get_probes(request: Request) -> ProbeClient:
-    probes: ProbeClient = request.state.probes
-    return probes
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.state.settings
-    return settings
-
-
-StoreDep = Annotated[Store, Depends(get_store)]
-JobsDep = Annotated[JobManager, Depends(get_jobs)]
-BotsDep = Annotated[BotFleet, Depends(get_bots)]
-ProbesDep = Annotated[ProbeClient, Depends(get_probes)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(lifespan_state("store"))]
+JobsDep = Annotated[JobManager, Depends(lifespan_state("jobs"))]
+BotsDep = Annotated[BotFleet, Depends(lifespan_state("bots"))]
+ProbesDep = Annotated[ProbeClient, Depends(lifespan_state("probes"))]
+SettingsDep = Annotated[Settings, Depends(lifespan_state("settings"))]
 
 ExperimentIdPath = Annotated[
     int, Path(ge=1, le=MAX_ID, description="Integer id of the experiment.")
