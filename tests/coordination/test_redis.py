@@ -93,3 +93,25 @@ async def test_a_live_process_takes_over_the_bots_of_one_that_left(
 async def test_an_unreachable_redis_fails_at_start_up() -> None:
     with pytest.raises(redis.ConnectionError, match=re.escape("127.0.0.1:6")):
         await open_coordinator("redis://127.0.0.1:6/0", "latlab-test")
+
+
+async def test_taking_over_leaves_the_takers_own_bots_ticking_once(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    db = tmp_path / "latlab.db"
+    with latlab_serve(db, "--no-targets", env=env) as (_, url_b):
+        async with httpx.AsyncClient(base_url=url_b) as b:
+            own = (await b.post("/start", json={"start_number": 0})).json()["bot_id"]
+        with latlab_serve(db, "--no-targets", env=env) as (process_a, url_a):
+            async with httpx.AsyncClient(base_url=url_a) as a:
+                orphan = (await a.post("/start", json={"start_number": 500})).json()["bot_id"]
+            process_a.terminate()
+            process_a.wait(timeout=15)
+        log_b = log_of(db, url_b)
+
+        async def taken_over_and_ticked() -> bool:
+            return len(numbers(log_b, orphan)) >= 4
+
+        await wait_for(taken_over_and_ticked, what="process B to take the bot over")
+    own_numbers = numbers(log_b, own)
+    assert own_numbers == list(range(len(own_numbers)))  # never re-added, never twice a tick

@@ -55,13 +55,15 @@ class RedisCoordinator:
             self._stops.put_nowait(int(message["data"]))
 
     async def adopt(self, running: RunningBots) -> list[int]:
-        """Bots whose fleet is gone, if this fleet wins the race to take them over."""
+        """Bots whose fleet is gone, if this fleet wins the race to take them over.
+
+        Never this fleet's own: those already run here (its id is new at every start).
+        """
         owners = await running()
         mine: list[int] = []
         for fleet in sorted(set(owners.values()) - {self.fleet_id}):
             if await self._take_over(fleet):
                 mine += [bot_id for bot_id, owner in owners.items() if owner == fleet]
-        mine += [bot_id for bot_id, owner in owners.items() if owner == self.fleet_id]
         return sorted(mine)
 
     async def orphans_exist(self) -> bool:

@@ -54,6 +54,7 @@ class TickScheduler:
 
     def add(self, bot_id: int, number: int) -> int:
         """Print ``number`` now, then one more every tick. Return the grid time of ``number``."""
+        self.remove(bot_id)  # a bot is in one bucket only, or it would tick twice
         if self.log_ticks:
             log.info("bot %d: %d", bot_id, number)
         now_ms = math.ceil(time.monotonic() * 1000)
