@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -68,6 +69,16 @@ def latlab_serve(
             process.terminate()
             process.wait(timeout=15)
         log.close()
+
+
+def serve_log(db: Path, url: str) -> Path:
+    """Where ``latlab_serve`` writes the output of the server at ``url``."""
+    return db.parent / f"serve-{url.rsplit(':', 1)[1]}.log"
+
+
+def bot_numbers(log: Path, bot_id: int) -> list[int]:
+    """The numbers a bot printed, in order, from a server's log."""
+    return [int(n) for n in re.findall(rf"bot {bot_id}: (-?\d+)", log.read_text())]
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import re
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from typing import IO
 import httpx
 import pytest
 
-from harness import latlab_serve, wait_for
+from harness import bot_numbers, latlab_serve, serve_log, wait_for
 
 TICK_S = 0.1
 
@@ -32,14 +31,6 @@ def robot_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], IO[str]]]
                 robot.kill()
 
 
-def numbers(log: Path, bot_id: int) -> list[int]:
-    return [int(n) for n in re.findall(rf"bot {bot_id}: (-?\d+)", log.read_text())]
-
-
-def log_of(db: Path, url: str) -> Path:
-    return db.parent / f"serve-{url.rsplit(':', 1)[1]}.log"
-
-
 async def test_sigkill_with_two_bots_alive_and_one_stopped(tmp_path: Path) -> None:
     db, env = tmp_path / "latlab.db", {"LATLAB_BOTS_TICK_S": str(TICK_S)}
     with latlab_serve(db, "--no-targets", env=env) as (process, url):
@@ -49,31 +40,31 @@ async def test_sigkill_with_two_bots_alive_and_one_stopped(tmp_path: Path) -> No
                 for n in (10, 100, 0)
             ]
             assert (await api.get(f"/stop/{c}")).status_code == 204
-            before_log = log_of(db, url)
+            before_log = serve_log(db, url)
 
             async def a_counted() -> bool:
-                return len(numbers(before_log, a)) >= 5
+                return len(bot_numbers(before_log, a)) >= 5
 
             await wait_for(a_counted, what="bot a to count")
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-    before = {bot: numbers(before_log, bot) for bot in (a, b, c)}
+    before = {bot: bot_numbers(before_log, bot) for bot in (a, b, c)}
     with latlab_serve(db, "--no-targets", env=env) as (_, url):
-        after_log = log_of(db, url)
+        after_log = serve_log(db, url)
 
         async def both_counted() -> bool:
-            return all(len(numbers(after_log, bot)) >= 3 for bot in (a, b))
+            return all(len(bot_numbers(after_log, bot)) >= 3 for bot in (a, b))
 
         await wait_for(both_counted, what="bots a and b to count again")
         async with httpx.AsyncClient(base_url=url) as api:
             history = {h["bot_id"]: h for h in (await api.get("/bots_history")).json()}
             active = (await api.get("/active_bots")).json()["active_bots"]
     for bot in (a, b):
-        resumed = numbers(after_log, bot)
+        resumed = bot_numbers(after_log, bot)
         assert resumed[0] in (before[bot][-1], before[bot][-1] + 1)  # at least once, no gap
         assert resumed == list(range(resumed[0], resumed[0] + len(resumed)))
         assert history[bot]["end"] == "still alive"
-    assert numbers(after_log, c) == []
+    assert bot_numbers(after_log, c) == []
     assert history[c]["end"] != "still alive"
     assert history[c]["last_number"] == before[c][-1]
     assert active == [b, a]

@@ -10,17 +10,9 @@ import httpx
 import pytest
 import redis
 
-from harness import latlab_serve, wait_for
+from harness import bot_numbers, latlab_serve, serve_log, wait_for
 from latlab.coordination import open_coordinator
 from services import require_redis
-
-
-def numbers(log: Path, bot_id: int) -> list[int]:
-    return [int(n) for n in re.findall(rf"bot {bot_id}: (-?\d+)", log.read_text())]
-
-
-def log_of(db: Path, url: str) -> Path:
-    return db.parent / f"serve-{url.rsplit(':', 1)[1]}.log"
 
 
 @pytest.fixture
@@ -50,14 +42,14 @@ async def test_two_processes_share_active_bots_and_stops(
 
             assert (await b.get(f"/stop/{first}")).status_code == 204  # runs in process A
             assert (await a.get("/active_bots")).json() == {"active_bots": [third, second]}
-            log_a = log_of(db, url_a)
-            printed = len(numbers(log_a, first))
+            log_a = serve_log(db, url_a)
+            printed = len(bot_numbers(log_a, first))
 
             async def a_ticked_on() -> bool:
-                return len(numbers(log_a, third)) >= printed + 4
+                return len(bot_numbers(log_a, third)) >= printed + 4
 
             await wait_for(a_ticked_on, what="process A to tick on")
-            assert len(numbers(log_a, first)) <= printed + 1  # at most the tick in flight
+            assert len(bot_numbers(log_a, first)) <= printed + 1  # at most the tick in flight
             history = (await a.get("/bots_history")).json()
     assert [h["end"] == "still alive" for h in history] == [False, True, True]
 
@@ -70,22 +62,22 @@ async def test_a_live_process_takes_over_the_bots_of_one_that_left(
         with latlab_serve(db, "--no-targets", env=env) as (process_a, url_a):
             async with httpx.AsyncClient(base_url=url_a) as a:
                 bot = (await a.post("/start", json={"start_number": 50})).json()["bot_id"]
-            log_a = log_of(db, url_a)
+            log_a = serve_log(db, url_a)
 
             async def counted() -> bool:
-                return len(numbers(log_a, bot)) >= 3
+                return len(bot_numbers(log_a, bot)) >= 3
 
             await wait_for(counted, what="the bot to count in A")
             process_a.terminate()
             process_a.wait(timeout=15)
-        last_in_a = numbers(log_a, bot)[-1]
-        log_b = log_of(db, url_b)
+        last_in_a = bot_numbers(log_a, bot)[-1]
+        log_b = serve_log(db, url_b)
 
         async def taken_over() -> bool:
-            return len(numbers(log_b, bot)) >= 2
+            return len(bot_numbers(log_b, bot)) >= 2
 
         await wait_for(taken_over, what="process B to take the bot over")
-    in_b = numbers(log_b, bot)
+    in_b = bot_numbers(log_b, bot)
     assert in_b[0] in (last_in_a, last_in_a + 1)
     assert in_b == list(range(in_b[0], in_b[0] + len(in_b)))
 
@@ -107,11 +99,11 @@ async def test_taking_over_leaves_the_takers_own_bots_ticking_once(
                 orphan = (await a.post("/start", json={"start_number": 500})).json()["bot_id"]
             process_a.terminate()
             process_a.wait(timeout=15)
-        log_b = log_of(db, url_b)
+        log_b = serve_log(db, url_b)
 
         async def taken_over_and_ticked() -> bool:
-            return len(numbers(log_b, orphan)) >= 4
+            return len(bot_numbers(log_b, orphan)) >= 4
 
         await wait_for(taken_over_and_ticked, what="process B to take the bot over")
-    own_numbers = numbers(log_b, own)
+    own_numbers = bot_numbers(log_b, own)
     assert own_numbers == list(range(len(own_numbers)))  # never re-added, never twice a tick

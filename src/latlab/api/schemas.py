@@ -54,15 +54,7 @@ def seed_settings(spec: dict[str, Any]) -> ExperimentSettings:
 
 
 def seed_result(result: ProbeResult) -> ExperimentResult:
-    return ExperimentResult(
-        status_code=result.status_code,
-        latency_ms=result.latency_ms,
-        timestamp=result.timestamp,
-        connect_ms=result.connect_ms,
-        ttfb_ms=result.ttfb_ms,
-        dns_ms=result.dns_ms,
-        error=result.error,
-    )
+    return ExperimentResult.model_validate(result, from_attributes=True)
 
 
 def seed_experiment(job: JobRecord, results: list[ProbeResult]) -> Experiment:
@@ -113,7 +105,7 @@ class ResultPublic(ExperimentResult):
 
     @classmethod
     def of(cls, result: ProbeResult) -> ResultPublic:
-        return cls(seq=result.seq, scheduled_at=result.scheduled_at, **vars(seed_result(result)))
+        return cls.model_validate(result, from_attributes=True)
 
 
 class ResultsPublic(BaseModel):

@@ -7,6 +7,7 @@ action the experiment's state does not allow is a 400 (the original's code for a
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -53,15 +54,7 @@ async def latency_check(
     spec = _spec(settings, host=host, port=port, path=path)
     timestamp = datetime.now(UTC)
     exchange = await probes.probe_once(spec.target())
-    return ExperimentResult(
-        status_code=exchange.status_code,
-        latency_ms=exchange.latency_ms,
-        timestamp=timestamp,
-        connect_ms=exchange.connect_ms,
-        ttfb_ms=exchange.ttfb_ms,
-        dns_ms=exchange.dns_ms,
-        error=exchange.error,
-    )
+    return ExperimentResult(timestamp=timestamp, **dataclasses.asdict(exchange))
 
 
 @router.post("/create_experiment", response_model=ExperimentCreated)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from typing import Protocol
 
 # Running bots with their owner fleet, read from the store on demand.
@@ -37,7 +37,7 @@ class Coordinator(Protocol):
         """The id of the next bot stopped by another process; None once closed."""
         ...
 
-    async def keep_alive(self, owned: Sequence[int]) -> None:
+    async def keep_alive(self) -> None:
         """Called about every ``lease_s / 3``: renew this fleet's claim."""
         ...
 

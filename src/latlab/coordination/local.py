@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 
 from latlab.coordination.base import RunningBots
 
@@ -41,7 +41,7 @@ class LocalCoordinator:
         await self._closed.wait()
         return None
 
-    async def keep_alive(self, owned: Sequence[int]) -> None:
+    async def keep_alive(self) -> None:
         return None
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Self
 
 import redis.asyncio as redis
@@ -45,7 +45,7 @@ class RedisCoordinator:
         return ":".join((self._prefix, *parts))
 
     async def _start(self) -> None:
-        await self.keep_alive(())
+        await self.keep_alive()
         await self._redis.sadd(self._key("fleets"), self.fleet_id)
         await self._pubsub.subscribe(self._key("bots", "stopped"))
         self._listener = asyncio.create_task(self._listen(), name="latlab-bot-stops")
@@ -99,7 +99,7 @@ class RedisCoordinator:
     async def next_stop(self) -> int | None:
         return await self._stops.get()
 
-    async def keep_alive(self, owned: Sequence[int]) -> None:
+    async def keep_alive(self) -> None:
         await self._redis.set(self._key("fleet", self.fleet_id), "1", px=int(self.lease_s * 1000))
 
     async def close(self) -> None:

@@ -145,7 +145,7 @@ class BotFleet:
             await self._write_heartbeat()
             turns += 1
             if turns % keep_alive_every == 0:
-                await self._coordinator.keep_alive(list(self.scheduler.bots))
+                await self._coordinator.keep_alive()
                 if await self._coordinator.orphans_exist():
                     await self._adopt()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from typing import Annotated, Literal
@@ -82,14 +83,9 @@ def to_result(
     return ProbeResult(
         job_id=job_id,
         seq=seq,
-        status_code=exchange.status_code,
-        latency_ms=exchange.latency_ms,
         timestamp=ctx.clock.to_utc(started_s),
         scheduled_at=ctx.clock.to_utc(due_s),
-        connect_ms=exchange.connect_ms,
-        ttfb_ms=exchange.ttfb_ms,
-        dns_ms=exchange.dns_ms,
-        error=exchange.error,
+        **dataclasses.asdict(exchange),
     )
 
 
