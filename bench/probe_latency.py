@@ -28,10 +28,13 @@ from latlab.measure.http_probe import HttpProber, ProbeTarget
 
 SERVER_CODE = """
 import uvloop
-from latlab.targets.server import start_targets
+from latlab.targets.counters import CountsTable
+from latlab.targets.server import TargetsServer
+from latlab.targets.tickets import MemoryTickets
 
 async def main():
-    server = await start_targets("127.0.0.1", 0)
+    targets = TargetsServer(work_s=3.0, tickets=MemoryTickets(), counts=CountsTable.in_memory(1))
+    server = await targets.listen("127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 

@@ -7,10 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import bound_port, run_api
+from harness import bound_port, run_api, start_targets
 from latlab.settings import Settings
 from latlab.storage import Store, open_store
-from latlab.targets.server import start_targets
 from services import free_port, mongo_server, postgres_database, truncate_postgres
 
 STORE_KINDS = ["memory", "sqlite", "postgres", "mongo"]

@@ -20,9 +20,16 @@ from harness import bot_numbers, latlab_serve, serve_log, wait_for
 TICK_S = 0.1
 
 
+# As a background job of a non-interactive shell starts: with SIGINT ignored, which exec keeps.
+SIGINT_IGNORED = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
+
+
 @contextmanager
-def robot_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], IO[str]]]:
-    with subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True) as robot:
+def robot_process(
+    *args: str, sigint_ignored: bool = False
+) -> Iterator[tuple[subprocess.Popen[str], IO[str]]]:
+    command = [*(SIGINT_IGNORED if sigint_ignored else []), sys.executable, *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as robot:
         assert robot.stdout is not None
         try:
             yield robot, robot.stdout
@@ -83,6 +90,19 @@ def test_robot_prints_from_n_and_exits_0_on_sigint(command: list[str]) -> None:
         robot.send_signal(signal.SIGINT)
         assert robot.wait(timeout=10) == 0
     assert lines == ["5", "6", "7"]
+
+
+@pytest.mark.parametrize(
+    "command", [["-m", "latlab", "bot"], ["-m", "latlab.bots"]], ids=["latlab-bot", "bots"]
+)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_robot_started_with_sigint_ignored_still_stops_on_both(
+    command: list[str], sig: signal.Signals
+) -> None:
+    with robot_process(*command, "--tick-s", "0.05", sigint_ignored=True) as (robot, stdout):
+        assert stdout.readline().strip() == "0"  # counting: its handlers are in place
+        robot.send_signal(sig)
+        assert robot.wait(timeout=10) == 0
 
 
 def test_robot_exits_0_on_sigterm_and_rejects_a_bad_tick() -> None:

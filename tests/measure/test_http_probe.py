@@ -11,9 +11,9 @@ import pytest
 import trustme
 import uvloop
 
+from harness import start_targets
 from latlab import __version__
 from latlab.measure.http_probe import Exchange, HttpProber, ProbeTarget, probe_once
-from latlab.targets.server import start_targets
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"

@@ -4,10 +4,10 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from clients import connect, exchange, get, read_answer, request
 from running import serving, settings_for
 
 from latlab.targets.calibration import MAX_BYTES
+from serving.http_client import connect, exchange, get, read_answer, request
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ async def test_status_of_an_unregistered_code_has_an_empty_reason(port: int) -> 
 @pytest.mark.parametrize("code", [204, 304])
 async def test_bodiless_statuses_send_no_body(port: int, code: int) -> None:
     async with connect(port) as (reader, writer):
-        writer.write(get(f"/status/{code}") + get())
+        writer.write(get(f"/status/{code}") + get("/api/latency"))
         answer = await read_answer(reader)
         assert (answer.status, "content-length" in answer.headers) == (code, False)
         assert (await read_answer(reader)).json() == {"message": "pong"}

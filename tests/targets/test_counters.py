@@ -4,10 +4,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from clients import exchange, get, metric, request
+from clients import metric
 from running import serving, settings_for
 
-from latlab.targets.counters import CELLS, Cell, CountsTable, request_cell
+from latlab.serving.counting import request_cell
+from latlab.targets.counters import CELLS, Cell, CountsTable
+from serving.http_client import exchange, get, request
 
 
 @pytest.fixture

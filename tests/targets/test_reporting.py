@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clients import exchange, get, metric, request, wait_metric
+from clients import metric, wait_metric
 from running import serving, settings_for
 
 from harness import wait_for
 from influx import InfluxServer, influx_server
-from latlab.targets.counters import REQUEST_CELLS, CountsTable, request_cell
+from latlab.serving.counting import REQUEST_CELLS, request_cell
+from latlab.targets.counters import CountsTable
 from latlab.targets.reporting import PeriodReporter, period_lines
+from serving.http_client import exchange, get, request
 
 PERIOD_S = 0.2
 PERIOD_NS = 200_000_000

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from clients import connect, exchange, get, read_answer, request
 from running import serving, settings_for
 
 from latlab.targets.sum import CONTENT_TYPE_REQUIRED, NOT_AN_OBJECT, OUT_OF_RANGE
+from serving.http_client import connect, exchange, get, read_answer, request
 
 
 @pytest.fixture

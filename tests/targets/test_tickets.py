@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
-from clients import connect, get, read_answer, wait_metric
+from clients import wait_metric
 from running import forget, new_prefix, serving, settings_for
 
 from harness import wait_for
@@ -20,6 +20,7 @@ from latlab.targets.redis_tickets import RedisTickets
 from latlab.targets.serial import SerialQueue, TicketsUnavailableError
 from latlab.targets.tickets import FileTickets, MemoryTickets, Tickets
 from services import require_redis
+from serving.http_client import connect, get, read_answer
 
 Opener = Callable[[], Tickets]
 

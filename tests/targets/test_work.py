@@ -14,20 +14,10 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from clients import (
-    Answer,
-    Work,
-    assert_fifo,
-    assert_serialized,
-    connect,
-    exchange,
-    get,
-    metric,
-    read_answer,
-    simultaneous,
-    wait_metric,
-)
+from clients import Work, assert_fifo, assert_serialized, metric, simultaneous, wait_metric
 from running import serving, settings_for
+
+from serving.http_client import Answer, connect, exchange, get, read_answer
 
 
 @pytest.fixture

@@ -14,33 +14,28 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from clients import (
-    Work,
-    assert_fifo,
-    assert_serialized,
-    exchange,
-    get,
-    read_answer,
-    simultaneous,
-    wait_metric,
-)
+from clients import Work, assert_fifo, assert_serialized, simultaneous, wait_metric
 from running import forget, new_prefix
 
 from harness import wait_for
 from influx import InfluxServer, influx_server
 from services import free_port, require_redis, wait_for_port
+from serving.http_client import exchange, get, read_answer
 
 WORK_S = 0.05
 Env = dict[str, str]
+# As a background job of a non-interactive shell starts: with SIGINT ignored, which exec keeps.
+SIGINT_IGNORED = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
 
 
 @contextmanager
 def latlab_targets(
-    log_dir: Path, env: Env, *args: str
+    log_dir: Path, env: Env, *args: str, sigint_ignored: bool = False
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """``latlab targets`` on a free port; SIGTERM at the end (a test may stop it first)."""
     port = free_port()
-    command = [sys.executable, "-m", "latlab", "targets", "--port", str(port), *args]
+    command = [*(SIGINT_IGNORED if sigint_ignored else []), sys.executable, "-m", "latlab"]
+    command += ["targets", "--port", str(port), *args]
     log = (log_dir / f"targets-{port}.log").open("wb")
     env = {**os.environ, "LATLAB_LOG_LEVEL": "info", **env}  # the start is read from the log
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -155,6 +150,25 @@ async def test_a_worker_that_dies_stops_the_rest(tmp_path: Path) -> None:
         assert process.wait(timeout=30) == 1
         await wait_gone(pids)
     assert "exited with -9" in (tmp_path / f"targets-{port}.log").read_text()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_started_with_sigint_ignored_the_targets_still_stop_on_it(
+    tmp_path: Path, workers: str
+) -> None:
+    env = {"LATLAB_TARGETS_WORK_S": "0.001"}
+    with latlab_targets(tmp_path, env, "--workers", workers, sigint_ignored=True) as (process, _):
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+
+
+async def test_a_worker_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    env = {"LATLAB_TARGETS_WORK_S": "0.001"}
+    with latlab_targets(tmp_path, env, "--workers", "2", sigint_ignored=True) as (process, port):
+        pid = (await simultaneous(port, 24))[0].pid
+        os.kill(pid, signal.SIGINT)
+        assert process.wait(timeout=30) == 1  # one worker fewer: the parent stops the rest
+    assert f"worker {pid} exited with 0" in (tmp_path / f"targets-{port}.log").read_text()
 
 
 async def test_workers_leave_when_the_parent_is_killed(tmp_path: Path) -> None:

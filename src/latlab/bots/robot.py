@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
 import time
-from types import FrameType
 from typing import TextIO
+
+from latlab.serving.signals import interrupt_on_stop_signals
 
 
 def count(start_number: int, tick_s: float = 1.0, out: TextIO = sys.stdout) -> None:
@@ -29,8 +29,11 @@ def count(start_number: int, tick_s: float = 1.0, out: TextIO = sys.stdout) -> N
         return
 
 
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def run_robot(start_number: int, tick_s: float = 1.0) -> None:
+    """Count until SIGINT or SIGTERM, both installed here: a robot started in the
+    background inherits SIGINT ignored, and would not stop on it otherwise."""
+    interrupt_on_stop_signals()
+    count(start_number, tick_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +45,5 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.tick_s > 0:
         parser.error("--tick-s must be > 0")
-    # SIGTERM ends the robot as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
-    count(args.start_number, args.tick_s)
+    run_robot(args.start_number, args.tick_s)
     return 0

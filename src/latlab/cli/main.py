@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -73,14 +71,9 @@ def bot(
     tick_s: Annotated[float, typer.Option(help="Seconds between numbers.", min=0.001)] = 1.0,
 ) -> None:
     """The standalone robot: print START_NUMBER, +1, … once a second until Ctrl-C."""
-    from latlab.bots.robot import count
+    from latlab.bots.robot import run_robot
 
-    signal.signal(signal.SIGTERM, _interrupt)
-    count(start_number, tick_s)
-
-
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    run_robot(start_number, tick_s)
 
 
 @app.command()

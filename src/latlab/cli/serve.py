@@ -8,8 +8,9 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from latlab.serving.runner import run
+from latlab.serving.signals import STOP_SIGNALS
 from latlab.settings import Settings
-from latlab.targets.worker import STOP_SIGNALS, run
 
 
 def _configure_logging(level: str) -> None:

@@ -12,8 +12,8 @@ import math
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
-from latlab.targets.routes import Answer
-from latlab.targets.wire import Request, Response, detail, encode_response, json_response
+from latlab.serving.routes import Answer
+from latlab.serving.wire import Request, Response, detail, encode_response, json_response
 
 MAX_DELAY_MS = 30_000.0
 MAX_BYTES = 10 * 1024 * 1024

@@ -16,16 +16,13 @@ from array import array
 from enum import IntEnum
 from pathlib import Path
 
-METHODS = ("GET", "HEAD", "POST", "other")
-STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-REQUEST_CELLS = len(METHODS) * len(STATUS_CLASSES)
-METHOD_INDEX = {name.encode(): index for index, name in enumerate(METHODS[:-1])}
-OTHER_METHOD = len(METHODS) - 1
+from latlab.serving.counting import REQUEST_CELLS
+
 _CELL_BYTES = 8
 
 
 class Cell(IntEnum):
-    """Cells after the request counts (which come first, method-major)."""
+    """Cells after the request counts (which come first, laid out as the server counts them)."""
 
     TEST_TICKETS = REQUEST_CELLS  # /test tickets taken
     TEST_QUEUED = REQUEST_CELLS + 1  # gauge: /test requests holding a ticket (waiting or working)
@@ -37,10 +34,6 @@ class Cell(IntEnum):
 
 
 CELLS = REQUEST_CELLS + len(Cell)
-
-
-def request_cell(method_index: int, status: int) -> int:
-    return method_index * len(STATUS_CLASSES) + status // 100 - 1
 
 
 class LocalCounts:

@@ -17,8 +17,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from latlab.targets.counters import METHODS, STATUS_CLASSES, Cell, CountsTable, request_cell
-from latlab.targets.wire import Request, Response, encode_response
+from latlab.serving.counting import METHODS, STATUS_CLASSES, request_cell
+from latlab.serving.wire import Request, Response, encode_response
+from latlab.targets.counters import Cell, CountsTable
 
 _SIMPLE = (
     (Cell.TEST_TICKETS, CounterMetricFamily, "latlab_target_test_tickets", "GET /test tickets"),

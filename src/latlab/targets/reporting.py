@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from latlab.exporters.influx import escape_tag
-from latlab.targets.counters import METHODS, REQUEST_CELLS, STATUS_CLASSES, CountsTable
+from latlab.serving.counting import METHODS, REQUEST_CELLS, STATUS_CLASSES
+from latlab.targets.counters import CountsTable
 
 _SERIES = "requests,request=GETs_per_minute requests_number="
 _CLASS_SERIES = [

@@ -25,10 +25,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from latlab.serving.routes import Answer
+from latlab.serving.wire import Request, Response, detail, json_response
 from latlab.targets.counters import Cell
-from latlab.targets.routes import Answer
 from latlab.targets.tickets import Tickets
-from latlab.targets.wire import Request, Response, detail, json_response
 
 logger = logging.getLogger(__name__)
 

@@ -17,25 +17,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from http import HTTPStatus
 from pathlib import Path
 
 from latlab.exporters.influx import InfluxClient, InfluxConfig, InfluxExporter, InfluxStats
+from latlab.serving.routes import Router, route
+from latlab.serving.server import GRACE_S, HttpServer
+from latlab.serving.wire import Request, Response, json_response
 from latlab.settings import Settings
 from latlab.targets.calibration import BYTES_PREFIX, STATUS_PREFIX, Calibration, delay
 from latlab.targets.counters import Cell, CountsTable, LocalCounts
 from latlab.targets.metrics import MetricsPage
-from latlab.targets.protocol import Connections, TargetProtocol
 from latlab.targets.reporting import PeriodReporter
-from latlab.targets.routes import Router, latency, route
 from latlab.targets.serial import SerialQueue, SerialWork
 from latlab.targets.sum import sum_numbers
 from latlab.targets.tickets import FileTickets, MemoryTickets, Tickets
 
-# How long a shutdown waits for answers in flight (a /test in line may be cut short).
-GRACE_S = 5.0
 # How often a worker copies its counts where the parent's reporter and the other workers read
 # them (one process alone publishes when its own reporter or /metrics reads).
 PUBLISH_S = 0.01
+
+
+PONG = json_response(HTTPStatus.OK, {"message": "pong"})
+
+
+def latency(_request: Request) -> Response:
+    """``/api/latency``: what experiments probe (seed 000); constant, so it costs nothing."""
+    return PONG
 
 
 def build_router(work: SerialWork, metrics: MetricsPage) -> Router:
@@ -64,9 +72,8 @@ class TargetsServer:
         self.queue = SerialQueue(tickets, cells)
         metrics = MetricsPage(counts, self.counts.publish)
         router = build_router(SerialWork(self.queue, work_s), metrics)
-        self.connections = Connections()
-        self._factory = lambda: TargetProtocol(router, self.connections, cells)
-        self._server: asyncio.Server | None = None
+        # The request counts are the first cells of the row (``counting.py``'s layout).
+        self.http = HttpServer(router, cells)
         self._publisher: asyncio.TimerHandle | None = None
 
     async def listen(
@@ -74,12 +81,10 @@ class TargetsServer:
     ) -> asyncio.Server:
         """Start accepting on host:port (0 picks a free port); ``publish_s``: copy the counts
         to the shared table that often, for other processes."""
-        self._server = await asyncio.get_running_loop().create_server(
-            self._factory, host=host, port=port, reuse_address=True, reuse_port=reuse_port
-        )
+        server = await self.http.listen(host, port, reuse_port=reuse_port)
         if publish_s is not None:
             self._publish(publish_s)
-        return self._server
+        return server
 
     def _publish(self, every_s: float) -> None:
         self.counts.publish()
@@ -88,16 +93,12 @@ class TargetsServer:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "listen() first"
-        return int(self._server.sockets[0].getsockname()[1])
+        return self.http.port
 
     async def close(self, grace_s: float = GRACE_S) -> None:
-        """Stop accepting, let answers in flight finish (up to ``grace_s``), release all."""
-        if self._server is not None:
-            self._server.close()
-        await self.connections.drain(grace_s)
-        if self._server is not None:
-            await self._server.wait_closed()
+        """Stop accepting, let answers in flight finish (up to ``grace_s``; a /test in line
+        may be cut short), release all."""
+        await self.http.close(grace_s)
         await self.queue.close()
         if self._publisher is not None:
             self._publisher.cancel()
@@ -159,10 +160,3 @@ async def open_targets(settings: Settings) -> AsyncIterator[TargetsServer]:
         if reporter is not None:
             await reporter.close()  # after the server: the last answers are counted too
         counts.close()
-
-
-async def start_targets(host: str, port: int) -> asyncio.Server:
-    """Default targets (3 s /test, no export) as a bare ``asyncio.Server``, for tests and
-    benchmarks that only need something to measure; closing the server ends them."""
-    server = TargetsServer(work_s=3.0, tickets=MemoryTickets(), counts=CountsTable.in_memory(1))
-    return await server.listen(host, port)

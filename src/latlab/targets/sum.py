@@ -17,7 +17,7 @@ import re
 from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 
-from latlab.targets.wire import Request, Response, text_response
+from latlab.serving.wire import Request, Response, text_response
 
 CONTENT_TYPE_REQUIRED = 'Please, ensure the content type of your request is "application/json".'
 NOT_AN_OBJECT = 'The JSON body must be an object, like {"a": 1, "b": 2}.'

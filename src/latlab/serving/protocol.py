@@ -1,6 +1,8 @@
-"""HTTP/1.1 on a raw asyncio protocol with httptools: the targets' hot path.
+"""HTTP/1.1 on a raw asyncio protocol with httptools: the hot path of every LatLab service.
 
 A request costs parsing, one route lookup, one counter increment and one transport write.
+The counts are a plain list laid out by ``counting.py``, which the service may share with
+counters of its own (the targets' shared table).
 Handlers that must wait (``/test``, ``/delay``) return a coroutine that runs as a task;
 each connection keeps a queue of pending answers so that pipelined responses still
 leave in request order, and a client that disconnects cancels its pending tasks (which
@@ -17,9 +19,9 @@ from typing import cast
 
 import httptools
 
-from latlab.targets.counters import METHOD_INDEX, OTHER_METHOD, STATUS_CLASSES
-from latlab.targets.routes import Router
-from latlab.targets.wire import (
+from latlab.serving.counting import METHOD_INDEX, OTHER_METHOD, STATUS_CLASSES
+from latlab.serving.routes import Router
+from latlab.serving.wire import (
     BAD_REQUEST,
     CLOSE_TAIL,
     CONTENT_TOO_LARGE,
@@ -49,14 +51,14 @@ class Connections:
     ends them all at shutdown, busy ones last."""
 
     def __init__(self) -> None:
-        self._open: set[TargetProtocol] = set()
+        self._open: set[HttpProtocol] = set()
         self._all_closed: asyncio.Event | None = None
         self.draining = False
 
-    def add(self, connection: TargetProtocol) -> None:
+    def add(self, connection: HttpProtocol) -> None:
         self._open.add(connection)
 
-    def discard(self, connection: TargetProtocol) -> None:
+    def discard(self, connection: HttpProtocol) -> None:
         self._open.discard(connection)
         if not self._open and self._all_closed is not None:
             self._all_closed.set()
@@ -82,8 +84,9 @@ class _TooLargeError(Exception):
     pass
 
 
-class TargetProtocol(asyncio.Protocol):
-    """One client connection."""
+class HttpProtocol(asyncio.Protocol):
+    """One client connection; each answer marked ``counted`` adds one to its cell of
+    ``counts`` (``counting.request_cell``)."""
 
     def __init__(self, router: Router, connections: Connections, counts: list[int]) -> None:
         self._router = router
@@ -223,7 +226,7 @@ class TargetProtocol(asyncio.Protocol):
         if not self._closed:
             self._flush()
         elif not task.cancelled() and task.exception() is not None:
-            logger.error("target handler failed", exc_info=task.exception())
+            logger.error("handler failed", exc_info=task.exception())
 
     def _flush(self) -> None:
         """Write every answer at the head of the queue that is ready, in order."""
@@ -269,5 +272,5 @@ def _task_response(task: asyncio.Task[Response]) -> Response:
     try:
         return task.result()
     except (Exception, asyncio.CancelledError):
-        logger.exception("target handler failed")
+        logger.exception("handler failed")
         return INTERNAL_ERROR

@@ -1,7 +1,7 @@
-"""Routing of the built-in targets: exact paths, path prefixes, then the sum server.
+"""Routing: exact paths, then path prefixes, then a fallback.
 
-A handler answers at once with a ``Response`` or returns a coroutine (for ``/test`` and
-``/delay``); the server keeps pipelined answers in request order either way.
+A handler answers at once with a ``Response`` or returns a coroutine (for answers that
+must wait); the server keeps pipelined answers in request order either way.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any
 
-from latlab.targets.wire import INTERNAL_ERROR, Request, Response, json_response
+from latlab.serving.wire import INTERNAL_ERROR, NOT_FOUND, Request, Response, json_response
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +41,23 @@ def route(handler: Handler, methods: Iterable[str] = ("GET",)) -> Route:
     return Route(handler, frozenset(m.encode("ascii") for m in allowed), not_allowed)
 
 
+def _not_found(_request: Request) -> Response:
+    return NOT_FOUND
+
+
+# Every method may learn that nothing is there.
+NOT_FOUND_ROUTE = route(_not_found, ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+
 class Router:
-    """Exact paths win over prefixes (``/status/``), which win over the fallback."""
+    """Exact paths win over prefixes (``/status/``), which win over the fallback (a 404
+    unless given)."""
 
     def __init__(
         self,
         exact: Mapping[bytes, Route],
-        prefixed: Sequence[tuple[bytes, Route]],
-        fallback: Route,
+        prefixed: Sequence[tuple[bytes, Route]] = (),
+        fallback: Route = NOT_FOUND_ROUTE,
     ) -> None:
         self._exact = MappingProxyType(dict(exact))
         self._prefixed = tuple(prefixed)
@@ -69,13 +78,5 @@ class Router:
         try:
             return found.handler(request)
         except Exception:
-            logger.exception("target handler for %r failed", request.path)
+            logger.exception("handler for %r failed", request.path)
             return INTERNAL_ERROR
-
-
-PONG = json_response(HTTPStatus.OK, {"message": "pong"})
-
-
-def latency(_request: Request) -> Response:
-    """``/api/latency``: what experiments probe (seed 000); constant, so it costs nothing."""
-    return PONG

@@ -88,11 +88,12 @@ def json_response(
 
 
 def detail(status: int, message: str) -> Response:
-    """The error shape of the JSON targets: ``{"detail": message}``."""
+    """The error shape of LatLab's services (and FastAPI's): ``{"detail": message}``."""
     return json_response(status, {"detail": message})
 
 
 BAD_REQUEST = detail(HTTPStatus.BAD_REQUEST, "Bad Request")
+NOT_FOUND = detail(HTTPStatus.NOT_FOUND, "Not Found")
 URI_TOO_LONG = detail(HTTPStatus.REQUEST_URI_TOO_LONG, "URI Too Long")
 CONTENT_TOO_LARGE = detail(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Content Too Large")
 INTERNAL_ERROR = detail(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error")
