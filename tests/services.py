@@ -78,13 +78,22 @@ def postgres_database() -> Iterator[str]:
         _run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# job_counters (per-kind ids) exists from migration 0003 on, which any store opened here runs.
+_TRUNCATE = """
+DO $$ BEGIN
+  IF to_regclass('job_counters') IS NOT NULL THEN TRUNCATE probe_results, jobs, job_counters;
+  ELSE TRUNCATE probe_results, jobs; END IF;
+END $$
+"""
+
+
 async def truncate_postgres(url: str) -> None:
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
         exists = await conn.fetchval("SELECT to_regclass('jobs') IS NOT NULL")
         if exists:
-            await conn.execute("TRUNCATE probe_results, jobs")
+            await conn.execute(_TRUNCATE)
     finally:
         await conn.close()
 

@@ -31,7 +31,7 @@ def result(job_id: int, seq: int, latency_ms: float = 1.5) -> ProbeResult:
 
 async def test_create_hands_out_increasing_integer_ids(store: Store) -> None:
     first = await store.create_job("probe", {"host": "a"})
-    second = await store.create_job("bot", {"start_number": 3})
+    second = await store.create_job("probe", {"host": "b"})
     assert isinstance(first.id, int)
     assert second.id > first.id
     assert first.state is JobState.CREATED
@@ -39,10 +39,62 @@ async def test_create_hands_out_increasing_integer_ids(store: Store) -> None:
     assert first.progress == {}
 
 
+async def test_ids_are_counted_per_kind(store: Store) -> None:
+    probes = [await store.create_job("probe", {}) for _ in range(3)]
+    bot = await store.create_job("bot", {"start_number": 3})
+    assert [job.id for job in probes] == [1, 2, 3]
+    assert bot.id == 1
+    assert (await store.create_job("probe", {})).id == 4
+
+
 async def test_ids_are_never_reused_after_delete(store: Store) -> None:
     job = await store.create_job("probe", {})
     await store.delete_job("probe", job.id)
     assert (await store.create_job("probe", {})).id > job.id
+    bots = await store.create_jobs("bot", [{}, {}])
+    await store.delete_job("bot", bots[-1].id)
+    assert (await store.create_job("bot", {})).id == bots[-1].id + 1
+
+
+async def test_jobs_of_two_kinds_with_one_id_stay_apart(store: Store) -> None:
+    probe = await store.create_job("probe", {"host": "a"})
+    bot = await store.create_job("bot", {"start_number": 1})
+    assert probe.id == bot.id
+    await store.checkpoint([result(probe.id, 0)], [ProgressUpdate("bot", bot.id, {"n": 1})])
+    await store.set_state("bot", bot.id, JobState.RUNNING, expected={JobState.CREATED})
+    assert (await store.get_job("probe", probe.id)).progress == {}
+    assert (await store.get_job("probe", probe.id)).state is JobState.CREATED
+    await store.delete_job("bot", bot.id)
+    assert (await store.get_job("probe", probe.id)).spec == {"host": "a"}
+    assert await store.count_results(probe.id) == 1
+
+
+async def test_create_jobs_keeps_order_with_ascending_ids(store: Store) -> None:
+    await store.create_job("probe", {})
+    created = await store.create_jobs("probe", [{"n": n} for n in range(2500)])
+    assert [job.id for job in created] == list(range(2, 2502))
+    assert [job.spec for job in created[:3]] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    listed = await store.list_jobs("probe", offset=1)
+    assert [(job.id, job.spec) for job in listed.items] == [(j.id, j.spec) for j in created]
+    assert await store.create_jobs("probe", []) == []
+
+
+async def test_create_jobs_can_create_them_running(store: Store) -> None:
+    created = await store.create_jobs("bot", [{"n": 1}, {"n": 2}], state=JobState.RUNNING)
+    assert {job.state for job in created} == {JobState.RUNNING}
+    running = await store.list_jobs("bot", states={JobState.RUNNING})
+    assert [job.id for job in running.items] == [1, 2]
+
+
+async def test_create_jobs_is_all_or_nothing(store: Store) -> None:
+    specs: list[dict[str, object]] = [{"n": n} for n in range(2500)]
+    specs[1800] = {"not json": {1, 2}}  # past the first SQL chunk: earlier rows were sent
+    with pytest.raises(TypeError, match="cannot store"):
+        await store.create_jobs("probe", specs)
+    with pytest.raises(TypeError, match="cannot store"):
+        await store.create_job("probe", {"not json": {3}})
+    assert (await store.list_jobs("probe")).total == 0
+    assert (await store.create_job("probe", {})).id == 1  # the failed batches took no id
 
 
 async def test_get_round_trips_aware_utc_times(store: Store) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latlab.storage.base import JobNotFound, StateConflict, Store, StoreError
+from latlab.storage.base import JobNotFound, StateConflict, Store, StoreError, StoreUnavailable
 from latlab.storage.records import JobRecord, JobState, Page, ProbeResult
 from latlab.storage.registry import UnsupportedStorageURL, open_store
 
@@ -15,6 +15,7 @@ __all__ = [
     "StateConflict",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "UnsupportedStorageURL",
     "open_store",
 ]

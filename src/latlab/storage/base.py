@@ -19,6 +19,14 @@ class JobNotFound(StoreError):
         self.job_id = job_id
 
 
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached right now (connection refused, lost or timed out).
+
+    Every adapter raises this, and only this, for an outage, so callers can wait and retry
+    (jobs) or answer 503 (the API) without knowing the driver.
+    """
+
+
 class StateConflict(StoreError):
     """A compare-and-set on a job's state found another state than expected."""
 
@@ -31,6 +39,19 @@ class Store(Protocol):
     """Jobs of every kind plus probe results. Ids are integers handed out by the store."""
 
     async def create_job(self, kind: str, spec: Mapping[str, Any]) -> JobRecord: ...
+
+    async def create_jobs(
+        self,
+        kind: str,
+        specs: Sequence[Mapping[str, Any]],
+        *,
+        state: JobState = JobState.CREATED,
+    ) -> list[JobRecord]:
+        """Create every job in one transaction (all or nothing), ids ascending in ``specs`` order.
+
+        Ids are handed out per kind: the first bot is 1 whatever number of experiments exist.
+        """
+        ...
 
     async def get_job(self, kind: str, job_id: int) -> JobRecord:
         """Return the job or raise :class:`JobNotFound`."""

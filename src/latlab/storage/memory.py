@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -18,23 +19,52 @@ from latlab.storage.records import (
 )
 
 
+def _stored(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec as a JSON store keeps it: a deep copy, and a TypeError for what JSON cannot hold."""
+    try:
+        copied: dict[str, Any] = json.loads(json.dumps(spec))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot store this value: {exc}") from exc
+    return copied
+
+
 class MemoryStore:
     def __init__(self) -> None:
-        self._jobs: dict[int, JobRecord] = {}
+        # Ids are per kind, so a job is named by (kind, id); results belong to probe jobs.
+        self._jobs: dict[tuple[str, int], JobRecord] = {}
         self._results: dict[int, dict[int, ProbeResult]] = {}
-        self._last_id = 0
+        self._last_ids: dict[str, int] = {}
         self._values: dict[str, dict[str, Any]] = {}
 
     async def create_job(self, kind: str, spec: Mapping[str, Any]) -> JobRecord:
-        self._last_id += 1
-        job = JobRecord(id=self._last_id, kind=kind, state=JobState.CREATED, spec=dict(spec))
-        self._jobs[job.id] = job
-        self._results[job.id] = {}
+        (job,) = await self.create_jobs(kind, [spec])
         return job
 
+    async def create_jobs(
+        self,
+        kind: str,
+        specs: Sequence[Mapping[str, Any]],
+        *,
+        state: JobState = JobState.CREATED,
+    ) -> list[JobRecord]:
+        stored = [_stored(spec) for spec in specs]  # all checked before anything is created
+        first_id = self._last_ids.get(kind, 0) + 1
+        now = utc_now()
+        created = [
+            JobRecord(first_id + i, kind, state, spec, {}, None, now, now)
+            for i, spec in enumerate(stored)
+        ]
+        for job in created:
+            self._jobs[(kind, job.id)] = job
+            if kind == "probe":
+                self._results[job.id] = {}
+        if created:
+            self._last_ids[kind] = created[-1].id
+        return created
+
     async def get_job(self, kind: str, job_id: int) -> JobRecord:
-        job = self._jobs.get(job_id)
-        if job is None or job.kind != kind:
+        job = self._jobs.get((kind, job_id))
+        if job is None:
             raise JobNotFound(kind, job_id)
         return job
 
@@ -67,7 +97,7 @@ class MemoryStore:
         if job.state not in expected:
             raise StateConflict(job)
         job = dataclasses.replace(job, state=state, error=error, updated_at=utc_now())
-        self._jobs[job_id] = job
+        self._jobs[(kind, job_id)] = job
         return job
 
     async def checkpoint(
@@ -80,15 +110,18 @@ class MemoryStore:
                 self._results[result.job_id].setdefault(result.seq, result)
         now = utc_now()
         for update in progress:
-            job = self._jobs.get(update.job_id)
-            if job is not None and job.kind == update.kind:
+            job = self._jobs.get((update.kind, update.job_id))
+            if job is not None:
                 merged = {**job.progress, **update.values}
-                self._jobs[job.id] = dataclasses.replace(job, progress=merged, updated_at=now)
+                self._jobs[(job.kind, job.id)] = dataclasses.replace(
+                    job, progress=merged, updated_at=now
+                )
 
     async def delete_job(self, kind: str, job_id: int) -> None:
         await self.get_job(kind, job_id)
-        del self._jobs[job_id]
-        del self._results[job_id]
+        del self._jobs[(kind, job_id)]
+        if kind == "probe":
+            del self._results[job_id]
 
     async def list_results(
         self, job_id: int, *, offset: int = 0, limit: int | None = None

@@ -3,22 +3,28 @@
 Layout (database ``network_checks`` unless the URL names one): experiments live in
 ``experiments`` as the original service kept them, other kinds in ``<kind>s``; results in
 ``experiment_results`` (one document per probe, never an unbounded embedded array); ids come
-from the ``counters`` collection so that they are integers as in every other adapter.
+from the ``counters`` collection, one document ``jobs:<kind>`` per kind, so that they are
+integers counted per kind as in every other adapter. A store written before ids were per kind
+has one shared ``jobs`` counter: it is left as it is, and a kind's own counter starts from it, so
+no id handed out before is handed out again.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC
 from typing import Any, Self
 
+import bson
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 from pymongo.uri_parser import parse_uri
 
 from latlab.storage.base import JobNotFound, StateConflict
+from latlab.storage.outage import translating
 from latlab.storage.records import (
     JobRecord,
     JobState,
@@ -32,6 +38,22 @@ Document = dict[str, Any]
 DEFAULT_DATABASE = "network_checks"
 _COLLECTIONS = {"probe": "experiments"}
 _DUPLICATE_KEY = 11000
+_LEGACY_COUNTER = "jobs"
+# pymongo waits 30 s for a server by default; an outage should surface sooner than that.
+_DEFAULT_TIMEOUTS_MS: dict[str, Any] = {
+    "serverSelectionTimeoutMS": 5_000,
+    "connectTimeoutMS": 5_000,
+}
+
+
+def _is_outage(exc: BaseException) -> bool:
+    # ConnectionFailure covers AutoReconnect, NetworkTimeout and ServerSelectionTimeoutError.
+    if isinstance(exc, ConnectionFailure | OSError):
+        return True
+    return isinstance(exc, PyMongoError) and exc.timeout
+
+
+_translated = translating(_is_outage)
 
 
 def _collection_name(kind: str) -> str:
@@ -64,49 +86,110 @@ class MongoStore:
 
     @classmethod
     async def open(cls, url: str) -> Self:
-        name = parse_uri(url).get("database") or DEFAULT_DATABASE
-        client: AsyncMongoClient[Document] = AsyncMongoClient(url, tz_aware=True, tzinfo=UTC)
+        parsed = parse_uri(url)
+        name = parsed.get("database") or DEFAULT_DATABASE
+        # Keyword options win over the URL's, so only those the URL leaves out are passed.
+        timeouts = {k: v for k, v in _DEFAULT_TIMEOUTS_MS.items() if k not in parsed["options"]}
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            url, tz_aware=True, tzinfo=UTC, **timeouts
+        )
         store = cls(client, client[name])
         try:
-            await store._results.create_index(
-                [("job_id", ASCENDING), ("seq", ASCENDING)], unique=True
-            )
+            await store._create_indexes()
         except BaseException:
             await client.close()
             raise
         return store
 
+    @_translated
+    async def _create_indexes(self) -> None:
+        await self._results.create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True)
+
     def _jobs(self, kind: str) -> AsyncCollection[Document]:
         return self._db[_collection_name(kind)]
 
-    async def _next_id(self) -> int:
-        counter = await self._db["counters"].find_one_and_update(
-            {"_id": "jobs"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+    async def _reserve_ids(self, kind: str, count: int) -> int:
+        """Take ``count`` ids of ``kind`` at once; return the last one."""
+        counters = self._db["counters"]
+        key = f"jobs:{kind}"
+        taken = await counters.find_one_and_update(
+            {"_id": key}, {"$inc": {"seq": count}}, return_document=ReturnDocument.AFTER
         )
-        assert counter is not None  # upsert with AFTER always returns the document
-        return int(counter["seq"])
+        if taken is None:
+            await self._start_counter(key)
+            taken = await counters.find_one_and_update(
+                {"_id": key}, {"$inc": {"seq": count}}, return_document=ReturnDocument.AFTER
+            )
+        assert taken is not None  # the counter exists: _start_counter made sure
+        return int(taken["seq"])
+
+    async def _start_counter(self, key: str) -> None:
+        legacy = await self._db["counters"].find_one({"_id": _LEGACY_COUNTER})
+        start = 0 if legacy is None else int(legacy["seq"])
+        # Another process may have started it first: same start, nothing left to do.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._db["counters"].insert_one({"_id": key, "seq": start})
 
     async def create_job(self, kind: str, spec: Mapping[str, Any]) -> JobRecord:
+        (job,) = await self.create_jobs(kind, [spec])
+        return job
+
+    @_translated
+    async def create_jobs(
+        self,
+        kind: str,
+        specs: Sequence[Mapping[str, Any]],
+        *,
+        state: JobState = JobState.CREATED,
+    ) -> list[JobRecord]:
+        """All or nothing, without a multi-document transaction (standalone servers have none).
+
+        Specs that BSON cannot hold raise TypeError before any id is taken. Then the ids are
+        taken in one step and the jobs written by one ordered ``insert_many``; if that fails,
+        the jobs it wrote are deleted again. The ids taken stay used (a gap), and if the server
+        is lost between the two writes, some of the jobs may remain until it is back.
+        """
+        if not specs:
+            return []
+        docs = [self._new_doc(kind, spec, state) for spec in specs]
+        last_id = await self._reserve_ids(kind, len(docs))
+        for doc_id, doc in enumerate(docs, start=last_id - len(docs) + 1):
+            doc["_id"] = doc_id
+        try:
+            await self._jobs(kind).insert_many(docs, ordered=True)
+        except BaseException:
+            # Best effort: in an outage this fails too, and the original error matters more.
+            with contextlib.suppress(PyMongoError):
+                mine = {"$gte": docs[0]["_id"], "$lte": last_id}  # only this block: others go on
+                await self._jobs(kind).delete_many({"_id": mine})
+            raise
+        return [_job(doc) for doc in docs]
+
+    @staticmethod
+    def _new_doc(kind: str, spec: Mapping[str, Any], state: JobState) -> Document:
+        try:
+            bson.encode({"spec": spec})
+        except (bson.errors.InvalidDocument, TypeError, OverflowError) as exc:
+            raise TypeError(f"cannot store this value: {exc}") from exc
         now = utc_now()
-        doc: Document = {
-            "_id": await self._next_id(),
+        return {
             "kind": kind,
-            "state": JobState.CREATED.value,
+            "state": state.value,
             "spec": dict(spec),
             "progress": {},
             "error": None,
             "created_at": now,
             "updated_at": now,
         }
-        await self._jobs(kind).insert_one(doc)
-        return _job(doc)
 
+    @_translated
     async def get_job(self, kind: str, job_id: int) -> JobRecord:
         doc = await self._jobs(kind).find_one({"_id": job_id})
         if doc is None:
             raise JobNotFound(kind, job_id)
         return _job(doc)
 
+    @_translated
     async def list_jobs(
         self,
         kind: str,
@@ -123,6 +206,7 @@ class MongoStore:
         total = await self._jobs(kind).count_documents(query)
         return Page(items=items, total=total)
 
+    @_translated
     async def set_state(
         self,
         kind: str,
@@ -141,6 +225,7 @@ class MongoStore:
             raise StateConflict(await self.get_job(kind, job_id))
         return _job(doc)
 
+    @_translated
     async def checkpoint(
         self,
         results: Sequence[ProbeResult],
@@ -169,12 +254,15 @@ class MongoStore:
             if any(error.get("code") != _DUPLICATE_KEY for error in errors):
                 raise
 
+    @_translated
     async def delete_job(self, kind: str, job_id: int) -> None:
         deleted = await self._jobs(kind).delete_one({"_id": job_id})
         if deleted.deleted_count == 0:
             raise JobNotFound(kind, job_id)
-        await self._results.delete_many({"job_id": job_id})
+        if kind == "probe":  # results belong to probe jobs; a bot with the same id has none
+            await self._results.delete_many({"job_id": job_id})
 
+    @_translated
     async def list_results(
         self, job_id: int, *, offset: int = 0, limit: int | None = None
     ) -> list[ProbeResult]:
@@ -185,23 +273,28 @@ class MongoStore:
             cursor = cursor.limit(limit)
         return [_result(doc) async for doc in cursor]
 
+    @_translated
     async def count_results(self, job_id: int) -> int:
         return await self._results.count_documents({"job_id": job_id})
 
+    @_translated
     async def latencies_ms(self, job_id: int) -> list[float]:
         cursor = self._results.find({"job_id": job_id}, {"latency_ms": True, "_id": False}).sort(
             "seq", ASCENDING
         )
         return [float(doc["latency_ms"]) async for doc in cursor]
 
+    @_translated
     async def get_value(self, key: str) -> dict[str, Any] | None:
         doc = await self._db["values"].find_one({"_id": key})
         return None if doc is None else dict(doc["value"])
 
+    @_translated
     async def set_value(self, key: str, value: Mapping[str, Any]) -> None:
         update = {"$set": {"value": dict(value), "updated_at": utc_now()}}
         await self._db["values"].update_one({"_id": key}, update, upsert=True)
 
+    @_translated
     async def ping(self) -> None:
         await self._client.admin.command("ping")
 

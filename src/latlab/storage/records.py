@@ -18,10 +18,6 @@ class JobState(StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobState.COMPLETED, JobState.STOPPED, JobState.FAILED)
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)

@@ -14,14 +14,15 @@ from sqlalchemy.pool import StaticPool
 
 # Any constant works; it only keeps two processes from migrating one PostgreSQL at once.
 _MIGRATION_LOCK_KEY = 0x1A71AB
+SQLITE_BUSY_TIMEOUT_S = 10.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the writer; busy_timeout waits instead of failing on a lock.
+    # WAL lets readers run beside the writer. The busy timeout (wait for a lock instead of
+    # failing at once) is sqlite3's ``timeout``: see create_engine.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -29,14 +30,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        # Pre-ping replaces connections that died in an outage, so the same engine (and store)
+        # works again once the server is back.
         return create_async_engine(url, pool_pre_ping=True)
+    # Wait up to 10 s for another writer's lock unless the URL says otherwise (?timeout=0.5).
+    connect_args = {} if "timeout" in parsed.query else {"timeout": SQLITE_BUSY_TIMEOUT_S}
     database = parsed.database or ""
     if database in ("", ":memory:"):
         # One shared connection, or every connection would see its own empty database.
-        engine = create_async_engine(url, poolclass=StaticPool)
+        engine = create_async_engine(url, poolclass=StaticPool, connect_args=connect_args)
     else:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, connect_args=connect_args)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 

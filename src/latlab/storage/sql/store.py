@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from itertools import groupby
 from typing import Any, Self
 
 from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from latlab.storage.base import JobNotFound, StateConflict
@@ -19,9 +21,11 @@ from latlab.storage.records import (
     utc_now,
 )
 from latlab.storage.sql.engine import create_engine, migrate
-from latlab.storage.sql.tables import jobs, probe_results, values
+from latlab.storage.sql.errors import translated, unstorable
+from latlab.storage.sql.tables import job_counters, jobs, probe_results, values
 
-_RESULT_COLUMNS = [c for c in probe_results.c]
+_migrate = translated(migrate)
+_RESULT_COLUMNS = [c for c in probe_results.c if c.name != "kind"]
 _PROGRESS_CHUNK = 10_000
 
 
@@ -53,42 +57,89 @@ class SqlStore:
             index_elements=[values.c.key],
             set_={"value": upsert.excluded.value, "updated_at": upsert.excluded.updated_at},
         )
+        self._insert_jobs = insert(jobs).returning(jobs.c.id)
+        # One statement takes a block of ids: the row lock it holds until commit keeps
+        # concurrent creators apart, and a rollback gives the block back.
+        reserve = dialect.insert(job_counters)
+        self._reserve_ids = reserve.on_conflict_do_update(
+            index_elements=[job_counters.c.kind],
+            set_={"last_id": job_counters.c.last_id + reserve.excluded.last_id},
+        ).returning(job_counters.c.last_id)
 
     @classmethod
     async def open(cls, url: str) -> Self:
         engine = create_engine(url)
         try:
-            await migrate(engine)
+            await _migrate(engine)
         except BaseException:
             await engine.dispose()
             raise
         return cls(engine)
 
     async def create_job(self, kind: str, spec: Mapping[str, Any]) -> JobRecord:
-        now = utc_now()
-        values = {
-            "kind": kind,
-            "state": JobState.CREATED.value,
-            "spec": dict(spec),
-            "progress": {},
-            "created_at": now,
-            "updated_at": now,
-        }
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(insert(jobs).values(values).returning(*jobs.c))).one()
-        return _job(row)
+        (job,) = await self.create_jobs(kind, [spec])
+        return job
 
+    @translated
+    async def create_jobs(
+        self,
+        kind: str,
+        specs: Sequence[Mapping[str, Any]],
+        *,
+        state: JobState = JobState.CREATED,
+    ) -> list[JobRecord]:
+        if not specs:
+            return []
+        now = utc_now()
+        try:
+            async with self._engine.begin() as conn:
+                reserved = {"kind": kind, "last_id": len(specs)}
+                last_id = (await conn.execute(self._reserve_ids, reserved)).scalar_one()
+                first_id = last_id - len(specs) + 1
+                created = [
+                    JobRecord(first_id + i, kind, state, dict(spec), {}, None, now, now)
+                    for i, spec in enumerate(specs)
+                ]
+                await self._write_jobs(conn, created)
+        except StatementError as exc:
+            error = unstorable(exc)
+            if error is None:
+                raise
+            raise error from exc
+        return created
+
+    async def _write_jobs(self, conn: AsyncConnection, created: Sequence[JobRecord]) -> None:
+        rows = [
+            {
+                "kind": job.kind,
+                "id": job.id,
+                "state": job.state.value,
+                "spec": job.spec,
+                "progress": job.progress,
+                "error": None,
+                "created_at": job.created_at,
+                "updated_at": job.updated_at,
+            }
+            for job in created
+        ]
+        # RETURNING makes SQLAlchemy send multi-row INSERT ... VALUES statements (its
+        # "insertmanyvalues": 1,000 rows or 32,700 parameters a statement, within SQLite's limit)
+        # instead of one statement per row.
+        await conn.execute(self._insert_jobs, rows)
+
+    @translated
     async def get_job(self, kind: str, job_id: int) -> JobRecord:
         async with self._engine.connect() as conn:
             return await self._get(conn, kind, job_id)
 
     async def _get(self, conn: AsyncConnection, kind: str, job_id: int) -> JobRecord:
-        query = select(jobs).where(jobs.c.id == job_id, jobs.c.kind == kind)
+        query = select(jobs).where(jobs.c.kind == kind, jobs.c.id == job_id)
         row = (await conn.execute(query)).one_or_none()
         if row is None:
             raise JobNotFound(kind, job_id)
         return _job(row)
 
+    @translated
     async def list_jobs(
         self,
         kind: str,
@@ -106,6 +157,7 @@ class SqlStore:
             total = (await conn.execute(select(func.count()).where(*where))).scalar_one()
         return Page(items=[_job(row) for row in rows], total=total)
 
+    @translated
     async def set_state(
         self,
         kind: str,
@@ -118,8 +170,8 @@ class SqlStore:
         query = (
             update(jobs)
             .where(
-                jobs.c.id == job_id,
                 jobs.c.kind == kind,
+                jobs.c.id == job_id,
                 jobs.c.state.in_([s.value for s in expected]),
             )
             .values(state=state.value, error=error, updated_at=utc_now())
@@ -131,6 +183,7 @@ class SqlStore:
                 raise StateConflict(await self._get(conn, kind, job_id))
         return _job(row)
 
+    @translated
     async def checkpoint(
         self,
         results: Sequence[ProbeResult],
@@ -138,46 +191,56 @@ class SqlStore:
     ) -> None:
         async with self._engine.begin() as conn:
             if results:
-                rows = [{c.name: getattr(r, c.name) for c in _RESULT_COLUMNS} for r in results]
+                rows = [
+                    {"kind": "probe", **{c.name: getattr(r, c.name) for c in _RESULT_COLUMNS}}
+                    for r in results
+                ]
                 await conn.execute(self._insert_results, rows)
-            # Chunked: SQLite takes at most 32,766 parameters in one statement.
-            for start in range(0, len(progress), _PROGRESS_CHUNK):
-                await self._save_progress(conn, progress[start : start + _PROGRESS_CHUNK])
+            by_kind = sorted(progress, key=lambda u: u.kind)
+            for kind, updates in groupby(by_kind, key=lambda u: u.kind):
+                batch = list(updates)
+                # Chunked: SQLite takes at most 32,766 parameters in one statement.
+                for start in range(0, len(batch), _PROGRESS_CHUNK):
+                    chunk = batch[start : start + _PROGRESS_CHUNK]
+                    await self._save_progress(conn, kind, chunk)
 
     async def _save_progress(
-        self, conn: AsyncConnection, progress: Sequence[ProgressUpdate]
+        self, conn: AsyncConnection, kind: str, progress: Sequence[ProgressUpdate]
     ) -> None:
-        wanted = {(u.kind, u.job_id): u.values for u in progress}
-        ids = [u.job_id for u in progress]
+        wanted = {u.job_id: u.values for u in progress}
         current = await conn.execute(
-            select(jobs.c.id, jobs.c.kind, jobs.c.progress).where(jobs.c.id.in_(ids))
+            select(jobs.c.id, jobs.c.progress).where(jobs.c.kind == kind, jobs.c.id.in_(wanted))
         )
         now = utc_now()
         rows = [
-            {"job_id": job_id, "progress": {**old, **wanted[(kind, job_id)]}, "now": now}
-            for job_id, kind, old in current
-            if (kind, job_id) in wanted
+            {"b_kind": kind, "b_id": job_id, "progress": {**old, **wanted[job_id]}, "now": now}
+            for job_id, old in current
         ]
         if rows:
             query = (
                 update(jobs)
-                .where(jobs.c.id == bindparam("job_id"))
+                .where(jobs.c.kind == bindparam("b_kind"), jobs.c.id == bindparam("b_id"))
                 .values(progress=bindparam("progress"), updated_at=bindparam("now"))
             )
             await conn.execute(query, rows)
 
+    @translated
     async def delete_job(self, kind: str, job_id: int) -> None:
         async with self._engine.begin() as conn:
             await self._get(conn, kind, job_id)
-            await conn.execute(delete(probe_results).where(probe_results.c.job_id == job_id))
-            await conn.execute(delete(jobs).where(jobs.c.id == job_id))
+            if kind == "probe":
+                # The foreign key cascades too; saying it keeps the delete an index range.
+                where = (probe_results.c.kind == kind, probe_results.c.job_id == job_id)
+                await conn.execute(delete(probe_results).where(*where))
+            await conn.execute(delete(jobs).where(jobs.c.kind == kind, jobs.c.id == job_id))
 
+    @translated
     async def list_results(
         self, job_id: int, *, offset: int = 0, limit: int | None = None
     ) -> list[ProbeResult]:
         # seq has no gaps, so a page starts at seq == offset: an index seek, never a scan.
         query = (
-            select(probe_results)
+            select(*_RESULT_COLUMNS)
             .where(probe_results.c.job_id == job_id, probe_results.c.seq >= offset)
             .order_by(probe_results.c.seq)
             .limit(limit)
@@ -185,11 +248,13 @@ class SqlStore:
         async with self._engine.connect() as conn:
             return [_result(row) for row in await conn.execute(query)]
 
+    @translated
     async def count_results(self, job_id: int) -> int:
         query = select(func.count()).where(probe_results.c.job_id == job_id)
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    @translated
     async def latencies_ms(self, job_id: int) -> list[float]:
         query = (
             select(probe_results.c.latency_ms)
@@ -199,17 +264,20 @@ class SqlStore:
         async with self._engine.connect() as conn:
             return list((await conn.execute(query)).scalars())
 
+    @translated
     async def get_value(self, key: str) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
             found = await conn.execute(select(values.c.value).where(values.c.key == key))
             value = found.scalar_one_or_none()
         return None if value is None else dict(value)
 
+    @translated
     async def set_value(self, key: str, value: Mapping[str, Any]) -> None:
         row = {"key": key, "value": dict(value), "updated_at": utc_now()}
         async with self._engine.begin() as conn:
             await conn.execute(self._upsert_value, row)
 
+    @translated
     async def ping(self) -> None:
         async with self._engine.connect() as conn:
             await conn.execute(select(1))

@@ -12,17 +12,18 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
-    ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
 )
 from sqlalchemy.types import TypeDecorator
 
-# SQLite only autoincrements an INTEGER PRIMARY KEY, not a BIGINT one.
+# SQLite only autoincrements an INTEGER PRIMARY KEY, not a BIGINT one (revision 0001 relies on it).
 JobId = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -46,27 +47,38 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 metadata = MetaData()
 
+# Ids are per kind: ``(kind, id)`` is the key, and ``job_counters`` hands out the next id of a
+# kind inside the creating transaction (a rollback gives the ids back, concurrent creators wait
+# on the counter row). Ids are never reused after a delete: the counter only grows.
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", JobId, primary_key=True, autoincrement=True),
     Column("kind", String(16), nullable=False),
+    Column("id", JobId, nullable=False, autoincrement=False),
     Column("state", String(16), nullable=False),
     Column("spec", JSON, nullable=False),
     Column("progress", JSON, nullable=False),
     Column("error", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("kind", "id", name="pk_jobs"),
     Index("ix_jobs_kind_state", "kind", "state"),
-    # Ids are never reused after a delete (SQLite would otherwise hand out max(id)+1 again).
-    sqlite_autoincrement=True,
 )
 
+job_counters = Table(
+    "job_counters",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("last_id", JobId, nullable=False),
+)
+
+# Results belong to probe jobs; ``kind`` is always "probe" and exists only so the foreign key
+# can name a job by its full key and cascade a delete to that probe's results, none other.
 probe_results = Table(
     "probe_results",
     metadata,
-    Column("job_id", JobId, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
-    Column("seq", Integer, primary_key=True),
+    Column("job_id", JobId, nullable=False),
+    Column("seq", Integer, nullable=False),
     Column("status_code", Integer, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("timestamp", UtcDateTime, nullable=False),
@@ -75,6 +87,14 @@ probe_results = Table(
     Column("ttfb_ms", Float),
     Column("dns_ms", Float),
     Column("error", Text),
+    Column("kind", String(16), nullable=False, server_default="probe"),
+    PrimaryKeyConstraint("job_id", "seq", name="pk_probe_results"),
+    ForeignKeyConstraint(
+        ["kind", "job_id"],
+        ["jobs.kind", "jobs.id"],
+        name="fk_probe_results_job",
+        ondelete="CASCADE",
+    ),
 )
 
 values = Table(

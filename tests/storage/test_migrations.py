@@ -1,0 +1,136 @@
+"""Per-kind ids on existing data: SQL revision 0003 on a SQLite file written by revision 0002
+with real rows, and MongoDB's per-kind counters next to the old shared one."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from pymongo import AsyncMongoClient
+
+from latlab.storage import JobState, open_store
+from latlab.storage.sql.store import SqlStore
+
+_OLD_JOBS = [  # kinds interleaved on the shared sequence, as revision 0002 handed them out
+    (1, "probe", "completed", '{"host": "a"}', '{"done": 2}'),
+    (2, "bot", "running", '{"start_number": 3}', '{"number": 9}'),
+    (3, "probe", "running", '{"host": "b"}', '{"done": 1}'),
+    (4, "bot", "stopped", '{"start_number": 1}', "{}"),
+    (5, "probe", "created", '{"host": "c"}', "{}"),
+    (6, "probe", "created", "{}", "{}"),  # deleted below: 6 must not come back
+]
+_OLD_RESULTS = [(1, 0, 1.5), (1, 1, -1.0), (3, 0, 2.5)]
+_T = "2026-01-02 03:04:05.678000"
+_INSERT_JOB = "INSERT INTO jobs VALUES (:id, :kind, :state, :spec, :progress, NULL, :t, :t)"
+_INSERT_RESULT = (
+    "INSERT INTO probe_results VALUES (:id, :seq, 200, :ms, :t, :t, NULL, NULL, NULL, NULL)"
+)
+
+
+def _write_revision_0002(path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", "latlab.storage.sql:migrations")
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+        for job_id, kind, state, spec, progress in _OLD_JOBS:
+            conn.execute(
+                sa.text(_INSERT_JOB),
+                {
+                    "id": job_id,
+                    "kind": kind,
+                    "state": state,
+                    "spec": spec,
+                    "progress": progress,
+                    "t": _T,
+                },
+            )
+        for job_id, seq, latency_ms in _OLD_RESULTS:
+            conn.execute(
+                sa.text(_INSERT_RESULT),
+                {"id": job_id, "seq": seq, "ms": latency_ms, "t": _T},
+            )
+        conn.execute(sa.text("DELETE FROM jobs WHERE id = 6"))
+    engine.dispose()
+
+
+async def test_upgrade_keeps_jobs_results_and_ids(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _write_revision_0002(path)
+    store = await SqlStore.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        probes = await store.list_jobs("probe")
+        bots = await store.list_jobs("bot")
+        assert [(j.id, j.spec, j.progress) for j in probes.items] == [
+            (1, {"host": "a"}, {"done": 2}),
+            (3, {"host": "b"}, {"done": 1}),
+            (5, {"host": "c"}, {}),
+        ]
+        assert [(j.id, j.state) for j in bots.items] == [
+            (2, JobState.RUNNING),
+            (4, JobState.STOPPED),
+        ]
+        assert await store.latencies_ms(1) == [1.5, -1.0]
+        assert await store.latencies_ms(3) == [2.5]
+        assert (
+            await store.get_job("probe", 1)
+        ).created_at.isoformat() == "2026-01-02T03:04:05.678000+00:00"
+    finally:
+        await store.close()
+
+
+async def test_new_ids_continue_per_kind_after_the_old_high_water_mark(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _write_revision_0002(path)
+    store = await SqlStore.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        # 6 was handed out (then deleted) by the shared sequence: no kind that existed gets it.
+        assert [j.id for j in await store.create_jobs("probe", [{}, {}])] == [7, 8]
+        assert (await store.create_job("bot", {})).id == 7
+        assert (await store.create_job("load", {})).id == 1  # a kind with no jobs yet
+        assert (await store.create_job("probe", {})).id == 9
+    finally:
+        await store.close()
+
+
+async def test_deleting_a_migrated_probe_cascades_to_its_results_only(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _write_revision_0002(path)
+    store = await SqlStore.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        await store.delete_job("probe", 1)
+        assert await store.count_results(1) == 0
+        assert await store.count_results(3) == 1
+    finally:
+        await store.close()
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        keys = conn.execute(sa.text("PRAGMA foreign_key_list('probe_results')")).all()
+        version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    engine.dispose()
+    assert {(key.table, key.on_delete) for key in keys} == {("jobs", "CASCADE")}
+    assert version == "0003"
+
+
+async def test_mongo_kind_counters_start_after_the_old_shared_counter(mongo_base_url: str) -> None:
+    url = f"{mongo_base_url}/t_{secrets.token_hex(4)}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    try:
+        # A store written before ids were per kind: one shared counter, left as it is.
+        await client.get_default_database()["counters"].insert_one({"_id": "jobs", "seq": 41})
+        store = await open_store(url)
+        try:
+            assert (await store.create_job("bot", {})).id == 42
+            assert [j.id for j in await store.create_jobs("probe", [{}, {}])] == [42, 43]
+            assert (await store.create_job("bot", {})).id == 43
+        finally:
+            await store.close()
+        legacy = await client.get_default_database()["counters"].find_one({"_id": "jobs"})
+        assert legacy == {"_id": "jobs", "seq": 41}
+    finally:
+        await client.close()
