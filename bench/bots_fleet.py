@@ -22,8 +22,12 @@ from rich.console import Console
 from rich.table import Table
 
 from latlab.coordination import LocalCoordinator
-from latlab.jobs.bots import BotFleet
-from latlab.jobs.kinds.bot import BotSpec
+from latlab.jobs.clock import SystemClock
+from latlab.jobs.executor import InProcessExecutor
+from latlab.jobs.kinds.bot import KIND, BotRunner
+from latlab.jobs.manager import JobManager
+from latlab.jobs.runner import RunContext
+from latlab.measure.client import ProbeClient
 from latlab.measure.stats import LatencyHistogram
 from latlab.storage import open_store
 from latlab.storage.writer import BatchWriter
@@ -43,28 +47,33 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def start_bots(fleet: BotFleet, count: int) -> float:
+async def start_bots(jobs: JobManager, count: int) -> float:
+    """Bots in bulk (one transaction per 10,000), as a restart adopts them."""
     began = time.perf_counter()
-    for first in range(0, count, 1000):
-        chunk = range(first, min(first + 1000, count))
-        await asyncio.gather(*(fleet.create(BotSpec(start_number=n)) for n in chunk))
+    for first in range(0, count, 10_000):
+        chunk = [{"start_number": n} for n in range(first, min(first + 10_000, count))]
+        await jobs.create_many(KIND, chunk, start=True)
     return time.perf_counter() - began
 
 
 async def measure(count: int, url: str, window_s: float, log_ticks: bool) -> Row:
     store = await open_store(url)
+    coordinator = LocalCoordinator()
+    runner = BotRunner(1.0, log_ticks=log_ticks)
     async with BatchWriter(store) as writer:
-        fleet = BotFleet(store, writer, LocalCoordinator(), tick_s=1.0, log_ticks=log_ticks)
-        await fleet.start()
-        started_s = await start_bots(fleet, count)
+        ctx = RunContext(store, writer, SystemClock(), ProbeClient(), coordinator)
+        jobs = JobManager(ctx, InProcessExecutor(), [runner])
+        await jobs.start()
+        started_s = await start_bots(jobs, count)
         await asyncio.sleep(2)  # let every bucket fire once before measuring
-        fleet.scheduler.lateness_ms = LatencyHistogram()
+        runner.scheduler.lateness_ms = LatencyHistogram()
         cpu_before, wall_before = cpu_s(), time.perf_counter()
         await asyncio.sleep(window_s)
         cpu_pct = (cpu_s() - cpu_before) / (time.perf_counter() - wall_before) * 100
-        stats = fleet.scheduler.lateness_ms.stats()
+        stats = runner.scheduler.lateness_ms.stats()
         memory_mb = rss_mb()
-        await fleet.shutdown()
+        await jobs.shutdown()
+    await coordinator.close()
     await store.close()
     store_name = url.split(":", 1)[0]
     logging_label = "on" if log_ticks else "off"

@@ -21,6 +21,8 @@ apt_install() {
 postgres_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 
 ensure_postgres() {
+  # The outage tests run private clusters (initdb, pg_ctl), even beside a running server.
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || no_service_starts apt_install postgresql
   if command -v pg_isready >/dev/null && postgres_ready; then
     return
   fi
@@ -69,6 +71,8 @@ ensure_wrk() {
 redis_ready() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
 
 ensure_redis() {
+  # The outage tests run private redis-servers, even beside a running one.
+  command -v redis-server >/dev/null || no_service_starts apt_install redis-server
   if command -v redis-cli >/dev/null && redis_ready; then
     return
   fi

@@ -18,7 +18,18 @@ import httpx
 import uvicorn
 
 from latlab.app import create_app
+from latlab.coordination import Coordinator, LocalCoordinator
+from latlab.jobs.clock import SystemClock
+from latlab.jobs.executor import InProcessExecutor
+from latlab.jobs.manager import JobManager
+from latlab.jobs.runner import JobRunner, RunContext
+from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
+from latlab.storage import Store
+from latlab.storage.writer import BatchWriter
+from latlab.targets.counters import CountsTable
+from latlab.targets.server import TargetsServer
+from latlab.targets.tickets import MemoryTickets
 from services import free_port, wait_for_port
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n"
@@ -27,6 +38,31 @@ BODY = b'{"message":"pong"}'
 
 def bound_port(server: asyncio.Server) -> int:
     return int(server.sockets[0].getsockname()[1])
+
+
+async def start_targets(host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
+    """LatLab's targets with defaults (3 s /test, no export) as a bare ``asyncio.Server``,
+    for tests that only need something to measure; closing the server ends them."""
+    server = TargetsServer(work_s=3.0, tickets=MemoryTickets(), counts=CountsTable.in_memory(1))
+    return await server.listen(host, port)
+
+
+@asynccontextmanager
+async def running_engine(
+    store: Store, runners: list[JobRunner], coordinator: Coordinator | None = None
+) -> AsyncIterator[JobManager]:
+    """A started :class:`JobManager` with ``runners`` on ``store``, shut down afterwards."""
+    async with BatchWriter(store, delay_s=0) as writer:
+        ctx = RunContext(
+            store, writer, SystemClock(), ProbeClient(), coordinator or LocalCoordinator()
+        )
+        manager = JobManager(ctx, InProcessExecutor(), runners)
+        try:
+            await manager.start()
+            yield manager
+        finally:
+            await manager.shutdown()
+            await ctx.coordinator.close()
 
 
 @asynccontextmanager

@@ -6,7 +6,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -15,13 +14,15 @@ from fastapi.responses import HTMLResponse
 from latlab import __version__
 from latlab.api import bots, health, seed
 from latlab.api.errors import install_error_handlers
+from latlab.api.idempotency import Idempotency
+from latlab.api.state import AppState
 from latlab.api.v1 import bots as v1_bots
 from latlab.api.v1 import experiments
 from latlab.coordination import open_coordinator
-from latlab.jobs.bots import BotFleet
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.executor import InProcessExecutor
-from latlab.jobs.kinds.probe import ProbeRunner
+from latlab.jobs.kinds import builtin_runners
+from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.manager import JobManager
 from latlab.jobs.runner import RunContext
 from latlab.measure.client import ProbeClient
@@ -33,7 +34,7 @@ log = logging.getLogger("latlab")
 
 
 @asynccontextmanager
-async def _resources(settings: Settings) -> AsyncIterator[dict[str, Any]]:
+async def _resources(settings: Settings) -> AsyncIterator[AppState]:
     async with AsyncExitStack() as stack:
         store = await open_store(settings.storage_url)
         stack.push_async_callback(store.close)
@@ -44,9 +45,14 @@ async def _resources(settings: Settings) -> AsyncIterator[dict[str, Any]]:
                 delay_s=settings.write_batch_delay_s,
             )
         )
+        coordinator = await open_coordinator(settings.redis_url, settings.redis_prefix)
+        stack.push_async_callback(coordinator.close)
         probes = ProbeClient(ca_file=settings.probe_ca_file)
-        ctx = RunContext(store=store, writer=writer, clock=SystemClock(), probes=probes)
-        jobs = JobManager(ctx, InProcessExecutor(), [ProbeRunner()])
+        ctx = RunContext(store, writer, SystemClock(), probes, coordinator)
+        runners = builtin_runners(
+            bot_tick_s=settings.bots_tick_s, bot_log_ticks=settings.bots_log_ticks
+        )
+        jobs = JobManager(ctx, InProcessExecutor(), runners)
         # Registered before start() so that a failed start still cancels what it launched.
         stack.push_async_callback(jobs.shutdown)
         if settings.freeze_gc:
@@ -55,32 +61,26 @@ async def _resources(settings: Settings) -> AsyncIterator[dict[str, Any]]:
             gc.collect()
             gc.freeze()
         await jobs.start()
-        fleet = BotFleet(
-            store,
-            writer,
-            await open_coordinator(settings.redis_url, settings.redis_prefix),
-            tick_s=settings.bots_tick_s,
-            log_ticks=settings.bots_log_ticks,
+        bot_runner = jobs.runner("bot")
+        assert isinstance(bot_runner, BotRunner)
+        yield AppState(
+            settings=settings,
+            store=store,
+            jobs=jobs,
+            bots=bot_runner,
+            probes=probes,
+            idempotency=Idempotency(store),
         )
-        await fleet.start()
-        stack.push_async_callback(fleet.shutdown)
-        yield {
-            "store": store,
-            "jobs": jobs,
-            "bots": fleet,
-            "probes": probes,
-            "settings": settings,
-        }
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
         async with _resources(settings) as state:
             log.info("LatLab %s ready, store %s", __version__, _redact(settings.storage_url))
-            yield state
+            yield {"latlab": state}
 
     app = FastAPI(
         title="LatLab",

@@ -11,26 +11,40 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from harness import running_engine
 from latlab.coordination import LocalCoordinator
-from latlab.jobs.bots import BotFleet
-from latlab.jobs.kinds.bot import KIND, BotSpec, heartbeat_key, last_printed
-from latlab.storage import JobState, Store
+from latlab.jobs.kinds.bot import KIND, BotRunner, BotSpec, heartbeat_key, last_printed
+from latlab.jobs.manager import JobManager
+from latlab.jobs.state import Action
+from latlab.storage import JobRecord, JobState, Store
 from latlab.storage.memory import MemoryStore
-from latlab.storage.writer import BatchWriter
 
 TICK_S = 0.05
 LINE = re.compile(r"bot (\d+): (-?\d+)")
 
 
+class Fleet:
+    """The bot kind on a running engine, as the API drives it."""
+
+    def __init__(self, manager: JobManager, runner: BotRunner, owner_id: str) -> None:
+        self.manager = manager
+        self.runner = runner
+        self.scheduler = runner.scheduler
+        self.owner_id = owner_id
+
+    async def create(self, spec: BotSpec) -> JobRecord:
+        return await self.manager.create(KIND, spec.model_dump(), start=True)
+
+    async def stop(self, bot_id: int) -> JobRecord:
+        return await self.manager.act(KIND, bot_id, Action.STOP)
+
+
 @asynccontextmanager
-async def fleet_on(store: Store, *, log_ticks: bool = True) -> AsyncIterator[BotFleet]:
-    async with BatchWriter(store, delay_s=0) as writer:
-        fleet = BotFleet(store, writer, LocalCoordinator(), tick_s=TICK_S, log_ticks=log_ticks)
-        await fleet.start()
-        try:
-            yield fleet
-        finally:
-            await fleet.shutdown()
+async def fleet_on(store: Store, *, log_ticks: bool = True) -> AsyncIterator[Fleet]:
+    runner = BotRunner(TICK_S, log_ticks=log_ticks)
+    coordinator = LocalCoordinator()
+    async with running_engine(store, [runner], coordinator) as manager:
+        yield Fleet(manager, runner, coordinator.owner_id)
 
 
 def printed(caplog: pytest.LogCaptureFixture, bot_id: int) -> list[tuple[int, float]]:
@@ -83,7 +97,7 @@ async def test_logging_off_still_counts(caplog: pytest.LogCaptureFixture) -> Non
     async with fleet_on(store, log_ticks=False) as fleet:
         bot = await fleet.create(BotSpec(start_number=5))
         await until(lambda: fleet.scheduler.bots[bot.id].last_printed() >= 8)
-        assert (await fleet.last_number(await store.get_job(KIND, bot.id)) or 0) >= 8
+        assert (await fleet.runner.last_number(await store.get_job(KIND, bot.id)) or 0) >= 8
     assert printed(caplog, bot.id) == []
 
 
@@ -107,7 +121,7 @@ async def test_graceful_restart_continues_with_the_next_number(
         await until(lambda: len(printed(caplog, bot.id)) >= 4)
     before = printed(caplog, bot.id)
     assert (await store.get_job(KIND, bot.id)).state is JobState.RUNNING
-    assert await store.get_value(heartbeat_key("local")) is not None
+    assert await store.get_value(heartbeat_key(fleet.owner_id)) is not None
     async with fleet_on(store) as fleet:
         await until(lambda: len(printed(caplog, bot.id)) >= len(before) + 2)
     after = [n for n, _ in printed(caplog, bot.id)][len(before) :]

@@ -7,19 +7,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from latlab.jobs.clock import SystemClock
-from latlab.jobs.executor import InProcessExecutor
+from harness import running_engine
 from latlab.jobs.manager import JobManager
-from latlab.jobs.runner import RunContext
+from latlab.jobs.runner import KindRunner, RunContext, Started
 from latlab.jobs.state import Action, InvalidTransition
-from latlab.measure.client import ProbeClient
 from latlab.storage import JobNotFound, JobRecord, JobState, Store
 from latlab.storage.memory import MemoryStore
 from latlab.storage.records import ProgressUpdate
-from latlab.storage.writer import BatchWriter
 
 
-class StepRunner:
+class StepRunner(KindRunner):
     """Counts steps into its progress; each step waits for the test to release it."""
 
     kind = "steps"
@@ -29,8 +26,9 @@ class StepRunner:
         self.release = asyncio.Semaphore(0)
         self.runs = 0
 
-    async def run(self, job: JobRecord, ctx: RunContext) -> None:
+    async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
         self.runs += 1
+        started()
         step = int((await ctx.store.get_job(self.kind, job.id)).progress.get("step", 0))
         while step < int(job.spec["steps"]):
             await self.release.acquire()
@@ -46,15 +44,12 @@ def store() -> Store:
 
 
 async def open_manager(store: Store, runner: StepRunner) -> AsyncIterator[JobManager]:
-    async with BatchWriter(store, delay_s=0) as writer:
-        manager = JobManager(
-            RunContext(store, writer, SystemClock(), ProbeClient()), InProcessExecutor(), [runner]
-        )
-        await manager.start()
-        try:
-            yield manager
-        finally:
-            await manager.shutdown()
+    async with running_engine(store, [runner]) as manager:
+        yield manager
+
+
+def runs_here(manager: JobManager, job_id: int) -> bool:
+    return ("steps", job_id) in manager.running_here()
 
 
 async def settle(store: Store, job_id: int, state: JobState) -> JobRecord:
@@ -82,8 +77,8 @@ async def test_completes_after_every_step(store: Store) -> None:
         runner.release.release()
         runner.release.release()
         done = await settle(store, job.id, JobState.COMPLETED)
-        assert done.progress == {"step": 2}
-        assert not manager.is_running(job.id)
+        assert done.progress["step"] == 2
+        assert not runs_here(manager, job.id)
 
 
 async def test_a_raising_job_is_failed_with_its_error(store: Store) -> None:
@@ -109,8 +104,8 @@ async def test_running_jobs_resume_from_their_checkpoint_after_restart(store: St
         second.release.release()
     async for manager in open_manager(store, second):
         done = await settle(store, job.id, JobState.COMPLETED)
-        assert (second.runs, done.progress) == (1, {"step": 3})
-        assert manager.is_running(job.id) is False
+        assert (second.runs, done.progress["step"]) == (1, 3)
+        assert runs_here(manager, job.id) is False
 
 
 async def test_paused_and_created_jobs_stay_put_at_start_up(store: Store) -> None:
@@ -120,8 +115,8 @@ async def test_paused_and_created_jobs_stay_put_at_start_up(store: Store) -> Non
     runner = StepRunner()
     async for manager in open_manager(store, runner):
         assert runner.runs == 0
-        assert not manager.is_running(paused.id)
-        assert not manager.is_running(created.id)
+        assert not runs_here(manager, paused.id)
+        assert not runs_here(manager, created.id)
 
 
 async def test_unknown_job_and_unknown_kind(store: Store) -> None:

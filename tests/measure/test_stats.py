@@ -31,3 +31,9 @@ def test_values_beyond_the_range_are_clamped_not_lost() -> None:
     stats = histogram.stats()
     assert stats.count == 2
     assert stats.max_ms == 36_000_000.0  # exact figures keep the real value
+
+
+def test_min_mean_and_max_are_rounded_to_the_microsecond_like_the_percentiles() -> None:
+    stats = summarize([1.23456789, 2.0000004, 3.1111119])
+    assert (stats.min_ms, stats.max_ms) == (1.235, 3.111)
+    assert stats.mean_ms == 2.115

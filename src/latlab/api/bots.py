@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Path, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Request, Response, status
 
 from latlab.api.bot_schemas import ActiveBots, BotCreated, BotHistoryEntry
-from latlab.api.deps import MAX_ID, BotsDep, StoreDep
+from latlab.api.deps import MAX_ID, BotsDep, IdempotencyDep, JobsDep, StoreDep
 from latlab.api.errors import transition_detail
+from latlab.api.idempotency import IdempotencyKey
 from latlab.jobs.kinds.bot import KIND, BotSpec
-from latlab.jobs.state import InvalidTransition
+from latlab.jobs.state import Action, InvalidTransition
 from latlab.storage import JobState
 
 router = APIRouter(tags=["bots (original API)"])
@@ -24,12 +25,19 @@ BotIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Integer id of the 
 
 @router.post("/start", status_code=status.HTTP_201_CREATED, response_model=BotCreated)
 async def start(
-    bots: BotsDep,
+    request: Request,
+    jobs: JobsDep,
+    idempotency: IdempotencyDep,
     spec: Annotated[BotSpec | None, Body(description="Optional; no body counts from 0.")] = None,
-) -> BotCreated:
+    key: IdempotencyKey = None,
+) -> Response:
     """Start a bot that prints start_number, start_number + 1, … once a second."""
-    job = await bots.create(spec or BotSpec())
-    return BotCreated(bot_id=job.id)
+
+    async def created() -> BotCreated:
+        job = await jobs.create(KIND, (spec or BotSpec()).model_dump(), start=True)
+        return BotCreated(bot_id=job.id)
+
+    return await idempotency.answer(request, key, created)
 
 
 @router.get(
@@ -37,17 +45,17 @@ async def start(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "No such bot, or it is not running."}},
 )
-async def stop(bot_id: BotIdPath, bots: BotsDep) -> Response:
+async def stop(bot_id: BotIdPath, jobs: JobsDep) -> Response:
     try:
-        await bots.stop(bot_id)
+        await jobs.act(KIND, bot_id, Action.STOP)
     except InvalidTransition as exc:
         raise HTTPException(status_code=404, detail=transition_detail(exc)) from exc
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/active_bots", response_model=ActiveBots)
-async def active_bots(bots: BotsDep) -> ActiveBots:
-    return ActiveBots(active_bots=await bots.active_ids())
+async def active_bots(jobs: JobsDep) -> ActiveBots:
+    return ActiveBots(active_bots=await jobs.active_ids(KIND))
 
 
 @router.get("/bots_history", response_model=list[BotHistoryEntry])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
-from latlab.jobs.bots import BotFleet
+from latlab.api.idempotency import Idempotency
+from latlab.api.state import AppState
+from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.manager import JobManager
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
@@ -16,20 +17,41 @@ from latlab.storage import Store
 MAX_ID = 2**63 - 1
 
 
-def lifespan_state(name: str) -> Callable[[Request], Any]:
-    """A dependency handing out what the lifespan put in ``request.state`` under ``name``."""
-
-    def dependency(request: Request) -> Any:
-        return getattr(request.state, name)
-
-    return dependency
+def app_state(request: Request) -> AppState:
+    state: AppState = request.state.latlab
+    return state
 
 
-StoreDep = Annotated[Store, Depends(lifespan_state("store"))]
-JobsDep = Annotated[JobManager, Depends(lifespan_state("jobs"))]
-BotsDep = Annotated[BotFleet, Depends(lifespan_state("bots"))]
-ProbesDep = Annotated[ProbeClient, Depends(lifespan_state("probes"))]
-SettingsDep = Annotated[Settings, Depends(lifespan_state("settings"))]
+def _store(request: Request) -> Store:
+    return app_state(request).store
+
+
+def _jobs(request: Request) -> JobManager:
+    return app_state(request).jobs
+
+
+def _bots(request: Request) -> BotRunner:
+    return app_state(request).bots
+
+
+def _probes(request: Request) -> ProbeClient:
+    return app_state(request).probes
+
+
+def _settings(request: Request) -> Settings:
+    return app_state(request).settings
+
+
+def _idempotency(request: Request) -> Idempotency:
+    return app_state(request).idempotency
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+JobsDep = Annotated[JobManager, Depends(_jobs)]
+BotsDep = Annotated[BotRunner, Depends(_bots)]
+ProbesDep = Annotated[ProbeClient, Depends(_probes)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]
 
 ExperimentIdPath = Annotated[
     int, Path(ge=1, le=MAX_ID, description="Integer id of the experiment.")

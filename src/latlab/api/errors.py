@@ -13,8 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from latlab.jobs.state import InvalidTransition
-from latlab.storage import JobNotFound
+from latlab.storage import JobNotFound, StoreUnavailable
 
+RETRY_AFTER_S = 1
 NOUNS = {"probe": "experiment", "bot": "bot", "load": "load run"}
 
 
@@ -51,6 +52,12 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    detail = f"the store is unavailable, nothing was changed; retry shortly ({exc})"
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    return JSONResponse({"detail": detail}, status_code=503, headers=headers)
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = _json_safe(jsonable_encoder(exc.errors()))
@@ -61,16 +68,23 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(JobNotFound, _job_not_found)
     app.add_exception_handler(InvalidTransition, _invalid_transition)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
 
 
 def request_validation_error(
-    exc: ValidationError, source: str, renames: dict[str, str] | None = None
+    exc: ValidationError,
+    source: str,
+    renames: dict[str, str] | None = None,
+    prefix: Sequence[int | str] = (),
 ) -> RequestValidationError:
-    """Re-raise a model's validation error as a 422 naming the request's own field names."""
+    """Re-raise a model's validation error as a 422 naming the request's own field names.
+
+    ``prefix`` goes between ``source`` and the field: the item's index in a list body.
+    """
     renames = renames or {}
     errors: list[dict[str, Any]] = []
     for error in exc.errors(include_url=False, include_context=False):
         loc: Sequence[Any] = error["loc"]
         fields = [renames.get(str(part), part) for part in loc]
-        errors.append({**error, "loc": [source, *fields]})
+        errors.append({**error, "loc": [source, *prefix, *fields]})
     return RequestValidationError(errors)

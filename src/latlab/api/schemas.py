@@ -99,6 +99,11 @@ class ExperimentsPublic(BaseModel):
     limit: int
 
 
+class ExperimentsCreated(BaseModel):
+    data: list[ExperimentPublic]
+    count: int = Field(description="Experiments created by this call.")
+
+
 class ResultPublic(ExperimentResult):
     seq: int = Field(description="Probe number, 0-based, no gaps.")
     scheduled_at: datetime = Field(description="When the schedule wanted the probe (UTC).")

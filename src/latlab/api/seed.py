@@ -11,11 +11,19 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import ValidationError
 
-from latlab.api.deps import ExperimentIdQuery, JobsDep, ProbesDep, SettingsDep, StoreDep
+from latlab.api.deps import (
+    ExperimentIdQuery,
+    IdempotencyDep,
+    JobsDep,
+    ProbesDep,
+    SettingsDep,
+    StoreDep,
+)
 from latlab.api.errors import request_validation_error, transition_detail
+from latlab.api.idempotency import IdempotencyKey
 from latlab.api.schemas import (
     Experiment,
     ExperimentCreated,
@@ -65,11 +73,18 @@ async def create_experiment(
     count: Annotated[int, Query(ge=1, description="Probes in total.")],
     jobs: JobsDep,
     settings: SettingsDep,
+    request: Request,
+    idempotency: IdempotencyDep,
     path: PathQuery = "/api/latency",
-) -> ExperimentCreated:
+    key: IdempotencyKey = None,
+) -> Response:
     spec = _spec(settings, host=host, port=port, interval_s=interval, count=count, path=path)
-    job = await jobs.create(KIND, spec.model_dump())
-    return ExperimentCreated(experiment_id=job.id)
+
+    async def created() -> ExperimentCreated:
+        job = await jobs.create(KIND, spec.model_dump())
+        return ExperimentCreated(experiment_id=job.id)
+
+    return await idempotency.answer(request, key, created, status_code=200)
 
 
 @router.post("/manage_experiment", response_model=ExperimentStateChanged)

@@ -1,11 +1,11 @@
-"""Which process runs which bots, and a view of the active ones that processes share."""
+"""Which process runs which job, and what processes tell each other about them."""
 
 from __future__ import annotations
 
-from latlab.coordination.base import Coordinator
+from latlab.coordination.base import Coordinator, JobKey, RunningJobs
 from latlab.coordination.local import LocalCoordinator
 
-__all__ = ["Coordinator", "LocalCoordinator", "open_coordinator"]
+__all__ = ["Coordinator", "JobKey", "LocalCoordinator", "RunningJobs", "open_coordinator"]
 
 
 async def open_coordinator(redis_url: str | None, prefix: str) -> Coordinator:

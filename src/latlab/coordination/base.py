@@ -1,44 +1,63 @@
-"""The coordination port: ownership of running bots and the shared set of active ones."""
+"""The coordination port: which process runs which job, and what processes tell each other.
+
+Jobs are addressed by ``(kind, job_id)``. A running job belongs to the owner named in its
+checkpoint (``progress["fleet"]``); an owner holds a lease that it renews about every
+``lease_s / 3``. A process that cannot renew in time halts its jobs before the lease can
+expire (see :meth:`Coordinator.lease_fresh`), so a job never has two live owners.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 from typing import Protocol
 
-# Running bots with their owner fleet, read from the store on demand.
-RunningBots = Callable[[], Awaitable[dict[int, str]]]
+JobKey = tuple[str, int]
+# Running jobs with their owner, read from the store on demand.
+RunningJobs = Callable[[], Awaitable[dict[JobKey, str]]]
 
 
 class Coordinator(Protocol):
-    fleet_id: str
+    owner_id: str
     lease_s: float
 
-    async def adopt(self, running: RunningBots) -> list[int]:
-        """Running bots that this fleet should run now: its own at start-up and orphans."""
+    async def adopt(self, running: RunningJobs) -> list[JobKey]:
+        """Running jobs that this process should run now: orphans whose owner is gone."""
         ...
 
     async def orphans_exist(self) -> bool:
-        """Whether a fleet died since the last look (then ``adopt`` is worth a store scan)."""
+        """Whether an owner died since the last look (then ``adopt`` is worth a store scan)."""
         ...
 
-    async def joined(self, bot_ids: Collection[int]) -> None:
-        """These bots run here from now on."""
+    async def joined(self, keys: Collection[JobKey]) -> None:
+        """These jobs run here from now on."""
         ...
 
-    async def left(self, bot_id: int) -> None:
-        """The bot stopped (wherever it ran); tell its fleet."""
+    async def left(self, key: JobKey) -> None:
+        """The job stopped running (wherever it ran); tell its owner to halt it."""
         ...
 
-    async def active_ids(self) -> list[int] | None:
-        """Active bot ids newest first, or None when the store is the only view."""
+    async def active_ids(self, kind: str) -> list[int] | None:
+        """Ids of the running jobs of ``kind``, newest first; None when the store is the view."""
         ...
 
-    async def next_stop(self) -> int | None:
-        """The id of the next bot stopped by another process; None once closed."""
+    async def listen(self) -> None:
+        """Receive other processes' announcements until the connection fails (supervised)."""
+        ...
+
+    async def next_halt(self) -> JobKey | None:
+        """The next job halted by another process; None once closed."""
         ...
 
     async def keep_alive(self) -> None:
-        """Called about every ``lease_s / 3``: renew this fleet's claim."""
+        """Renew this owner's lease (called about every ``lease_s / 3``)."""
+        ...
+
+    def lease_fresh(self) -> bool:
+        """Whether this process may still act as the owner of its jobs (local check, no I/O)."""
+        ...
+
+    def renew_identity(self) -> str:
+        """After a lost lease: become a new owner; the old one's jobs are orphans to adopt."""
         ...
 
     async def close(self) -> None: ...

@@ -1,24 +1,26 @@
-"""One process owns every bot: the store is the whole truth, nothing is shared."""
+"""One process owns every job: the store is the whole truth, nothing is shared."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Collection
 
-from latlab.coordination.base import RunningBots
+from latlab.coordination.base import JobKey, RunningJobs
 
 
 class LocalCoordinator:
-    """Adopts every running bot once, at start-up. Run one API process per store with it."""
+    """Adopts every running job once, at start-up. Run one API process per store with it."""
 
-    fleet_id = "local"
     lease_s = 3.0
 
     def __init__(self) -> None:
+        # New at every start, so the heartbeat a restarted process reads is its predecessor's.
+        self.owner_id = f"local-{uuid.uuid4().hex[:8]}"
         self._adopted = False
         self._closed = asyncio.Event()
 
-    async def adopt(self, running: RunningBots) -> list[int]:
+    async def adopt(self, running: RunningJobs) -> list[JobKey]:
         if self._adopted:
             return []
         self._adopted = True
@@ -27,22 +29,31 @@ class LocalCoordinator:
     async def orphans_exist(self) -> bool:
         return False
 
-    async def joined(self, bot_ids: Collection[int]) -> None:
+    async def joined(self, keys: Collection[JobKey]) -> None:
         return None
 
-    async def left(self, bot_id: int) -> None:
+    async def left(self, key: JobKey) -> None:
         return None
 
-    async def active_ids(self) -> list[int] | None:
+    async def active_ids(self, kind: str) -> list[int] | None:
         return None
 
-    async def next_stop(self) -> int | None:
-        # No other process can stop our bots: nothing ever arrives before close.
+    async def listen(self) -> None:
+        await self._closed.wait()
+
+    async def next_halt(self) -> JobKey | None:
+        # No other process can halt our jobs: nothing ever arrives before close.
         await self._closed.wait()
         return None
 
     async def keep_alive(self) -> None:
         return None
+
+    def lease_fresh(self) -> bool:
+        return True
+
+    def renew_identity(self) -> str:
+        return self.owner_id
 
     async def close(self) -> None:
         self._closed.set()

@@ -1,4 +1,9 @@
-"""Where job code runs. In-process now; a distributed executor implements the same protocol."""
+"""Where job code runs, addressed by ``(kind, job_id)`` so another process can run it too.
+
+The manager binds a driver, ``drive(kind, job_id, started)``, that loads the job and runs its
+kind's runner; an executor only decides where and keeps track of what runs. In-process now; a
+distributed executor implements the same protocol with workers that run the same driver.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,27 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-Work = Callable[[], Coroutine[Any, Any, None]]
+from latlab.jobs.runner import Started
+
+JobKey = tuple[str, int]
+Driver = Callable[[str, int, Started], Coroutine[Any, Any, None]]
 log = logging.getLogger("latlab.jobs")
 
 
 class Executor(Protocol):
-    def submit(self, job_id: int, work: Work) -> None:
-        """Run ``work`` for ``job_id`` unless it already runs."""
+    def bind(self, drive: Driver) -> None:
+        """The driver that runs one job; set once, before the first submit."""
         ...
 
-    def is_running(self, job_id: int) -> bool: ...
+    def submit(self, kind: str, job_id: int) -> asyncio.Future[None]:
+        """Run the job unless it already runs; the future is done once it has started."""
+        ...
 
-    async def cancel(self, job_id: int) -> None:
+    def running(self) -> list[JobKey]:
+        """The jobs whose work runs here now."""
+        ...
+
+    async def cancel(self, kind: str, job_id: int) -> None:
         """Stop the job's work and wait until it has stopped."""
         ...
 
@@ -29,27 +43,39 @@ class InProcessExecutor:
     """Runs each job as a task on this event loop and keeps a reference to every task."""
 
     def __init__(self) -> None:
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._tasks: dict[JobKey, asyncio.Task[None]] = {}
+        self._drive: Driver | None = None
 
-    def submit(self, job_id: int, work: Work) -> None:
-        if self.is_running(job_id):
-            return
-        task = asyncio.create_task(work(), name=f"latlab-job-{job_id}")
-        self._tasks[job_id] = task
-        task.add_done_callback(lambda done: self._forget(job_id, done))
+    def bind(self, drive: Driver) -> None:
+        self._drive = drive
 
-    def _forget(self, job_id: int, task: asyncio.Task[None]) -> None:
-        if self._tasks.get(job_id) is task:
-            del self._tasks[job_id]
+    def submit(self, kind: str, job_id: int) -> asyncio.Future[None]:
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = self._tasks.get((kind, job_id))
+        if task is not None and not task.done():
+            started.set_result(None)
+            return started
+        if self._drive is None:
+            raise RuntimeError("InProcessExecutor.submit before bind")
+        work = self._drive(kind, job_id, lambda: _resolve(started))
+        task = asyncio.create_task(work, name=f"latlab-{kind}-{job_id}")
+        self._tasks[(kind, job_id)] = task
+        # A job that ends (or fails) before saying it started has started as far as it goes.
+        task.add_done_callback(lambda done: self._forget((kind, job_id), done, started))
+        return started
+
+    def _forget(self, key: JobKey, task: asyncio.Task[None], started: asyncio.Future[None]) -> None:
+        _resolve(started)
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
         if not task.cancelled() and task.exception() is not None:
-            log.error("job %s crashed", job_id, exc_info=task.exception())
+            log.error("%s job %s crashed", *key, exc_info=task.exception())
 
-    def is_running(self, job_id: int) -> bool:
-        task = self._tasks.get(job_id)
-        return task is not None and not task.done()
+    def running(self) -> list[JobKey]:
+        return [key for key, task in self._tasks.items() if not task.done()]
 
-    async def cancel(self, job_id: int) -> None:
-        task = self._tasks.get(job_id)
+    async def cancel(self, kind: str, job_id: int) -> None:
+        task = self._tasks.get((kind, job_id))
         if task is None:
             return
         task.cancel()
@@ -61,3 +87,8 @@ class InProcessExecutor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

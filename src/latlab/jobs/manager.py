@@ -1,89 +1,196 @@
-"""The job manager: state transitions, task lifecycle, reconciliation at start-up."""
+"""The job manager: the one state machine every kind runs on, and each job's task.
+
+The store holds the truth; the manager keeps tasks in line with it. Jobs found ``running``
+at start-up are adopted (through the coordinator, so with several processes each job is run
+by one) and resumed from their checkpoints, or marked failed if their kind cannot resume. On
+shutdown their tasks are cancelled and they stay ``running`` for the next process.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from latlab.coordination import JobKey
 from latlab.jobs.executor import Executor
-from latlab.jobs.runner import JobRunner, RunContext
+from latlab.jobs.ownership import Ownership
+from latlab.jobs.runner import JobRunner, ResumePolicy, RunContext, Started
 from latlab.jobs.state import Action, InvalidTransition, next_state
-from latlab.storage import JobNotFound, JobRecord, JobState, StateConflict
+from latlab.jobs.supervise import Backoff, Outage, supervise, until_stored
+from latlab.storage import JobNotFound, JobRecord, JobState, StateConflict, StoreUnavailable
+from latlab.storage.records import ProgressUpdate
 
 log = logging.getLogger("latlab.jobs")
+MAX_BATCH = 10_000
+
+
+class UnknownKind(ValueError):
+    pass
 
 
 class JobManager:
-    """Owns every job's task. The store holds the truth; this keeps tasks in line with it.
+    """Creates, starts, pauses, resumes, stops and deletes jobs of every registered kind."""
 
-    Jobs that are ``running`` in the store when the manager starts are resumed from their
-    checkpoints; on shutdown their tasks are cancelled and they stay ``running``, so the next
-    start resumes them again.
-    """
-
-    def __init__(self, ctx: RunContext, executor: Executor, runners: Iterable[JobRunner]) -> None:
+    def __init__(self, ctx: RunContext, executor: Executor, runners: Sequence[JobRunner]) -> None:
         self._ctx = ctx
         self._executor = executor
         self._runners = {runner.kind: runner for runner in runners}
-        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks: weakref.WeakValueDictionary[JobKey, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._records: dict[JobKey, JobRecord] = {}  # loaded already, for the job's first run
+        self._services: list[asyncio.Task[None]] = []
+        self.ownership = Ownership(ctx, executor, self)
+        executor.bind(self._drive)
 
-    def _lock(self, job_id: int) -> asyncio.Lock:
-        lock = self._locks.get(job_id)
+    def runner(self, kind: str) -> JobRunner:
+        try:
+            return self._runners[kind]
+        except KeyError:
+            raise UnknownKind(f"no runner for job kind {kind!r}") from None
+
+    def lock(self, key: JobKey) -> asyncio.Lock:
+        lock = self._locks.get(key)
         if lock is None:
-            lock = self._locks[job_id] = asyncio.Lock()
+            lock = self._locks[key] = asyncio.Lock()
         return lock
 
     async def start(self) -> int:
-        """Resume the jobs that were running when the last process ended; return how many."""
-        resumed = 0
-        for kind in self._runners:
-            page = await self._ctx.store.list_jobs(kind, states={JobState.RUNNING})
-            for job in page.items:
-                self._launch(job)
-                resumed += 1
-        if resumed:
-            log.info("resumed %d running job(s)", resumed)
-        return resumed
+        """Start every kind's services, then adopt running jobs; return how many resumed."""
+        for runner in self._runners.values():
+            for service in runner.services(self._ctx):
+                self._spawn(service.name, service.work)
+        for name, work in self.ownership.services():
+            self._spawn(name, work)
+        return await self.adopt()
+
+    def _spawn(self, name: str, work: Any) -> None:
+        task = asyncio.create_task(supervise(name, work), name=f"latlab-{name}")
+        self._services.append(task)
 
     async def shutdown(self) -> None:
         await self._executor.shutdown()
-        await self._ctx.writer.flush()
+        for task in self._services:
+            task.cancel()
+        await asyncio.gather(*self._services, return_exceptions=True)
+        for runner in self._runners.values():
+            await runner.close(self._ctx)
+        try:
+            await self._ctx.writer.flush()
+        except StoreUnavailable as exc:  # nothing more can be done; checkpoints are redone
+            log.warning("last checkpoints not written at shutdown: %s", exc)
 
-    async def create(self, kind: str, spec: Mapping[str, Any]) -> JobRecord:
-        if kind not in self._runners:
-            raise ValueError(f"no runner for job kind {kind!r}")
-        return await self._ctx.store.create_job(kind, spec)
+    async def adopt(self) -> int:
+        """Run the orphaned running jobs here; fail those whose kind cannot resume."""
+        records: dict[JobKey, JobRecord] = {}
+
+        async def running() -> dict[JobKey, str]:
+            for kind in self._runners:
+                page = await self._ctx.store.list_jobs(kind, states={JobState.RUNNING})
+                records.update({(kind, job.id): job for job in page.items})
+            return {key: str(job.progress.get("fleet", "local")) for key, job in records.items()}
+
+        resumed: list[JobKey] = []
+        for key in await self._ctx.coordinator.adopt(running):
+            job = records[key]
+            if self._runners[key[0]].resume is ResumePolicy.FAIL:
+                await self._finish(job, JobState.FAILED, "interrupted")
+                continue
+            self._records[key] = job
+            self._executor.submit(*key)
+            resumed.append(key)
+        await self.ownership.announce(resumed)
+        if resumed:
+            log.info("resumed %d running job(s)", len(resumed))
+        return len(resumed)
+
+    async def create(self, kind: str, spec: Mapping[str, Any], *, start: bool = False) -> JobRecord:
+        return (await self.create_many(kind, [spec], start=start))[0]
+
+    async def create_many(
+        self, kind: str, specs: Sequence[Mapping[str, Any]], *, start: bool = False
+    ) -> list[JobRecord]:
+        """Create jobs in one transaction (all or nothing); started ones have started on return."""
+        self.runner(kind)
+        if len(specs) > MAX_BATCH:
+            raise ValueError(f"at most {MAX_BATCH} jobs in one call")
+        state = JobState.RUNNING if start else JobState.CREATED
+        jobs = await self._ctx.store.create_jobs(kind, specs, state=state)
+        if start:
+            await self._launch(jobs)
+        return jobs
 
     async def act(self, kind: str, job_id: int, action: Action) -> JobRecord:
         """Apply ``action``; raise :class:`JobNotFound` or :class:`InvalidTransition`."""
-        async with self._lock(job_id):
+        runner = self.runner(kind)
+        key = (kind, job_id)
+        async with self.lock(key):
             job = await self._ctx.store.get_job(kind, job_id)
             target = next_state(job.kind, job.id, job.state, action)
-            if target is not JobState.RUNNING:
-                await self._halt(job_id)
-            if target is not job.state:
-                job = await self._move(job, target, action)
             if target is JobState.RUNNING:
-                self._launch(job)
+                if job.state is not JobState.RUNNING:
+                    job = await self._move(job, target, action)
+                await self._launch([job])
+                return job
+            was_here = await self.halt(key)
+            try:
+                job = await self._settle(runner, job, target, action)
+            except StoreUnavailable:
+                if was_here:  # the job is still running in the store: keep it running here
+                    self._executor.submit(*key)
+                raise
+            await self.ownership.tell_owner(key)
             return job
 
+    async def _settle(
+        self, runner: JobRunner, job: JobRecord, target: JobState, action: Action
+    ) -> JobRecord:
+        if target is job.state:
+            return job
+        job = await self._move(job, target, action)
+        if target is JobState.STOPPED:
+            final = await runner.stopped(job, self._ctx)
+            if final:
+                await self._ctx.writer.write([], [ProgressUpdate(job.kind, job.id, dict(final))])
+                job = await self._ctx.store.get_job(job.kind, job.id)
+        return job
+
     async def delete(self, kind: str, job_id: int) -> None:
-        async with self._lock(job_id):
+        self.runner(kind)
+        key = (kind, job_id)
+        async with self.lock(key):
             await self._ctx.store.get_job(kind, job_id)
-            await self._halt(job_id)
-            await self._ctx.store.delete_job(kind, job_id)
+            was_here = await self.halt(key)
+            try:
+                await self._ctx.store.delete_job(kind, job_id)
+            except StoreUnavailable:
+                if was_here:
+                    self._executor.submit(*key)
+                raise
+            await self.ownership.tell_owner(key)
 
-    def is_running(self, job_id: int) -> bool:
-        return self._executor.is_running(job_id)
+    async def active_ids(self, kind: str) -> list[int]:
+        """Running jobs of ``kind``, newest first (shared through Redis when there is one)."""
+        shared = await self.ownership.active_ids(kind)
+        if shared is not None:
+            return shared
+        page = await self._ctx.store.list_jobs(kind, states={JobState.RUNNING})
+        return sorted((job.id for job in page.items), reverse=True)
 
-    async def _halt(self, job_id: int) -> None:
-        await self._executor.cancel(job_id)
+    def running_here(self) -> list[JobKey]:
+        return self._executor.running()
+
+    async def halt(self, key: JobKey) -> bool:
+        """Stop the job's work here (if any), its last checkpoint written; was it running?"""
+        was_here = key in self._executor.running()
+        await self._executor.cancel(*key)
         # The task's last checkpoint may still be queued: it must land before the state moves.
         await self._ctx.writer.flush()
+        return was_here
 
     async def _move(self, job: JobRecord, target: JobState, action: Action) -> JobRecord:
         try:
@@ -91,14 +198,38 @@ class JobManager:
         except StateConflict as conflict:
             raise InvalidTransition(job.kind, job.id, conflict.job.state, action) from conflict
 
-    def _launch(self, job: JobRecord) -> None:
-        self._executor.submit(job.id, lambda: self._drive(job))
+    async def _launch(self, jobs: Collection[JobRecord]) -> None:
+        started = []
+        for job in jobs:
+            self._records[(job.kind, job.id)] = job
+            started.append(self._executor.submit(job.kind, job.id))
+        await asyncio.gather(*started)
+        await self.ownership.announce([(job.kind, job.id) for job in jobs])
 
-    async def _drive(self, job: JobRecord) -> None:
+    async def _drive(self, kind: str, job_id: int, started: Started) -> None:
+        """One job's task: load it, run it, and run it again after a store outage."""
+        job = self._records.pop((kind, job_id), None)
+        backoff, outage = Backoff(), Outage(f"{kind} job {job_id}")
+        while True:
+            try:
+                job = job or await self._ctx.store.get_job(kind, job_id)
+                if job.state is JobState.RUNNING:
+                    await self._run_once(job, started)
+                return
+            except StoreUnavailable as exc:
+                outage.failed(exc)
+                await asyncio.sleep(backoff.next_s())
+                job = None  # reload: it may have been stopped meanwhile
+            except JobNotFound:
+                return
+
+    async def _run_once(self, job: JobRecord, started: Started) -> None:
         runner = self._runners[job.kind]
+        if runner.needs_claim:
+            await self._claim(job)
         try:
-            await runner.run(job, self._ctx)
-        except asyncio.CancelledError:
+            await runner.run(job, self._ctx, started)
+        except StoreUnavailable:
             raise
         except Exception as exc:
             log.exception("%s job %s failed", job.kind, job.id)
@@ -106,10 +237,25 @@ class JobManager:
             return
         await self._finish(job, JobState.COMPLETED, None)
 
+    async def _claim(self, job: JobRecord) -> None:
+        """Name this process the job's owner in its checkpoint (what adoption reads)."""
+        owner = {"fleet": self._ctx.coordinator.owner_id}
+        if job.progress.get("fleet") != owner["fleet"]:
+            await self._ctx.writer.write([], [ProgressUpdate(job.kind, job.id, owner)])
+
     async def _finish(self, job: JobRecord, state: JobState, error: str | None) -> None:
-        async with self._lock(job.id):
+        key = (job.kind, job.id)
+        move = functools.partial(
+            self._ctx.store.set_state,
+            *key,
+            state,
+            expected={JobState.RUNNING},
+            error=error,
+        )
+        async with self.lock(key):
             # A pause, stop or delete that got here first wins; it already moved the state.
-            with contextlib.suppress(StateConflict, JobNotFound):
-                await self._ctx.store.set_state(
-                    job.kind, job.id, state, expected={JobState.RUNNING}, error=error
-                )
+            try:
+                await until_stored(f"{job.kind} job {job.id} end", move)
+            except (StateConflict, JobNotFound):
+                return
+        await self.ownership.tell_owner(key)

@@ -1,14 +1,41 @@
-"""What a job kind implements, and what it is handed to run."""
+"""What a job kind implements, and what it is handed to run.
+
+A kind is one module in ``jobs/kinds/`` with a runner class, registered in
+``jobs/kinds/__init__.py``. :class:`KindRunner` gives the optional parts their defaults, so a
+kind that only runs jobs one by one implements ``kind``, ``resume`` and ``run``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from enum import StrEnum
+from typing import Any, Protocol
 
+from latlab.coordination import Coordinator
 from latlab.jobs.clock import Clock
 from latlab.measure.client import ProbeClient
 from latlab.storage import JobRecord, Store
 from latlab.storage.writer import BatchWriter
+
+# Called by a job once it really runs (a bot has printed its first number); the start of the
+# job is answered only then.
+Started = Callable[[], None]
+
+
+class ResumePolicy(StrEnum):
+    """What a job found ``running`` at start-up becomes."""
+
+    RESUME = "resume"  # continue from its checkpoint (experiments, bots)
+    FAIL = "fail"  # ``failed`` with error "interrupted", its progress kept (load runs)
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A long-lived loop a kind needs beside its jobs (a timer, a heartbeat); supervised."""
+
+    name: str
+    work: Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,14 +44,49 @@ class RunContext:
     writer: BatchWriter
     clock: Clock
     probes: ProbeClient
+    coordinator: Coordinator  # who owns the jobs launched here, and the lease to check
 
 
 class JobRunner(Protocol):
     kind: str
+    resume: ResumePolicy
+    # False when ``run`` records ``{"fleet": owner}`` in its own first checkpoint (bots do,
+    # saving a write per job at adoption); otherwise the manager records it before ``run``.
+    needs_claim: bool
 
-    async def run(self, job: JobRecord, ctx: RunContext) -> None:
+    def services(self, ctx: RunContext) -> Sequence[Service]:
+        """Loops the manager runs (and restarts after a failure) while it is up."""
+        ...
+
+    async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
         """Continue ``job`` from its checkpoint; return when it is complete.
 
-        Raising marks the job failed; cancellation (pause, stop, shutdown) must propagate.
+        Call ``started()`` once the job really runs. Raising marks the job failed, except
+        :class:`~latlab.storage.StoreUnavailable`, after which the job is run again once the
+        store answers. Cancellation (pause, stop, shutdown) must propagate.
         """
         ...
+
+    async def stopped(self, job: JobRecord, ctx: RunContext) -> Mapping[str, Any]:
+        """Progress to keep when a user stops the job (after its work was halted)."""
+        ...
+
+    async def close(self, ctx: RunContext) -> None:
+        """At shutdown, after every job of the kind was halted and services cancelled."""
+        ...
+
+
+class KindRunner:
+    """Defaults for the optional parts of :class:`JobRunner`."""
+
+    resume = ResumePolicy.RESUME
+    needs_claim = True
+
+    def services(self, ctx: RunContext) -> Sequence[Service]:
+        return ()
+
+    async def stopped(self, job: JobRecord, ctx: RunContext) -> Mapping[str, Any]:
+        return {}
+
+    async def close(self, ctx: RunContext) -> None:
+        return None

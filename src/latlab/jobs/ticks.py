@@ -1,4 +1,4 @@
-"""One scheduler ticks every bot of this process.
+"""One scheduler ticks every bot of this process: the bot kind's way of running many jobs.
 
 Bots are grouped by phase into buckets on a 1 ms grid; the scheduler sleeps until the next
 bucket is due and ticks it. A tick is O(1) for a bucket (each bot's number follows from how often
@@ -12,6 +12,7 @@ import heapq
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from latlab.measure.stats import LatencyHistogram
@@ -41,9 +42,13 @@ class Bucket:
 class TickScheduler:
     """Buckets of bots and the loop that fires them, drift-free."""
 
-    def __init__(self, tick_s: float, *, log_ticks: bool) -> None:
+    def __init__(
+        self, tick_s: float, *, log_ticks: bool, may_tick: Callable[[], bool] = lambda: True
+    ) -> None:
         self.tick_ms = max(1, round(tick_s * 1000))
         self.log_ticks = log_ticks
+        # False once this process may no longer own its bots (a stale lease): never tick then.
+        self.may_tick = may_tick
         self.bots: dict[int, Bot] = {}
         self._buckets: dict[int, Bucket] = {}
         self._heap: list[tuple[int, int]] = []
@@ -86,6 +91,10 @@ class TickScheduler:
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
                 continue  # re-check: timers may fire early, buckets may have changed
+            if not self.may_tick():
+                # The owner is about to halt every bot; until then print nothing.
+                await asyncio.sleep(self.tick_ms / 1000)
+                continue
             self._fire(bucket)
 
     def _next_bucket(self) -> Bucket | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from latlab.measure.http_probe import Exchange, HttpProber, ProbeTarget, tls_context
+from latlab.measure.http_probe import Exchange, HttpProber, ProbeTarget, probe_once, tls_context
 
 
 class ProbeClient:
@@ -20,14 +20,11 @@ class ProbeClient:
             context = self._contexts[verify] = tls_context(verify, self._ca_file)
         return context
 
+    def _tls(self, target: ProbeTarget) -> ssl.SSLContext | None:
+        return self.tls_context(target.verify_tls) if target.scheme == "https" else None
+
     def prober(self, target: ProbeTarget) -> HttpProber:
-        if target.scheme != "https":
-            return HttpProber(target)
-        return HttpProber(target, self.tls_context(target.verify_tls))
+        return HttpProber(target, self._tls(target))
 
     async def probe_once(self, target: ProbeTarget) -> Exchange:
-        prober = self.prober(target)
-        try:
-            return await prober.probe()
-        finally:
-            await prober.aclose()
+        return await probe_once(target, self._tls(target))

@@ -313,9 +313,9 @@ class HttpProber:
             conn.close()
 
 
-async def probe_once(target: ProbeTarget) -> Exchange:
+async def probe_once(target: ProbeTarget, tls: ssl.SSLContext | None = None) -> Exchange:
     """One probe on its own connection, closed afterwards."""
-    prober = HttpProber(target)
+    prober = HttpProber(target, tls)
     try:
         return await prober.probe()
     finally:

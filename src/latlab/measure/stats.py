@@ -55,15 +55,16 @@ class LatencyHistogram:
         ok = self.count - self.errors
         if ok == 0:
             return LatencyStats(count=self.count, errors=self.errors)
+        # Rounded to the microsecond, the resolution the percentiles have.
         return LatencyStats(
             count=self.count,
             errors=self.errors,
-            min_ms=self._min_ms,
-            mean_ms=self._sum_ms / ok,
+            min_ms=round(self._min_ms, 3),
+            mean_ms=round(self._sum_ms / ok, 3),
             p50_ms=self.percentile_ms(50),
             p90_ms=self.percentile_ms(90),
             p99_ms=self.percentile_ms(99),
-            max_ms=self._max_ms,
+            max_ms=round(self._max_ms, 3),
         )
 
 

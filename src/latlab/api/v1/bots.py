@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from latlab.api.bot_schemas import BotPublic, BotsPublic
-from latlab.api.deps import MAX_ID, BotsDep, Limit, Offset, StoreDep
+from latlab.api.deps import MAX_ID, BotsDep, IdempotencyDep, JobsDep, Limit, Offset, StoreDep
+from latlab.api.idempotency import IdempotencyKey
 from latlab.jobs.kinds.bot import KIND, BotSpec
+from latlab.jobs.state import Action
 from latlab.storage import JobState
 
 router = APIRouter(prefix="/api/v1/bots", tags=["bots"])
@@ -17,9 +19,19 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No bot with
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=BotPublic)
-async def create(spec: BotSpec, bots: BotsDep) -> BotPublic:
-    job = await bots.create(spec)
-    return BotPublic.of(job, await bots.last_number(job))
+async def create(
+    request: Request,
+    spec: BotSpec,
+    jobs: JobsDep,
+    bots: BotsDep,
+    idempotency: IdempotencyDep,
+    key: IdempotencyKey = None,
+) -> Response:
+    async def created() -> BotPublic:
+        job = await jobs.create(KIND, spec.model_dump(), start=True)
+        return BotPublic.of(job, await bots.last_number(job))
+
+    return await idempotency.answer(request, key, created)
 
 
 @router.get("", response_model=BotsPublic)
@@ -48,6 +60,6 @@ async def get(bot_id: BotIdPath, store: StoreDep, bots: BotsDep) -> BotPublic:
     response_model=BotPublic,
     responses={**_NOT_FOUND, 409: {"description": "The bot is not running."}},
 )
-async def stop(bot_id: BotIdPath, bots: BotsDep) -> BotPublic:
-    job = await bots.stop(bot_id)
+async def stop(bot_id: BotIdPath, jobs: JobsDep, bots: BotsDep) -> BotPublic:
+    job = await jobs.act(KIND, bot_id, Action.STOP)
     return BotPublic.of(job, await bots.last_number(job))

@@ -8,12 +8,25 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
-from latlab.api.deps import ExperimentIdPath, JobsDep, Limit, Offset, SettingsDep, StoreDep
+from latlab.api.deps import (
+    ExperimentIdPath,
+    IdempotencyDep,
+    JobsDep,
+    Limit,
+    Offset,
+    SettingsDep,
+    StoreDep,
+)
+from latlab.api.errors import request_validation_error
+from latlab.api.idempotency import IdempotencyKey
 from latlab.api.schemas import (
     ExperimentPublic,
+    ExperimentsCreated,
     ExperimentsPublic,
     ResultPublic,
     ResultsPublic,
@@ -21,7 +34,8 @@ from latlab.api.schemas import (
 )
 from latlab.jobs.kinds.probe import KIND, ProbeSpec
 from latlab.jobs.state import Action
-from latlab.measure.stats import LatencyHistogram
+from latlab.measure.stats import summarize
+from latlab.settings import Settings
 from latlab.storage import JobState, ProbeResult, Store
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
@@ -43,11 +57,72 @@ CSV_COLUMNS = [
 _CSV_PAGE = 5000
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ExperimentPublic)
-async def create(spec: ProbeSpec, jobs: JobsDep, settings: SettingsDep) -> ExperimentPublic:
+MAX_BATCH = 10_000
+SpecsBody = Annotated[
+    dict[str, Any] | list[Any],
+    Body(
+        description="One experiment (a ProbeSpec object) or a list of up to 10,000, "
+        "created all or nothing.",
+        openapi_examples={
+            "one": {"value": {"host": "127.0.0.1", "port": 8008, "interval_s": 1, "count": 10}},
+            "many": {"value": [{"host": "127.0.0.1", "port": 8008}, {"host": "::1", "port": 8008}]},
+        },
+    ),
+]
+StartQuery = Annotated[bool, Query(description="Start them in the same call.")]
+
+
+def _probe_spec(settings: Settings, fields: Any, loc: tuple[int, ...] = ()) -> ProbeSpec:
+    try:
+        spec = ProbeSpec.model_validate(fields)
+    except ValidationError as exc:
+        raise request_validation_error(exc, "body", prefix=loc) from exc
     if "timeout_s" not in spec.model_fields_set:
         spec = spec.model_copy(update={"timeout_s": settings.probe_timeout_s})
-    return ExperimentPublic.of(await jobs.create(KIND, spec.model_dump()))
+    return spec
+
+
+def _probe_specs(settings: Settings, body: dict[str, Any] | list[Any]) -> list[ProbeSpec]:
+    if isinstance(body, dict):
+        return [_probe_spec(settings, body)]
+    if not 1 <= len(body) <= MAX_BATCH:
+        error = {
+            "type": "too_long" if body else "too_short",
+            "loc": ["body"],
+            "msg": f"give between 1 and {MAX_BATCH} experiments",
+            "input": len(body),
+        }
+        raise RequestValidationError([error])
+    return [_probe_spec(settings, item, (index,)) for index, item in enumerate(body)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExperimentPublic | ExperimentsCreated,
+    responses={201: {"description": "The experiment, or for a list {data, count}."}},
+)
+async def create(
+    request: Request,
+    body: SpecsBody,
+    jobs: JobsDep,
+    settings: SettingsDep,
+    idempotency: IdempotencyDep,
+    key: IdempotencyKey = None,
+    start: StartQuery = False,
+) -> Response:
+    """Create one experiment, or a list of them in one transaction (all or nothing)."""
+    specs = [spec.model_dump() for spec in _probe_specs(settings, body)]
+
+    async def created() -> ExperimentPublic | ExperimentsCreated:
+        data = [
+            ExperimentPublic.of(job) for job in await jobs.create_many(KIND, specs, start=start)
+        ]
+        if isinstance(body, dict):
+            return data[0]
+        return ExperimentsCreated(data=data, count=len(data))
+
+    return await idempotency.answer(request, key, created)
 
 
 @router.get("", response_model=ExperimentsPublic)
@@ -101,10 +176,7 @@ async def results(
 async def stats(experiment_id: ExperimentIdPath, store: StoreDep) -> StatsPublic:
     """Count, errors and latency percentiles of the results so far (HDR histogram)."""
     job = await store.get_job(KIND, experiment_id)
-    histogram = LatencyHistogram()
-    for latency_ms in await store.latencies_ms(job.id):
-        histogram.record(latency_ms)
-    return StatsPublic.of(histogram.stats())
+    return StatsPublic.of(summarize(await store.latencies_ms(job.id)))
 
 
 def _csv_row(result: ProbeResult) -> list[object]:

@@ -1,0 +1,11 @@
+"""The job kinds LatLab ships. A new kind is a module here plus a line in ``builtin_runners``."""
+
+from __future__ import annotations
+
+from latlab.jobs.kinds.bot import BotRunner
+from latlab.jobs.kinds.probe import ProbeRunner
+from latlab.jobs.runner import JobRunner
+
+
+def builtin_runners(*, bot_tick_s: float = 1.0, bot_log_ticks: bool = True) -> list[JobRunner]:
+    return [ProbeRunner(), BotRunner(bot_tick_s, log_ticks=bot_log_ticks)]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from latlab.jobs.runner import RunContext
+from latlab.jobs.runner import KindRunner, RunContext, Started
 from latlab.jobs.schedule import SlotSchedule
+from latlab.jobs.supervise import until_stored
 from latlab.measure.http_probe import Exchange, HttpProber, ProbeTarget
 from latlab.storage import JobRecord, ProbeResult
 from latlab.storage.records import ProgressUpdate
@@ -89,14 +91,16 @@ def to_result(
     )
 
 
-class ProbeRunner:
+class ProbeRunner(KindRunner):
     """Runs an experiment from its checkpoint: results already stored are never redone."""
 
     kind = KIND
 
-    async def run(self, job: JobRecord, ctx: RunContext) -> None:
+    async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
+        started()
         spec = ProbeSpec.model_validate(job.spec)
-        done = await ctx.store.count_results(job.id)
+        count = functools.partial(ctx.store.count_results, job.id)
+        done = await until_stored(f"experiment {job.id}", count)
         if done >= spec.count:
             return
         prober = ctx.probes.prober(spec.target())
@@ -119,7 +123,11 @@ class ProbeRunner:
             result = to_result(job.id, done, exchange, ctx, started_s, due_s)
             done += 1
             progress = {"done": done, "skipped_slots": skipped_before + schedule.skipped}
-            await ctx.writer.write([result], [ProgressUpdate(KIND, job.id, progress)])
+            update = ProgressUpdate(KIND, job.id, progress)
+            # A store outage pauses the probing (missed slots are skipped and counted), so
+            # the experiment still ends with exactly ``count`` results.
+            write = functools.partial(ctx.writer.write, [result], [update])
+            await until_stored(f"experiment {job.id}", write)
             if done >= spec.count:
                 return
             schedule.advance(ctx.clock.monotonic())

@@ -1,0 +1,92 @@
+"""``Idempotency-Key`` on creates: a retry after a lost answer gets the first answer again.
+
+The first answer to a key is kept in the store (named values) with a fingerprint of the
+request; a retry with the same key and the same request replays it (``Idempotent-Replayed:
+true``) instead of creating again, the same key with another request is a 422, and two
+requests with one key at once in this process run one after the other. Kept answers expire
+after a day. The answer is recorded right after the creation commits, so only a crash in
+between can still create twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import weakref
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import Header, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from latlab.storage import Store
+
+KEEP_FOR = timedelta(days=1)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string: a retry with the same key returns the first answer.",
+    ),
+]
+
+
+async def _fingerprint(request: Request) -> str:
+    digest = hashlib.sha256()
+    for part in (request.method, request.url.path, request.url.query):
+        digest.update(part.encode() + b"\0")
+    digest.update(await request.body())
+    return digest.hexdigest()
+
+
+def _record_name(request: Request, key: str) -> str:
+    scope = f"{request.url.path}\0{key}".encode()
+    return f"idempotency.{hashlib.sha256(scope).hexdigest()}"
+
+
+def _replay(kept: dict[str, Any], fingerprint: str) -> JSONResponse | None:
+    if datetime.fromisoformat(kept["at"]) < datetime.now(UTC) - KEEP_FOR:
+        return None
+    if kept["fingerprint"] != fingerprint:
+        detail = "this Idempotency-Key was used for another request; use a new key"
+        raise HTTPException(status_code=422, detail=detail)
+    headers = {"Idempotent-Replayed": "true"}
+    return JSONResponse(kept["body"], status_code=int(kept["status"]), headers=headers)
+
+
+class Idempotency:
+    """Kept answers in ``store``; one lock per key so concurrent retries do not both create."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def answer(
+        self,
+        request: Request,
+        key: str | None,
+        create: Callable[[], Awaitable[Any]],
+        status_code: int = 201,
+    ) -> JSONResponse:
+        """Answer with ``create()``'s result, or with the kept answer to an earlier ``key``."""
+        if key is None:
+            return JSONResponse(jsonable_encoder(await create()), status_code=status_code)
+        name = _record_name(request, key)
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        async with lock:
+            fingerprint = await _fingerprint(request)
+            kept = await self._store.get_value(name)
+            replay = None if kept is None else _replay(kept, fingerprint)
+            if replay is not None:
+                return replay
+            body = jsonable_encoder(await create())
+            record = {"fingerprint": fingerprint, "status": status_code, "body": body}
+            await self._store.set_value(name, {**record, "at": datetime.now(UTC).isoformat()})
+        return JSONResponse(body, status_code=status_code)

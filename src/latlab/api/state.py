@@ -1,0 +1,22 @@
+"""What the lifespan opened, as one typed object (``request.state.latlab``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from latlab.api.idempotency import Idempotency
+from latlab.jobs.kinds.bot import BotRunner
+from latlab.jobs.manager import JobManager
+from latlab.measure.client import ProbeClient
+from latlab.settings import Settings
+from latlab.storage import Store
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    settings: Settings
+    store: Store
+    jobs: JobManager
+    bots: BotRunner
+    probes: ProbeClient
+    idempotency: Idempotency
