@@ -19,6 +19,20 @@ _SQLITE_OUTAGES = (
 )
 
 
+# SQLSTATE classes of a server that is away: 08 connection exception, 57 operator
+# intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 "the database system is
+# shutting down" / starting up). asyncpg reports these as plain DBAPIError.
+_POSTGRES_OUTAGE_CLASSES = ("08", "57")
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return str(state or "")
+
+
 def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
@@ -26,6 +40,8 @@ def is_outage(exc: BaseException) -> bool:
         if isinstance(exc.orig, sqlite3.Error):
             message = str(exc.orig).lower()
             return any(outage in message for outage in _SQLITE_OUTAGES)
+        if _sqlstate(exc)[:2] in _POSTGRES_OUTAGE_CLASSES:
+            return True
         # PostgreSQL: asyncpg's connection errors arrive as these (lost, refused, timed out).
         return isinstance(exc, OperationalError | InterfaceError)
     # Raised outside a statement: connecting (refused, reset) and timeouts (asyncpg, the pool).
