@@ -38,6 +38,20 @@ def printed(log: Path) -> dict[int, list[int]]:
     return numbers
 
 
+async def until_every_bot_checkpointed(db: Path) -> None:
+    """The restart guarantee (at most one repeat) holds from a bot's first stored checkpoint."""
+    store = await open_store(f"sqlite+aiosqlite:///{db}")
+
+    async def stored() -> bool:
+        page = await store.list_jobs("bot")
+        return all("number" in job.progress for job in page.items)
+
+    try:
+        await wait_for(stored, timeout_s=90, what="every bot's first checkpoint")
+    finally:
+        await store.close()
+
+
 async def until_every_bot_printed(log: Path, times: int) -> dict[int, list[int]]:
     async def done() -> bool:
         counts = printed(log)
@@ -52,6 +66,7 @@ async def test_sigkill_with_ten_thousand_bots_then_restart_leaves_no_gap(tmp_pat
     db = tmp_path / "latlab.db"
     await create_running_bots(db)
     with latlab_serve(db, "--no-targets", env=ENV) as (process, url):
+        await until_every_bot_checkpointed(db)
         await until_every_bot_printed(serve_log(db, url), 3)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)

@@ -44,6 +44,7 @@ class JobManager:
         )
         self._records: dict[JobKey, JobRecord] = {}  # loaded already, for the job's first run
         self._services: list[asyncio.Task[None]] = []
+        self._closing = False
         self.ownership = Ownership(ctx, executor, self)
         executor.bind(self._drive)
 
@@ -73,10 +74,12 @@ class JobManager:
         self._services.append(task)
 
     async def shutdown(self) -> None:
-        await self._executor.shutdown()
+        # Services first: a lease loop adopting during shutdown would launch jobs nobody stops.
+        self._closing = True
         for task in self._services:
             task.cancel()
         await asyncio.gather(*self._services, return_exceptions=True)
+        await self._executor.shutdown()
         for runner in self._runners.values():
             await runner.close(self._ctx)
         try:
@@ -86,6 +89,8 @@ class JobManager:
 
     async def adopt(self) -> int:
         """Run the orphaned running jobs here; fail those whose kind cannot resume."""
+        if self._closing:
+            return 0
         records: dict[JobKey, JobRecord] = {}
 
         async def running() -> dict[JobKey, str]:
@@ -96,6 +101,8 @@ class JobManager:
 
         resumed: list[JobKey] = []
         for key in await self._ctx.coordinator.adopt(running):
+            if self._closing:
+                break
             job = records[key]
             if self._runners[key[0]].resume is ResumePolicy.FAIL:
                 await self._finish(job, JobState.FAILED, "interrupted")
