@@ -85,7 +85,18 @@ class Store(Protocol):
         results: Sequence[ProbeResult],
         progress: Sequence[ProgressUpdate],
     ) -> None:
-        """Store results (idempotent on ``(job_id, seq)``) and progress, in one transaction."""
+        """Store results (idempotent on ``(job_id, seq)``) and progress, in one transaction.
+
+        Each update's values are merged into the job's progress (newest keys win); an update
+        of a job that does not exist is ignored. Updates are fenced by owner: one whose
+        ``owner`` is set applies only if the job's ``progress.get("fleet")`` is ``owner`` or
+        not set yet (missing or None), checked atomically with the write. If it does not
+        apply, it is dropped, and so is every result in this call of that job when the
+        update is of kind ``probe`` (results belong to probe jobs); the rest of the call
+        commits, and nothing is raised. ``owner=None`` applies unconditionally: a claim
+        naming a new owner (``{"fleet": new_owner}``) is written that way. Several updates
+        of one job in one call apply in order.
+        """
         ...
 
     async def delete_job(self, kind: str, job_id: int) -> None:

@@ -15,6 +15,7 @@ from latlab.storage.records import (
     Page,
     ProbeResult,
     ProgressUpdate,
+    fenced_results,
     utc_now,
 )
 
@@ -105,17 +106,28 @@ class MemoryStore:
         results: Sequence[ProbeResult],
         progress: Sequence[ProgressUpdate],
     ) -> None:
-        for result in results:
+        dropped = self._save_progress(progress)
+        for result in fenced_results(results, dropped):
             if result.job_id in self._results:
                 self._results[result.job_id].setdefault(result.seq, result)
+
+    def _save_progress(self, progress: Sequence[ProgressUpdate]) -> set[int]:
+        """Apply the updates that pass their fence; return the probe jobs whose did not."""
+        dropped: set[int] = set()
         now = utc_now()
         for update in progress:
             job = self._jobs.get((update.kind, update.job_id))
-            if job is not None:
-                merged = {**job.progress, **update.values}
-                self._jobs[(job.kind, job.id)] = dataclasses.replace(
-                    job, progress=merged, updated_at=now
-                )
+            if job is None:
+                continue
+            if not update.applies_to(job.progress):
+                if update.kind == "probe":
+                    dropped.add(update.job_id)
+                continue
+            merged = {**job.progress, **update.values}
+            self._jobs[(job.kind, job.id)] = dataclasses.replace(
+                job, progress=merged, updated_at=now
+            )
+        return dropped
 
     async def delete_job(self, kind: str, job_id: int) -> None:
         await self.get_job(kind, job_id)

@@ -17,13 +17,14 @@ from datetime import UTC
 from typing import Any, Self
 
 import bson
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 from pymongo.uri_parser import parse_uri
 
 from latlab.storage.base import JobNotFound, StateConflict
+from latlab.storage.mongo_fence import fenced_out, progress_ops
 from latlab.storage.outage import translating
 from latlab.storage.records import (
     JobRecord,
@@ -31,6 +32,7 @@ from latlab.storage.records import (
     Page,
     ProbeResult,
     ProgressUpdate,
+    fenced_results,
     utc_now,
 )
 
@@ -231,18 +233,20 @@ class MongoStore:
         results: Sequence[ProbeResult],
         progress: Sequence[ProgressUpdate],
     ) -> None:
-        # MongoDB has no cheap multi-document transaction here; the unique (job_id, seq) key
-        # makes results idempotent, so writing results before progress is safe to repeat.
-        if results:
-            await self._insert_results(results)
-        now = utc_now()
-        by_kind: dict[str, list[UpdateOne]] = {}
-        for update in progress:
-            fields = {f"progress.{key}": value for key, value in update.values.items()}
-            op = UpdateOne({"_id": update.job_id}, {"$set": {**fields, "updated_at": now}})
-            by_kind.setdefault(update.kind, []).append(op)
-        for kind, ops in by_kind.items():
-            await self._jobs(kind).bulk_write(ops, ordered=False)
+        """Progress first, each update fenced by its filter, then the results that passed.
+
+        No multi-document transaction here: each update is atomic on its document (filter on
+        ``progress.fleet`` plus ``$set``); which fenced probe updates matched is read back, and
+        only those jobs' results are inserted. A job claimed in between loses these results
+        though its progress landed: the new owner redoes them (experiments resume from their
+        results). The unique ``(job_id, seq)`` key makes a repeated checkpoint harmless.
+        """
+        for kind, ops in progress_ops(progress, utc_now()).items():
+            await self._jobs(kind).bulk_write(ops, ordered=True)  # one job's updates in order
+        dropped = await fenced_out(self._jobs("probe"), progress)
+        kept = fenced_results(results, dropped)
+        if kept:
+            await self._insert_results(kept)
 
     async def _insert_results(self, results: Sequence[ProbeResult]) -> None:
         docs = [{field: getattr(r, field) for field in r.__slots__} for r in results]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -61,8 +62,28 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class ProgressUpdate:
-    """New checkpoint values for one job; merged into the keys it already has."""
+    """New checkpoint values for one job; merged into the keys it already has.
+
+    ``owner`` fences the update: when set, it applies only while the job's ``progress["fleet"]``
+    is ``owner`` or not set yet (see ``Store.checkpoint``). ``None`` applies unconditionally:
+    that is how a claim names a new owner.
+    """
 
     kind: str
     job_id: int
     values: dict[str, Any]
+    owner: str | None = None
+
+    def applies_to(self, progress: Mapping[str, Any]) -> bool:
+        """Does this update pass the fence of a job whose checkpoint is ``progress``?"""
+        if self.owner is None:
+            return True
+        fleet = progress.get("fleet")
+        return fleet is None or fleet == self.owner
+
+
+def fenced_results(results: Sequence[ProbeResult], dropped: Collection[int]) -> list[ProbeResult]:
+    """The results that still land when the probe jobs ``dropped`` failed their fence."""
+    if not dropped:
+        return list(results)
+    return [result for result in results if result.job_id not in dropped]

@@ -57,8 +57,7 @@ class BatchWriter:
         for update in progress:
             key = (update.kind, update.job_id)
             old = self._progress.get(key)
-            values = update.values if old is None else {**old.values, **update.values}
-            self._progress[key] = ProgressUpdate(update.kind, update.job_id, values)
+            self._progress[key] = update if old is None else _merged(old, update)
         waiter = asyncio.get_running_loop().create_future()
         # A waiter whose job was cancelled still gets its error; mark it seen so none is logged.
         waiter.add_done_callback(lambda done: done.exception())
@@ -88,7 +87,8 @@ class BatchWriter:
                 chunk = results[start : start + self._max_results]
                 last = start + self._max_results >= len(results)
                 if chunk or (last and progress):
-                    await self._store.checkpoint(chunk, progress if last else [])
+                    fences = progress if last else _fences(chunk, progress)
+                    await self._store.checkpoint(chunk, fences)
         except Exception as exc:  # handed to every waiter: the jobs decide what it means
             for waiter in waiters:
                 if not waiter.done():
@@ -97,3 +97,30 @@ class BatchWriter:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def _merged(old: ProgressUpdate, new: ProgressUpdate) -> ProgressUpdate:
+    """Two queued updates of one job as one: newest values win, unconditional if either was.
+
+    An unconditional update is a claim: it must land, and the owned update queued with it is
+    the claimant's own (one owner per process), which the claim makes pass anyway.
+    """
+    owner = None if old.owner is None else new.owner
+    values = {**old.values, **new.values}
+    return ProgressUpdate(new.kind, new.job_id, values, owner)
+
+
+def _fences(
+    chunk: Sequence[ProbeResult], progress: Sequence[ProgressUpdate]
+) -> list[ProgressUpdate]:
+    """For a chunk written before the progress: empty updates that fence its results.
+
+    Results are fenced by their job's update in the same checkpoint call; these carry the
+    owner of the queued update and no values, so a stale owner's results are dropped in every
+    chunk, not only in the last one that carries the progress itself.
+    """
+    owners = {u.job_id: u.owner for u in progress if u.kind == "probe" and u.owner is not None}
+    if not owners:
+        return []
+    jobs = {result.job_id for result in chunk if result.job_id in owners}
+    return [ProgressUpdate("probe", job_id, {}, owners[job_id]) for job_id in sorted(jobs)]

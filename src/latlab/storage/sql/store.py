@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from itertools import groupby
 from typing import Any, Self
 
-from sqlalchemy import Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,15 +17,16 @@ from latlab.storage.records import (
     Page,
     ProbeResult,
     ProgressUpdate,
+    fenced_results,
     utc_now,
 )
 from latlab.storage.sql.engine import create_engine, migrate
 from latlab.storage.sql.errors import translated, unstorable
+from latlab.storage.sql.progress import save_progress
 from latlab.storage.sql.tables import job_counters, jobs, probe_results, values
 
 _migrate = translated(migrate)
 _RESULT_COLUMNS = [c for c in probe_results.c if c.name != "kind"]
-_PROGRESS_CHUNK = 10_000
 
 
 def _job(row: Row[Any]) -> JobRecord:
@@ -190,39 +190,15 @@ class SqlStore:
         progress: Sequence[ProgressUpdate],
     ) -> None:
         async with self._engine.begin() as conn:
-            if results:
+            # Progress first: the fence decides which jobs' results may land.
+            dropped = await save_progress(conn, progress)
+            kept = fenced_results(results, dropped)
+            if kept:
                 rows = [
                     {"kind": "probe", **{c.name: getattr(r, c.name) for c in _RESULT_COLUMNS}}
-                    for r in results
+                    for r in kept
                 ]
                 await conn.execute(self._insert_results, rows)
-            by_kind = sorted(progress, key=lambda u: u.kind)
-            for kind, updates in groupby(by_kind, key=lambda u: u.kind):
-                batch = list(updates)
-                # Chunked: SQLite takes at most 32,766 parameters in one statement.
-                for start in range(0, len(batch), _PROGRESS_CHUNK):
-                    chunk = batch[start : start + _PROGRESS_CHUNK]
-                    await self._save_progress(conn, kind, chunk)
-
-    async def _save_progress(
-        self, conn: AsyncConnection, kind: str, progress: Sequence[ProgressUpdate]
-    ) -> None:
-        wanted = {u.job_id: u.values for u in progress}
-        current = await conn.execute(
-            select(jobs.c.id, jobs.c.progress).where(jobs.c.kind == kind, jobs.c.id.in_(wanted))
-        )
-        now = utc_now()
-        rows = [
-            {"b_kind": kind, "b_id": job_id, "progress": {**old, **wanted[job_id]}, "now": now}
-            for job_id, old in current
-        ]
-        if rows:
-            query = (
-                update(jobs)
-                .where(jobs.c.kind == bindparam("b_kind"), jobs.c.id == bindparam("b_id"))
-                .values(progress=bindparam("progress"), updated_at=bindparam("now"))
-            )
-            await conn.execute(query, rows)
 
     @translated
     async def delete_job(self, kind: str, job_id: int) -> None:

@@ -1,0 +1,53 @@
+"""The fence of ``MongoStore.checkpoint``: filtered progress updates and reading back who won."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+
+from latlab.storage.records import ProgressUpdate
+
+Document = dict[str, Any]
+_FLEET_ONLY: Document = {"progress.fleet": True}
+
+
+def progress_ops(progress: Sequence[ProgressUpdate], now: datetime) -> dict[str, list[UpdateOne]]:
+    """One ``UpdateOne`` per update, by kind; a fenced one matches only its owner's job."""
+    by_kind: dict[str, list[UpdateOne]] = {}
+    for update in progress:
+        query: Document = {"_id": update.job_id}
+        if update.owner is not None:  # null also matches a missing field: "no owner yet"
+            query["progress.fleet"] = {"$in": [update.owner, None]}
+        fields = {f"progress.{key}": value for key, value in update.values.items()}
+        op = UpdateOne(query, {"$set": {**fields, "updated_at": now}})
+        by_kind.setdefault(update.kind, []).append(op)
+    return by_kind
+
+
+def _expected_owners(progress: Sequence[ProgressUpdate]) -> dict[int, Any]:
+    """The owner each fenced probe job has now if its update matched."""
+    return {
+        u.job_id: u.values.get("fleet", u.owner)
+        for u in progress
+        if u.kind == "probe" and u.owner is not None
+    }
+
+
+def _owned_as_expected(doc: Document, expected: Mapping[int, Any]) -> bool:
+    fleet = doc.get("progress", {}).get("fleet")
+    return fleet is None or fleet == expected[doc["_id"]]
+
+
+async def fenced_out(
+    jobs: AsyncCollection[Document], progress: Sequence[ProgressUpdate]
+) -> set[int]:
+    """The probe jobs (``jobs`` is their collection) whose fenced update did not match."""
+    expected = _expected_owners(progress)
+    if not expected:
+        return set()
+    cursor = jobs.find({"_id": {"$in": list(expected)}}, _FLEET_ONLY)
+    return {doc["_id"] async for doc in cursor if not _owned_as_expected(doc, expected)}
