@@ -19,6 +19,8 @@ class LocalCoordinator:
         self.owner_id = f"local-{uuid.uuid4().hex[:8]}"
         self._adopted = False
         self._closed = asyncio.Event()
+        # Every running job is this process's: the active set is known here, no store scan.
+        self._active: dict[str, set[int]] = {}
 
     async def adopt(self, running: RunningJobs) -> list[JobKey]:
         if self._adopted:
@@ -30,13 +32,14 @@ class LocalCoordinator:
         return False
 
     async def joined(self, keys: Collection[JobKey]) -> None:
-        return None
+        for kind, job_id in keys:
+            self._active.setdefault(kind, set()).add(job_id)
 
     async def left(self, key: JobKey) -> None:
-        return None
+        self._active.get(key[0], set()).discard(key[1])
 
     async def active_ids(self, kind: str) -> list[int] | None:
-        return None
+        return sorted(self._active.get(kind, ()), reverse=True)
 
     async def listen(self) -> None:
         await self._closed.wait()

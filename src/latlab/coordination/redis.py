@@ -18,6 +18,8 @@ from collections.abc import Collection
 from typing import Self
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from latlab.coordination.base import JobKey, RunningJobs
 
@@ -27,9 +29,17 @@ RESYNC: JobKey = ("", 0)
 
 
 def open_client(url: str, timeout_s: float) -> redis.Redis:
-    """The one way LatLab opens Redis: text replies, and no call waits longer than a lease."""
+    """The one way LatLab opens Redis: text replies, no call waits longer than ``timeout_s``,
+    and a command that meets a connection broken by an outage is retried on a fresh one
+    (a pooled connection does not know the server restarted until it is used)."""
     return redis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        url,
+        decode_responses=True,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(ExponentialBackoff(cap=timeout_s / 2, base=0.05), 2),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        health_check_interval=timeout_s,
     )
 
 

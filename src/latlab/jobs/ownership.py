@@ -9,6 +9,7 @@ old owner's jobs first, this process included, runs them from their checkpoints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from latlab.coordination import JobKey
 from latlab.jobs.executor import Executor
 from latlab.jobs.runner import RunContext
-from latlab.jobs.supervise import Outage
+from latlab.jobs.supervise import Backoff, Outage
 from latlab.storage import JobNotFound, JobState
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("latlab.jobs")
 GUARD_EVERY_S = 0.1
+RETELL_ATTEMPTS = 30  # about a minute and a half of Redis outage at the longest backoff
 
 
 class Ownership:
@@ -33,6 +35,10 @@ class Ownership:
         self._executor = executor
         self._manager = manager
         self._redis_outage = Outage("coordination", log)
+        # Set when the lease could not be renewed: afterwards adopt from the store whatever
+        # the coordinator remembers (a restarted Redis forgets every owner it knew).
+        self._adopt_after_recovery = False
+        self._retries: set[asyncio.Task[None]] = set()
 
     def services(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         return [
@@ -48,8 +54,26 @@ class Ownership:
             await self._best_effort(self._coordinator.joined(keys))
 
     async def tell_owner(self, key: JobKey) -> None:
-        """The job left ``running``: its owner, wherever it is, halts it."""
-        await self._best_effort(self._coordinator.left(key))
+        """The job left ``running``: its owner, wherever it is, halts it.
+
+        Retried in the background while Redis is away, so the answer does not wait for it.
+        """
+        if not await self._best_effort(self._coordinator.left(key)):
+            retry = asyncio.create_task(self._tell_until_told(key), name="latlab-tell-owner")
+            self._retries.add(retry)
+            retry.add_done_callback(self._retries.discard)
+
+    async def _tell_until_told(self, key: JobKey) -> None:
+        backoff = Backoff(max_s=self._coordinator.lease_s)
+        for _ in range(RETELL_ATTEMPTS):
+            await asyncio.sleep(backoff.next_s())
+            if await self._best_effort(self._coordinator.left(key)):
+                return
+
+    async def close(self) -> None:
+        for retry in self._retries:
+            retry.cancel()
+        await asyncio.gather(*self._retries, return_exceptions=True)
 
     async def active_ids(self, kind: str) -> list[int] | None:
         try:
@@ -58,20 +82,29 @@ class Ownership:
             self._redis_outage.failed(exc)
             return None
 
-    async def _best_effort(self, call: Awaitable[None]) -> None:
+    async def _best_effort(self, call: Awaitable[None]) -> bool:
         try:
             await call
         except Exception as exc:  # the store already holds the truth; peers resync from it
             self._redis_outage.failed(exc)
-        else:
-            self._redis_outage.recovered()
+            return False
+        self._redis_outage.recovered()
+        return True
 
     async def _lease_loop(self) -> None:
         while True:
             await asyncio.sleep(self._coordinator.lease_s / 3)
-            await self._coordinator.keep_alive()
-            if await self._coordinator.orphans_exist():
+            await self._renew()
+            if self._adopt_after_recovery or await self._coordinator.orphans_exist():
+                self._adopt_after_recovery = False
                 await self._manager.adopt()
+
+    async def _renew(self) -> None:
+        try:
+            await self._coordinator.keep_alive()
+        except Exception:
+            self._adopt_after_recovery = True
+            raise
 
     async def _guard_loop(self) -> None:
         while True:
@@ -85,6 +118,10 @@ class Ownership:
         for key in keys:
             await self._executor.cancel(*key)
         self._coordinator.renew_identity()
+        self._adopt_after_recovery = True
+        # Register the new identity at once if Redis answers, so jobs claimed under it count.
+        with contextlib.suppress(Exception):
+            await self._coordinator.keep_alive()
 
     async def _halt_loop(self) -> None:
         while (key := await self._coordinator.next_halt()) is not None:

@@ -74,6 +74,10 @@ async def supervise(
             raise
         except Exception as exc:  # any failure of a supervised loop is retried, never fatal
             failure = exc
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # A library swallowed our cancellation into another error: honour it.
+                raise asyncio.CancelledError from exc
         if loop.time() - started_s >= backoff.max_s:
             outage.recovered()
             backoff.reset()

@@ -123,7 +123,8 @@ class ProbeRunner(KindRunner):
             result = to_result(job.id, done, exchange, ctx, started_s, due_s)
             done += 1
             progress = {"done": done, "skipped_slots": skipped_before + schedule.skipped}
-            update = ProgressUpdate(KIND, job.id, progress)
+            # Fenced: if another process took the experiment over, this write is dropped.
+            update = ProgressUpdate(KIND, job.id, progress, owner=ctx.coordinator.owner_id)
             # A store outage pauses the probing (missed slots are skipped and counted), so
             # the experiment still ends with exactly ``count`` results.
             write = functools.partial(ctx.writer.write, [result], [update])
