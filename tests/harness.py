@@ -59,6 +59,7 @@ async def running_engine(
         manager = JobManager(ctx, InProcessExecutor(), runners)
         try:
             await manager.start()
+            await manager.adopted()
             yield manager
         finally:
             await manager.shutdown()

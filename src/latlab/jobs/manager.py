@@ -26,6 +26,7 @@ from latlab.storage.records import ProgressUpdate
 
 log = logging.getLogger("latlab.jobs")
 MAX_BATCH = 10_000
+ADOPT_CHUNK = 500
 
 
 class UnknownKind(ValueError):
@@ -45,6 +46,9 @@ class JobManager:
         self._records: dict[JobKey, JobRecord] = {}  # loaded already, for the job's first run
         self._services: list[asyncio.Task[None]] = []
         self._closing = False
+        self._first_adopted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        # Jobs a user acted on while an adoption ran: its listing of them may be stale.
+        self._touched: set[JobKey] | None = None
         self.ownership = Ownership(ctx, executor, self)
         executor.bind(self._drive)
 
@@ -60,14 +64,36 @@ class JobManager:
             lock = self._locks[key] = asyncio.Lock()
         return lock
 
-    async def start(self) -> int:
-        """Start every kind's services, then adopt running jobs; return how many resumed."""
+    async def start(self) -> None:
+        """Start every kind's services and, in the background, adopt the running jobs.
+
+        The caller (the app's lifespan) returns at once, so the API answers while thousands
+        of jobs are still being resumed; :meth:`adopted` waits for that first adoption.
+        """
         for runner in self._runners.values():
             for service in runner.services(self._ctx):
                 self._spawn(service.name, service.work)
         for name, work in self.ownership.services():
             self._spawn(name, work)
-        return await self.adopt()
+        adoption = asyncio.create_task(self._first_adoption(), name="latlab-adoption")
+        self._services.append(adoption)
+
+    async def adopted(self) -> int:
+        """Wait for the adoption that start() began; return how many jobs it resumed."""
+        return await asyncio.shield(self._first_adopted)
+
+    async def _first_adoption(self) -> None:
+        backoff, outage = Backoff(), Outage("adoption at start-up")
+        while True:
+            try:
+                resumed = await self.adopt()
+            except Exception as exc:  # the store or Redis is away: try again, never give up
+                outage.failed(exc)
+                await asyncio.sleep(backoff.next_s())
+                continue
+            outage.recovered()
+            self._first_adopted.set_result(resumed)
+            return
 
     def _spawn(self, name: str, work: Any) -> None:
         task = asyncio.create_task(supervise(name, work), name=f"latlab-{name}")
@@ -76,9 +102,11 @@ class JobManager:
     async def shutdown(self) -> None:
         # Services first: a lease loop adopting during shutdown would launch jobs nobody stops.
         self._closing = True
+        self._first_adopted.cancel()  # no-op once done; wakes nobody else (adopted() shields)
         for task in self._services:
             task.cancel()
         await asyncio.gather(*self._services, return_exceptions=True)
+        await self.ownership.close()
         await self._executor.shutdown()
         for runner in self._runners.values():
             await runner.close(self._ctx)
@@ -91,6 +119,13 @@ class JobManager:
         """Run the orphaned running jobs here; fail those whose kind cannot resume."""
         if self._closing:
             return 0
+        self._touched = set()
+        try:
+            return await self._adopt()
+        finally:
+            self._touched = None
+
+    async def _adopt(self) -> int:
         records: dict[JobKey, JobRecord] = {}
 
         async def running() -> dict[JobKey, str]:
@@ -99,10 +134,22 @@ class JobManager:
                 records.update({(kind, job.id): job for job in page.items})
             return {key: str(job.progress.get("fleet", "local")) for key, job in records.items()}
 
+        adopted = await self._ctx.coordinator.adopt(running)
+        resumable = [
+            key
+            for key in adopted
+            if self._runners[key[0]].resume is ResumePolicy.RESUME and not self._was_touched(key)
+        ]
+        # Listed as active at once, before the (possibly long) launch of every task.
+        await self.ownership.announce(resumable)
         resumed: list[JobKey] = []
-        for key in await self._ctx.coordinator.adopt(running):
+        for key in adopted:
             if self._closing:
                 break
+            if len(resumed) % ADOPT_CHUNK == ADOPT_CHUNK - 1:
+                await asyncio.sleep(0)  # let requests in between chunks of a large adoption
+            if self._was_touched(key):
+                continue  # stopped, paused or deleted meanwhile; a resume launched it itself
             job = records[key]
             if self._runners[key[0]].resume is ResumePolicy.FAIL:
                 await self._finish(job, JobState.FAILED, "interrupted")
@@ -110,7 +157,6 @@ class JobManager:
             self._records[key] = job
             self._executor.submit(*key)
             resumed.append(key)
-        await self.ownership.announce(resumed)
         if resumed:
             log.info("resumed %d running job(s)", len(resumed))
         return len(resumed)
@@ -136,6 +182,7 @@ class JobManager:
         runner = self.runner(kind)
         key = (kind, job_id)
         async with self.lock(key):
+            self._touch(key)
             job = await self._ctx.store.get_job(kind, job_id)
             target = next_state(job.kind, job.id, job.state, action)
             if target is JobState.RUNNING:
@@ -170,6 +217,7 @@ class JobManager:
         self.runner(kind)
         key = (kind, job_id)
         async with self.lock(key):
+            self._touch(key)
             await self._ctx.store.get_job(kind, job_id)
             was_here = await self.halt(key)
             try:
@@ -180,9 +228,17 @@ class JobManager:
                 raise
             await self.ownership.tell_owner(key)
 
+    def _was_touched(self, key: JobKey) -> bool:
+        return self._touched is not None and key in self._touched
+
+    def _touch(self, key: JobKey) -> None:
+        if self._touched is not None:
+            self._touched.add(key)
+
     async def active_ids(self, kind: str) -> list[int]:
         """Running jobs of ``kind``, newest first (shared through Redis when there is one)."""
-        shared = await self.ownership.active_ids(kind)
+        # Until the first adoption has announced them, the store is the complete view.
+        shared = await self.ownership.active_ids(kind) if self._first_adopted.done() else None
         if shared is not None:
             return shared
         page = await self._ctx.store.list_jobs(kind, states={JobState.RUNNING})

@@ -137,8 +137,11 @@ class BotRunner(KindRunner):
         return await asyncio.shield(found)
 
     async def _heartbeat_loop(self, ctx: RunContext) -> None:
+        # At least twice a tick: a heartbeat lagging by more than a tick would make a restart
+        # print more than one number again.
+        every_s = min(HEARTBEAT_EVERY_S, self.tick_ms / 2000)
         while True:
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
+            await asyncio.sleep(every_s)
             await self._write_heartbeat(ctx)
 
     async def _write_heartbeat(self, ctx: RunContext) -> None:
