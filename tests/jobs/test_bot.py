@@ -101,14 +101,20 @@ async def test_logging_off_still_counts(caplog: pytest.LogCaptureFixture) -> Non
     assert printed(caplog, bot.id) == []
 
 
-async def test_a_stalled_loop_skips_ticks_instead_of_bursting() -> None:
-    async with fleet_on(MemoryStore(), log_ticks=False) as fleet:
+async def test_a_stalled_loop_prints_the_missed_numbers_late_never_a_gap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "latlab.bots")
+    async with fleet_on(MemoryStore()) as fleet:
         bot = await fleet.create(BotSpec())
         await until(lambda: fleet.scheduler.bots[bot.id].bucket.fired >= 1)
         time.sleep(TICK_S * 4)  # noqa: ASYNC251 (a stall of four ticks, on purpose)
         fired = fleet.scheduler.bots[bot.id].bucket.fired
         await until(lambda: fleet.scheduler.bots[bot.id].bucket.fired > fired)
         assert fleet.scheduler.behind_ticks >= 2
+    numbers = [n for n, _ in printed(caplog, bot.id)]
+    assert numbers == list(range(len(numbers)))
+    assert len(numbers) >= fired + 1  # the stalled ticks were printed, late
 
 
 async def test_graceful_restart_continues_with_the_next_number(

@@ -152,7 +152,7 @@ class JobManager:
                 continue  # stopped, paused or deleted meanwhile; a resume launched it itself
             job = records[key]
             if self._runners[key[0]].resume is ResumePolicy.FAIL:
-                await self._finish(job, JobState.FAILED, "interrupted")
+                await self._finish(job, JobState.FAILED, "interrupted", adopted=True)
                 continue
             self._records[key] = job
             self._executor.submit(*key)
@@ -300,13 +300,25 @@ class JobManager:
             return
         await self._finish(job, JobState.COMPLETED, None)
 
+    async def _still_mine(self, job: JobRecord) -> bool:
+        read = functools.partial(self._ctx.store.get_job, job.kind, job.id)
+        current = await until_stored(f"{job.kind} job {job.id} end", read)
+        return current.progress.get("fleet") in (None, self._ctx.coordinator.owner_id)
+
     async def _claim(self, job: JobRecord) -> None:
         """Name this process the job's owner in its checkpoint (what adoption reads)."""
         owner = {"fleet": self._ctx.coordinator.owner_id}
         if job.progress.get("fleet") != owner["fleet"]:
             await self._ctx.writer.write([], [ProgressUpdate(job.kind, job.id, owner)])
 
-    async def _finish(self, job: JobRecord, state: JobState, error: str | None) -> None:
+    async def _finish(
+        self, job: JobRecord, state: JobState, error: str | None, *, adopted: bool = False
+    ) -> None:
+        """End a running job, unless a user or another owner moved it first.
+
+        ``adopted``: this process has just adopted it, so its checkpoint still names the
+        owner it was taken from.
+        """
         key = (job.kind, job.id)
         move = functools.partial(
             self._ctx.store.set_state,
@@ -317,7 +329,10 @@ class JobManager:
         )
         async with self.lock(key):
             # A pause, stop or delete that got here first wins; it already moved the state.
+            # So does another process that took the job over while this one was cut off.
             try:
+                if not adopted and not await self._still_mine(job):
+                    return
                 await until_stored(f"{job.kind} job {job.id} end", move)
             except (StateConflict, JobNotFound):
                 return

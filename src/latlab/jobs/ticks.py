@@ -111,15 +111,20 @@ class TickScheduler:
     def _fire(self, bucket: Bucket) -> None:
         now_ms = time.monotonic() * 1000
         self.lateness_ms.record(now_ms - bucket.due_ms)
-        if self.log_ticks:
-            for bot in bucket.bots.values():
-                if bucket.fired >= bot.first_firing:
-                    number = bot.next_number + bucket.fired - bot.first_firing
-                    log.info("bot %d: %d", bot.id, number)
-        self.done_ms = max(self.done_ms, bucket.due_ms)
+        # A loop stalled for over a tick prints the numbers it missed now, late, rather than
+        # skip them: a counter never jumps, and after the burst it is back on the clock.
         missed = int((now_ms - bucket.due_ms) // self.tick_ms)
-        # A loop stalled for over a tick skips the missed ticks (numbers follow the clock).
+        if self.log_ticks:
+            for firing in range(bucket.fired, bucket.fired + 1 + missed):
+                self._print(bucket, firing)
+        self.done_ms = max(self.done_ms, bucket.due_ms + self.tick_ms * missed)
         self.behind_ticks += missed
         bucket.fired += 1 + missed
         bucket.due_ms += self.tick_ms * (1 + missed)
         heapq.heapreplace(self._heap, (bucket.due_ms, bucket.phase_ms))
+
+    @staticmethod
+    def _print(bucket: Bucket, firing: int) -> None:
+        for bot in bucket.bots.values():
+            if firing >= bot.first_firing:
+                log.info("bot %d: %d", bot.id, bot.next_number + firing - bot.first_firing)
