@@ -41,11 +41,12 @@ test: install services lint typecheck ## Everything: services, lint, types, test
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-bench: install services ## Benchmarks: probes, lateness, paging, bots, targets throughput (wrk)
+bench: install services ## Benchmarks: probes, lateness, paging, bots, bot restart, targets (wrk)
 	$(BIN)/python bench/probe_latency.py
 	$(BIN)/python bench/schedule_lateness.py
 	$(BIN)/python bench/paging.py
 	$(BIN)/python bench/bots_fleet.py
+	$(BIN)/python bench/bots_restart.py
 	$(BIN)/python bench/targets_throughput.py
 
 clean: ## Remove caches and coverage data (keeps .venv and latlab.db)

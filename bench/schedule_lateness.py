@@ -34,9 +34,14 @@ from latlab.settings import Settings
 from latlab.storage import JobState, Store
 
 
-async def start_all(jobs: JobManager, port: int, experiments: int, count: int) -> list[int]:
-    """Created and started in bulk, 10,000 per transaction, as POST ?start=true does."""
+async def start_all(
+    jobs: JobManager, port: int, experiments: int, count: int, one_by_one: bool
+) -> list[int]:
+    """In bulk, 10,000 per transaction, as POST ?start=true does (phases bunched within the
+    creation time); or ``one_by_one``, as users clicking start do (phases spread out)."""
     spec = {"host": "127.0.0.1", "port": port, "interval_s": 1.0, "count": count}
+    if one_by_one:
+        return [(await jobs.create(KIND, spec, start=True)).id for _ in range(experiments)]
     ids: list[int] = []
     for first in range(0, experiments, 10_000):
         batch = [spec] * min(10_000, experiments - first)
@@ -90,13 +95,13 @@ async def lateness(store: Store, ids: list[int]) -> Outcome:
     return outcome
 
 
-async def run(experiments: int, count: int, port: int, db: Path) -> None:
+async def run(experiments: int, count: int, port: int, db: Path, one_by_one: bool) -> None:
     app = create_app(Settings(storage_url=f"sqlite+aiosqlite:///{db}"))
     async with app.router.lifespan_context(app) as state:
         assert state is not None
         store, jobs = state["latlab"].store, state["latlab"].jobs
         began = time.perf_counter()
-        ids = await start_all(jobs, port, experiments, count)
+        ids = await start_all(jobs, port, experiments, count, one_by_one)
         started_s = time.perf_counter() - began
         await wait_all(store, experiments)
         outcome = await lateness(store, ids)
@@ -139,9 +144,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", type=int, default=1000)
     parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--one-by-one", action="store_true", help="start them one at a time")
     args = parser.parse_args()
     with targets_process() as port, tempfile.TemporaryDirectory() as tmp:
-        uvloop.run(run(args.experiments, args.count, port, Path(tmp) / "bench.db"))
+        db = Path(tmp) / "bench.db"
+        uvloop.run(run(args.experiments, args.count, port, db, args.one_by_one))
 
 
 if __name__ == "__main__":

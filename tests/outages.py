@@ -174,6 +174,26 @@ class OwnServer(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None: ...
 
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop for good and remove what it left on disk."""
+
+    @abc.abstractmethod
+    def _prepare(self) -> None:
+        """Find the binaries and lay out the data, before the first start."""
+
+    def __enter__(self) -> Self:
+        try:
+            self._prepare()
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def ensure_running(self) -> None:
         """Start unless running: for a server shared by a module, after a test that failed
         during an outage."""
@@ -226,19 +246,10 @@ class OwnPostgres(OwnServer):
     def url_for(self, database: str) -> str:
         return self.dsn_for(database).replace("postgresql://", "postgresql+asyncpg://", 1)
 
-    def __enter__(self) -> Self:
-        try:
-            self._bin = postgres_bin_dir()
-            self._as_postgres = _postgres_user_prefix()
-            self._initdb()
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _prepare(self) -> None:
+        self._bin = postgres_bin_dir()
+        self._as_postgres = _postgres_user_prefix()
+        self._initdb()
 
     def _initdb(self) -> None:
         _give_to_postgres(self.root)
@@ -300,17 +311,8 @@ class OwnRedis(OwnServer):
         self._binary = ""
         self._process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Self:
-        try:
-            self._binary = redis_server_binary()
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _prepare(self) -> None:
+        self._binary = redis_server_binary()
 
     @property
     def running(self) -> bool:

@@ -19,6 +19,7 @@ RunningJobs = Callable[[], Awaitable[dict[JobKey, str]]]
 class Coordinator(Protocol):
     owner_id: str
     lease_s: float
+    shared: bool  # whether other processes may own (and take over) jobs of this store
 
     async def adopt(self, running: RunningJobs) -> list[JobKey]:
         """Running jobs that this process should run now: orphans whose owner is gone."""

@@ -13,6 +13,7 @@ class LocalCoordinator:
     """Adopts every running job once, at start-up. Run one API process per store with it."""
 
     lease_s = 3.0
+    shared = False
 
     def __init__(self) -> None:
         # New at every start, so the heartbeat a restarted process reads is its predecessor's.

@@ -54,6 +54,7 @@ def parse_member(member: str) -> JobKey:
 
 class RedisCoordinator:
     lease_s = 3.0
+    shared = True
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.owner_id = uuid.uuid4().hex[:12]

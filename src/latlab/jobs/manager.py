@@ -9,19 +9,19 @@ shutdown their tasks are cancelled and they stay ``running`` for the next proces
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import weakref
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from latlab.coordination import JobKey
+from latlab.jobs.driver import JobDriver
 from latlab.jobs.executor import Executor
 from latlab.jobs.ownership import Ownership
-from latlab.jobs.runner import JobRunner, ResumePolicy, RunContext, Started
+from latlab.jobs.runner import JobRunner, ResumePolicy, RunContext
 from latlab.jobs.state import Action, InvalidTransition, next_state
-from latlab.jobs.supervise import Backoff, Outage, supervise, until_stored
-from latlab.storage import JobNotFound, JobRecord, JobState, StateConflict, StoreUnavailable
+from latlab.jobs.supervise import Backoff, Outage, supervise
+from latlab.storage import JobRecord, JobState, StateConflict, StoreUnavailable
 from latlab.storage.records import ProgressUpdate
 
 log = logging.getLogger("latlab.jobs")
@@ -43,14 +43,14 @@ class JobManager:
         self._locks: weakref.WeakValueDictionary[JobKey, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        self._records: dict[JobKey, JobRecord] = {}  # loaded already, for the job's first run
         self._services: list[asyncio.Task[None]] = []
         self._closing = False
         self._first_adopted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         # Jobs a user acted on while an adoption ran: its listing of them may be stale.
         self._touched: set[JobKey] | None = None
         self.ownership = Ownership(ctx, executor, self)
-        executor.bind(self._drive)
+        self._driver = JobDriver(ctx, self._runners, self.lock, self.ownership)
+        executor.bind(self._driver.drive)
 
     def runner(self, kind: str) -> JobRunner:
         try:
@@ -152,9 +152,9 @@ class JobManager:
                 continue  # stopped, paused or deleted meanwhile; a resume launched it itself
             job = records[key]
             if self._runners[key[0]].resume is ResumePolicy.FAIL:
-                await self._finish(job, JobState.FAILED, "interrupted", adopted=True)
+                await self._driver.finish(job, JobState.FAILED, "interrupted", adopted=True)
                 continue
-            self._records[key] = job
+            self._driver.records[key] = job
             self._executor.submit(*key)
             resumed.append(key)
         if resumed:
@@ -264,76 +264,7 @@ class JobManager:
     async def _launch(self, jobs: Collection[JobRecord]) -> None:
         started = []
         for job in jobs:
-            self._records[(job.kind, job.id)] = job
+            self._driver.records[(job.kind, job.id)] = job
             started.append(self._executor.submit(job.kind, job.id))
         await asyncio.gather(*started)
         await self.ownership.announce([(job.kind, job.id) for job in jobs])
-
-    async def _drive(self, kind: str, job_id: int, started: Started) -> None:
-        """One job's task: load it, run it, and run it again after a store outage."""
-        job = self._records.pop((kind, job_id), None)
-        backoff, outage = Backoff(), Outage(f"{kind} job {job_id}")
-        while True:
-            try:
-                job = job or await self._ctx.store.get_job(kind, job_id)
-                if job.state is JobState.RUNNING:
-                    await self._run_once(job, started)
-                return
-            except StoreUnavailable as exc:
-                outage.failed(exc)
-                await asyncio.sleep(backoff.next_s())
-                job = None  # reload: it may have been stopped meanwhile
-            except JobNotFound:
-                return
-
-    async def _run_once(self, job: JobRecord, started: Started) -> None:
-        runner = self._runners[job.kind]
-        if runner.needs_claim:
-            await self._claim(job)
-        try:
-            await runner.run(job, self._ctx, started)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            log.exception("%s job %s failed", job.kind, job.id)
-            await self._finish(job, JobState.FAILED, f"{type(exc).__name__}: {exc}")
-            return
-        await self._finish(job, JobState.COMPLETED, None)
-
-    async def _still_mine(self, job: JobRecord) -> bool:
-        read = functools.partial(self._ctx.store.get_job, job.kind, job.id)
-        current = await until_stored(f"{job.kind} job {job.id} end", read)
-        return current.progress.get("fleet") in (None, self._ctx.coordinator.owner_id)
-
-    async def _claim(self, job: JobRecord) -> None:
-        """Name this process the job's owner in its checkpoint (what adoption reads)."""
-        owner = {"fleet": self._ctx.coordinator.owner_id}
-        if job.progress.get("fleet") != owner["fleet"]:
-            await self._ctx.writer.write([], [ProgressUpdate(job.kind, job.id, owner)])
-
-    async def _finish(
-        self, job: JobRecord, state: JobState, error: str | None, *, adopted: bool = False
-    ) -> None:
-        """End a running job, unless a user or another owner moved it first.
-
-        ``adopted``: this process has just adopted it, so its checkpoint still names the
-        owner it was taken from.
-        """
-        key = (job.kind, job.id)
-        move = functools.partial(
-            self._ctx.store.set_state,
-            *key,
-            state,
-            expected={JobState.RUNNING},
-            error=error,
-        )
-        async with self.lock(key):
-            # A pause, stop or delete that got here first wins; it already moved the state.
-            # So does another process that took the job over while this one was cut off.
-            try:
-                if not adopted and not await self._still_mine(job):
-                    return
-                await until_stored(f"{job.kind} job {job.id} end", move)
-            except (StateConflict, JobNotFound):
-                return
-        await self.ownership.tell_owner(key)

@@ -113,6 +113,7 @@ class ProbeRunner(KindRunner):
         self, job: JobRecord, spec: ProbeSpec, done: int, prober: HttpProber, ctx: RunContext
     ) -> None:
         skipped_before = int(job.progress.get("skipped_slots", 0))
+        owner = ctx.coordinator.owner_id if ctx.coordinator.shared else None
         # The first probe runs at once (as the original did), the rest on a drift-free grid.
         schedule = SlotSchedule(ctx.clock.monotonic(), spec.interval_s)
         while True:
@@ -124,7 +125,7 @@ class ProbeRunner(KindRunner):
             done += 1
             progress = {"done": done, "skipped_slots": skipped_before + schedule.skipped}
             # Fenced: if another process took the experiment over, this write is dropped.
-            update = ProgressUpdate(KIND, job.id, progress, owner=ctx.coordinator.owner_id)
+            update = ProgressUpdate(KIND, job.id, progress, owner=owner)
             # A store outage pauses the probing (missed slots are skipped and counted), so
             # the experiment still ends with exactly ``count`` results.
             write = functools.partial(ctx.writer.write, [result], [update])

@@ -1,0 +1,104 @@
+"""Running one job: load it, claim it, run its kind's runner, end it; across store outages.
+
+This is what an executor runs for ``(kind, job_id)``, here or, later, on a remote worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Mapping
+
+from latlab.coordination import JobKey
+from latlab.jobs.ownership import Ownership
+from latlab.jobs.runner import JobRunner, RunContext, Started
+from latlab.jobs.supervise import Backoff, Outage, until_stored
+from latlab.storage import JobNotFound, JobRecord, JobState, StateConflict, StoreUnavailable
+from latlab.storage.records import ProgressUpdate
+
+log = logging.getLogger("latlab.jobs")
+
+
+class JobDriver:
+    def __init__(
+        self,
+        ctx: RunContext,
+        runners: Mapping[str, JobRunner],
+        lock: Callable[[JobKey], asyncio.Lock],
+        ownership: Ownership,
+    ) -> None:
+        self._ctx = ctx
+        self._runners = runners
+        self._lock = lock
+        self._ownership = ownership
+        self.records: dict[JobKey, JobRecord] = {}  # loaded already, for the job's first run
+
+    async def drive(self, kind: str, job_id: int, started: Started) -> None:
+        """One job's task: load it, run it, and run it again after a store outage."""
+        job = self.records.pop((kind, job_id), None)
+        backoff, outage = Backoff(), Outage(f"{kind} job {job_id}")
+        while True:
+            try:
+                job = job or await self._ctx.store.get_job(kind, job_id)
+                if job.state is JobState.RUNNING:
+                    await self._run_once(job, started)
+                return
+            except StoreUnavailable as exc:
+                outage.failed(exc)
+                await asyncio.sleep(backoff.next_s())
+                job = None  # reload: it may have been stopped meanwhile
+            except JobNotFound:
+                return
+
+    async def _run_once(self, job: JobRecord, started: Started) -> None:
+        runner = self._runners[job.kind]
+        if runner.needs_claim and self._ctx.coordinator.shared:
+            await self._claim(job)  # alone on the store, nobody else could take it over
+        try:
+            await runner.run(job, self._ctx, started)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.exception("%s job %s failed", job.kind, job.id)
+            await self.finish(job, JobState.FAILED, f"{type(exc).__name__}: {exc}")
+            return
+        await self.finish(job, JobState.COMPLETED, None)
+
+    async def _still_mine(self, job: JobRecord) -> bool:
+        read = functools.partial(self._ctx.store.get_job, job.kind, job.id)
+        current = await until_stored(f"{job.kind} job {job.id} end", read)
+        return current.progress.get("fleet") in (None, self._ctx.coordinator.owner_id)
+
+    async def _claim(self, job: JobRecord) -> None:
+        """Name this process the job's owner in its checkpoint (what adoption reads)."""
+        owner = {"fleet": self._ctx.coordinator.owner_id}
+        if job.progress.get("fleet") != owner["fleet"]:
+            await self._ctx.writer.write([], [ProgressUpdate(job.kind, job.id, owner)])
+
+    async def finish(
+        self, job: JobRecord, state: JobState, error: str | None, *, adopted: bool = False
+    ) -> None:
+        """End a running job, unless a user or another owner moved it first.
+
+        ``adopted``: this process has just adopted it, so its checkpoint still names the
+        owner it was taken from.
+        """
+        key = (job.kind, job.id)
+        move = functools.partial(
+            self._ctx.store.set_state,
+            *key,
+            state,
+            expected={JobState.RUNNING},
+            error=error,
+        )
+        async with self._lock(key):
+            # A pause, stop or delete that got here first wins; it already moved the state.
+            # So does another process that took the job over while this one was cut off.
+            try:
+                if not adopted and self._ctx.coordinator.shared and not await self._still_mine(job):
+                    return
+                await until_stored(f"{job.kind} job {job.id} end", move)
+            except (StateConflict, JobNotFound):
+                return
+        await self._ownership.tell_owner(key)
