@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from latlab.coordination import JobKey
 from latlab.jobs.executor import Executor
@@ -20,16 +20,23 @@ from latlab.jobs.runner import RunContext
 from latlab.jobs.supervise import Backoff, Outage
 from latlab.storage import JobNotFound, JobState
 
-if TYPE_CHECKING:
-    from latlab.jobs.manager import JobManager
-
 log = logging.getLogger("latlab.jobs")
 GUARD_EVERY_S = 0.1
 RETELL_ATTEMPTS = 30  # about a minute and a half of Redis outage at the longest backoff
 
 
+class Jobs(Protocol):
+    """What ownership needs of the job manager."""
+
+    def lock(self, key: JobKey) -> asyncio.Lock: ...
+
+    async def halt(self, key: JobKey) -> bool: ...
+
+    async def adopt(self) -> int: ...
+
+
 class Ownership:
-    def __init__(self, ctx: RunContext, executor: Executor, manager: JobManager) -> None:
+    def __init__(self, ctx: RunContext, executor: Executor, manager: Jobs) -> None:
         self._ctx = ctx
         self._coordinator = ctx.coordinator
         self._executor = executor
