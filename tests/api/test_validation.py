@@ -157,3 +157,16 @@ async def test_v1_list_rejects_bad_paging_and_filters(
 
 async def test_v1_unknown_action_is_422(api: httpx.AsyncClient) -> None:
     assert (await api.post("/api/v1/experiments/1/explode")).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "field"), [("/api/v1/experiments", "host"), ("/api/v1/bots", "start_number")]
+)
+async def test_a_deeply_nested_value_is_a_422_not_a_500(
+    api: httpx.AsyncClient, path: str, field: str
+) -> None:
+    nested = "[" * 800 + "]" * 800
+    body = f'{{"{field}": {nested}, "port": 1}}'.encode()
+    response = await api.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert (await api.get("/api/v1/experiments")).json()["count"] == 0

@@ -43,8 +43,8 @@ class Metronome(KindRunner):
             heard += 1
             await ctx.writer.write([], [ProgressUpdate(self.kind, job.id, {"heard": heard})])
 
-    async def stopped(self, job: JobRecord, ctx: RunContext) -> dict[str, str]:
-        return {"stopped_by": "user"}
+    async def stopped(self, job: JobRecord, ctx: RunContext, *, ran_here: bool) -> dict[str, str]:
+        return {"stopped_by": "user" if ran_here else "elsewhere"}
 
 
 async def until_state(store: MemoryStore, job_id: int, state: JobState) -> JobRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from harness import running_engine
 from latlab.jobs.manager import JobManager
 from latlab.jobs.runner import KindRunner, RunContext, Started
 from latlab.jobs.state import Action, InvalidTransition
-from latlab.storage import JobNotFound, JobRecord, JobState, Store
+from latlab.storage import JobNotFound, JobRecord, JobState, Page, Store, StoreUnavailable
 from latlab.storage.memory import MemoryStore
 from latlab.storage.records import ProgressUpdate
 
@@ -137,3 +138,45 @@ async def test_pause_of_a_completed_job_is_an_invalid_transition(store: Store) -
         await settle(store, job.id, JobState.COMPLETED)
         with pytest.raises(InvalidTransition):
             await manager.act("steps", job.id, Action.PAUSE)
+
+
+class FailsBeforeStarting(KindRunner):
+    kind = "steps"
+
+    async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
+        raise RuntimeError("broken before it started")
+
+
+async def test_a_start_whose_job_fails_before_starting_answers_and_fails_it(store: Store) -> None:
+    async with running_engine(store, [FailsBeforeStarting()]) as manager:
+        job = await manager.create("steps", {"steps": 1})
+        # Deadlocked before: the start held the job's lock, the failing job waited for it.
+        await asyncio.wait_for(manager.act("steps", job.id, Action.START), timeout=5)
+        failed = await settle(store, job.id, JobState.FAILED)
+    assert failed.error == "RuntimeError: broken before it started"
+
+
+class ListingFailsOnce(MemoryStore):
+    """A store whose first listing meets an outage (the rare path, at the store's seam)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def list_jobs(self, kind: str, **filters: Any) -> Page[JobRecord]:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("blip")
+        return await super().list_jobs(kind, **filters)
+
+
+async def test_a_blip_during_start_up_adoption_still_resumes_every_job() -> None:
+    store = ListingFailsOnce()
+    job = await store.create_job("steps", {"steps": 1})
+    await store.set_state("steps", job.id, JobState.RUNNING, expected={JobState.CREATED})
+    runner = StepRunner()
+    runner.release.release()
+    async with running_engine(store, [runner]) as manager:
+        assert await manager.adopted() == 1
+        done = await settle(store, job.id, JobState.COMPLETED)
+    assert (store.failures, done.progress["step"]) == (0, 1)

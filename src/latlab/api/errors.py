@@ -60,7 +60,13 @@ async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    detail = _json_safe(jsonable_encoder(exc.errors()))
+    try:
+        detail = _json_safe(jsonable_encoder(exc.errors()))
+    except RecursionError:  # an input nested too deep to echo back: name the error only
+        inputless = [
+            {k: v for k, v in e.items() if k not in ("input", "ctx")} for e in exc.errors()
+        ]
+        detail = _json_safe(jsonable_encoder(inputless))
     return JSONResponse({"detail": detail}, status_code=422)
 
 

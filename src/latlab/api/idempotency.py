@@ -4,14 +4,16 @@ The first answer to a key is kept in the store (named values) with a fingerprint
 request; a retry with the same key and the same request replays it (``Idempotent-Replayed:
 true``) instead of creating again, the same key with another request is a 422, and two
 requests with one key at once in this process run one after the other. Kept answers expire
-after a day. The answer is recorded right after the creation commits, so only a crash in
-between can still create twice.
+after a day (expired records are not purged yet). The answer is recorded right after the
+creation commits (retried for a few seconds if the store blips), so a crash in between, a
+longer outage, or the same key sent to two processes at once can still create twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -21,9 +23,11 @@ from fastapi import Header, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from latlab.storage import Store
+from latlab.storage import Store, StoreUnavailable
 
 KEEP_FOR = timedelta(days=1)
+KEEP_ATTEMPTS = 5  # about 3 s of retries before the answer goes out unrecorded
+log = logging.getLogger("latlab.api")
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -88,5 +92,17 @@ class Idempotency:
                 return replay
             body = jsonable_encoder(await create())
             record = {"fingerprint": fingerprint, "status": status_code, "body": body}
-            await self._store.set_value(name, {**record, "at": datetime.now(UTC).isoformat()})
+            await self._keep(name, {**record, "at": datetime.now(UTC).isoformat()})
         return JSONResponse(body, status_code=status_code)
+
+    async def _keep(self, name: str, record: dict[str, Any]) -> None:
+        """Record the answer; the creation has committed, so never answer an error now."""
+        for attempt in range(KEEP_ATTEMPTS):
+            try:
+                await self._store.set_value(name, record)
+                return
+            except StoreUnavailable as exc:
+                if attempt == KEEP_ATTEMPTS - 1:
+                    log.warning("answer to an Idempotency-Key not kept (%s): a retry repeats", exc)
+                    return
+                await asyncio.sleep(0.1 * 2**attempt)

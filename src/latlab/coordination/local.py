@@ -26,8 +26,9 @@ class LocalCoordinator:
     async def adopt(self, running: RunningJobs) -> list[JobKey]:
         if self._adopted:
             return []
+        owners = await running()  # may raise (store away): then the next try adopts
         self._adopted = True
-        return sorted(await running())
+        return sorted(owners)
 
     async def orphans_exist(self) -> bool:
         return False

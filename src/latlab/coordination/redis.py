@@ -101,7 +101,15 @@ class RedisCoordinator:
         for owner in sorted(set(owners.values()) - {self.owner_id}):
             if await self._take_over(owner):
                 mine += [key for key, of in owners.items() if of == owner]
+        await self._forget_idle_owners(set(owners.values()))
         return sorted(mine)
+
+    async def _forget_idle_owners(self, owning: set[str]) -> None:
+        """Registered owners with neither a lease nor a running job: nothing to adopt, ever."""
+        registered = {str(owner) for owner in await self._redis.smembers(self._key("fleets"))}
+        for owner in sorted(registered - owning - {self.owner_id}):
+            if not await self._redis.exists(self._key("fleet", owner)):
+                await self._redis.srem(self._key("fleets"), owner)
 
     async def orphans_exist(self) -> bool:
         """Cheap check before a store scan: is any registered owner's lease gone?"""
@@ -116,7 +124,10 @@ class RedisCoordinator:
         if await self._redis.exists(self._key("fleet", owner)):
             return False
         # The marker only has to outlive the adoption: afterwards the jobs name their new owner.
-        won = await self._redis.set(self._key("taken", owner), self.owner_id, nx=True, ex=60)
+        marker = self._key("taken", owner)
+        won = await self._redis.set(marker, self.owner_id, nx=True, ex=60)
+        # Ours already: an adoption of ours that failed half-way is being retried.
+        won = won or await self._redis.get(marker) == self.owner_id
         if won:
             await self._redis.srem(self._key("fleets"), owner)
         return bool(won)
@@ -140,12 +151,14 @@ class RedisCoordinator:
         return await self._halts.get()
 
     async def keep_alive(self) -> None:
+        owner_id = self.owner_id
         sent_s = time.monotonic()  # the lease runs from no earlier than the request
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._key("fleet", self.owner_id), "1", px=int(self.lease_s * 1000))
-            pipe.sadd(self._key("fleets"), self.owner_id)
+            pipe.set(self._key("fleet", owner_id), "1", px=int(self.lease_s * 1000))
+            pipe.sadd(self._key("fleets"), owner_id)
             await pipe.execute()
-        self._renewed_s = max(self._renewed_s, sent_s)
+        if owner_id == self.owner_id:  # a renewal of an identity given up meanwhile counts not
+            self._renewed_s = max(self._renewed_s, sent_s)
 
     def lease_fresh(self) -> bool:
         # A third of the lease is the margin for a halt to take effect before it expires.
@@ -161,7 +174,8 @@ class RedisCoordinator:
         self._closed = True
         self._halts.put_nowait(None)
         try:
-            # Leaving at once lets a live (or restarted) process adopt our jobs without waiting.
+            # Leaving at once lets a live (or restarted) process adopt our jobs without waiting;
+            # our id stays registered until they are adopted (or forgotten if there are none).
             await self._redis.delete(self._key("fleet", self.owner_id))
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             log.warning("could not release the lease at shutdown (it will expire): %s", exc)

@@ -32,11 +32,15 @@ class JobDriver:
         self._runners = runners
         self._lock = lock
         self._ownership = ownership
-        self.records: dict[JobKey, JobRecord] = {}  # loaded already, for the job's first run
+        self._records: dict[JobKey, JobRecord] = {}  # loaded already, for the job's next run
+
+    def preload(self, job: JobRecord) -> None:
+        """The record the job's next run starts from, instead of reading it again."""
+        self._records[(job.kind, job.id)] = job
 
     async def drive(self, kind: str, job_id: int, started: Started) -> None:
         """One job's task: load it, run it, and run it again after a store outage."""
-        job = self.records.pop((kind, job_id), None)
+        job = self._records.pop((kind, job_id), None)
         backoff, outage = Backoff(), Outage(f"{kind} job {job_id}")
         while True:
             try:

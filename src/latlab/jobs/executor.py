@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from latlab.coordination import JobKey
 from latlab.jobs.runner import Started
 
-JobKey = tuple[str, int]
 Driver = Callable[[str, int, Started], Coroutine[Any, Any, None]]
 log = logging.getLogger("latlab.jobs")
 
@@ -32,8 +32,14 @@ class Executor(Protocol):
         """The jobs whose work runs here now."""
         ...
 
+    def is_running(self, kind: str, job_id: int) -> bool: ...
+
     async def cancel(self, kind: str, job_id: int) -> None:
         """Stop the job's work and wait until it has stopped."""
+        ...
+
+    async def cancel_many(self, keys: list[JobKey]) -> None:
+        """Stop the work of every job in ``keys`` at once and wait until all have stopped."""
         ...
 
     async def shutdown(self) -> None: ...
@@ -51,8 +57,7 @@ class InProcessExecutor:
 
     def submit(self, kind: str, job_id: int) -> asyncio.Future[None]:
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        task = self._tasks.get((kind, job_id))
-        if task is not None and not task.done():
+        if self.is_running(kind, job_id):
             started.set_result(None)
             return started
         if self._drive is None:
@@ -74,6 +79,10 @@ class InProcessExecutor:
     def running(self) -> list[JobKey]:
         return [key for key, task in self._tasks.items() if not task.done()]
 
+    def is_running(self, kind: str, job_id: int) -> bool:
+        task = self._tasks.get((kind, job_id))
+        return task is not None and not task.done()
+
     async def cancel(self, kind: str, job_id: int) -> None:
         task = self._tasks.get((kind, job_id))
         if task is None:
@@ -82,11 +91,15 @@ class InProcessExecutor:
         # wait() neither raises the task's outcome nor swallows our own cancellation.
         await asyncio.wait([task])
 
-    async def shutdown(self) -> None:
-        tasks = list(self._tasks.values())
+    async def cancel_many(self, keys: list[JobKey]) -> None:
+        tasks = [task for key in keys if (task := self._tasks.get(key)) is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def shutdown(self) -> None:
+        await self.cancel_many(list(self._tasks))
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

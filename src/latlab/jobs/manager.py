@@ -9,9 +9,10 @@ shutdown their tasks are cancelled and they stay ``running`` for the next proces
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from latlab.coordination import JobKey
@@ -20,7 +21,7 @@ from latlab.jobs.executor import Executor
 from latlab.jobs.ownership import Ownership
 from latlab.jobs.runner import JobRunner, ResumePolicy, RunContext
 from latlab.jobs.state import Action, InvalidTransition, next_state
-from latlab.jobs.supervise import Backoff, Outage, supervise
+from latlab.jobs.supervise import Backoff, Outage, supervise, until_stored
 from latlab.storage import JobRecord, JobState, StateConflict, StoreUnavailable
 from latlab.storage.records import ProgressUpdate
 
@@ -48,6 +49,7 @@ class JobManager:
         self._first_adopted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         # Jobs a user acted on while an adoption ran: its listing of them may be stale.
         self._touched: set[JobKey] | None = None
+        self._adopting = asyncio.Lock()
         self.ownership = Ownership(ctx, executor, self)
         self._driver = JobDriver(ctx, self._runners, self.lock, self.ownership)
         executor.bind(self._driver.drive)
@@ -95,7 +97,7 @@ class JobManager:
             self._first_adopted.set_result(resumed)
             return
 
-    def _spawn(self, name: str, work: Any) -> None:
+    def _spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         task = asyncio.create_task(supervise(name, work), name=f"latlab-{name}")
         self._services.append(task)
 
@@ -106,11 +108,11 @@ class JobManager:
         for task in self._services:
             task.cancel()
         await asyncio.gather(*self._services, return_exceptions=True)
-        await self.ownership.close()
         await self._executor.shutdown()
-        for runner in self._runners.values():
-            await runner.close(self._ctx)
+        await self.ownership.close()  # after the jobs: an ending job may still tell its owner
         try:
+            for runner in self._runners.values():
+                await runner.close(self._ctx)
             await self._ctx.writer.flush()
         except StoreUnavailable as exc:  # nothing more can be done; checkpoints are redone
             log.warning("last checkpoints not written at shutdown: %s", exc)
@@ -119,11 +121,13 @@ class JobManager:
         """Run the orphaned running jobs here; fail those whose kind cannot resume."""
         if self._closing:
             return 0
-        self._touched = set()
-        try:
-            return await self._adopt()
-        finally:
-            self._touched = None
+        # One at a time: the touched set belongs to the adoption that lists the jobs.
+        async with self._adopting:
+            self._touched = set()
+            try:
+                return await self._adopt()
+            finally:
+                self._touched = None
 
     async def _adopt(self) -> int:
         records: dict[JobKey, JobRecord] = {}
@@ -154,8 +158,7 @@ class JobManager:
             if self._runners[key[0]].resume is ResumePolicy.FAIL:
                 await self._driver.finish(job, JobState.FAILED, "interrupted", adopted=True)
                 continue
-            self._driver.records[key] = job
-            self._executor.submit(*key)
+            self._submit([job])
             resumed.append(key)
         if resumed:
             log.info("resumed %d running job(s)", len(resumed))
@@ -181,57 +184,85 @@ class JobManager:
         """Apply ``action``; raise :class:`JobNotFound` or :class:`InvalidTransition`."""
         runner = self.runner(kind)
         key = (kind, job_id)
+        started: list[asyncio.Future[None]] = []
         async with self.lock(key):
-            self._touch(key)
+            self.touch(key)
             job = await self._ctx.store.get_job(kind, job_id)
             target = next_state(job.kind, job.id, job.state, action)
             if target is JobState.RUNNING:
                 if job.state is not JobState.RUNNING:
                     job = await self._move(job, target, action)
-                await self._launch([job])
-                return job
-            was_here = await self.halt(key)
-            try:
-                job = await self._settle(runner, job, target, action)
-            except StoreUnavailable:
-                if was_here:  # the job is still running in the store: keep it running here
-                    self._executor.submit(*key)
-                raise
+                    started = self._submit([job])
+                elif self._may_run_here(job):
+                    started = self._submit([job])  # a no-op when its task runs here already
+            else:
+                job = await self._halt_and_settle(runner, job, target, action)
+        # Outside the lock: a job that fails before it starts ends under that same lock, and
+        # Redis being slow must not hold the job.
+        if started:
+            await asyncio.gather(*started)
+            await self.ownership.announce([key])
+        elif target is not JobState.RUNNING:
             await self.ownership.tell_owner(key)
-            return job
+        return job
+
+    def _may_run_here(self, job: JobRecord) -> bool:
+        """A running job is (re)launched here only if no other live process owns it."""
+        owner = job.progress.get("fleet")
+        return not self._ctx.coordinator.shared or owner in (None, self._ctx.coordinator.owner_id)
+
+    async def _halt_and_settle(
+        self, runner: JobRunner, job: JobRecord, target: JobState, action: Action
+    ) -> JobRecord:
+        key = (job.kind, job.id)
+        was_here = self._executor.is_running(*key)
+        try:
+            await self.halt(key)
+            job = await self._settle(runner, job, target, action, was_here)
+        except StoreUnavailable:
+            if was_here:  # the job is still running in the store: keep it running here
+                self._submit([job])
+            raise
+        return job
 
     async def _settle(
-        self, runner: JobRunner, job: JobRecord, target: JobState, action: Action
+        self, runner: JobRunner, job: JobRecord, target: JobState, action: Action, was_here: bool
     ) -> JobRecord:
         if target is job.state:
             return job
         job = await self._move(job, target, action)
         if target is JobState.STOPPED:
-            final = await runner.stopped(job, self._ctx)
+            final = await runner.stopped(job, self._ctx, ran_here=was_here)
             if final:
-                await self._ctx.writer.write([], [ProgressUpdate(job.kind, job.id, dict(final))])
-                job = await self._ctx.store.get_job(job.kind, job.id)
+                # The state has moved: the rest of the stop must land, outage or not.
+                update = ProgressUpdate(job.kind, job.id, dict(final))
+                write = functools.partial(self._ctx.writer.write, [], [update])
+                await until_stored(f"{job.kind} job {job.id} stop", write)
+                read = functools.partial(self._ctx.store.get_job, job.kind, job.id)
+                job = await until_stored(f"{job.kind} job {job.id} stop", read)
         return job
 
     async def delete(self, kind: str, job_id: int) -> None:
         self.runner(kind)
         key = (kind, job_id)
         async with self.lock(key):
-            self._touch(key)
-            await self._ctx.store.get_job(kind, job_id)
-            was_here = await self.halt(key)
+            self.touch(key)
+            job = await self._ctx.store.get_job(kind, job_id)
+            was_here = self._executor.is_running(*key)
             try:
+                await self.halt(key)
                 await self._ctx.store.delete_job(kind, job_id)
             except StoreUnavailable:
                 if was_here:
-                    self._executor.submit(*key)
+                    self._submit([job])
                 raise
-            await self.ownership.tell_owner(key)
+        await self.ownership.tell_owner(key)
 
     def _was_touched(self, key: JobKey) -> bool:
         return self._touched is not None and key in self._touched
 
-    def _touch(self, key: JobKey) -> None:
+    def touch(self, key: JobKey) -> None:
+        """A user or a peer acted on the job: an adoption running now must leave it alone."""
         if self._touched is not None:
             self._touched.add(key)
 
@@ -247,13 +278,11 @@ class JobManager:
     def running_here(self) -> list[JobKey]:
         return self._executor.running()
 
-    async def halt(self, key: JobKey) -> bool:
-        """Stop the job's work here (if any), its last checkpoint written; was it running?"""
-        was_here = key in self._executor.running()
+    async def halt(self, key: JobKey) -> None:
+        """Stop the job's work here (if any), its last checkpoint written."""
         await self._executor.cancel(*key)
         # The task's last checkpoint may still be queued: it must land before the state moves.
         await self._ctx.writer.flush()
-        return was_here
 
     async def _move(self, job: JobRecord, target: JobState, action: Action) -> JobRecord:
         try:
@@ -261,10 +290,14 @@ class JobManager:
         except StateConflict as conflict:
             raise InvalidTransition(job.kind, job.id, conflict.job.state, action) from conflict
 
-    async def _launch(self, jobs: Collection[JobRecord]) -> None:
+    def _submit(self, jobs: Collection[JobRecord]) -> list[asyncio.Future[None]]:
         started = []
         for job in jobs:
-            self._driver.records[(job.kind, job.id)] = job
+            if not self._executor.is_running(job.kind, job.id):
+                self._driver.preload(job)
             started.append(self._executor.submit(job.kind, job.id))
-        await asyncio.gather(*started)
+        return started
+
+    async def _launch(self, jobs: Collection[JobRecord]) -> None:
+        await asyncio.gather(*self._submit(jobs))
         await self.ownership.announce([(job.kind, job.id) for job in jobs])

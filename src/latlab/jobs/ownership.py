@@ -30,7 +30,9 @@ class Jobs(Protocol):
 
     def lock(self, key: JobKey) -> asyncio.Lock: ...
 
-    async def halt(self, key: JobKey) -> bool: ...
+    async def halt(self, key: JobKey) -> None: ...
+
+    def touch(self, key: JobKey) -> None: ...
 
     async def adopt(self) -> int: ...
 
@@ -46,6 +48,8 @@ class Ownership:
         # the coordinator remembers (a restarted Redis forgets every owner it knew).
         self._adopt_after_recovery = False
         self._retries: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._resync_pending = False  # a halt could not be handled: compare with the store
 
     def services(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         return [
@@ -63,12 +67,14 @@ class Ownership:
     async def tell_owner(self, key: JobKey) -> None:
         """The job left ``running``: its owner, wherever it is, halts it.
 
-        Retried in the background while Redis is away, so the answer does not wait for it.
+        Call it outside the job's lock. If Redis does not answer, it is retried in the
+        background, so the answer waits for one attempt at most.
         """
-        if not await self._best_effort(self._coordinator.left(key)):
-            retry = asyncio.create_task(self._tell_until_told(key), name="latlab-tell-owner")
-            self._retries.add(retry)
-            retry.add_done_callback(self._retries.discard)
+        if await self._best_effort(self._coordinator.left(key)) or self._closed:
+            return
+        retry = asyncio.create_task(self._tell_until_told(key), name="latlab-tell-owner")
+        self._retries.add(retry)
+        retry.add_done_callback(self._retries.discard)
 
     async def _tell_until_told(self, key: JobKey) -> None:
         backoff = Backoff(max_s=self._coordinator.lease_s)
@@ -78,6 +84,7 @@ class Ownership:
                 return
 
     async def close(self) -> None:
+        self._closed = True
         for retry in self._retries:
             retry.cancel()
         await asyncio.gather(*self._retries, return_exceptions=True)
@@ -103,8 +110,8 @@ class Ownership:
             await asyncio.sleep(self._coordinator.lease_s / 3)
             await self._renew()
             if self._adopt_after_recovery or await self._coordinator.orphans_exist():
-                self._adopt_after_recovery = False
                 await self._manager.adopt()
+                self._adopt_after_recovery = False  # only once it has worked
 
     async def _renew(self) -> None:
         try:
@@ -122,8 +129,7 @@ class Ownership:
     async def _give_up_jobs(self) -> None:
         keys = self._executor.running()
         log.warning("lease not renewed in time: halting %d job(s) here", len(keys))
-        for key in keys:
-            await self._executor.cancel(*key)
+        await self._executor.cancel_many(keys)  # all at once: the margin is a third of a lease
         self._coordinator.renew_identity()
         self._adopt_after_recovery = True
         # Register the new identity at once if Redis answers, so jobs claimed under it count.
@@ -131,11 +137,15 @@ class Ownership:
             await self._coordinator.keep_alive()
 
     async def _halt_loop(self) -> None:
+        if self._resync_pending:  # the last run failed while handling an announcement
+            await self._resync()
         while (key := await self._coordinator.next_halt()) is not None:
+            self._resync_pending = True
             if key[0]:
                 await self._halt_unless_running(key)
             else:
                 await self._resync()
+            self._resync_pending = False
 
     async def _resync(self) -> None:
         """Halts may have been missed while disconnected: compare with the store, once."""
@@ -151,7 +161,8 @@ class Ownership:
 
     async def _halt_unless_running(self, key: JobKey) -> None:
         """Halt the job here unless the store (read under the job's lock) has it running."""
-        if key not in self._executor.running():
+        self._manager.touch(key)  # an adoption under way must not launch it from its listing
+        if not self._executor.is_running(*key):
             return
         async with self._manager.lock(key):
             try:

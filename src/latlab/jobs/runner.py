@@ -67,8 +67,13 @@ class JobRunner(Protocol):
         """
         ...
 
-    async def stopped(self, job: JobRecord, ctx: RunContext) -> Mapping[str, Any]:
-        """Progress to keep when a user stops the job (after its work was halted)."""
+    async def stopped(
+        self, job: JobRecord, ctx: RunContext, *, ran_here: bool
+    ) -> Mapping[str, Any]:
+        """Progress to keep when a user stops the job (after its work was halted).
+
+        ``ran_here``: its work ran in this process until the stop, not in another one.
+        """
         ...
 
     async def close(self, ctx: RunContext) -> None:
@@ -85,7 +90,9 @@ class KindRunner:
     def services(self, ctx: RunContext) -> Sequence[Service]:
         return ()
 
-    async def stopped(self, job: JobRecord, ctx: RunContext) -> Mapping[str, Any]:
+    async def stopped(
+        self, job: JobRecord, ctx: RunContext, *, ran_here: bool
+    ) -> Mapping[str, Any]:
         return {}
 
     async def close(self, ctx: RunContext) -> None:

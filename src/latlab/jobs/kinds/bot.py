@@ -97,10 +97,12 @@ class BotRunner(KindRunner):
             if bot is not None:
                 self._halted_at[job.id] = bot.last_printed()
 
-    async def stopped(self, job: JobRecord, ctx: RunContext) -> Mapping[str, Any]:
-        last = self._halted_at.pop(job.id, None)
-        if last is None:
-            last = await self.last_number(job)
+    async def stopped(
+        self, job: JobRecord, ctx: RunContext, *, ran_here: bool
+    ) -> Mapping[str, Any]:
+        # What a bot printed here before an earlier halt (a lost lease) is stale by now.
+        halted_at = self._halted_at.pop(job.id, None)
+        last = halted_at if ran_here and halted_at is not None else await self.last_number(job)
         return {"last_number": last, "ended_at": datetime.now(UTC).isoformat()}
 
     async def close(self, ctx: RunContext) -> None:
