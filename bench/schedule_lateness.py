@@ -86,7 +86,7 @@ class Outcome:
 async def lateness(store: Store, ids: list[int]) -> Outcome:
     outcome = Outcome()
     for job_id in ids:
-        results = await store.list_results(job_id)
+        results = await store.probe_results.list(job_id)
         for result in results[1:]:  # the first probe is due when it starts, by definition
             late_ms = (result.timestamp - result.scheduled_at).total_seconds() * 1000
             outcome.histogram.record(max(late_ms, 0.0))

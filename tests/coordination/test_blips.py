@@ -214,7 +214,7 @@ async def wait_completed(store: Store, ids: Sequence[int]) -> list[str]:
 
 async def assert_probed_once(store: Store, ids: Sequence[int]) -> None:
     for job_id, (state, done) in (await done_by_id(store, ids)).items():
-        seqs = [result.seq for result in await store.list_results(job_id)]
+        seqs = [result.seq for result in await store.probe_results.list(job_id)]
         assert (state, done, seqs) == (JobState.COMPLETED, PROBES, list(range(PROBES))), job_id
 
 
@@ -229,7 +229,7 @@ async def written_after_waking(
         f"experiment {i} names the frozen owner" for i, o in owners.items() if o in frozen_owners
     ]
     for job_id in ids:
-        for r in await store.list_results(job_id):
+        for r in await store.probe_results.list(job_id):
             if r.timestamp >= woke and r.scheduled_at <= frozen:
                 found.append(f"experiment {job_id}: seq {r.seq} probed after waking")
     return found

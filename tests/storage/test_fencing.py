@@ -45,16 +45,16 @@ async def test_a_stale_owners_checkpoint_is_dropped_and_the_current_owners_lands
     updates = [probe(taken, {"done": 7, "fleet": "A"}, "A"), probe(kept, {"done": 1}, "A")]
     await store.checkpoint(results, updates)
     assert (await store.get_job("probe", taken)).progress == {"fleet": "B", "done": 40}
-    assert [r.seq for r in await store.list_results(taken)] == [39]
+    assert [r.seq for r in await store.probe_results.list(taken)] == [39]
     assert (await store.get_job("probe", kept)).progress == {"fleet": "A", "done": 1}
-    assert await store.count_results(kept) == 1
+    assert await store.probe_results.count(kept) == 1
 
 
 @EVERY_STORE
 async def test_results_without_an_update_of_their_job_are_not_fenced(store: Store) -> None:
     (taken,) = await owned_by(store, "B")
     await store.checkpoint([result(taken, 0)], [])
-    assert await store.count_results(taken) == 1
+    assert await store.probe_results.count(taken) == 1
 
 
 @EVERY_STORE
@@ -66,7 +66,7 @@ async def test_a_dropped_update_of_another_kind_keeps_the_probes_results(store: 
     stale_bot = ProgressUpdate("bot", bot.id, {"number": 3}, "A")
     await store.checkpoint([result(probe_id, 0)], [stale_bot])
     assert (await store.get_job("bot", bot.id)).progress == {"fleet": "B"}
-    assert await store.count_results(probe_id) == 1
+    assert await store.probe_results.count(probe_id) == 1
 
 
 @EVERY_STORE
@@ -74,7 +74,7 @@ async def test_an_owned_update_applies_to_a_job_with_no_owner_yet(store: Store) 
     job = await store.create_job("probe", {})
     await store.checkpoint([result(job.id, 0)], [probe(job.id, {"done": 1}, "A")])
     assert (await store.get_job("probe", job.id)).progress == {"done": 1}
-    assert await store.count_results(job.id) == 1
+    assert await store.probe_results.count(job.id) == 1
 
 
 @EVERY_STORE
@@ -82,11 +82,11 @@ async def test_an_unconditional_update_applies_and_can_change_the_owner(store: S
     (job_id,) = await owned_by(store, "A")
     await store.checkpoint([result(job_id, 0)], [probe(job_id, {"fleet": "B", "done": 1})])
     assert (await store.get_job("probe", job_id)).progress == {"fleet": "B", "done": 1}
-    assert await store.count_results(job_id) == 1
+    assert await store.probe_results.count(job_id) == 1
     await store.checkpoint([], [probe(job_id, {"done": 2}, "B")])
     await store.checkpoint([result(job_id, 1)], [probe(job_id, {"done": 9}, "A")])
     assert (await store.get_job("probe", job_id)).progress == {"fleet": "B", "done": 2}
-    assert await store.count_results(job_id) == 1
+    assert await store.probe_results.count(job_id) == 1
 
 
 @EVERY_STORE
@@ -108,7 +108,7 @@ async def test_the_writer_merge_is_unconditional_if_a_claim_is_in_it(store: Stor
             writer.write([result(job_id, 0)], [probe(job_id, {"done": 1}, "A")]),
         )
     assert (await store.get_job("probe", job_id)).progress == {"fleet": "A", "done": 1}
-    assert await store.count_results(job_id) == 1
+    assert await store.probe_results.count(job_id) == 1
 
 
 @EVERY_STORE
@@ -120,7 +120,7 @@ async def test_the_writer_merge_keeps_the_newest_owner(store: Store) -> None:
             writer.write([result(job_id, 0)], [probe(job_id, {"y": 2}, "C")]),
         )
     assert (await store.get_job("probe", job_id)).progress == {"fleet": "C", "x": 1, "y": 2}
-    assert await store.count_results(job_id) == 1
+    assert await store.probe_results.count(job_id) == 1
 
 
 @EVERY_STORE
@@ -133,8 +133,8 @@ async def test_the_writer_fences_every_chunk_of_a_large_batch(store: Store) -> N
                 for job_id in (taken, kept)
             )
         )
-    assert await store.count_results(taken) == 0
-    assert await store.count_results(kept) == 5
+    assert await store.probe_results.count(taken) == 0
+    assert await store.probe_results.count(kept) == 5
 
 
 @SHARED_STORES

@@ -75,8 +75,8 @@ async def test_upgrade_keeps_jobs_results_and_ids(tmp_path: Path) -> None:
             (2, JobState.RUNNING),
             (4, JobState.STOPPED),
         ]
-        assert await store.latencies_ms(1) == [1.5, -1.0]
-        assert await store.latencies_ms(3) == [2.5]
+        assert await store.probe_results.latencies_ms(1) == [1.5, -1.0]
+        assert await store.probe_results.latencies_ms(3) == [2.5]
         assert (
             await store.get_job("probe", 1)
         ).created_at.isoformat() == "2026-01-02T03:04:05.678000+00:00"
@@ -104,8 +104,8 @@ async def test_deleting_a_migrated_probe_cascades_to_its_results_only(tmp_path: 
     store = await SqlStore.open(f"sqlite+aiosqlite:///{path}")
     try:
         await store.delete_job("probe", 1)
-        assert await store.count_results(1) == 0
-        assert await store.count_results(3) == 1
+        assert await store.probe_results.count(1) == 0
+        assert await store.probe_results.count(3) == 1
     finally:
         await store.close()
     engine = sa.create_engine(f"sqlite:///{path}")

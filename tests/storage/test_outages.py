@@ -65,7 +65,7 @@ async def _eventually(call: Call, timeout_s: float = OUTAGE_BOUND_S) -> None:
 
 async def _assert_works(store: Store, job_id: int) -> None:
     await store.checkpoint([ProbeResult(job_id, 0, 200, 1.0, T0, T0)], [])
-    assert await store.count_results(job_id) == 1
+    assert await store.probe_results.count(job_id) == 1
     created = await store.create_jobs("probe", [{"n": 1}, {"n": 2}], state=JobState.RUNNING)
     assert (await store.list_jobs("probe")).total == 1 + len(created)
     await store.set_value("outage", {"over": True})

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from latlab.storage import ProbeResult
+from latlab.storage import ProbeResult, Record
 from latlab.storage.memory import MemoryStore
 from latlab.storage.records import ProgressUpdate
 from latlab.storage.writer import BatchWriter
@@ -26,14 +26,14 @@ class RecordingStore(MemoryStore):
         self.gate: asyncio.Event | None = None
 
     async def checkpoint(
-        self, results: Sequence[ProbeResult], progress: Sequence[ProgressUpdate]
+        self, records: Sequence[Record], progress: Sequence[ProgressUpdate]
     ) -> None:
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
-        self.calls.append((len(results), len(progress)))
-        await super().checkpoint(results, progress)
+        self.calls.append((len(records), len(progress)))
+        await super().checkpoint(records, progress)
 
 
 def result(job_id: int, seq: int) -> ProbeResult:
@@ -51,7 +51,7 @@ async def test_concurrent_writes_share_one_transaction() -> None:
             )
         )
     assert store.calls == [(3, 3)]
-    assert [await store.count_results(job.id) for job in jobs] == [1, 1, 1]
+    assert [await store.probe_results.count(job.id) for job in jobs] == [1, 1, 1]
 
 
 async def test_large_batches_are_split_and_progress_goes_last() -> None:
@@ -105,7 +105,7 @@ async def test_a_cancelled_writer_still_commits_its_data() -> None:
         waiting.cancel()
         store.gate.set()
         await writer.flush()
-    assert await store.count_results(job.id) == 1
+    assert await store.probe_results.count(job.id) == 1
 
 
 async def test_write_on_a_closed_writer_is_refused() -> None:

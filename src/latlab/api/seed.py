@@ -104,11 +104,11 @@ async def manage_experiment(
 async def result_experiment(experiment_id: ExperimentIdQuery, store: StoreDep) -> Experiment:
     """The experiment with every result (the v1 API pages them)."""
     job = await store.get_job(KIND, experiment_id)
-    return seed_experiment(job, await store.list_results(job.id))
+    return seed_experiment(job, await store.probe_results.list(job.id))
 
 
 @router.get("/list_experiments", response_model=list[Experiment])
 async def list_experiments(store: StoreDep) -> list[Experiment]:
     """Every experiment with its results, as the original answered."""
     page = await store.list_jobs(KIND)
-    return [seed_experiment(job, await store.list_results(job.id)) for job in page.items]
+    return [seed_experiment(job, await store.probe_results.list(job.id)) for job in page.items]

@@ -1,11 +1,20 @@
-"""The storage port: what every store adapter must do, and the errors it raises."""
+"""The storage port: what every store adapter must do, and the errors it raises.
+
+Split by what it holds: :class:`JobStore` (job records and named values), one
+:class:`ResultStream` per kind of record (:class:`ProbeResults` for probes), and
+:class:`Store`, the composition the app opens: a ``JobStore`` with its streams as typed
+attributes, the one ``checkpoint`` that writes records of any kind with progress, ``ping``
+and ``close``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from latlab.storage.records import JobRecord, JobState, Page, ProbeResult, ProgressUpdate
+from latlab.storage.records import JobRecord, JobState, Page, ProbeResult, ProgressUpdate, Record
+
+R = TypeVar("R")
 
 
 class StoreError(Exception):
@@ -35,8 +44,8 @@ class StateConflict(StoreError):
         self.job = job
 
 
-class Store(Protocol):
-    """Jobs of every kind plus probe results. Ids are integers handed out by the store."""
+class JobStore(Protocol):
+    """Jobs of every kind and small named values. Ids are integers handed out by the store."""
 
     async def create_job(self, kind: str, spec: Mapping[str, Any]) -> JobRecord: ...
 
@@ -80,39 +89,8 @@ class Store(Protocol):
         """Move a job to ``state`` if it is in one of ``expected``, else :class:`StateConflict`."""
         ...
 
-    async def checkpoint(
-        self,
-        results: Sequence[ProbeResult],
-        progress: Sequence[ProgressUpdate],
-    ) -> None:
-        """Store results (idempotent on ``(job_id, seq)``) and progress, in one transaction.
-
-        Each update's values are merged into the job's progress (newest keys win); an update
-        of a job that does not exist is ignored. Updates are fenced by owner: one whose
-        ``owner`` is set applies only if the job's ``progress.get("fleet")`` is ``owner`` or
-        not set yet (missing or None), checked atomically with the write. If it does not
-        apply, it is dropped, and so is every result in this call of that job when the
-        update is of kind ``probe`` (results belong to probe jobs); the rest of the call
-        commits, and nothing is raised. ``owner=None`` applies unconditionally: a claim
-        naming a new owner (``{"fleet": new_owner}``) is written that way. Several updates
-        of one job in one call apply in order.
-        """
-        ...
-
     async def delete_job(self, kind: str, job_id: int) -> None:
-        """Delete a job with its results or raise :class:`JobNotFound`."""
-        ...
-
-    async def list_results(
-        self, job_id: int, *, offset: int = 0, limit: int | None = None
-    ) -> list[ProbeResult]:
-        """Results by ascending ``seq``, starting at ``seq == offset``."""
-        ...
-
-    async def count_results(self, job_id: int) -> int: ...
-
-    async def latencies_ms(self, job_id: int) -> list[float]:
-        """Latency of every probe of a job, ``-1`` for failed ones, in ``seq`` order."""
+        """Delete a job with its records (those of its kind) or raise :class:`JobNotFound`."""
         ...
 
     async def get_value(self, key: str) -> dict[str, Any] | None:
@@ -121,6 +99,54 @@ class Store(Protocol):
 
     async def set_value(self, key: str, value: Mapping[str, Any]) -> None:
         """Create or replace the document named ``key``."""
+        ...
+
+
+class ResultStream(Protocol[R]):
+    """The records of one kind, per job, numbered by ``seq`` from 0 with no gaps.
+
+    Read-only: records are written by :meth:`Store.checkpoint`, fenced with the progress.
+    """
+
+    async def list(self, job_id: int, *, offset: int = 0, limit: int | None = None) -> list[R]:
+        """Records by ascending ``seq``, starting at ``seq == offset``."""
+        ...
+
+    async def count(self, job_id: int) -> int: ...
+
+
+class ProbeResults(ResultStream[ProbeResult], Protocol):
+    """The probe results of experiments (jobs of kind ``probe``)."""
+
+    async def latencies_ms(self, job_id: int) -> list[float]:
+        """Latency of every probe of a job, ``-1`` for failed ones, in ``seq`` order."""
+        ...
+
+
+class Store(JobStore, Protocol):
+    """What the app opens: the jobs, a stream per kind of record, and the checkpoint over both."""
+
+    @property
+    def probe_results(self) -> ProbeResults: ...
+
+    async def checkpoint(
+        self,
+        records: Sequence[Record],
+        progress: Sequence[ProgressUpdate],
+    ) -> None:
+        """Store records of any kind (idempotent on ``(job_id, seq)`` within their kind) and
+        progress, in one transaction.
+
+        Each update's values are merged into the job's progress (newest keys win); an update
+        of a job that does not exist is ignored. Updates are fenced by owner: one whose
+        ``owner`` is set applies only if the job's ``progress.get("fleet")`` is ``owner`` or
+        not set yet (missing or None), checked atomically with the write. If it does not
+        apply, it is dropped, and so is every record in this call of that job (a record
+        belongs to the job of its ``kind``: probe results to probe jobs); the rest of the call
+        commits, and nothing is raised. ``owner=None`` applies unconditionally: a claim
+        naming a new owner (``{"fleet": new_owner}``) is written that way. Several updates
+        of one job in one call apply in order.
+        """
         ...
 
     async def ping(self) -> None:

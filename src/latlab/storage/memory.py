@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import bisect
+import builtins
 import dataclasses
 import json
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic
 
 from latlab.storage.base import JobNotFound, StateConflict
 from latlab.storage.records import (
@@ -15,7 +16,10 @@ from latlab.storage.records import (
     Page,
     ProbeResult,
     ProgressUpdate,
-    fenced_results,
+    R,
+    Record,
+    by_kind,
+    fenced_records,
     utc_now,
 )
 
@@ -29,13 +33,50 @@ def _stored(spec: Mapping[str, Any]) -> dict[str, Any]:
     return copied
 
 
+class MemoryResults(Generic[R]):
+    """One kind's records, per job, by ``seq``. Only a job that exists can hold records."""
+
+    def __init__(self) -> None:
+        self._by_job: dict[int, dict[int, R]] = {}
+
+    def open(self, job_id: int) -> None:
+        self._by_job[job_id] = {}
+
+    def drop(self, job_id: int) -> None:
+        del self._by_job[job_id]
+
+    def add(self, records: Sequence[R]) -> None:
+        for record in records:
+            if record.job_id in self._by_job:
+                self._by_job[record.job_id].setdefault(record.seq, record)
+
+    async def list(
+        self, job_id: int, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[R]:
+        by_seq = self._by_job.get(job_id, {})
+        seqs = sorted(by_seq)
+        start = bisect.bisect_left(seqs, offset)
+        end = None if limit is None else start + limit
+        return [by_seq[seq] for seq in seqs[start:end]]
+
+    async def count(self, job_id: int) -> int:
+        return len(self._by_job.get(job_id, {}))
+
+
+class MemoryProbeResults(MemoryResults[ProbeResult]):
+    async def latencies_ms(self, job_id: int) -> list[float]:
+        return [result.latency_ms for result in await self.list(job_id)]
+
+
 class MemoryStore:
     def __init__(self) -> None:
-        # Ids are per kind, so a job is named by (kind, id); results belong to probe jobs.
+        # Ids are per kind, so a job is named by (kind, id); records belong to jobs of their kind.
         self._jobs: dict[tuple[str, int], JobRecord] = {}
-        self._results: dict[int, dict[int, ProbeResult]] = {}
         self._last_ids: dict[str, int] = {}
         self._values: dict[str, dict[str, Any]] = {}
+        self.probe_results = MemoryProbeResults()
+        # A new kind of record: its stream here, under its kind.
+        self._streams: dict[str, MemoryResults[Any]] = {ProbeResult.kind: self.probe_results}
 
     async def create_job(self, kind: str, spec: Mapping[str, Any]) -> JobRecord:
         (job,) = await self.create_jobs(kind, [spec])
@@ -55,10 +96,11 @@ class MemoryStore:
             JobRecord(first_id + i, kind, state, spec, {}, None, now, now)
             for i, spec in enumerate(stored)
         ]
+        stream = self._streams.get(kind)
         for job in created:
             self._jobs[(kind, job.id)] = job
-            if kind == "probe":
-                self._results[job.id] = {}
+            if stream is not None:
+                stream.open(job.id)
         if created:
             self._last_ids[kind] = created[-1].id
         return created
@@ -103,25 +145,23 @@ class MemoryStore:
 
     async def checkpoint(
         self,
-        results: Sequence[ProbeResult],
+        records: Sequence[Record],
         progress: Sequence[ProgressUpdate],
     ) -> None:
         dropped = self._save_progress(progress)
-        for result in fenced_results(results, dropped):
-            if result.job_id in self._results:
-                self._results[result.job_id].setdefault(result.seq, result)
+        for kind, kept in by_kind(fenced_records(records, dropped)).items():
+            self._streams[kind].add(kept)
 
-    def _save_progress(self, progress: Sequence[ProgressUpdate]) -> set[int]:
-        """Apply the updates that pass their fence; return the probe jobs whose did not."""
-        dropped: set[int] = set()
+    def _save_progress(self, progress: Sequence[ProgressUpdate]) -> set[tuple[str, int]]:
+        """Apply the updates that pass their fence; return the jobs whose did not."""
+        dropped: set[tuple[str, int]] = set()
         now = utc_now()
         for update in progress:
             job = self._jobs.get((update.kind, update.job_id))
             if job is None:
                 continue
             if not update.applies_to(job.progress):
-                if update.kind == "probe":
-                    dropped.add(update.job_id)
+                dropped.add((update.kind, update.job_id))
                 continue
             merged = {**job.progress, **update.values}
             self._jobs[(job.kind, job.id)] = dataclasses.replace(
@@ -132,23 +172,8 @@ class MemoryStore:
     async def delete_job(self, kind: str, job_id: int) -> None:
         await self.get_job(kind, job_id)
         del self._jobs[(kind, job_id)]
-        if kind == "probe":
-            del self._results[job_id]
-
-    async def list_results(
-        self, job_id: int, *, offset: int = 0, limit: int | None = None
-    ) -> list[ProbeResult]:
-        by_seq = self._results.get(job_id, {})
-        seqs = sorted(by_seq)
-        start = bisect.bisect_left(seqs, offset)
-        end = None if limit is None else start + limit
-        return [by_seq[seq] for seq in seqs[start:end]]
-
-    async def count_results(self, job_id: int) -> int:
-        return len(self._results.get(job_id, {}))
-
-    async def latencies_ms(self, job_id: int) -> list[float]:
-        return [result.latency_ms for result in await self.list_results(job_id)]
+        if kind in self._streams:
+            self._streams[kind].drop(job_id)
 
     async def get_value(self, key: str) -> dict[str, Any] | None:
         value = self._values.get(key)

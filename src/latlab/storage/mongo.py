@@ -1,8 +1,8 @@
 """``MongoStore``: the storage port on MongoDB via pymongo's ``AsyncMongoClient``.
 
 Layout (database ``network_checks`` unless the URL names one): experiments live in
-``experiments`` as the original service kept them, other kinds in ``<kind>s``; results in
-``experiment_results`` (one document per probe, never an unbounded embedded array); ids come
+``experiments`` as the original service kept them, other kinds in ``<kind>s``; probe results in
+``experiment_results`` (one document per probe: ``mongo_results.py``, a stream per kind); ids come
 from the ``counters`` collection, one document ``jobs:<kind>`` per kind, so that they are
 integers counted per kind as in every other adapter. A store written before ids were per kind
 has one shared ``jobs`` counter: it is left as it is, and a kind's own counter starts from it, so
@@ -20,42 +20,34 @@ import bson
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 from pymongo.uri_parser import parse_uri
 
 from latlab.storage.base import JobNotFound, StateConflict
+from latlab.storage.mongo_errors import translated as _translated
 from latlab.storage.mongo_fence import fenced_out, progress_ops
-from latlab.storage.outage import translating
+from latlab.storage.mongo_results import MongoProbeResults, MongoResults
 from latlab.storage.records import (
     JobRecord,
     JobState,
     Page,
     ProbeResult,
     ProgressUpdate,
-    fenced_results,
+    Record,
+    by_kind,
+    fenced_records,
     utc_now,
 )
 
 Document = dict[str, Any]
 DEFAULT_DATABASE = "network_checks"
 _COLLECTIONS = {"probe": "experiments"}
-_DUPLICATE_KEY = 11000
 _LEGACY_COUNTER = "jobs"
 # pymongo waits 30 s for a server by default; an outage should surface sooner than that.
 _DEFAULT_TIMEOUTS_MS: dict[str, Any] = {
     "serverSelectionTimeoutMS": 5_000,
     "connectTimeoutMS": 5_000,
 }
-
-
-def _is_outage(exc: BaseException) -> bool:
-    # ConnectionFailure covers AutoReconnect, NetworkTimeout and ServerSelectionTimeoutError.
-    if isinstance(exc, ConnectionFailure | OSError):
-        return True
-    return isinstance(exc, PyMongoError) and exc.timeout
-
-
-_translated = translating(_is_outage)
 
 
 def _collection_name(kind: str) -> str:
@@ -75,16 +67,13 @@ def _job(doc: Document) -> JobRecord:
     )
 
 
-def _result(doc: Document) -> ProbeResult:
-    doc.pop("_id", None)
-    return ProbeResult(**doc)
-
-
 class MongoStore:
     def __init__(self, client: AsyncMongoClient[Document], database: AsyncDatabase[Document]):
         self._client = client
         self._db = database
-        self._results: AsyncCollection[Document] = database["experiment_results"]
+        self.probe_results = MongoProbeResults(database["experiment_results"])
+        # A new kind of record: its stream here, under its kind.
+        self._streams: dict[str, MongoResults[Any]] = {ProbeResult.kind: self.probe_results}
 
     @classmethod
     async def open(cls, url: str) -> Self:
@@ -105,7 +94,8 @@ class MongoStore:
 
     @_translated
     async def _create_indexes(self) -> None:
-        await self._results.create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True)
+        for stream in self._streams.values():
+            await stream.create_indexes()
 
     def _jobs(self, kind: str) -> AsyncCollection[Document]:
         return self._db[_collection_name(kind)]
@@ -230,63 +220,33 @@ class MongoStore:
     @_translated
     async def checkpoint(
         self,
-        results: Sequence[ProbeResult],
+        records: Sequence[Record],
         progress: Sequence[ProgressUpdate],
     ) -> None:
-        """Progress first, each update fenced by its filter, then the results that passed.
+        """Progress first, each update fenced by its filter, then the records that passed.
 
         No multi-document transaction here: each update is atomic on its document (filter on
-        ``progress.fleet`` plus ``$set``); which fenced probe updates matched is read back, and
-        only those jobs' results are inserted. A job claimed in between loses these results
-        though its progress landed: the new owner redoes them (experiments resume from their
-        results). The unique ``(job_id, seq)`` key makes a repeated checkpoint harmless.
+        ``progress.fleet`` plus ``$set``); which fenced updates of the records' jobs matched is
+        read back, and only those jobs' records are inserted. A job claimed in between loses
+        these records though its progress landed: the new owner redoes them (experiments
+        resume from their results). The unique ``(job_id, seq)`` key makes a repeated
+        checkpoint harmless.
         """
         for kind, ops in progress_ops(progress, utc_now()).items():
             await self._jobs(kind).bulk_write(ops, ordered=True)  # one job's updates in order
-        dropped = await fenced_out(self._jobs("probe"), progress)
-        kept = fenced_results(results, dropped)
-        if kept:
-            await self._insert_results(kept)
-
-    async def _insert_results(self, results: Sequence[ProbeResult]) -> None:
-        docs = [{field: getattr(r, field) for field in r.__slots__} for r in results]
-        try:
-            await self._results.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            # A probe redone after a crash is already stored: that is the point of the key.
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != _DUPLICATE_KEY for error in errors):
-                raise
+        for kind, group in by_kind(records).items():
+            dropped = await fenced_out(self._jobs(kind), kind, progress)
+            kept = fenced_records(group, dropped)
+            if kept:
+                await self._streams[kind].insert(kept)
 
     @_translated
     async def delete_job(self, kind: str, job_id: int) -> None:
         deleted = await self._jobs(kind).delete_one({"_id": job_id})
         if deleted.deleted_count == 0:
             raise JobNotFound(kind, job_id)
-        if kind == "probe":  # results belong to probe jobs; a bot with the same id has none
-            await self._results.delete_many({"job_id": job_id})
-
-    @_translated
-    async def list_results(
-        self, job_id: int, *, offset: int = 0, limit: int | None = None
-    ) -> list[ProbeResult]:
-        # seq has no gaps, so a page starts at seq == offset: an index seek, never a skip.
-        query = {"job_id": job_id, "seq": {"$gte": offset}}
-        cursor = self._results.find(query).sort("seq", ASCENDING)
-        if limit is not None:
-            cursor = cursor.limit(limit)
-        return [_result(doc) async for doc in cursor]
-
-    @_translated
-    async def count_results(self, job_id: int) -> int:
-        return await self._results.count_documents({"job_id": job_id})
-
-    @_translated
-    async def latencies_ms(self, job_id: int) -> list[float]:
-        cursor = self._results.find({"job_id": job_id}, {"latency_ms": True, "_id": False}).sort(
-            "seq", ASCENDING
-        )
-        return [float(doc["latency_ms"]) async for doc in cursor]
+        if kind in self._streams:  # records belong to jobs of their kind: a bot has no results
+            await self._streams[kind].delete(job_id)
 
     @_translated
     async def get_value(self, key: str) -> dict[str, Any] | None:

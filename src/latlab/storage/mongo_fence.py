@@ -28,12 +28,12 @@ def progress_ops(progress: Sequence[ProgressUpdate], now: datetime) -> dict[str,
     return by_kind
 
 
-def _expected_owners(progress: Sequence[ProgressUpdate]) -> dict[int, Any]:
-    """The owner each fenced probe job has now if its update matched."""
+def _expected_owners(kind: str, progress: Sequence[ProgressUpdate]) -> dict[int, Any]:
+    """The owner each fenced job of ``kind`` has now if its update matched."""
     return {
         u.job_id: u.values.get("fleet", u.owner)
         for u in progress
-        if u.kind == "probe" and u.owner is not None
+        if u.kind == kind and u.owner is not None
     }
 
 
@@ -43,11 +43,11 @@ def _owned_as_expected(doc: Document, expected: Mapping[int, Any]) -> bool:
 
 
 async def fenced_out(
-    jobs: AsyncCollection[Document], progress: Sequence[ProgressUpdate]
-) -> set[int]:
-    """The probe jobs (``jobs`` is their collection) whose fenced update did not match."""
-    expected = _expected_owners(progress)
+    jobs: AsyncCollection[Document], kind: str, progress: Sequence[ProgressUpdate]
+) -> set[tuple[str, int]]:
+    """The jobs of ``kind`` (``jobs`` is their collection) whose fenced update did not match."""
+    expected = _expected_owners(kind, progress)
     if not expected:
         return set()
     cursor = jobs.find({"_id": {"$in": list(expected)}}, _FLEET_ONLY)
-    return {doc["_id"] async for doc in cursor if not _owned_as_expected(doc, expected)}
+    return {(kind, doc["_id"]) async for doc in cursor if not _owned_as_expected(doc, expected)}

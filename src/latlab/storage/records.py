@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -38,9 +38,31 @@ class JobRecord:
     updated_at: datetime = field(default_factory=utc_now)
 
 
+class Record(Protocol):
+    """One record of a job's result stream, of any kind.
+
+    ``kind`` is the kind of job the record belongs to, and names its stream: a checkpoint
+    dispatches each record to its kind's table or collection. ``(job_id, seq)`` is the key:
+    ``seq`` numbers a job's records from 0 with no gaps, and writing one twice keeps the first.
+    """
+
+    kind: ClassVar[str]
+
+    @property
+    def job_id(self) -> int: ...
+
+    @property
+    def seq(self) -> int: ...
+
+
+R = TypeVar("R", bound=Record)
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     """One probe of an experiment. ``seq`` numbers probes 0..count-1 with no gaps."""
+
+    kind: ClassVar[str] = "probe"
 
     job_id: int
     seq: int
@@ -82,8 +104,16 @@ class ProgressUpdate:
         return fleet is None or fleet == self.owner
 
 
-def fenced_results(results: Sequence[ProbeResult], dropped: Collection[int]) -> list[ProbeResult]:
-    """The results that still land when the probe jobs ``dropped`` failed their fence."""
+def fenced_records(records: Sequence[R], dropped: Collection[tuple[str, int]]) -> list[R]:
+    """The records that still land when the jobs ``dropped`` (``(kind, id)``) failed their fence."""
     if not dropped:
-        return list(results)
-    return [result for result in results if result.job_id not in dropped]
+        return list(records)
+    return [record for record in records if (record.kind, record.job_id) not in dropped]
+
+
+def by_kind(records: Sequence[R]) -> dict[str, list[R]]:
+    """Records grouped by kind (their stream), each group in the order given."""
+    groups: dict[str, list[R]] = {}
+    for record in records:
+        groups.setdefault(record.kind, []).append(record)
+    return groups

@@ -9,21 +9,22 @@ from types import TracebackType
 from typing import Self
 
 from latlab.storage.base import Store
-from latlab.storage.records import ProbeResult, ProgressUpdate
+from latlab.storage.records import ProgressUpdate, Record
 
 
 class BatchWriter:
     """Collects checkpoints from every job and writes them in batches.
 
     ``write`` returns once its data is committed, so a job never runs ahead of its checkpoint;
-    the wait is shielded, so a job cancelled mid-write still leaves its data written.
+    the wait is shielded, so a job cancelled mid-write still leaves its data written. Records
+    of every kind share a batch; the store sends each kind to its stream.
     """
 
     def __init__(self, store: Store, *, max_results: int = 500, delay_s: float = 0.002) -> None:
         self._store = store
         self._max_results = max_results
         self._delay_s = delay_s
-        self._results: list[ProbeResult] = []
+        self._records: list[Record] = []
         self._progress: dict[tuple[str, int], ProgressUpdate] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
@@ -47,13 +48,13 @@ class BatchWriter:
 
     async def write(
         self,
-        results: Sequence[ProbeResult] = (),
+        records: Sequence[Record] = (),
         progress: Sequence[ProgressUpdate] = (),
     ) -> None:
         """Queue a checkpoint and wait until it is committed (or raise the store's error)."""
         if self._task is None or self._task.done():
             raise RuntimeError("BatchWriter is not running")
-        self._results.extend(results)
+        self._records.extend(records)
         for update in progress:
             key = (update.kind, update.job_id)
             old = self._progress.get(key)
@@ -79,13 +80,13 @@ class BatchWriter:
             await self._commit()
 
     async def _commit(self) -> None:
-        results, self._results = self._results, []
+        records, self._records = self._records, []
         progress, self._progress = list(self._progress.values()), {}
         waiters, self._waiters = self._waiters, []
         try:
-            for start in range(0, max(len(results), 1), self._max_results):
-                chunk = results[start : start + self._max_results]
-                last = start + self._max_results >= len(results)
+            for start in range(0, max(len(records), 1), self._max_results):
+                chunk = records[start : start + self._max_results]
+                last = start + self._max_results >= len(records)
                 if chunk or (last and progress):
                     fences = progress if last else _fences(chunk, progress)
                     await self._store.checkpoint(chunk, fences)
@@ -110,17 +111,15 @@ def _merged(old: ProgressUpdate, new: ProgressUpdate) -> ProgressUpdate:
     return ProgressUpdate(new.kind, new.job_id, values, owner)
 
 
-def _fences(
-    chunk: Sequence[ProbeResult], progress: Sequence[ProgressUpdate]
-) -> list[ProgressUpdate]:
-    """For a chunk written before the progress: empty updates that fence its results.
+def _fences(chunk: Sequence[Record], progress: Sequence[ProgressUpdate]) -> list[ProgressUpdate]:
+    """For a chunk written before the progress: empty updates that fence its records.
 
-    Results are fenced by their job's update in the same checkpoint call; these carry the
-    owner of the queued update and no values, so a stale owner's results are dropped in every
+    Records are fenced by their job's update in the same checkpoint call; these carry the
+    owner of the queued update and no values, so a stale owner's records are dropped in every
     chunk, not only in the last one that carries the progress itself.
     """
-    owners = {u.job_id: u.owner for u in progress if u.kind == "probe" and u.owner is not None}
+    owners = {(u.kind, u.job_id): u.owner for u in progress if u.owner is not None}
     if not owners:
         return []
-    jobs = {result.job_id for result in chunk if result.job_id in owners}
-    return [ProgressUpdate("probe", job_id, {}, owners[job_id]) for job_id in sorted(jobs)]
+    jobs = {(r.kind, r.job_id) for r in chunk if (r.kind, r.job_id) in owners}
+    return [ProgressUpdate(kind, job_id, {}, owners[kind, job_id]) for kind, job_id in sorted(jobs)]

@@ -166,8 +166,8 @@ async def results(
     experiment_id: ExperimentIdPath, store: StoreDep, offset: Offset = 0, limit: Limit = 100
 ) -> ResultsPublic:
     job = await store.get_job(KIND, experiment_id)
-    page = await store.list_results(job.id, offset=offset, limit=limit)
-    total = await store.count_results(job.id)
+    page = await store.probe_results.list(job.id, offset=offset, limit=limit)
+    total = await store.probe_results.count(job.id)
     data = [ResultPublic.of(result) for result in page]
     return ResultsPublic(data=data, count=total, offset=offset, limit=limit)
 
@@ -176,7 +176,7 @@ async def results(
 async def stats(experiment_id: ExperimentIdPath, store: StoreDep) -> StatsPublic:
     """Count, errors and latency percentiles of the results so far (HDR histogram)."""
     job = await store.get_job(KIND, experiment_id)
-    return StatsPublic.of(summarize(await store.latencies_ms(job.id)))
+    return StatsPublic.of(summarize(await store.probe_results.latencies_ms(job.id)))
 
 
 def _csv_row(result: ProbeResult) -> list[object]:
@@ -190,7 +190,7 @@ async def _csv_lines(store: Store, job_id: int) -> AsyncIterator[str]:
     writer.writerow(CSV_COLUMNS)
     offset = 0
     while True:
-        page = await store.list_results(job_id, offset=offset, limit=_CSV_PAGE)
+        page = await store.probe_results.list(job_id, offset=offset, limit=_CSV_PAGE)
         writer.writerows(_csv_row(result) for result in page)
         yield buffer.getvalue()
         buffer.seek(0)

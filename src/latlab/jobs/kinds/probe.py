@@ -99,7 +99,7 @@ class ProbeRunner(KindRunner):
     async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
         started()
         spec = ProbeSpec.model_validate(job.spec)
-        count = functools.partial(ctx.store.count_results, job.id)
+        count = functools.partial(ctx.store.probe_results.count, job.id)
         done = await until_stored(f"experiment {job.id}", count)
         if done >= spec.count:
             return

@@ -26,8 +26,11 @@ _update_progress = (
 _take_sqlite_write_lock = update(jobs).where(false()).values(state=jobs.c.state)
 
 
-async def save_progress(conn: AsyncConnection, progress: Sequence[ProgressUpdate]) -> set[int]:
-    """Merge every update that passes its fence; return the probe jobs with one that did not.
+async def save_progress(
+    conn: AsyncConnection, progress: Sequence[ProgressUpdate]
+) -> set[tuple[str, int]]:
+    """Merge every update that passes its fence; return the jobs (``(kind, id)``) with one
+    that did not.
 
     The current progress of the jobs is read ``FOR UPDATE`` (PostgreSQL locks the rows until
     commit, in id order so two writers cannot deadlock), so neither the fence nor the merge
@@ -37,14 +40,13 @@ async def save_progress(conn: AsyncConnection, progress: Sequence[ProgressUpdate
         return set()
     if conn.dialect.name == "sqlite":
         await conn.execute(_take_sqlite_write_lock)
-    dropped: set[int] = set()
+    dropped: set[tuple[str, int]] = set()
     ordered = sorted(progress, key=lambda u: (u.kind, u.job_id))  # stable: per-job order kept
     for kind, updates in groupby(ordered, key=lambda u: u.kind):
         batch = list(updates)
         for start in range(0, len(batch), _CHUNK):
             failed = await _save_chunk(conn, kind, batch[start : start + _CHUNK])
-            if kind == "probe":  # only probe jobs have results to drop
-                dropped |= failed
+            dropped |= {(kind, job_id) for job_id in failed}
     return dropped
 
 

@@ -1,4 +1,4 @@
-"""``SqlStore``: the storage port on SQLAlchemy Core (SQLite, PostgreSQL)."""
+"""``SqlStore``: the storage port on SQLAlchemy Core (SQLite, PostgreSQL); streams: results.py."""
 
 from __future__ import annotations
 
@@ -17,16 +17,18 @@ from latlab.storage.records import (
     Page,
     ProbeResult,
     ProgressUpdate,
-    fenced_results,
+    Record,
+    by_kind,
+    fenced_records,
     utc_now,
 )
 from latlab.storage.sql.engine import create_engine, migrate
 from latlab.storage.sql.errors import translated, unstorable
 from latlab.storage.sql.progress import save_progress
-from latlab.storage.sql.tables import job_counters, jobs, probe_results, values
+from latlab.storage.sql.results import SqlProbeResults, SqlResults
+from latlab.storage.sql.tables import job_counters, jobs, values
 
 _migrate = translated(migrate)
-_RESULT_COLUMNS = [c for c in probe_results.c if c.name != "kind"]
 
 
 def _job(row: Row[Any]) -> JobRecord:
@@ -42,16 +44,13 @@ def _job(row: Row[Any]) -> JobRecord:
     )
 
 
-def _result(row: Row[Any]) -> ProbeResult:
-    return ProbeResult(**row._asdict())
-
-
 class SqlStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        # Re-written results (a probe redone after a crash) must not duplicate or fail.
-        self._insert_results = dialect.insert(probe_results).on_conflict_do_nothing()
+        self.probe_results = SqlProbeResults(engine)
+        # A new kind of record: its stream here, under its kind.
+        self._streams: dict[str, SqlResults[Any]] = {ProbeResult.kind: self.probe_results}
         upsert = dialect.insert(values)
         self._upsert_value = upsert.on_conflict_do_update(
             index_elements=[values.c.key],
@@ -186,59 +185,22 @@ class SqlStore:
     @translated
     async def checkpoint(
         self,
-        results: Sequence[ProbeResult],
+        records: Sequence[Record],
         progress: Sequence[ProgressUpdate],
     ) -> None:
         async with self._engine.begin() as conn:
-            # Progress first: the fence decides which jobs' results may land.
+            # Progress first: the fence decides which jobs' records may land.
             dropped = await save_progress(conn, progress)
-            kept = fenced_results(results, dropped)
-            if kept:
-                rows = [
-                    {"kind": "probe", **{c.name: getattr(r, c.name) for c in _RESULT_COLUMNS}}
-                    for r in kept
-                ]
-                await conn.execute(self._insert_results, rows)
+            for kind, kept in by_kind(fenced_records(records, dropped)).items():
+                await self._streams[kind].insert(conn, kept)
 
     @translated
     async def delete_job(self, kind: str, job_id: int) -> None:
         async with self._engine.begin() as conn:
             await self._get(conn, kind, job_id)
-            if kind == "probe":
-                # The foreign key cascades too; saying it keeps the delete an index range.
-                where = (probe_results.c.kind == kind, probe_results.c.job_id == job_id)
-                await conn.execute(delete(probe_results).where(*where))
+            if kind in self._streams:
+                await self._streams[kind].delete(conn, job_id)
             await conn.execute(delete(jobs).where(jobs.c.kind == kind, jobs.c.id == job_id))
-
-    @translated
-    async def list_results(
-        self, job_id: int, *, offset: int = 0, limit: int | None = None
-    ) -> list[ProbeResult]:
-        # seq has no gaps, so a page starts at seq == offset: an index seek, never a scan.
-        query = (
-            select(*_RESULT_COLUMNS)
-            .where(probe_results.c.job_id == job_id, probe_results.c.seq >= offset)
-            .order_by(probe_results.c.seq)
-            .limit(limit)
-        )
-        async with self._engine.connect() as conn:
-            return [_result(row) for row in await conn.execute(query)]
-
-    @translated
-    async def count_results(self, job_id: int) -> int:
-        query = select(func.count()).where(probe_results.c.job_id == job_id)
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
-
-    @translated
-    async def latencies_ms(self, job_id: int) -> list[float]:
-        query = (
-            select(probe_results.c.latency_ms)
-            .where(probe_results.c.job_id == job_id)
-            .order_by(probe_results.c.seq)
-        )
-        async with self._engine.connect() as conn:
-            return list((await conn.execute(query)).scalars())
 
     @translated
     async def get_value(self, key: str) -> dict[str, Any] | None:

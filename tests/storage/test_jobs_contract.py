@@ -1,32 +1,21 @@
-"""One contract, every adapter: memory, SQLite file, the local PostgreSQL, SecantusDB (MongoDB)."""
+"""The jobs contract, on every adapter: memory, SQLite, the local PostgreSQL, SecantusDB.
+
+Job records, their progress and named values (``JobStore``); the result streams have their
+own contract in ``test_results_contract.py``.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from store_samples import probe_result as result
 
 from conftest import STORE_KINDS
-from latlab.storage import JobNotFound, JobState, ProbeResult, StateConflict, Store
+from latlab.storage import JobNotFound, JobState, StateConflict, Store
 from latlab.storage.records import ProgressUpdate
 
 pytestmark = pytest.mark.parametrize("store_url", STORE_KINDS, indirect=True)
-
-T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-
-
-def result(job_id: int, seq: int, latency_ms: float = 1.5) -> ProbeResult:
-    return ProbeResult(
-        job_id=job_id,
-        seq=seq,
-        status_code=200 if latency_ms >= 0 else 0,
-        latency_ms=latency_ms,
-        timestamp=T0 + timedelta(seconds=seq),
-        scheduled_at=T0 + timedelta(seconds=seq, milliseconds=-2),
-        connect_ms=0.25,
-        ttfb_ms=0.75,
-        error=None if latency_ms >= 0 else "connection refused",
-    )
 
 
 async def test_create_hands_out_increasing_integer_ids(store: Store) -> None:
@@ -66,7 +55,7 @@ async def test_jobs_of_two_kinds_with_one_id_stay_apart(store: Store) -> None:
     assert (await store.get_job("probe", probe.id)).state is JobState.CREATED
     await store.delete_job("bot", bot.id)
     assert (await store.get_job("probe", probe.id)).spec == {"host": "a"}
-    assert await store.count_results(probe.id) == 1
+    assert await store.probe_results.count(probe.id) == 1
 
 
 async def test_create_jobs_keeps_order_with_ascending_ids(store: Store) -> None:
@@ -145,58 +134,10 @@ async def test_set_state_of_unknown_job_raises_not_found(store: Store) -> None:
         await store.set_state("probe", 987654, JobState.RUNNING, expected={JobState.CREATED})
 
 
-async def test_checkpoint_stores_results_and_merges_progress(store: Store) -> None:
-    job = await store.create_job("probe", {})
-    await store.checkpoint([result(job.id, 0), result(job.id, 1, -1.0)], [])
-    await store.checkpoint([], [ProgressUpdate("probe", job.id, {"done": 2})])
-    await store.checkpoint([], [ProgressUpdate("probe", job.id, {"extra": "x"})])
-    assert (await store.get_job("probe", job.id)).progress == {"done": 2, "extra": "x"}
-    assert await store.list_results(job.id) == [result(job.id, 0), result(job.id, 1, -1.0)]
-
-
-async def test_checkpoint_is_idempotent_per_seq(store: Store) -> None:
-    job = await store.create_job("probe", {})
-    await store.checkpoint([result(job.id, 0, 1.0)], [])
-    await store.checkpoint([result(job.id, 0, 9.0), result(job.id, 1, 2.0)], [])
-    assert await store.latencies_ms(job.id) == [1.0, 2.0]
-    assert await store.count_results(job.id) == 2
-
-
 async def test_progress_for_a_job_of_another_kind_is_ignored(store: Store) -> None:
     job = await store.create_job("probe", {})
     await store.checkpoint([], [ProgressUpdate("bot", job.id, {"number": 5})])
     assert (await store.get_job("probe", job.id)).progress == {}
-
-
-async def test_result_times_keep_at_least_millisecond_precision(store: Store) -> None:
-    job = await store.create_job("probe", {})
-    precise = T0 + timedelta(microseconds=1234)
-    await store.checkpoint([ProbeResult(job.id, 0, 200, 1.0, precise, precise)], [])
-    (stored,) = await store.list_results(job.id)
-    assert abs(stored.timestamp - precise) < timedelta(milliseconds=1)
-    assert stored.timestamp.utcoffset() == timedelta(0)
-
-
-async def test_results_page_by_seq(store: Store) -> None:
-    job = await store.create_job("probe", {})
-    other = await store.create_job("probe", {})
-    await store.checkpoint([result(job.id, seq) for seq in range(50)], [])
-    await store.checkpoint([result(other.id, 0)], [])
-    page = await store.list_results(job.id, offset=45, limit=3)
-    assert [r.seq for r in page] == [45, 46, 47]
-    assert [r.seq for r in await store.list_results(job.id, offset=48)] == [48, 49]
-    assert await store.count_results(job.id) == 50
-
-
-async def test_delete_removes_job_and_results(store: Store) -> None:
-    job = await store.create_job("probe", {})
-    await store.checkpoint([result(job.id, 0)], [])
-    await store.delete_job("probe", job.id)
-    with pytest.raises(JobNotFound):
-        await store.get_job("probe", job.id)
-    assert await store.count_results(job.id) == 0
-    with pytest.raises(JobNotFound):
-        await store.delete_job("probe", job.id)
 
 
 async def test_ping_succeeds_on_a_live_store(store: Store) -> None:
