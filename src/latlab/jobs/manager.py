@@ -13,6 +13,7 @@ import functools
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from latlab.coordination import JobKey
@@ -135,7 +136,7 @@ class JobManager:
         async def running() -> dict[JobKey, str]:
             for kind in self._runners:
                 page = await self._ctx.store.list_jobs(kind, states={JobState.RUNNING})
-                records.update({(kind, job.id): job for job in page.items})
+                records.update({(kind, job.id): job for job in page.items if self._orphan(job)})
             return {key: str(job.progress.get("fleet", "local")) for key, job in records.items()}
 
         adopted = await self._ctx.coordinator.adopt(running)
@@ -257,6 +258,14 @@ class JobManager:
                     self._submit([job])
                 raise
         await self.ownership.tell_owner(key)
+
+    def _orphan(self, job: JobRecord) -> bool:
+        """Whether a running job may be adopted: it names an owner, or nobody claimed it for a
+        whole lease (a process that started it claims it within milliseconds)."""
+        if "fleet" in job.progress or not self._ctx.coordinator.shared:
+            return True
+        claim_window = timedelta(seconds=self._ctx.coordinator.lease_s)
+        return job.updated_at < datetime.now(UTC) - claim_window
 
     def _was_touched(self, key: JobKey) -> bool:
         return self._touched is not None and key in self._touched

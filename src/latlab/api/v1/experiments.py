@@ -33,6 +33,7 @@ from latlab.api.schemas import (
     StatsPublic,
 )
 from latlab.jobs.kinds.probe import KIND, ProbeSpec
+from latlab.jobs.manager import MAX_BATCH
 from latlab.jobs.state import Action
 from latlab.measure.stats import summarize
 from latlab.settings import Settings
@@ -57,7 +58,6 @@ CSV_COLUMNS = [
 _CSV_PAGE = 5000
 
 
-MAX_BATCH = 10_000
 SpecsBody = Annotated[
     dict[str, Any] | list[Any],
     Body(
