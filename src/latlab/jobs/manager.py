@@ -176,7 +176,7 @@ class JobManager:
         if len(specs) > MAX_BATCH:
             raise ValueError(f"at most {MAX_BATCH} jobs in one call")
         state = JobState.RUNNING if start else JobState.CREATED
-        jobs = await self._ctx.store.create_jobs(kind, specs, state=state)
+        jobs = await self._ctx.writer.create_jobs(kind, specs, state=state)
         if start:
             await self._launch(jobs)
         return jobs

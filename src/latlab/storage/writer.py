@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from latlab.storage.base import Store
-from latlab.storage.records import ProgressUpdate, Record
+from latlab.storage.creations import GroupCreator
+from latlab.storage.records import JobRecord, JobState, ProgressUpdate, Record
 
 
 class BatchWriter:
@@ -29,6 +30,13 @@ class BatchWriter:
         self._waiters: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._creations = GroupCreator(store)
+
+    async def create_jobs(
+        self, kind: str, specs: Sequence[Mapping[str, Any]], *, state: JobState
+    ) -> list[JobRecord]:
+        """``store.create_jobs``, sharing one transaction with concurrent creates of the kind."""
+        return await self._creations.create_jobs(kind, specs, state)
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="latlab-batch-writer")
@@ -40,6 +48,7 @@ class BatchWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self._creations.close()
         await self.flush()
         if self._task is not None:
             self._task.cancel()
