@@ -1,19 +1,24 @@
 """Per-kind ids on existing data: SQL revision 0003 on a SQLite file written by revision 0002
-with real rows, and MongoDB's per-kind counters next to the old shared one."""
+with real rows (and back down to 0002), and MongoDB's per-kind counters next to the old
+shared one."""
 
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from pymongo import AsyncMongoClient
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from latlab.storage import JobState, open_store
 from latlab.storage.sql.store import SqlStore
+from latlab.storage.sql.tables import UtcDateTime
 
 _OLD_JOBS = [  # kinds interleaved on the shared sequence, as revision 0002 handed them out
     (1, "probe", "completed", '{"host": "a"}', '{"done": 2}'),
@@ -134,3 +139,70 @@ async def test_mongo_kind_counters_start_after_the_old_shared_counter(mongo_base
         assert legacy == {"_id": "jobs", "seq": 41}
     finally:
         await client.close()
+
+
+async def _migrate(url: str, step: str, revision: str) -> None:
+    """Run ``alembic upgrade|downgrade revision`` on the database at ``url``."""
+
+    def run(conn: sa.Connection) -> None:
+        config = Config()
+        config.set_main_option("script_location", "latlab.storage.sql:migrations")
+        config.attributes["connection"] = conn
+        getattr(command, step)(config, revision)
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+async def test_downgrade_returns_to_one_sequence_after_every_id_handed_out(
+    store_url: str,
+) -> None:
+    store = await SqlStore.open(store_url)
+    try:
+        await store.create_jobs("probe", [{}, {}, {}])  # probe 1, 2, 3
+        await store.delete_job("probe", 3)  # 3 was handed out: it must not come back
+    finally:
+        await store.close()
+    await _migrate(store_url, "downgrade", "0002")
+    engine = create_async_engine(store_url)
+    try:
+        async with engine.begin() as conn:
+            insert = "INSERT INTO jobs (kind, state, spec, progress, created_at, updated_at) "
+            values = "VALUES ('bot', 'created', '{}', '{}', :t, :t) RETURNING id"
+            now = sa.bindparam("t", datetime.now(UTC), type_=UtcDateTime)
+            new_id = (await conn.execute(sa.text(insert + values).bindparams(now))).scalar()
+            kinds = (await conn.execute(sa.text("SELECT kind, id FROM jobs ORDER BY id"))).all()
+    finally:
+        await engine.dispose()
+    assert new_id == 4
+    assert [tuple(row) for row in kinds] == [("probe", 1), ("probe", 2), ("bot", 4)]
+    await _migrate(store_url, "upgrade", "head")  # and back up: the data survives both ways
+    store = await SqlStore.open(store_url)
+    try:
+        assert (await store.create_job("bot", {})).id == 5
+    finally:
+        await store.close()
+
+
+async def test_downgrade_refuses_ids_shared_across_kinds_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'latlab.db'}"
+    store = await SqlStore.open(url)
+    try:
+        await store.create_job("probe", {})
+        await store.create_job("bot", {})  # both are 1
+    finally:
+        await store.close()
+    with pytest.raises(RuntimeError, match=r"share ids \[1\]"):
+        await _migrate(url, "downgrade", "0002")
+    store = await SqlStore.open(url)
+    try:
+        assert [(await store.list_jobs(kind)).total for kind in ("probe", "bot")] == [1, 1]
+    finally:
+        await store.close()

@@ -114,6 +114,74 @@ def _create_results(name: str, jobs_table: str) -> None:
     )
 
 
+class IdsCollide(RuntimeError):
+    """Jobs of different kinds share an id: the shared-id schema of 0002 cannot hold them."""
+
+
 def downgrade() -> None:
-    # Ids of different kinds may now be equal, which the shared-id schema cannot hold.
-    raise NotImplementedError("revision 0003 (per-kind ids) cannot be downgraded")
+    """Back to one id sequence, possible while no two jobs share an id across kinds."""
+    bind = op.get_bind()
+    shared = "SELECT id FROM jobs GROUP BY id HAVING COUNT(*) > 1 ORDER BY id LIMIT 5"
+    colliding = [row[0] for row in bind.execute(sa.text(shared))]
+    if colliding:
+        raise IdsCollide(
+            f"cannot downgrade below 0003: jobs of different kinds share ids {colliding}; "
+            "delete or renumber them first"
+        )
+    last = bind.execute(sa.text("SELECT MAX(last_id) FROM job_counters")).scalar()
+    _create_shared_jobs("jobs_old")
+    _copy("jobs", "jobs_old", _JOB_COLUMNS)
+    _create_shared_results("probe_results_old")
+    _copy("probe_results", "probe_results_old", _RESULT_COLUMNS)
+    op.drop_table("probe_results")
+    op.drop_table("jobs")
+    op.drop_table("job_counters")
+    op.rename_table("jobs_old", "jobs")
+    op.rename_table("probe_results_old", "probe_results")
+    op.create_index("ix_jobs_kind_state", "jobs", ["kind", "state"])
+    _continue_shared_sequence(int(last or 0))
+
+
+def _create_shared_jobs(name: str) -> None:
+    op.create_table(
+        name,
+        sa.Column("id", JobId, primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("spec", sa.JSON, nullable=False),
+        sa.Column("progress", sa.JSON, nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("updated_at", UtcDateTime, nullable=False),
+        sqlite_autoincrement=True,
+    )
+
+
+def _create_shared_results(name: str) -> None:
+    op.create_table(
+        name,
+        sa.Column("job_id", JobId, sa.ForeignKey("jobs_old.id", ondelete="CASCADE")),
+        sa.Column("seq", sa.Integer),
+        sa.Column("status_code", sa.Integer, nullable=False),
+        sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("timestamp", UtcDateTime, nullable=False),
+        sa.Column("scheduled_at", UtcDateTime, nullable=False),
+        sa.Column("connect_ms", sa.Float),
+        sa.Column("ttfb_ms", sa.Float),
+        sa.Column("dns_ms", sa.Float),
+        sa.Column("error", sa.Text),
+        sa.PrimaryKeyConstraint("job_id", "seq"),
+    )
+
+
+def _continue_shared_sequence(last_id: int) -> None:
+    """The shared sequence resumes after every id any kind handed out."""
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        if last_id:
+            query = "SELECT setval(pg_get_serial_sequence('jobs', 'id'), :last)"
+            bind.execute(sa.text(query), {"last": last_id})
+        return
+    bind.execute(sa.text("DELETE FROM sqlite_sequence WHERE name = 'jobs'"))
+    insert = "INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', :last)"
+    bind.execute(sa.text(insert), {"last": last_id})
