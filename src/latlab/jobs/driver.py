@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from latlab.coordination import JobKey
 from latlab.jobs.ownership import Ownership
-from latlab.jobs.runner import JobRunner, RunContext, Started
+from latlab.jobs.runner import JobRunner, RunContext, Started, owned_here
 from latlab.jobs.supervise import Backoff, Outage, until_stored
 from latlab.storage import JobNotFound, JobRecord, JobState, StateConflict, StoreUnavailable
 from latlab.storage.records import ProgressUpdate
@@ -71,8 +71,7 @@ class JobDriver:
 
     async def _still_mine(self, job: JobRecord) -> bool:
         read = functools.partial(self._ctx.store.get_job, job.kind, job.id)
-        current = await until_stored(f"{job.kind} job {job.id} end", read)
-        return current.progress.get("fleet") in (None, self._ctx.coordinator.owner_id)
+        return owned_here(await until_stored(f"{job.kind} job {job.id} end", read), self._ctx)
 
     async def _claim(self, job: JobRecord) -> None:
         """Name this process the job's owner in its checkpoint (what adoption reads)."""

@@ -9,10 +9,11 @@ shutdown their tasks are cancelled and they stay ``running`` for the next proces
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,9 +21,9 @@ from latlab.coordination import JobKey
 from latlab.jobs.driver import JobDriver
 from latlab.jobs.executor import Executor
 from latlab.jobs.ownership import Ownership
-from latlab.jobs.runner import JobRunner, ResumePolicy, RunContext
+from latlab.jobs.runner import JobRunner, ResumePolicy, RunContext, owned_here
 from latlab.jobs.state import Action, InvalidTransition, next_state
-from latlab.jobs.supervise import Backoff, Outage, supervise, until_stored
+from latlab.jobs.supervise import retried, supervise, until_stored
 from latlab.storage import JobRecord, JobState, StateConflict, StoreUnavailable
 from latlab.storage.records import ProgressUpdate
 
@@ -86,17 +87,9 @@ class JobManager:
         return await asyncio.shield(self._first_adopted)
 
     async def _first_adoption(self) -> None:
-        backoff, outage = Backoff(), Outage("adoption at start-up")
-        while True:
-            try:
-                resumed = await self.adopt()
-            except Exception as exc:  # the store or Redis is away: try again, never give up
-                outage.failed(exc)
-                await asyncio.sleep(backoff.next_s())
-                continue
-            outage.recovered()
-            self._first_adopted.set_result(resumed)
-            return
+        # The store or Redis may be away at start-up: try again until it works, never give up.
+        resumed = await retried("adoption at start-up", self.adopt, (Exception,))
+        self._first_adopted.set_result(resumed)
 
     def _spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         task = asyncio.create_task(supervise(name, work), name=f"latlab-{name}")
@@ -140,30 +133,26 @@ class JobManager:
             return {key: str(job.progress.get("fleet", "local")) for key, job in records.items()}
 
         adopted = await self._ctx.coordinator.adopt(running)
-        resumable = [
-            key
-            for key in adopted
-            if self._runners[key[0]].resume is ResumePolicy.RESUME and not self._was_touched(key)
-        ]
-        # Listed as active at once, before the (possibly long) launch of every task.
-        await self.ownership.announce(resumable)
-        resumed: list[JobKey] = []
         for key in adopted:
+            if self._runners[key[0]].resume is ResumePolicy.FAIL and not self._was_touched(key):
+                await self._driver.finish(
+                    records[key], JobState.FAILED, "interrupted", adopted=True
+                )
+        resumable = [key for key in adopted if self._runners[key[0]].resume is ResumePolicy.RESUME]
+        # Listed as active at once, before the (possibly long) launch of every task.
+        await self.ownership.announce([key for key in resumable if not self._was_touched(key)])
+        resumed = 0
+        for index, key in enumerate(resumable):
+            if index % ADOPT_CHUNK == ADOPT_CHUNK - 1:
+                await asyncio.sleep(0)  # let requests in between chunks of a large adoption
             if self._closing:
                 break
-            if len(resumed) % ADOPT_CHUNK == ADOPT_CHUNK - 1:
-                await asyncio.sleep(0)  # let requests in between chunks of a large adoption
-            if self._was_touched(key):
-                continue  # stopped, paused or deleted meanwhile; a resume launched it itself
-            job = records[key]
-            if self._runners[key[0]].resume is ResumePolicy.FAIL:
-                await self._driver.finish(job, JobState.FAILED, "interrupted", adopted=True)
-                continue
-            self._submit([job])
-            resumed.append(key)
+            if not self._was_touched(key):  # else stopped, paused or deleted meanwhile
+                self._submit([records[key]])
+                resumed += 1
         if resumed:
-            log.info("resumed %d running job(s)", len(resumed))
-        return len(resumed)
+            log.info("resumed %d running job(s)", resumed)
+        return resumed
 
     async def create(self, kind: str, spec: Mapping[str, Any], *, start: bool = False) -> JobRecord:
         return (await self.create_many(kind, [spec], start=start))[0]
@@ -209,22 +198,26 @@ class JobManager:
 
     def _may_run_here(self, job: JobRecord) -> bool:
         """A running job is (re)launched here only if no other live process owns it."""
-        owner = job.progress.get("fleet")
-        return not self._ctx.coordinator.shared or owner in (None, self._ctx.coordinator.owner_id)
+        return not self._ctx.coordinator.shared or owned_here(job, self._ctx)
 
     async def _halt_and_settle(
         self, runner: JobRunner, job: JobRecord, target: JobState, action: Action
     ) -> JobRecord:
-        key = (job.kind, job.id)
-        was_here = self._executor.is_running(*key)
+        async with self._halted(job) as was_here:
+            return await self._settle(runner, job, target, action, was_here)
+
+    @contextlib.asynccontextmanager
+    async def _halted(self, job: JobRecord) -> AsyncIterator[bool]:
+        """Halt the job here for the body; if the store fails meanwhile, it is still running
+        there, so it goes on running here. Yields whether it ran here."""
+        was_here = self._executor.is_running(job.kind, job.id)
         try:
-            await self.halt(key)
-            job = await self._settle(runner, job, target, action, was_here)
+            await self.halt((job.kind, job.id))
+            yield was_here
         except StoreUnavailable:
-            if was_here:  # the job is still running in the store: keep it running here
+            if was_here:
                 self._submit([job])
             raise
-        return job
 
     async def _settle(
         self, runner: JobRunner, job: JobRecord, target: JobState, action: Action, was_here: bool
@@ -249,14 +242,8 @@ class JobManager:
         async with self.lock(key):
             self.touch(key)
             job = await self._ctx.store.get_job(kind, job_id)
-            was_here = self._executor.is_running(*key)
-            try:
-                await self.halt(key)
+            async with self._halted(job):
                 await self._ctx.store.delete_job(kind, job_id)
-            except StoreUnavailable:
-                if was_here:
-                    self._submit([job])
-                raise
         await self.ownership.tell_owner(key)
 
     def _orphan(self, job: JobRecord) -> bool:

@@ -47,6 +47,11 @@ class RunContext:
     coordinator: Coordinator  # who owns the jobs launched here, and the lease to check
 
 
+def owned_here(job: JobRecord, ctx: RunContext) -> bool:
+    """Whether the job's checkpoint names this process as its owner, or no owner yet."""
+    return job.progress.get("fleet") in (None, ctx.coordinator.owner_id)
+
+
 class JobRunner(Protocol):
     kind: str
     resume: ResumePolicy

@@ -86,16 +86,26 @@ async def supervise(
         await asyncio.sleep(backoff.next_s())
 
 
-async def until_stored(what: str, op: Callable[[], Awaitable[T]]) -> T:
-    """``op()``, retried while the store is unavailable; other errors are raised as they are."""
+async def retried(
+    what: str,
+    op: Callable[[], Awaitable[T]],
+    errors: tuple[type[Exception], ...] = (StoreUnavailable,),
+) -> T:
+    """``op()``, retried with backoff while it raises one of ``errors`` (logged once per
+    outage); other errors are raised as they are."""
     backoff = Backoff()
     outage = Outage(what)
     while True:
         try:
             value = await op()
-        except StoreUnavailable as exc:
+        except errors as exc:
             outage.failed(exc)
             await asyncio.sleep(backoff.next_s())
             continue
         outage.recovered()
         return value
+
+
+async def until_stored(what: str, op: Callable[[], Awaitable[T]]) -> T:
+    """``op()``, retried while the store is unavailable."""
+    return await retried(what, op)
