@@ -19,8 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -28,7 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 from _targets import free_port
-from latlab.storage import JobState, open_store
+from latlab.storage import JobState, Store, open_store
+
+OWNERS_POLL_S = 0.5
 
 
 @contextmanager
@@ -51,13 +53,14 @@ def serve(db: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, float]]:
             child.wait(timeout=60)
 
 
-async def seconds_until(began: float, check: object, what: str) -> float:
-    assert callable(check)
+async def seconds_until(
+    began: float, check: Callable[[], Awaitable[bool]], what: str, poll_s: float = 0.02
+) -> float:
     deadline = time.monotonic() + 600
     while not await check():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(poll_s)
     return time.perf_counter() - began
 
 
@@ -68,11 +71,16 @@ async def answering(client: httpx.AsyncClient) -> bool:
         return False
 
 
-async def owners(db: Path) -> set[str]:
+async def owners(store: Store) -> set[str]:
+    page = await store.list_jobs("bot", states={JobState.RUNNING})
+    return {str(job.progress.get("fleet")) for job in page.items}
+
+
+@asynccontextmanager
+async def opened(db: Path) -> AsyncIterator[Store]:
     store = await open_store(f"sqlite+aiosqlite:///{db}")
     try:
-        page = await store.list_jobs("bot", states={JobState.RUNNING})
-        return {str(job.progress.get("fleet")) for job in page.items}
+        yield store
     finally:
         await store.close()
 
@@ -87,11 +95,14 @@ async def start_and_time(db: Path, bots: int, old_owners: set[str]) -> tuple[flo
 
             listed_s = await seconds_until(began, listed, "every bot listed")
 
-            async def adopted() -> bool:
-                found = await owners(db)
-                return bots == 0 or (len(found) == 1 and not found & old_owners)
+            async with opened(db) as store:
 
-            adopted_s = await seconds_until(began, adopted, "every bot adopted")
+                async def adopted() -> bool:
+                    found = await owners(store)
+                    return bots == 0 or (len(found) == 1 and not found & old_owners)
+
+                # Each look loads every bot from the server's own file: not too often.
+                adopted_s = await seconds_until(began, adopted, "every bot adopted", OWNERS_POLL_S)
     return port_s, listed_s, adopted_s
 
 
@@ -105,14 +116,16 @@ async def first_life(db: Path, bots: int) -> set[str]:
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
             await seconds_until(began, lambda: answering(client), "the port")
 
-        async def checkpointed() -> bool:
-            found = await owners(db)
-            return len(found) == 1 and "None" not in found
+        async with opened(db) as store:
 
-        await seconds_until(began, checkpointed, "every first checkpoint")
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    return await owners(db)
+            async def checkpointed() -> bool:
+                found = await owners(store)
+                return len(found) == 1 and "None" not in found
+
+            await seconds_until(began, checkpointed, "every first checkpoint", OWNERS_POLL_S)
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            return await owners(store)
 
 
 async def run(bots: int, folder: Path) -> None:

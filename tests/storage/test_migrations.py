@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.config import Config
 from pymongo import AsyncMongoClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from latlab.storage import JobState, open_store
+from latlab.storage.sql.engine import alembic_config
 from latlab.storage.sql.store import SqlStore
 from latlab.storage.sql.tables import UtcDateTime
 
@@ -39,10 +39,7 @@ _INSERT_RESULT = (
 def _write_revision_0002(path: Path) -> None:
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
-        config = Config()
-        config.set_main_option("script_location", "latlab.storage.sql:migrations")
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0002")
+        command.upgrade(alembic_config(conn), "0002")
         for job_id, kind, state, spec, progress in _OLD_JOBS:
             conn.execute(
                 sa.text(_INSERT_JOB),
@@ -145,10 +142,7 @@ async def _migrate(url: str, step: str, revision: str) -> None:
     """Run ``alembic upgrade|downgrade revision`` on the database at ``url``."""
 
     def run(conn: sa.Connection) -> None:
-        config = Config()
-        config.set_main_option("script_location", "latlab.storage.sql:migrations")
-        config.attributes["connection"] = conn
-        getattr(command, step)(config, revision)
+        getattr(command, step)(alembic_config(conn), revision)
 
     engine = create_async_engine(url)
     try:

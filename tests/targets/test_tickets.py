@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +18,7 @@ from latlab.targets.counters import CELLS, Cell
 from latlab.targets.redis_tickets import RedisTickets
 from latlab.targets.serial import SerialQueue, TicketsUnavailableError
 from latlab.targets.tickets import FileTickets, MemoryTickets, Tickets
+from proxy import TcpProxy
 from services import require_redis
 from serving.http_client import connect, get, read_answer
 
@@ -174,58 +174,23 @@ async def test_a_waiter_whose_place_was_dropped_is_told_so(prefix: str) -> None:
         await queue.close()
 
 
-class CuttableProxy:
-    """A TCP relay to the real Redis that the test can cut, as a network failure would."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self._upstream_port = upstream_port
-        self._writers: list[asyncio.StreamWriter] = []
-        self._relays: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._link, "127.0.0.1", 0)
-        return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
-
-    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
-        self._writers += [writer, up_writer]
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            relay = asyncio.create_task(self._relay(source, sink))
-            self._relays.add(relay)
-
-    async def _relay(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for relay in self._relays:
-            relay.cancel()
-        await asyncio.gather(*self._relays, return_exceptions=True)
-        for writer in self._writers:
-            writer.close()
-        await self._server.wait_closed()
-
-
 async def test_a_queue_that_goes_away_answers_its_waiters_503(
     caplog: pytest.LogCaptureFixture, prefix: str
 ) -> None:
     url = require_redis()
     settings = settings_for(redis_prefix=prefix)
     holder = RedisTickets(url, settings.redis_prefix)
-    proxy = CuttableProxy(int(url.rsplit(":", 1)[1].split("/")[0]))
+    upstream_port = int(url.rsplit(":", 1)[1].split("/")[0])
     try:
         await holder.take()  # keeps the server's request waiting
-        settings = settings.model_copy(update={"redis_url": await proxy.start()})
-        async with serving(settings) as port, connect(port) as (reader, writer):
-            writer.write(get("/test"))
-            await wait_metric(port, "latlab_target_test_tickets_total", 1)
-            await proxy.cut()
-            answer = await read_answer(reader)
+        async with TcpProxy("127.0.0.1", upstream_port) as proxy:
+            proxied = f"redis://{proxy.host}:{proxy.port}/0"
+            settings = settings.model_copy(update={"redis_url": proxied})
+            async with serving(settings) as port, connect(port) as (reader, writer):
+                writer.write(get("/test"))
+                await wait_metric(port, "latlab_target_test_tickets_total", 1)
+                await proxy.cut()
+                answer = await read_answer(reader)
         assert answer.status == 503
         assert "could not leave the /test queue" in caplog.text
     finally:

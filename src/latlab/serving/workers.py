@@ -49,7 +49,6 @@ async def run_workers(
     module: str,
     specs: Sequence[Mapping[str, Any]],
     on_ready: Callable[[], None] = lambda: None,
-    stop_timeout_s: float = STOP_TIMEOUT_S,
 ) -> int:
     """Run a worker per spec until SIGINT/SIGTERM (0) or until one fails (1);
     ``on_ready`` once every worker listens."""
@@ -68,7 +67,7 @@ async def run_workers(
             on_ready()
             return 0 if await _until_stop_or_exit(stop, workers) else 1
     finally:
-        await _stop(workers, stop_timeout_s)
+        await _stop(workers, STOP_TIMEOUT_S)
 
 
 async def _spawn(module: str, spec: Mapping[str, Any]) -> Worker:

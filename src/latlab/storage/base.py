@@ -10,11 +10,9 @@ and ``close``.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from latlab.storage.records import JobRecord, JobState, Page, ProbeResult, ProgressUpdate, Record
-
-R = TypeVar("R")
+from latlab.storage.records import JobRecord, JobState, Page, ProbeResult, ProgressUpdate, R, Record
 
 
 class StoreError(Exception):

@@ -26,7 +26,7 @@ from pymongo.uri_parser import parse_uri
 from latlab.storage.base import JobNotFound, StateConflict
 from latlab.storage.mongo_errors import translated as _translated
 from latlab.storage.mongo_fence import fenced_out, progress_ops
-from latlab.storage.mongo_results import MongoProbeResults, MongoResults
+from latlab.storage.mongo_results import Document, MongoProbeResults, MongoResults
 from latlab.storage.records import (
     JobRecord,
     JobState,
@@ -39,7 +39,6 @@ from latlab.storage.records import (
     utc_now,
 )
 
-Document = dict[str, Any]
 DEFAULT_DATABASE = "network_checks"
 _COLLECTIONS = {"probe": "experiments"}
 _LEGACY_COUNTER = "jobs"
@@ -104,16 +103,14 @@ class MongoStore:
         """Take ``count`` ids of ``kind`` at once; return the last one."""
         counters = self._db["counters"]
         key = f"jobs:{kind}"
-        taken = await counters.find_one_and_update(
-            {"_id": key}, {"$inc": {"seq": count}}, return_document=ReturnDocument.AFTER
-        )
-        if taken is None:
-            await self._start_counter(key)
+        for _ in range(2):
             taken = await counters.find_one_and_update(
                 {"_id": key}, {"$inc": {"seq": count}}, return_document=ReturnDocument.AFTER
             )
-        assert taken is not None  # the counter exists: _start_counter made sure
-        return int(taken["seq"])
+            if taken is not None:
+                return int(taken["seq"])
+            await self._start_counter(key)  # a kind's first job: the counter exists after this
+        raise AssertionError(f"counter {key} missing after it was started")
 
     async def _start_counter(self, key: str) -> None:
         legacy = await self._db["counters"].find_one({"_id": _LEGACY_COUNTER})
@@ -235,7 +232,8 @@ class MongoStore:
         for kind, ops in progress_ops(progress, utc_now()).items():
             await self._jobs(kind).bulk_write(ops, ordered=True)  # one job's updates in order
         for kind, group in by_kind(records).items():
-            dropped = await fenced_out(self._jobs(kind), kind, progress)
+            with_records = {record.job_id for record in group}
+            dropped = await fenced_out(self._jobs(kind), kind, progress, with_records)
             kept = fenced_records(group, dropped)
             if kept:
                 await self._streams[kind].insert(kept)

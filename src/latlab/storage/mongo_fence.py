@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
+from latlab.storage.mongo_results import Document
 from latlab.storage.records import ProgressUpdate
 
-Document = dict[str, Any]
 _FLEET_ONLY: Document = {"progress.fleet": True}
 
 
@@ -19,6 +19,8 @@ def progress_ops(progress: Sequence[ProgressUpdate], now: datetime) -> dict[str,
     """One ``UpdateOne`` per update, by kind; a fenced one matches only its owner's job."""
     by_kind: dict[str, list[UpdateOne]] = {}
     for update in progress:
+        if not update.values:
+            continue  # only a fence for records: fenced_out reads the owner back
         query: Document = {"_id": update.job_id}
         if update.owner is not None:  # null also matches a missing field: "no owner yet"
             query["progress.fleet"] = {"$in": [update.owner, None]}
@@ -43,10 +45,15 @@ def _owned_as_expected(doc: Document, expected: Mapping[int, Any]) -> bool:
 
 
 async def fenced_out(
-    jobs: AsyncCollection[Document], kind: str, progress: Sequence[ProgressUpdate]
+    jobs: AsyncCollection[Document],
+    kind: str,
+    progress: Sequence[ProgressUpdate],
+    with_records: Collection[int],
 ) -> set[tuple[str, int]]:
-    """The jobs of ``kind`` (``jobs`` is their collection) whose fenced update did not match."""
-    expected = _expected_owners(kind, progress)
+    """Of the jobs of ``kind`` with records in the call (``jobs`` is their collection), those
+    whose fenced update did not match."""
+    owners = _expected_owners(kind, progress)
+    expected = {job_id: owners[job_id] for job_id in with_records if job_id in owners}
     if not expected:
         return set()
     cursor = jobs.find({"_id": {"$in": list(expected)}}, _FLEET_ONLY)

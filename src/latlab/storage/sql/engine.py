@@ -46,13 +46,18 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def _upgrade(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration for LatLab's migrations, on an open connection."""
     config = Config()
     config.set_main_option("script_location", "latlab.storage.sql:migrations")
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+    command.upgrade(alembic_config(connection), "head")
 
 
 async def migrate(engine: AsyncEngine) -> None:
