@@ -1,6 +1,6 @@
 """Per-kind ids on existing data: SQL revision 0003 on a SQLite file written by revision 0002
 with real rows (and back down to 0002), and MongoDB's per-kind counters next to the old
-shared one."""
+shared one; revision 0004 (histograms) up and down."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from alembic import command
 from pymongo import AsyncMongoClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from latlab.storage import JobState, open_store
+from latlab.storage import TOTAL_BUCKET, HistogramUpdate, JobState, open_store
 from latlab.storage.sql.engine import alembic_config
 from latlab.storage.sql.store import SqlStore
 from latlab.storage.sql.tables import UtcDateTime
@@ -116,7 +116,7 @@ async def test_deleting_a_migrated_probe_cascades_to_its_results_only(tmp_path: 
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
     assert {(key.table, key.on_delete) for key in keys} == {("jobs", "CASCADE")}
-    assert version == "0003"
+    assert version == "0004"
 
 
 async def test_mongo_kind_counters_start_after_the_old_shared_counter(mongo_base_url: str) -> None:
@@ -198,5 +198,45 @@ async def test_downgrade_refuses_ids_shared_across_kinds_and_changes_nothing(
     store = await SqlStore.open(url)
     try:
         assert [(await store.list_jobs(kind)).total for kind in ("probe", "bot")] == [1, 1]
+    finally:
+        await store.close()
+
+
+async def _tables_and_version(url: str) -> tuple[set[str], str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda sync: set(sa.inspect(sync).get_table_names()))
+            found = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            version = found.scalar()
+    finally:
+        await engine.dispose()
+    return names, str(version)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+async def test_0004_adds_histograms_and_downgrades_to_0003_keeping_the_jobs(
+    store_url: str,
+) -> None:
+    store = await SqlStore.open(store_url)
+    try:
+        job = await store.create_job("probe", {"host": "a"})
+        await store.checkpoint([], [], [HistogramUpdate("probe", job.id, TOTAL_BUCKET, "h")])
+    finally:
+        await store.close()
+    assert await _tables_and_version(store_url) == (
+        {"alembic_version", "jobs", "job_counters", "probe_results", "values", "histograms"},
+        "0004",
+    )
+    await _migrate(store_url, "downgrade", "0003")
+    names, version = await _tables_and_version(store_url)
+    assert ("histograms" in names, version) == (False, "0003")
+    await _migrate(store_url, "upgrade", "head")
+    store = await SqlStore.open(store_url)
+    try:
+        assert (await store.get_job("probe", job.id)).spec == {"host": "a"}
+        assert await store.histograms.read("probe", job.id, TOTAL_BUCKET, 0) == {}
+        await store.checkpoint([], [], [HistogramUpdate("probe", job.id, 0, "again")])
+        assert await store.histograms.read("probe", job.id, TOTAL_BUCKET, 0) == {0: "again"}
     finally:
         await store.close()

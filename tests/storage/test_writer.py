@@ -1,14 +1,16 @@
-"""Group commit: batches across jobs, waits for the commit, survives cancellation."""
+"""Group commit: batches across jobs, waits for the commit, survives cancellation; the
+``committed`` hook, queued histograms and the writer's metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
 
-from latlab.storage import ProbeResult, Record
+from latlab.storage import TOTAL_BUCKET, HistogramUpdate, ProbeResult, Record
 from latlab.storage.memory import MemoryStore
 from latlab.storage.records import ProgressUpdate
 from latlab.storage.writer import BatchWriter
@@ -24,16 +26,23 @@ class RecordingStore(MemoryStore):
         self.calls: list[tuple[int, int]] = []
         self.fail_with: Exception | None = None
         self.gate: asyncio.Event | None = None
+        self.histogram_calls: list[list[HistogramUpdate]] = []
+        self.entered = asyncio.Event()  # set when a checkpoint call starts
 
     async def checkpoint(
-        self, records: Sequence[Record], progress: Sequence[ProgressUpdate]
-    ) -> None:
+        self,
+        records: Sequence[Record],
+        progress: Sequence[ProgressUpdate],
+        histograms: Sequence[HistogramUpdate] = (),
+    ) -> set[tuple[str, int]]:
+        self.entered.set()
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
         self.calls.append((len(records), len(progress)))
-        await super().checkpoint(records, progress)
+        self.histogram_calls.append(list(histograms))
+        return await super().checkpoint(records, progress, histograms)
 
 
 def result(job_id: int, seq: int) -> ProbeResult:
@@ -112,3 +121,103 @@ async def test_write_on_a_closed_writer_is_refused() -> None:
     writer = BatchWriter(MemoryStore())
     with pytest.raises(RuntimeError, match="not running"):
         await writer.write()
+
+
+def owned(job_id: int, owner: str, values: dict[str, object] | None = None) -> ProgressUpdate:
+    return ProgressUpdate("probe", job_id, dict(values or {}), owner)
+
+
+async def test_committed_gets_the_landed_records_of_each_call() -> None:
+    store = RecordingStore()
+    taken, kept = [job.id for job in await store.create_jobs("probe", [{}, {}])]
+    await store.checkpoint([], [ProgressUpdate("probe", taken, {"fleet": "B"})])
+    calls: list[list[tuple[int, int]]] = []
+
+    def hook(landed: Sequence[Record]) -> None:
+        calls.append([(r.job_id, r.seq) for r in landed])
+
+    async with BatchWriter(store, max_results=3, delay_s=0, committed=hook) as writer:
+        records = [result(job_id, seq) for seq in range(2) for job_id in (taken, kept)]
+        await writer.write(records, [owned(taken, "A"), owned(kept, "A")])
+        await writer.write(progress=[owned(kept, "A", {"done": 2})])
+    # Chunks of 3: taken 0, kept 0, taken 1 | kept 1 (with the progress) | the progress alone.
+    assert calls == [[(kept, 0)], [(kept, 1)], []]
+
+
+async def test_a_raising_hook_is_logged_and_breaks_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = RecordingStore()
+    job = await store.create_job("probe", {})
+    seen: list[int] = []
+
+    def hook(landed: Sequence[Record]) -> None:
+        seen.extend(r.seq for r in landed)
+        raise ValueError("broken hook")
+
+    async with BatchWriter(store, delay_s=0, committed=hook) as writer:
+        with caplog.at_level(logging.ERROR, logger="latlab.storage"):
+            await writer.write([result(job.id, 0)])
+            await writer.write([result(job.id, 1)])
+    assert seen == [0, 1]
+    assert await store.probe_results.count(job.id) == 2
+    assert [r.message for r in caplog.records] == ["BatchWriter's committed hook failed"] * 2
+
+
+async def test_queued_histograms_merge_newest_wins_and_go_with_the_progress() -> None:
+    store = RecordingStore()
+    job = await store.create_job("probe", {})
+    store.gate = asyncio.Event()
+
+    def hist(bucket: int, payload: str) -> HistogramUpdate:
+        return HistogramUpdate("probe", job.id, bucket, payload)
+
+    async with BatchWriter(store, max_results=2, delay_s=0) as writer:
+        first = asyncio.create_task(writer.write(histograms=[hist(TOTAL_BUCKET, "a")]))
+        await store.entered.wait()  # the first batch is in the store, waiting on the gate
+        queued = [
+            writer.write([result(job.id, seq) for seq in range(3)], histograms=[hist(7, "x")]),
+            writer.write(histograms=[hist(TOTAL_BUCKET, "b"), hist(7, "y")]),
+            writer.write(histograms=[hist(TOTAL_BUCKET, "c")]),
+        ]
+        tasks = [asyncio.create_task(write) for write in queued]
+        await asyncio.sleep(0)  # let them queue behind the gate
+        store.gate.set()
+        await asyncio.gather(first, *tasks)
+    assert store.histogram_calls == [
+        [hist(TOTAL_BUCKET, "a")],
+        [],
+        [hist(7, "y"), hist(TOTAL_BUCKET, "c")],
+    ]
+    assert await store.histograms.read("probe", job.id, TOTAL_BUCKET, 10) == {-1: "c", 7: "y"}
+
+
+async def test_queue_depth_counts_records_until_they_are_committed() -> None:
+    store = RecordingStore()
+    job = await store.create_job("probe", {})
+    store.gate = asyncio.Event()
+    async with BatchWriter(store, delay_s=0) as writer:
+        assert (writer.queue_depth, writer.last_commit_age_s) == (0, None)
+        first = asyncio.create_task(writer.write([result(job.id, seq) for seq in range(3)]))
+        await store.entered.wait()
+        second = asyncio.create_task(writer.write([result(job.id, 3), result(job.id, 4)]))
+        await asyncio.sleep(0)  # let the second write queue
+        assert (writer.queue_depth, writer.last_commit_age_s) == (5, None)
+        store.gate.set()
+        await asyncio.gather(first, second)
+        assert writer.queue_depth == 0
+        age = writer.last_commit_age_s
+        assert age is not None
+        assert 0 <= age < 5
+        later = writer.last_commit_age_s
+        assert later is not None
+        assert later >= age
+
+
+async def test_a_failed_commit_empties_the_queue_and_is_no_commit() -> None:
+    store = RecordingStore()
+    store.fail_with = RuntimeError("disk full")
+    async with BatchWriter(store, delay_s=0) as writer:
+        with pytest.raises(RuntimeError, match="disk full"):
+            await writer.write([result(1, 0), result(1, 1)])
+        assert (writer.queue_depth, writer.last_commit_age_s) == (0, None)

@@ -1,9 +1,10 @@
-"""Storage port (jobs + one result stream per kind) and adapters, chosen by URL scheme and
-imported lazily."""
+"""Storage port (jobs, one result stream per kind, per-job histograms) and adapters, chosen by
+URL scheme and imported lazily."""
 
 from __future__ import annotations
 
 from latlab.storage.base import (
+    Histograms,
     JobNotFound,
     JobStore,
     ProbeResults,
@@ -13,10 +14,21 @@ from latlab.storage.base import (
     StoreError,
     StoreUnavailable,
 )
-from latlab.storage.records import JobRecord, JobState, Page, ProbeResult, Record
+from latlab.storage.records import (
+    TOTAL_BUCKET,
+    HistogramUpdate,
+    JobRecord,
+    JobState,
+    Page,
+    ProbeResult,
+    Record,
+)
 from latlab.storage.registry import UnsupportedStorageURL, open_store
 
 __all__ = [
+    "TOTAL_BUCKET",
+    "HistogramUpdate",
+    "Histograms",
     "JobNotFound",
     "JobRecord",
     "JobState",

@@ -1,10 +1,10 @@
 """The storage port: what every store adapter must do, and the errors it raises.
 
 Split by what it holds: :class:`JobStore` (job records and named values), one
-:class:`ResultStream` per kind of record (:class:`ProbeResults` for probes), and
-:class:`Store`, the composition the app opens: a ``JobStore`` with its streams as typed
-attributes, the one ``checkpoint`` that writes records of any kind with progress, ``ping``
-and ``close``.
+:class:`ResultStream` per kind of record (:class:`ProbeResults` for probes), the jobs'
+:class:`Histograms`, and :class:`Store`, the composition the app opens: a ``JobStore`` with its
+streams and histograms as typed attributes, the one ``checkpoint`` that writes records of any
+kind and histograms with progress, ``ping`` and ``close``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
-from latlab.storage.records import JobRecord, JobState, Page, ProbeResult, ProgressUpdate, R, Record
+from latlab.storage.records import (
+    HistogramUpdate,
+    JobRecord,
+    JobState,
+    Page,
+    ProbeResult,
+    ProgressUpdate,
+    R,
+    Record,
+)
 
 
 class StoreError(Exception):
@@ -88,7 +97,8 @@ class JobStore(Protocol):
         ...
 
     async def delete_job(self, kind: str, job_id: int) -> None:
-        """Delete a job with its records (those of its kind) or raise :class:`JobNotFound`."""
+        """Delete a job with its records (those of its kind) and histograms, or raise
+        :class:`JobNotFound`."""
         ...
 
     async def get_value(self, key: str) -> dict[str, Any] | None:
@@ -121,19 +131,39 @@ class ProbeResults(ResultStream[ProbeResult], Protocol):
         ...
 
 
+class Histograms(Protocol):
+    """Mergeable latency histograms per job and time bucket, so that stats cost a few reads.
+
+    Read-only, as streams are: written by :meth:`Store.checkpoint`, fenced with the progress.
+    """
+
+    async def read(self, kind: str, job_id: int, first: int, last: int) -> dict[int, str]:
+        """The job's stored payloads with ``first <= bucket <= last``, by ascending bucket.
+
+        Empty if there are none; never another job's or another kind's.
+        """
+        ...
+
+
 class Store(JobStore, Protocol):
-    """What the app opens: the jobs, a stream per kind of record, and the checkpoint over both."""
+    """What the app opens: the jobs, a stream per kind of record, the jobs' histograms, and the
+    checkpoint over all of them."""
 
     @property
     def probe_results(self) -> ProbeResults: ...
+
+    @property
+    def histograms(self) -> Histograms: ...
 
     async def checkpoint(
         self,
         records: Sequence[Record],
         progress: Sequence[ProgressUpdate],
-    ) -> None:
-        """Store records of any kind (idempotent on ``(job_id, seq)`` within their kind) and
-        progress, in one transaction.
+        histograms: Sequence[HistogramUpdate] = (),
+    ) -> set[tuple[str, int]]:
+        """Store records of any kind (idempotent on ``(job_id, seq)`` within their kind),
+        histograms and progress, in one transaction; return the jobs (``(kind, id)``) whose
+        owned update failed its fence (empty normally).
 
         Each update's values are merged into the job's progress (newest keys win); an update
         of a job that does not exist is ignored. Updates are fenced by owner: one whose
@@ -144,6 +174,10 @@ class Store(JobStore, Protocol):
         commits, and nothing is raised. ``owner=None`` applies unconditionally: a claim
         naming a new owner (``{"fleet": new_owner}``) is written that way. Several updates
         of one job in one call apply in order.
+
+        Each histogram update replaces the payload of its ``(kind, job_id, bucket)`` (the last
+        one wins if a call has several). It is fenced like a record: dropped if its job's
+        update in this call failed the fence; one of a job that does not exist is ignored.
         """
         ...
 

@@ -11,6 +11,7 @@ from typing import Any, Generic
 
 from latlab.storage.base import JobNotFound, StateConflict
 from latlab.storage.records import (
+    HistogramUpdate,
     JobRecord,
     JobState,
     Page,
@@ -19,7 +20,9 @@ from latlab.storage.records import (
     R,
     Record,
     by_kind,
+    fenced_histograms,
     fenced_records,
+    latest_histograms,
     utc_now,
 )
 
@@ -68,6 +71,25 @@ class MemoryProbeResults(MemoryResults[ProbeResult]):
         return [result.latency_ms for result in await self.list(job_id)]
 
 
+class MemoryHistograms:
+    """Payloads per job and bucket: read here, written by ``MemoryStore.checkpoint``."""
+
+    def __init__(self) -> None:
+        self._by_job: dict[tuple[str, int], dict[int, str]] = {}
+
+    def put(self, updates: Sequence[HistogramUpdate]) -> None:
+        for update in updates:
+            stored = self._by_job.setdefault((update.kind, update.job_id), {})
+            stored[update.bucket] = update.payload
+
+    def drop(self, kind: str, job_id: int) -> None:
+        self._by_job.pop((kind, job_id), None)
+
+    async def read(self, kind: str, job_id: int, first: int, last: int) -> dict[int, str]:
+        stored = self._by_job.get((kind, job_id), {})
+        return {bucket: stored[bucket] for bucket in sorted(stored) if first <= bucket <= last}
+
+
 class MemoryStore:
     def __init__(self) -> None:
         # Ids are per kind, so a job is named by (kind, id); records belong to jobs of their kind.
@@ -75,6 +97,7 @@ class MemoryStore:
         self._last_ids: dict[str, int] = {}
         self._values: dict[str, dict[str, Any]] = {}
         self.probe_results = MemoryProbeResults()
+        self.histograms = MemoryHistograms()
         # A new kind of record: its stream here, under its kind.
         self._streams: dict[str, MemoryResults[Any]] = {ProbeResult.kind: self.probe_results}
 
@@ -147,10 +170,14 @@ class MemoryStore:
         self,
         records: Sequence[Record],
         progress: Sequence[ProgressUpdate],
-    ) -> None:
+        histograms: Sequence[HistogramUpdate] = (),
+    ) -> set[tuple[str, int]]:
         dropped = self._save_progress(progress)
         for kind, kept in by_kind(fenced_records(records, dropped)).items():
             self._streams[kind].add(kept)
+        landing = fenced_histograms(latest_histograms(histograms), dropped)
+        self.histograms.put([u for u in landing if (u.kind, u.job_id) in self._jobs])
+        return dropped
 
     def _save_progress(self, progress: Sequence[ProgressUpdate]) -> set[tuple[str, int]]:
         """Apply the updates that pass their fence; return the jobs whose did not."""
@@ -174,6 +201,7 @@ class MemoryStore:
         del self._jobs[(kind, job_id)]
         if kind in self._streams:
             self._streams[kind].drop(job_id)
+        self.histograms.drop(kind, job_id)
 
     async def get_value(self, key: str) -> dict[str, Any] | None:
         value = self._values.get(key)

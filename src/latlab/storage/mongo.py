@@ -2,7 +2,8 @@
 
 Layout (database ``network_checks`` unless the URL names one): experiments live in
 ``experiments`` as the original service kept them, other kinds in ``<kind>s``; probe results in
-``experiment_results`` (one document per probe: ``mongo_results.py``, a stream per kind); ids come
+``experiment_results`` (one document per probe: ``mongo_results.py``, a stream per kind), the jobs'
+histograms in ``histograms`` (``mongo_histograms.py``); ids come
 from the ``counters`` collection, one document ``jobs:<kind>`` per kind, so that they are
 integers counted per kind as in every other adapter. A store written before ids were per kind
 has one shared ``jobs`` counter: it is left as it is, and a kind's own counter starts from it, so
@@ -25,9 +26,11 @@ from pymongo.uri_parser import parse_uri
 
 from latlab.storage.base import JobNotFound, StateConflict
 from latlab.storage.mongo_errors import translated as _translated
-from latlab.storage.mongo_fence import fenced_out, progress_ops
+from latlab.storage.mongo_fence import save_progress
+from latlab.storage.mongo_histograms import MongoHistograms
 from latlab.storage.mongo_results import Document, MongoProbeResults, MongoResults
 from latlab.storage.records import (
+    HistogramUpdate,
     JobRecord,
     JobState,
     Page,
@@ -35,7 +38,9 @@ from latlab.storage.records import (
     ProgressUpdate,
     Record,
     by_kind,
+    fenced_histograms,
     fenced_records,
+    latest_histograms,
     utc_now,
 )
 
@@ -71,6 +76,7 @@ class MongoStore:
         self._client = client
         self._db = database
         self.probe_results = MongoProbeResults(database["experiment_results"])
+        self.histograms = MongoHistograms(database["histograms"])
         # A new kind of record: its stream here, under its kind.
         self._streams: dict[str, MongoResults[Any]] = {ProbeResult.kind: self.probe_results}
 
@@ -95,6 +101,7 @@ class MongoStore:
     async def _create_indexes(self) -> None:
         for stream in self._streams.values():
             await stream.create_indexes()
+        await self.histograms.create_indexes()
 
     def _jobs(self, kind: str) -> AsyncCollection[Document]:
         return self._db[_collection_name(kind)]
@@ -219,24 +226,31 @@ class MongoStore:
         self,
         records: Sequence[Record],
         progress: Sequence[ProgressUpdate],
-    ) -> None:
-        """Progress first, each update fenced by its filter, then the records that passed.
+        histograms: Sequence[HistogramUpdate] = (),
+    ) -> set[tuple[str, int]]:
+        """Progress first, each update fenced by its filter, then the records and histograms
+        of the jobs that passed (``mongo_fence.py``).
 
-        No multi-document transaction here: each update is atomic on its document (filter on
-        ``progress.fleet`` plus ``$set``); which fenced updates of the records' jobs matched is
-        read back, and only those jobs' records are inserted. A job claimed in between loses
-        these records though its progress landed: the new owner redoes them (experiments
-        resume from their results). The unique ``(job_id, seq)`` key makes a repeated
-        checkpoint harmless.
+        No multi-document transaction here: a job claimed between its progress and its records
+        loses these records and histograms though its progress landed; the new owner redoes
+        them (experiments resume from their results). The unique ``(job_id, seq)`` key makes a
+        repeated checkpoint harmless, and a histogram is replaced whole.
         """
-        for kind, ops in progress_ops(progress, utc_now()).items():
-            await self._jobs(kind).bulk_write(ops, ordered=True)  # one job's updates in order
-        for kind, group in by_kind(records).items():
-            with_records = {record.job_id for record in group}
-            dropped = await fenced_out(self._jobs(kind), kind, progress, with_records)
-            kept = fenced_records(group, dropped)
-            if kept:
-                await self._streams[kind].insert(kept)
+        latest = latest_histograms(histograms)
+        dropped: set[tuple[str, int]] = set()
+        found: set[tuple[str, int]] = set()
+        now = utc_now()
+        for kind in sorted({u.kind for u in progress} | {u.kind for u in latest}):
+            updates = [u for u in progress if u.kind == kind]
+            with_histograms = {u.job_id for u in latest if u.kind == kind}
+            fenced = await save_progress(self._jobs(kind), updates, now, with_histograms)
+            dropped |= {(kind, job_id) for job_id in fenced.dropped}
+            found |= {(kind, job_id) for job_id in fenced.found}
+        for kind, kept in by_kind(fenced_records(records, dropped)).items():
+            await self._streams[kind].insert(kept)
+        landing = fenced_histograms(latest, dropped)
+        await self.histograms.upsert([u for u in landing if (u.kind, u.job_id) in found])
+        return dropped
 
     @_translated
     async def delete_job(self, kind: str, job_id: int) -> None:
@@ -245,6 +259,7 @@ class MongoStore:
             raise JobNotFound(kind, job_id)
         if kind in self._streams:  # records belong to jobs of their kind: a bot has no results
             await self._streams[kind].delete(job_id)
+        await self.histograms.delete(kind, job_id)
 
     @_translated
     async def get_value(self, key: str) -> dict[str, Any] | None:

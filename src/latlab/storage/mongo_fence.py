@@ -1,8 +1,16 @@
-"""The fence of ``MongoStore.checkpoint``: filtered progress updates and reading back who won."""
+"""The fence of ``MongoStore.checkpoint``: filtered progress updates and reading back who won.
+
+No multi-document transaction: each update is one ``UpdateOne`` whose filter is the fence, so
+check and write are atomic per document. When every update of a kind matched, the call knows
+each of those jobs exists and passed; only what it cannot know that way (fence-only updates,
+a kind with an update that did not match, histograms of jobs without an update) is read back,
+in one query per kind.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,28 +23,31 @@ from latlab.storage.records import ProgressUpdate
 _FLEET_ONLY: Document = {"progress.fleet": True}
 
 
-def progress_ops(progress: Sequence[ProgressUpdate], now: datetime) -> dict[str, list[UpdateOne]]:
-    """One ``UpdateOne`` per update, by kind; a fenced one matches only its owner's job."""
-    by_kind: dict[str, list[UpdateOne]] = {}
-    for update in progress:
+@dataclass(frozen=True)
+class Fenced:
+    """Of one kind's jobs: those whose fenced update did not apply, and those known to exist."""
+
+    dropped: set[int]
+    found: set[int]
+
+
+def _ops(updates: Sequence[ProgressUpdate], now: datetime) -> list[UpdateOne]:
+    """One ``UpdateOne`` per update with values; a fenced one matches only its owner's job."""
+    ops: list[UpdateOne] = []
+    for update in updates:
         if not update.values:
-            continue  # only a fence for records: fenced_out reads the owner back
+            continue  # only a fence for records: its owner is read back
         query: Document = {"_id": update.job_id}
         if update.owner is not None:  # null also matches a missing field: "no owner yet"
             query["progress.fleet"] = {"$in": [update.owner, None]}
         fields = {f"progress.{key}": value for key, value in update.values.items()}
-        op = UpdateOne(query, {"$set": {**fields, "updated_at": now}})
-        by_kind.setdefault(update.kind, []).append(op)
-    return by_kind
+        ops.append(UpdateOne(query, {"$set": {**fields, "updated_at": now}}))
+    return ops
 
 
-def _expected_owners(kind: str, progress: Sequence[ProgressUpdate]) -> dict[int, Any]:
-    """The owner each fenced job of ``kind`` has now if its update matched."""
-    return {
-        u.job_id: u.values.get("fleet", u.owner)
-        for u in progress
-        if u.kind == kind and u.owner is not None
-    }
+def _expected_owners(updates: Sequence[ProgressUpdate]) -> dict[int, Any]:
+    """The owner each fenced job has now if its update matched."""
+    return {u.job_id: u.values.get("fleet", u.owner) for u in updates if u.owner is not None}
 
 
 def _owned_as_expected(doc: Document, expected: Mapping[int, Any]) -> bool:
@@ -44,17 +55,27 @@ def _owned_as_expected(doc: Document, expected: Mapping[int, Any]) -> bool:
     return fleet is None or fleet == expected[doc["_id"]]
 
 
-async def fenced_out(
+async def save_progress(
     jobs: AsyncCollection[Document],
-    kind: str,
-    progress: Sequence[ProgressUpdate],
-    with_records: Collection[int],
-) -> set[tuple[str, int]]:
-    """Of the jobs of ``kind`` with records in the call (``jobs`` is their collection), those
-    whose fenced update did not match."""
-    owners = _expected_owners(kind, progress)
-    expected = {job_id: owners[job_id] for job_id in with_records if job_id in owners}
-    if not expected:
-        return set()
-    cursor = jobs.find({"_id": {"$in": list(expected)}}, _FLEET_ONLY)
-    return {(kind, doc["_id"]) async for doc in cursor if not _owned_as_expected(doc, expected)}
+    updates: Sequence[ProgressUpdate],
+    now: datetime,
+    also_find: Collection[int] = (),
+) -> Fenced:
+    """Write one kind's ``updates`` (``jobs`` is their collection) in order; say which were
+    fenced out, and which of their jobs and of ``also_find`` exist."""
+    ops = _ops(updates, now)
+    matched_all = True
+    if ops:
+        result = await jobs.bulk_write(ops, ordered=True)  # one job's updates in order
+        matched_all = result.matched_count == len(ops)
+    owners = _expected_owners(updates)
+    known = {u.job_id for u in updates if u.values} if matched_all else set()
+    fence_only = {u.job_id for u in updates if u.owner is not None and not u.values}
+    unsure = (set(owners) - (known - fence_only)) | (set(also_find) - known)
+    if not unsure:
+        return Fenced(set(), known)
+    cursor = jobs.find({"_id": {"$in": sorted(unsure)}}, _FLEET_ONLY)
+    docs = {doc["_id"]: doc async for doc in cursor}
+    fenced = {job_id: doc for job_id, doc in docs.items() if job_id in owners}
+    dropped = {job_id for job_id, doc in fenced.items() if not _owned_as_expected(doc, owners)}
+    return Fenced(dropped, known | set(docs))

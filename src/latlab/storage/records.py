@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -102,6 +102,37 @@ class ProgressUpdate:
             return True
         fleet = progress.get("fleet")
         return fleet is None or fleet == self.owner
+
+
+# The bucket of a histogram that covers the job's whole run; others are minutes since the epoch.
+TOTAL_BUCKET = -1
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramUpdate:
+    """Replace (upsert) one stored histogram of a job.
+
+    Stored with the checkpoint that carries the job's progress, so that a histogram never
+    counts results the store does not hold; ``payload`` is opaque to the store (the caller's
+    JSON, up to ~200 KB).
+    """
+
+    kind: str
+    job_id: int
+    bucket: int
+    payload: str
+
+
+def latest_histograms(updates: Iterable[HistogramUpdate]) -> list[HistogramUpdate]:
+    """One update per ``(kind, job_id, bucket)``: the last one given wins (they replace)."""
+    return list({(u.kind, u.job_id, u.bucket): u for u in updates}.values())
+
+
+def fenced_histograms(
+    updates: Sequence[HistogramUpdate], dropped: Collection[tuple[str, int]]
+) -> list[HistogramUpdate]:
+    """The updates that still land when the jobs ``dropped`` (``(kind, id)``) failed their fence."""
+    return [u for u in updates if (u.kind, u.job_id) not in dropped]
 
 
 def fenced_records(records: Sequence[R], dropped: Collection[tuple[str, int]]) -> list[R]:

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from latlab.storage.base import Store
 from latlab.storage.creations import GroupCreator
-from latlab.storage.records import JobRecord, JobState, ProgressUpdate, Record
+from latlab.storage.records import (
+    HistogramUpdate,
+    JobRecord,
+    JobState,
+    ProgressUpdate,
+    Record,
+    fenced_records,
+)
+
+log = logging.getLogger("latlab.storage")
+Committed = Callable[[Sequence[Record]], None]
 
 
 class BatchWriter:
@@ -18,15 +30,31 @@ class BatchWriter:
 
     ``write`` returns once its data is committed, so a job never runs ahead of its checkpoint;
     the wait is shielded, so a job cancelled mid-write still leaves its data written. Records
-    of every kind share a batch; the store sends each kind to its stream.
+    of every kind share a batch; the store sends each kind to its stream. Histogram updates
+    travel with the progress, in the batch's last checkpoint call.
+
+    ``committed`` is called after each checkpoint call with the records that landed (those
+    fenced out are left out; possibly none), e.g. to fold them into in-memory stats; what it
+    raises is logged, never passed on.
     """
 
-    def __init__(self, store: Store, *, max_results: int = 500, delay_s: float = 0.002) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_results: int = 500,
+        delay_s: float = 0.002,
+        committed: Committed | None = None,
+    ) -> None:
         self._store = store
         self._max_results = max_results
         self._delay_s = delay_s
+        self._committed = committed
         self._records: list[Record] = []
+        self._in_flight = 0  # records of the batch being committed, not committed yet
+        self._last_commit: float | None = None
         self._progress: dict[tuple[str, int], ProgressUpdate] = {}
+        self._histograms: dict[tuple[str, int, int], HistogramUpdate] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -37,6 +65,18 @@ class BatchWriter:
     ) -> list[JobRecord]:
         """``store.create_jobs``, sharing one transaction with concurrent creates of the kind."""
         return await self._creations.create_jobs(kind, specs, state)
+
+    @property
+    def queue_depth(self) -> int:
+        """Records queued or being written, not committed yet (a metric)."""
+        return len(self._records) + self._in_flight
+
+    @property
+    def last_commit_age_s(self) -> float | None:
+        """Seconds since the last successful checkpoint call; None before the first (a metric)."""
+        if self._last_commit is None:
+            return None
+        return time.monotonic() - self._last_commit
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="latlab-batch-writer")
@@ -59,8 +99,13 @@ class BatchWriter:
         self,
         records: Sequence[Record] = (),
         progress: Sequence[ProgressUpdate] = (),
+        histograms: Sequence[HistogramUpdate] = (),
     ) -> None:
-        """Queue a checkpoint and wait until it is committed (or raise the store's error)."""
+        """Queue a checkpoint and wait until it is committed (or raise the store's error).
+
+        Queued histogram updates of one ``(kind, job_id, bucket)`` replace each other: the
+        newest wins, as it would in the store.
+        """
         if self._task is None or self._task.done():
             raise RuntimeError("BatchWriter is not running")
         self._records.extend(records)
@@ -68,6 +113,8 @@ class BatchWriter:
             key = (update.kind, update.job_id)
             old = self._progress.get(key)
             self._progress[key] = update if old is None else _merged(old, update)
+        for histogram in histograms:
+            self._histograms[histogram.kind, histogram.job_id, histogram.bucket] = histogram
         waiter = asyncio.get_running_loop().create_future()
         # A waiter whose job was cancelled still gets its error; mark it seen so none is logged.
         waiter.add_done_callback(lambda done: done.exception())
@@ -91,15 +138,21 @@ class BatchWriter:
     async def _commit(self) -> None:
         records, self._records = self._records, []
         progress, self._progress = list(self._progress.values()), {}
+        histograms, self._histograms = list(self._histograms.values()), {}
         waiters, self._waiters = self._waiters, []
+        self._in_flight = len(records)
         try:
             for start in range(0, max(len(records), 1), self._max_results):
                 chunk = records[start : start + self._max_results]
                 last = start + self._max_results >= len(records)
-                if chunk or (last and progress):
-                    fences = progress if last else _fences(chunk, progress)
-                    await self._store.checkpoint(chunk, fences)
+                if not (chunk or (last and (progress or histograms))):
+                    continue
+                if last:  # the progress, and the histograms it fences, go with the last chunk
+                    await self._checkpoint(chunk, progress, histograms)
+                else:
+                    await self._checkpoint(chunk, _fences(chunk, progress), ())
         except Exception as exc:  # handed to every waiter: the jobs decide what it means
+            self._in_flight = 0  # not retried here: the jobs write them again
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
@@ -107,6 +160,23 @@ class BatchWriter:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    async def _checkpoint(
+        self,
+        chunk: Sequence[Record],
+        progress: Sequence[ProgressUpdate],
+        histograms: Sequence[HistogramUpdate],
+    ) -> None:
+        """One checkpoint call, then the metrics and the ``committed`` hook."""
+        dropped = await self._store.checkpoint(chunk, progress, histograms)
+        self._in_flight -= len(chunk)
+        self._last_commit = time.monotonic()
+        if self._committed is None:
+            return
+        try:
+            self._committed(fenced_records(chunk, dropped))
+        except Exception:  # a broken hook must not cost the jobs their checkpoints
+            log.exception("BatchWriter's committed hook failed")
 
 
 def _merged(old: ProgressUpdate, new: ProgressUpdate) -> ProgressUpdate:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import bindparam, false, select, update
@@ -25,55 +27,69 @@ _update_progress = (
 # database's write lock first (waiting out the busy timeout), so read-decide-write is atomic.
 _take_sqlite_write_lock = update(jobs).where(false()).values(state=jobs.c.state)
 
+JobKey = tuple[str, int]
+
+
+@dataclass
+class Saved:
+    """What ``save_progress`` found: jobs whose update failed its fence, and jobs that exist."""
+
+    dropped: set[JobKey] = field(default_factory=set)
+    found: set[JobKey] = field(default_factory=set)
+
 
 async def save_progress(
-    conn: AsyncConnection, progress: Sequence[ProgressUpdate]
-) -> set[tuple[str, int]]:
-    """Merge every update that passes its fence; return the jobs (``(kind, id)``) with one
-    that did not.
+    conn: AsyncConnection,
+    progress: Sequence[ProgressUpdate],
+    also_lock: Collection[JobKey] = (),
+) -> Saved:
+    """Merge every update that passes its fence; lock the rows of ``also_lock`` too.
 
     The current progress of the jobs is read ``FOR UPDATE`` (PostgreSQL locks the rows until
-    commit, in id order so two writers cannot deadlock), so neither the fence nor the merge
-    can be undone by a concurrent checkpoint of the same job.
+    commit, all in ``(kind, id)`` order so two writers cannot deadlock), so neither the fence
+    nor the merge can be undone by a concurrent checkpoint of the same job, and a job found
+    here cannot be deleted before this transaction ends (what histograms need).
     """
-    if not progress:
-        return set()
+    by_job: dict[JobKey, list[ProgressUpdate]] = {}
+    for update_ in progress:  # per-job order kept
+        by_job.setdefault((update_.kind, update_.job_id), []).append(update_)
+    keys = sorted({*by_job, *also_lock})
+    saved = Saved()
+    if not keys:
+        return saved
     if conn.dialect.name == "sqlite":
         await conn.execute(_take_sqlite_write_lock)
-    dropped: set[tuple[str, int]] = set()
-    ordered = sorted(progress, key=lambda u: (u.kind, u.job_id))  # stable: per-job order kept
-    for kind, updates in groupby(ordered, key=lambda u: u.kind):
-        batch = list(updates)
-        for start in range(0, len(batch), _CHUNK):
-            failed = await _save_chunk(conn, kind, batch[start : start + _CHUNK])
-            dropped |= {(kind, job_id) for job_id in failed}
-    return dropped
+    for kind, group in groupby(keys, key=itemgetter(0)):
+        ids = [job_id for _, job_id in group]
+        for start in range(0, len(ids), _CHUNK):
+            await _save_chunk(conn, kind, ids[start : start + _CHUNK], by_job, saved)
+    return saved
 
 
 async def _save_chunk(
-    conn: AsyncConnection, kind: str, chunk: Sequence[ProgressUpdate]
-) -> set[int]:
-    by_job: dict[int, list[ProgressUpdate]] = {}
-    for update_ in chunk:
-        by_job.setdefault(update_.job_id, []).append(update_)
+    conn: AsyncConnection,
+    kind: str,
+    ids: Sequence[int],
+    by_job: Mapping[JobKey, Sequence[ProgressUpdate]],
+    saved: Saved,
+) -> None:
     query = (
         select(jobs.c.id, jobs.c.progress)
-        .where(jobs.c.kind == kind, jobs.c.id.in_(by_job))
+        .where(jobs.c.kind == kind, jobs.c.id.in_(ids))
         .order_by(jobs.c.id)
         .with_for_update()
     )
     now = utc_now()
     rows: list[dict[str, Any]] = []
-    failed: set[int] = set()
     for job_id, old in await conn.execute(query):
-        merged, passed = _apply(old, by_job[job_id])
+        saved.found.add((kind, job_id))
+        merged, passed = _apply(old, by_job.get((kind, job_id), ()))
         if not passed:
-            failed.add(job_id)
+            saved.dropped.add((kind, job_id))
         if merged is not None:
             rows.append({"b_kind": kind, "b_id": job_id, "progress": merged, "now": now})
     if rows:
         await conn.execute(_update_progress, rows)
-    return failed
 
 
 def _apply(

@@ -1,4 +1,5 @@
-"""``SqlStore``: the storage port on SQLAlchemy Core (SQLite, PostgreSQL); streams: results.py."""
+"""``SqlStore``: the storage port on SQLAlchemy Core (SQLite, PostgreSQL); streams: results.py,
+histograms: histograms.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from latlab.storage.base import JobNotFound, StateConflict
 from latlab.storage.records import (
+    HistogramUpdate,
     JobRecord,
     JobState,
     Page,
@@ -19,11 +21,14 @@ from latlab.storage.records import (
     ProgressUpdate,
     Record,
     by_kind,
+    fenced_histograms,
     fenced_records,
+    latest_histograms,
     utc_now,
 )
 from latlab.storage.sql.engine import create_engine, migrate
 from latlab.storage.sql.errors import translated, unstorable
+from latlab.storage.sql.histograms import SqlHistograms
 from latlab.storage.sql.progress import save_progress
 from latlab.storage.sql.results import SqlProbeResults, SqlResults
 from latlab.storage.sql.tables import job_counters, jobs, values
@@ -49,6 +54,7 @@ class SqlStore:
         self._engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self.probe_results = SqlProbeResults(engine)
+        self.histograms = SqlHistograms(engine)
         # A new kind of record: its stream here, under its kind.
         self._streams: dict[str, SqlResults[Any]] = {ProbeResult.kind: self.probe_results}
         upsert = dialect.insert(values)
@@ -187,12 +193,20 @@ class SqlStore:
         self,
         records: Sequence[Record],
         progress: Sequence[ProgressUpdate],
-    ) -> None:
+        histograms: Sequence[HistogramUpdate] = (),
+    ) -> set[tuple[str, int]]:
+        latest = latest_histograms(histograms)
         async with self._engine.begin() as conn:
-            # Progress first: the fence decides which jobs' records may land.
-            dropped = await save_progress(conn, progress)
-            for kind, kept in by_kind(fenced_records(records, dropped)).items():
+            # Progress first: the fence decides which jobs' records and histograms may land.
+            # The histograms' jobs are locked with it, so none is deleted under them.
+            saved = await save_progress(conn, progress, {(u.kind, u.job_id) for u in latest})
+            for kind, kept in by_kind(fenced_records(records, saved.dropped)).items():
                 await self._streams[kind].insert(conn, kept)
+            landing = fenced_histograms(latest, saved.dropped)
+            await self.histograms.upsert(
+                conn, [u for u in landing if (u.kind, u.job_id) in saved.found]
+            )
+        return saved.dropped
 
     @translated
     async def delete_job(self, kind: str, job_id: int) -> None:
@@ -201,6 +215,9 @@ class SqlStore:
             if kind in self._streams:
                 await self._streams[kind].delete(conn, job_id)
             await conn.execute(delete(jobs).where(jobs.c.kind == kind, jobs.c.id == job_id))
+            # After the job row: that delete waits for a checkpoint holding the row, so this
+            # one sees the histograms it wrote (no foreign key cascades them).
+            await self.histograms.delete(conn, kind, job_id)
 
     @translated
     async def get_value(self, key: str) -> dict[str, Any] | None:

@@ -104,3 +104,16 @@ values = Table(
     Column("value", JSON, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# One row per job and bucket (TOTAL_BUCKET, -1, for the whole run; else minutes since the epoch),
+# replaced by each checkpoint: the primary key is the read's index range. No foreign key:
+# ``delete_job`` deletes them itself, after the job row (see ``SqlStore.delete_job``).
+histograms = Table(
+    "histograms",
+    metadata,
+    Column("kind", Text, nullable=False),
+    Column("job_id", BigInteger, nullable=False),
+    Column("bucket", BigInteger, nullable=False),
+    Column("payload", Text, nullable=False),
+    PrimaryKeyConstraint("kind", "job_id", "bucket", name="pk_histograms"),
+)
