@@ -1,16 +1,30 @@
-"""Latency summaries from an HDR histogram: fixed memory however many samples."""
+"""Latency summaries from an HDR histogram: fixed memory however many samples, mergeable.
+
+Exact figures (count, errors by kind, min, max, mean, standard deviation) are kept as
+integers in microseconds, so merging two histograms gives bit for bit what recording every
+sample into one would: stored per-minute histograms and a full recount agree exactly.
+Percentiles come from the HDR histogram (three significant digits).
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
+
+from latlab.measure.errors import ERROR_KINDS, ErrorKind, error_kind
 
 # Microsecond resolution up to one hour, three significant digits (0.1 % error at most).
 _LOWEST_US = 1
 _HIGHEST_US = 3_600_000_000
 _SIGNIFICANT_DIGITS = 3
+_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+_FORMAT = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,50 +36,115 @@ class LatencyStats:
     p50_ms: float | None = None
     p90_ms: float | None = None
     p99_ms: float | None = None
+    p99_9_ms: float | None = None
     max_ms: float | None = None
+    stddev_ms: float | None = None
+    errors_by_kind: dict[ErrorKind, int] = field(default_factory=dict)
 
 
 class LatencyHistogram:
-    """Records latencies in ms; exact min, max and mean, percentiles from the histogram."""
+    """Records latencies in ms; exact min, max, mean and stddev, percentiles from HDR."""
 
     def __init__(self) -> None:
         self._histogram = HdrHistogram(_LOWEST_US, _HIGHEST_US, _SIGNIFICANT_DIGITS)
         self.count = 0
-        self.errors = 0
-        self._sum_ms = 0.0
-        self._min_ms = float("inf")
-        self._max_ms = 0.0
+        self.errors_by_kind: Counter[ErrorKind] = Counter()
+        self._sum_us = 0
+        self._sum_squares_us = 0
+        self._min_us: int | None = None
+        self._max_us: int | None = None
 
-    def record(self, latency_ms: float) -> None:
-        """Record one probe; a negative latency is a failed probe."""
+    @property
+    def errors(self) -> int:
+        return self.count - int(self._histogram.get_total_count())
+
+    def record(self, latency_ms: float, error: str | None = None) -> None:
+        """Record one probe; a negative latency (or an error) is a failed one."""
         self.count += 1
-        if latency_ms < 0:
-            self.errors += 1
+        if error is not None or latency_ms < 0:
+            self.errors_by_kind[error_kind(error or "")] += 1
             return
-        micros = min(max(round(latency_ms * 1000), _LOWEST_US), _HIGHEST_US)
-        self._histogram.record_value(micros)
-        self._sum_ms += latency_ms
-        self._min_ms = min(self._min_ms, latency_ms)
-        self._max_ms = max(self._max_ms, latency_ms)
+        micros = round(latency_ms * 1000)
+        self._histogram.record_value(min(max(micros, _LOWEST_US), _HIGHEST_US))
+        self._sum_us += micros
+        self._sum_squares_us += micros * micros
+        self._min_us = micros if self._min_us is None else min(self._min_us, micros)
+        self._max_us = micros if self._max_us is None else max(self._max_us, micros)
+
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add ``other``'s samples, as if each had been recorded here."""
+        self._histogram.add(other._histogram)
+        self._merge_exact(other.count, other.errors_by_kind, other._exact())
+
+    def _exact(self) -> tuple[int, int, int | None, int | None]:
+        return self._sum_us, self._sum_squares_us, self._min_us, self._max_us
+
+    def _merge_exact(
+        self,
+        count: int,
+        errors: Counter[ErrorKind],
+        exact: tuple[int, int, int | None, int | None],
+    ) -> None:
+        sum_us, sum_squares_us, min_us, max_us = exact
+        self.count += count
+        self.errors_by_kind.update(errors)
+        self._sum_us += sum_us
+        self._sum_squares_us += sum_squares_us
+        if min_us is not None:
+            self._min_us = min_us if self._min_us is None else min(self._min_us, min_us)
+        if max_us is not None:
+            self._max_us = max_us if self._max_us is None else max(self._max_us, max_us)
 
     def percentile_ms(self, percentile: float) -> float:
         return float(self._histogram.get_value_at_percentile(percentile)) / 1000
 
     def stats(self) -> LatencyStats:
-        ok = self.count - self.errors
-        if ok == 0:
-            return LatencyStats(count=self.count, errors=self.errors)
-        # Rounded to the microsecond, the resolution the percentiles have.
+        errors = {kind: self.errors_by_kind[kind] for kind in ERROR_KINDS}
+        ok = self._histogram.get_total_count()
+        if ok == 0 or self._min_us is None or self._max_us is None:
+            return LatencyStats(count=self.count, errors=self.errors, errors_by_kind=errors)
+        percentiles = self._histogram.get_percentile_to_value_dict(list(_PERCENTILES))
+        p50, p90, p99, p99_9 = (float(percentiles[p]) / 1000 for p in _PERCENTILES)
+        variance_us2 = (ok * self._sum_squares_us - self._sum_us**2) / (ok * ok)
         return LatencyStats(
             count=self.count,
             errors=self.errors,
-            min_ms=round(self._min_ms, 3),
-            mean_ms=round(self._sum_ms / ok, 3),
-            p50_ms=self.percentile_ms(50),
-            p90_ms=self.percentile_ms(90),
-            p99_ms=self.percentile_ms(99),
-            max_ms=round(self._max_ms, 3),
+            min_ms=self._min_us / 1000,
+            mean_ms=round(self._sum_us / ok / 1000, 3),
+            p50_ms=p50,
+            p90_ms=p90,
+            p99_ms=p99,
+            p99_9_ms=p99_9,
+            max_ms=self._max_us / 1000,
+            stddev_ms=round(math.sqrt(max(variance_us2, 0.0)) / 1000, 3),
+            errors_by_kind=errors,
         )
+
+    def to_payload(self, **extra: Any) -> str:
+        """A JSON text that :meth:`from_payload` reads back; ``extra`` keys ride along."""
+        document = {
+            "format": _FORMAT,
+            "count": self.count,
+            "errors_by_kind": dict(self.errors_by_kind),
+            "exact_us": list(self._exact()),
+            "hdr": self._histogram.encode().decode("ascii"),
+            **extra,
+        }
+        return json.dumps(document, separators=(",", ":"))
+
+    def add_payload(self, payload: str) -> dict[str, Any]:
+        """Merge a stored :meth:`to_payload` text; return it parsed (for its extra keys)."""
+        document: dict[str, Any] = json.loads(payload)
+        if document.get("format") != _FORMAT:
+            raise ValueError(f"unknown histogram format {document.get('format')!r}")
+        self._histogram.decode_and_add(document["hdr"].encode("ascii"))
+        sum_us, sum_squares_us, min_us, max_us = document["exact_us"]
+        self._merge_exact(
+            document["count"],
+            Counter(document["errors_by_kind"]),
+            (sum_us, sum_squares_us, min_us, max_us),
+        )
+        return document
 
 
 def summarize(latencies_ms: Iterable[float]) -> LatencyStats:
