@@ -29,9 +29,6 @@ class Settings(BaseSettings):
     targets_minute_s: float = Field(
         60.0, gt=0, description="Length of a request-count period (shortened in tests)."
     )
-    targets_backlog_periods: int = Field(
-        10_080, ge=1, description="Most unsent request counts kept while InfluxDB is away."
-    )
     targets_lock_path: str | None = Field(
         None,
         description="Ticket file that orders /test across processes "
@@ -45,6 +42,36 @@ class Settings(BaseSettings):
     influx_password: SecretStr | None = Field(None, description="InfluxDB password.")
     influx_token: SecretStr | None = Field(
         None, description="Token for InfluxDB 2.x/3.x (v1-compatible /write endpoint)."
+    )
+    influx_backlog_points: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most unsent InfluxDB points kept while it is away; past it the oldest "
+        "are dropped and counted.",
+    )
+    metrics_max_experiments: int = Field(
+        1_000,
+        ge=1,
+        le=100_000,
+        description="Experiments with their own /metrics series; the rest are summed "
+        'under experiment="other".',
+    )
+    events_buffer: int = Field(
+        10_000,
+        ge=10,
+        le=1_000_000,
+        description="Events buffered per live-feed client; past it the client is dropped "
+        "(event: overflow) and may reconnect with Last-Event-ID.",
+    )
+    events_heartbeat_s: float = Field(
+        15.0, gt=0, le=3600, description="Seconds between heartbeat comments on live feeds."
+    )
+    stats_flush_results: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="Results between two stored histogram updates of an experiment; "
+        "/stats recounts at most this many from the results.",
     )
     bots_tick_s: float = Field(1.0, ge=0.001, le=3600, description="Seconds between bot ticks.")
     bots_log_ticks: bool = Field(

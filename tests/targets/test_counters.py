@@ -25,9 +25,9 @@ def test_processes_mapping_one_file_see_each_others_rows(tmp_path: Path) -> None
     cell = request_cell(0, 200)
     worker.row(0)[cell] += 2
     worker.row(1)[cell] += 5
-    parent.row(2)[Cell.INFLUX_SENT] = 7
+    parent.row(2)[Cell.INFLUX_SENT_POINTS] = 7
     totals = parent.totals()
-    assert (len(totals), totals[cell], totals[Cell.INFLUX_SENT]) == (CELLS, 7, 7)
+    assert (len(totals), totals[cell], totals[Cell.INFLUX_SENT_POINTS]) == (CELLS, 7, 7)
     worker.close()
     parent.close()
 
@@ -57,4 +57,4 @@ async def test_metrics_count_by_method_and_status_class_but_not_scrapes(port: in
     answer = await exchange(port, get("/metrics"))
     assert answer.headers["content-type"].startswith("text/plain; version=")
     assert 'method="GET",status_class="2xx"} 1.0' in answer.body.decode()  # scrapes uncounted
-    assert "latlab_influx_backlog_periods 0.0" in answer.body.decode()
+    assert "latlab_influx_backlog_points 0.0" in answer.body.decode()

@@ -58,8 +58,8 @@ async def test_k_requests_read_back_as_exactly_k(influx: InfluxServer) -> None:
     async with serving(settings(influx)) as port:
         await traffic(port, 37)
         await wait_reported(influx, 37)
-        sent = await metric(port, "latlab_influx_periods_sent_total")
-        await wait_metric(port, "latlab_influx_periods_sent_total", sent + 2)
+        sent = await metric(port, "latlab_influx_points_sent_total")
+        await wait_metric(port, "latlab_influx_points_sent_total", sent + 2)
         assert await asyncio.to_thread(reported, influx) == 37  # nothing counted twice
     points = influx.points()
     assert sum(p["requests_number"] for p in points) == 37
@@ -81,14 +81,15 @@ async def test_missed_periods_arrive_once_influx_is_back(influx: InfluxServer) -
         await asyncio.to_thread(influx.stop)
         outage_started_ns = time.time_ns()
         await traffic(port, 25)
-        await wait_metric(port, "latlab_influx_backlog_periods", 3)
+        # A period is at most 4 points here (the total, 3 classes): 9 are 3 periods or more.
+        await wait_metric(port, "latlab_influx_backlog_points", 9)
         assert await metric(port, "latlab_influx_write_errors_total") >= 1
         await asyncio.to_thread(influx.start)
         outage_ended_ns = time.time_ns()
         await wait_reported(influx, 35)
 
         async def drained() -> bool:
-            return await metric(port, "latlab_influx_backlog_periods") == 0
+            return await metric(port, "latlab_influx_backlog_points") == 0
 
         await wait_for(drained, what="the backlog to drain")
         assert await asyncio.to_thread(reported, influx) == 35
@@ -100,9 +101,9 @@ async def test_missed_periods_arrive_once_influx_is_back(influx: InfluxServer) -
 
 async def test_a_full_backlog_drops_the_oldest_periods(influx: InfluxServer) -> None:
     influx.stop()  # a URL where nothing answers
-    async with serving(settings(influx, targets_backlog_periods=2)) as port:
-        await wait_metric(port, "latlab_influx_periods_dropped_total", 2)
-        assert await metric(port, "latlab_influx_backlog_periods") == 2
+    async with serving(settings(influx, influx_backlog_points=2)) as port:
+        await wait_metric(port, "latlab_influx_points_dropped_total", 2)
+        assert await metric(port, "latlab_influx_backlog_points") == 2
 
 
 async def test_a_slow_influx_never_slows_serving(tmp_path: Path) -> None:
@@ -138,7 +139,8 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[str] = []
 
-    def submit(self, lines: str) -> None:
+    def submit(self, lines: str, points: int) -> None:
+        assert points == len(lines.splitlines())
         self.batches.append(lines)
 
     def start(self) -> None:
@@ -152,7 +154,7 @@ def test_period_lines_are_line_protocol() -> None:
     counts = [0] * REQUEST_CELLS
     counts[request_cell(0, 200)] = 3
     counts[request_cell(2, 404)] = 2
-    assert period_lines(7, counts).splitlines() == [
+    assert period_lines(7, counts) == [
         "requests,request=GETs_per_minute requests_number=5i 7",
         "requests_by_class,method=GET,status_class=2xx requests_number=3i 7",
         "requests_by_class,method=POST,status_class=4xx requests_number=2i 7",

@@ -27,9 +27,9 @@ class Cell(IntEnum):
     TEST_TICKETS = REQUEST_CELLS  # /test tickets taken
     TEST_QUEUED = REQUEST_CELLS + 1  # gauge: /test requests holding a ticket (waiting or working)
     TEST_ABANDONED = REQUEST_CELLS + 2  # /test requests whose client left before their turn
-    INFLUX_BACKLOG = REQUEST_CELLS + 3  # gauge: periods waiting to be written
-    INFLUX_SENT = REQUEST_CELLS + 4  # periods written
-    INFLUX_DROPPED = REQUEST_CELLS + 5  # periods dropped from a full backlog
+    INFLUX_BACKLOG_POINTS = REQUEST_CELLS + 3  # gauge: points waiting to be written
+    INFLUX_SENT_POINTS = REQUEST_CELLS + 4  # points written
+    INFLUX_DROPPED_POINTS = REQUEST_CELLS + 5  # points dropped (a full backlog, refused)
     INFLUX_ERRORS = REQUEST_CELLS + 6  # failed write attempts
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from latlab.exporters.influx import InfluxStats
+from latlab.exporters.prometheus import influx_metrics, registry_of, render
 from latlab.serving.counting import METHODS, STATUS_CLASSES, request_cell
 from latlab.serving.wire import Request, Response, encode_response
 from latlab.targets.counters import Cell, CountsTable
@@ -29,25 +29,6 @@ _SIMPLE = (
         CounterMetricFamily,
         "latlab_target_test_abandoned",
         "GET /test whose client left before its turn",
-    ),
-    (
-        Cell.INFLUX_BACKLOG,
-        GaugeMetricFamily,
-        "latlab_influx_backlog_periods",
-        "Request-count periods not yet written to InfluxDB",
-    ),
-    (Cell.INFLUX_SENT, CounterMetricFamily, "latlab_influx_periods_sent", "Periods written"),
-    (
-        Cell.INFLUX_DROPPED,
-        CounterMetricFamily,
-        "latlab_influx_periods_dropped",
-        "Periods dropped from a full backlog",
-    ),
-    (
-        Cell.INFLUX_ERRORS,
-        CounterMetricFamily,
-        "latlab_influx_write_errors",
-        "Failed InfluxDB write attempts",
     ),
 )
 
@@ -70,16 +51,23 @@ class CountsCollector(Collector):
         yield requests
         for cell, family, name, documentation in _SIMPLE:
             yield family(name, documentation, value=totals[cell])
+        yield from influx_metrics(
+            InfluxStats(
+                backlog_points=totals[Cell.INFLUX_BACKLOG_POINTS],
+                sent_points=totals[Cell.INFLUX_SENT_POINTS],
+                dropped_points=totals[Cell.INFLUX_DROPPED_POINTS],
+                errors=totals[Cell.INFLUX_ERRORS],
+            )
+        )
 
 
 class MetricsPage:
     def __init__(self, counts: CountsTable, publish: Callable[[], None]) -> None:
         # A registry of our own: nothing is global, and nothing else leaks into the page.
-        self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(CountsCollector(counts))
+        self._registry = registry_of(CountsCollector(counts))
         self._publish = publish
 
     def handle(self, _request: Request) -> Response:
         self._publish()  # this process's counts up to this very request
-        body = generate_latest(self._registry)
-        return encode_response(HTTPStatus.OK, CONTENT_TYPE_LATEST, body, counted=False)
+        body, content_type = render(self._registry)
+        return encode_response(HTTPStatus.OK, content_type, body, counted=False)

@@ -34,12 +34,12 @@ _CLASS_SERIES = [
 ]
 
 
-def period_lines(stamp_ns: int, counts: list[int]) -> str:
+def period_lines(stamp_ns: int, counts: list[int]) -> list[str]:
     """The line-protocol points of one period (``counts``: the request cells)."""
     lines = [f"{_SERIES}{sum(counts)}i {stamp_ns}"]
     by_class = zip(_CLASS_SERIES, counts, strict=True)
     lines += [f"{series}{count}i {stamp_ns}" for series, count in by_class if count]
-    return "\n".join(lines)
+    return lines
 
 
 async def _sleep_until(wall_ns: int) -> None:
@@ -53,7 +53,7 @@ async def _sleep_until(wall_ns: int) -> None:
 class BatchSink(Protocol):
     """Where period points go: an ``InfluxExporter``."""
 
-    def submit(self, lines: str) -> None: ...
+    def submit(self, lines: str, points: int) -> None: ...
 
     def start(self) -> None: ...
 
@@ -107,7 +107,8 @@ class PeriodReporter:
         period_start_ns = (end_ns - 1) // self._period_ns * self._period_ns
         stamp_ns = max(period_start_ns, self._interval_start_ns)
         self._last, self._interval_start_ns = totals, end_ns
-        self._exporter.submit(period_lines(stamp_ns, deltas))
+        lines = period_lines(stamp_ns, deltas)
+        self._exporter.submit("\n".join(lines), len(lines))
 
     async def close(self) -> None:
         """Report the partial period up to now, then let the exporter flush."""

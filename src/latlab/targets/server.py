@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from pathlib import Path
 
-from latlab.exporters.influx import InfluxClient, InfluxConfig, InfluxExporter, InfluxStats
+from latlab.exporters.influx import InfluxStats, open_exporter
 from latlab.serving.routes import Router, route
 from latlab.serving.server import GRACE_S, HttpServer
 from latlab.serving.wire import Request, Response, json_response
@@ -121,23 +121,19 @@ def open_reporter(
 ) -> PeriodReporter | None:
     """The InfluxDB reporter, its own figures kept in ``row``; ``None`` without a URL.
     ``refresh`` brings the table up to date before each read (one process alone)."""
-    config = InfluxConfig.from_settings(settings)
-    if config is None:
-        return None
     cells = counts.row(row)
 
     def observe(stats: InfluxStats) -> None:
-        cells[Cell.INFLUX_BACKLOG] = stats.backlog
-        cells[Cell.INFLUX_SENT] = stats.sent
-        cells[Cell.INFLUX_DROPPED] = stats.dropped
+        cells[Cell.INFLUX_BACKLOG_POINTS] = stats.backlog_points
+        cells[Cell.INFLUX_SENT_POINTS] = stats.sent_points
+        cells[Cell.INFLUX_DROPPED_POINTS] = stats.dropped_points
         cells[Cell.INFLUX_ERRORS] = stats.errors
 
-    exporter = InfluxExporter(
-        InfluxClient(config),
-        max_backlog=settings.targets_backlog_periods,
-        retry_max_s=min(30.0, settings.targets_minute_s),  # retry at least once a period
-        observer=observe,
-    )
+    # Retry at least once a period.
+    retry_max_s = min(30.0, settings.targets_minute_s)
+    exporter = open_exporter(settings, retry_max_s=retry_max_s, observer=observe)
+    if exporter is None:
+        return None
     return PeriodReporter(counts, exporter, settings.targets_minute_s, refresh)
 
 
