@@ -23,6 +23,7 @@ from rich.table import Table
 
 from latlab.coordination import LocalCoordinator
 from latlab.jobs.clock import SystemClock
+from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.kinds.bot import KIND, BotRunner
 from latlab.jobs.manager import JobManager
@@ -61,7 +62,7 @@ async def measure(count: int, url: str, window_s: float, log_ticks: bool) -> Row
     coordinator = LocalCoordinator()
     runner = BotRunner(1.0, log_ticks=log_ticks)
     async with BatchWriter(store) as writer:
-        ctx = RunContext(store, writer, SystemClock(), ProbeClient(), coordinator)
+        ctx = RunContext(store, writer, SystemClock(), ProbeClient(), coordinator, Events())
         jobs = JobManager(ctx, InProcessExecutor(), [runner])
         await jobs.start()
         started_s = await start_bots(jobs, count)

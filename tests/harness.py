@@ -20,6 +20,7 @@ import uvicorn
 from latlab.app import create_app
 from latlab.coordination import Coordinator, LocalCoordinator
 from latlab.jobs.clock import SystemClock
+from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.manager import JobManager
 from latlab.jobs.runner import JobRunner, RunContext
@@ -49,13 +50,16 @@ async def start_targets(host: str = "127.0.0.1", port: int = 0) -> asyncio.Serve
 
 @asynccontextmanager
 async def running_engine(
-    store: Store, runners: list[JobRunner], coordinator: Coordinator | None = None
+    store: Store,
+    runners: list[JobRunner],
+    coordinator: Coordinator | None = None,
+    events: Events | None = None,
 ) -> AsyncIterator[JobManager]:
     """A started :class:`JobManager` with ``runners`` on ``store``, shut down afterwards."""
-    async with BatchWriter(store, delay_s=0) as writer:
-        ctx = RunContext(
-            store, writer, SystemClock(), ProbeClient(), coordinator or LocalCoordinator()
-        )
+    events = events or Events()
+    async with BatchWriter(store, delay_s=0, committed=events.committed) as writer:
+        coordinator = coordinator or LocalCoordinator()
+        ctx = RunContext(store, writer, SystemClock(), ProbeClient(), coordinator, events)
         manager = JobManager(ctx, InProcessExecutor(), runners)
         try:
             await manager.start()

@@ -2,40 +2,88 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from latlab import __version__
-from latlab.api import bots, health, seed
+from latlab.api import bots, health, metrics, seed
 from latlab.api.errors import install_error_handlers
 from latlab.api.idempotency import Idempotency
 from latlab.api.state import AppState
 from latlab.api.v1 import bots as v1_bots
+from latlab.api.v1 import events as v1_events
 from latlab.api.v1 import experiments
 from latlab.coordination import open_coordinator
+from latlab.exporters.influx import InfluxExporter, open_exporter
+from latlab.exporters.influx_probes import InfluxProbeSink
+from latlab.exporters.prometheus import ControlMetricsPage, ProbeMetrics
 from latlab.jobs.clock import SystemClock
+from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.kinds import builtin_runners
 from latlab.jobs.kinds.bot import BotRunner
+from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
+from latlab.jobs.queries import count_jobs
 from latlab.jobs.runner import RunContext
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
-from latlab.storage import open_store
+from latlab.storage import Store, open_store
 from latlab.storage.writer import BatchWriter
 
 log = logging.getLogger("latlab")
 
 
+@dataclass(frozen=True, slots=True)
+class _Sinks:
+    """Where the event seam delivers, besides the store."""
+
+    events: Events
+    live: LiveHub
+    probe_metrics: ProbeMetrics
+    influx: InfluxExporter | None
+
+
+async def _open_sinks(settings: Settings, stack: AsyncExitStack) -> _Sinks:
+    events = Events()
+    live = LiveHub(settings.events_buffer)
+    probe_metrics = ProbeMetrics(settings.metrics_max_experiments)
+    for sink in (live, probe_metrics):
+        events.subscribe(sink)
+    influx = open_exporter(settings)
+    if influx is not None:
+        influx.start()
+        # Closed last (the stack unwinds in reverse): the writer's last commits reach it first.
+        stack.push_async_callback(influx.close)
+        events.subscribe(InfluxProbeSink(influx))
+    return _Sinks(events, live, probe_metrics, influx)
+
+
+def _metrics_page(
+    sinks: _Sinks, store: Store, jobs: JobManager, writer: BatchWriter
+) -> ControlMetricsPage:
+    return ControlMetricsPage(
+        sinks.probe_metrics,
+        jobs=functools.partial(count_jobs, store, jobs.kinds()),
+        bots_active=lambda: sum(kind == "bot" for kind, _ in jobs.running_here()),
+        writer=writer,
+        live_clients=lambda: sinks.live.subscriptions,
+        influx=None if sinks.influx is None else sinks.influx.stats,
+    )
+
+
 @asynccontextmanager
 async def _resources(settings: Settings) -> AsyncIterator[AppState]:
     async with AsyncExitStack() as stack:
+        sinks = await _open_sinks(settings, stack)
         store = await open_store(settings.storage_url)
         stack.push_async_callback(store.close)
         writer = await stack.enter_async_context(
@@ -43,14 +91,17 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
                 store,
                 max_results=settings.write_batch_size,
                 delay_s=settings.write_batch_delay_s,
+                committed=sinks.events.committed,  # the seam: sinks hear of results once stored
             )
         )
         coordinator = await open_coordinator(settings.redis_url, settings.redis_prefix)
         stack.push_async_callback(coordinator.close)
         probes = ProbeClient(ca_file=settings.probe_ca_file)
-        ctx = RunContext(store, writer, SystemClock(), probes, coordinator)
+        ctx = RunContext(store, writer, SystemClock(), probes, coordinator, sinks.events)
         runners = builtin_runners(
-            bot_tick_s=settings.bots_tick_s, bot_log_ticks=settings.bots_log_ticks
+            bot_tick_s=settings.bots_tick_s,
+            bot_log_ticks=settings.bots_log_ticks,
+            stats_flush_results=settings.stats_flush_results,
         )
         jobs = JobManager(ctx, InProcessExecutor(), runners)
         # Registered before start() so that a failed start still cancels what it launched.
@@ -70,6 +121,8 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
             bots=bot_runner,
             probes=probes,
             idempotency=Idempotency(store),
+            live=sinks.live,
+            metrics=_metrics_page(sinks, store, jobs, writer),
         )
 
 
@@ -90,7 +143,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(experiments.router)
+    app.include_router(v1_events.router)
     app.include_router(v1_bots.router)
     app.include_router(bots.router)
     app.include_router(seed.router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import STORE_KINDS
 from harness import CountingTarget, wait_done, wait_state
+from latlab.measure.errors import ERROR_KINDS
 
 
 def body(port: int, **fields: Any) -> dict[str, Any]:
@@ -80,15 +82,13 @@ async def test_results_csv_has_a_header_and_one_row_per_probe(
 async def test_stats_of_an_experiment_without_results_are_empty(api: httpx.AsyncClient) -> None:
     created = await create(api, 9)
     stats = (await api.get(f"/api/v1/experiments/{created['id']}/stats")).json()
+    no_errors = dict.fromkeys(ERROR_KINDS, 0)
+    figures = ["min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "p99_9_ms", "max_ms"]
     assert stats == {
         "count": 0,
         "errors": 0,
-        "min_ms": None,
-        "mean_ms": None,
-        "p50_ms": None,
-        "p90_ms": None,
-        "p99_ms": None,
-        "max_ms": None,
+        "errors_by_kind": no_errors,
+        **dict.fromkeys([*figures, "stddev_ms", "from", "to"]),
     }
 
 
@@ -98,6 +98,7 @@ async def test_failed_probes_count_as_errors(api: httpx.AsyncClient, unused_port
     await wait_state(api, created["id"], "completed")
     stats = (await api.get(f"/api/v1/experiments/{created['id']}/stats")).json()
     assert (stats["count"], stats["errors"], stats["p50_ms"]) == (2, 2, None)
+    assert stats["errors_by_kind"]["refused"] == 2
     results = (await api.get(f"/api/v1/experiments/{created['id']}/results")).json()["data"]
     assert all(r["status_code"] == 0 and r["latency_ms"] == -1 and r["error"] for r in results)
 
@@ -131,3 +132,43 @@ async def test_timeout_default_comes_from_settings(api: httpx.AsyncClient) -> No
 async def test_healthz_reports_the_store(api: httpx.AsyncClient) -> None:
     response = await api.get("/healthz")
     assert (response.status_code, response.json()) == (200, {"status": "ok", "store": "ok"})
+
+
+async def test_a_stats_window_is_rounded_out_to_minutes_and_echoed(
+    api: httpx.AsyncClient, targets_port: int
+) -> None:
+    created = await create(api, targets_port, count=4, interval_s=0.01)
+    await api.post(f"/api/v1/experiments/{created['id']}/start")
+    await wait_state(api, created["id"], "completed")
+    results = (await api.get(f"/api/v1/experiments/{created['id']}/results")).json()["data"]
+    first = datetime.fromisoformat(results[0]["timestamp"])
+    window = {"from": first.isoformat(), "to": (first + timedelta(seconds=1)).isoformat()}
+    stats = (await api.get(f"/api/v1/experiments/{created['id']}/stats", params=window)).json()
+    start = first.replace(second=0, microsecond=0)
+    assert datetime.fromisoformat(stats["from"]) == start
+    assert datetime.fromisoformat(stats["to"]) - start in (
+        timedelta(minutes=1),
+        timedelta(minutes=2),
+    )
+    assert stats["count"] == sum(
+        start <= datetime.fromisoformat(r["timestamp"]) < datetime.fromisoformat(stats["to"])
+        for r in results
+    )
+    earlier = {"to": (start - timedelta(hours=1)).isoformat()}
+    none = (await api.get(f"/api/v1/experiments/{created['id']}/stats", params=earlier)).json()
+    assert none["count"] == 0
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"from": "2026-12-03T10:05:00Z", "to": "2026-12-03T10:05:00Z"},
+        {"from": "2026-12-03T10:06:00Z", "to": "2026-12-03T10:05:00Z"},
+        {"from": "yesterday"},
+        {"to": "2026-13-03T10:05:00Z"},
+    ],
+)
+async def test_a_bad_stats_window_is_422(api: httpx.AsyncClient, window: dict[str, str]) -> None:
+    created = await create(api, 9)
+    response = await api.get(f"/api/v1/experiments/{created['id']}/stats", params=window)
+    assert response.status_code == 422, response.text

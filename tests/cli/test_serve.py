@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from harness import CountingTarget, latlab_serve, wait_done, wait_state
+from latlab.measure.stats import LatencyHistogram
 from services import free_port, wait_for_port
 
 
@@ -17,25 +20,37 @@ def read_logs(folder: Path) -> str:
     return "".join(path.read_text() for path in folder.glob("serve-*.log"))
 
 
-async def test_sigkill_mid_run_then_restart_finishes_with_exactly_count(tmp_path: Path) -> None:
+def recounted(results: list[dict[str, Any]]) -> dict[str, Any]:
+    histogram = LatencyHistogram()
+    for result in results:
+        histogram.record(result["latency_ms"], result["error"])
+    return dataclasses.asdict(histogram.stats())
+
+
+async def test_sigkill_mid_run_then_restart_finishes_with_exactly_count_and_exact_stats(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "latlab.db"
+    flush_often = {"LATLAB_STATS_FLUSH_RESULTS": "7"}  # histograms stored a few times mid-run
     async with CountingTarget() as target:
         spec = {"host": "127.0.0.1", "port": target.port, "interval_s": 0.05, "count": 30}
-        with latlab_serve(db, "--no-targets") as (process, url):
+        with latlab_serve(db, "--no-targets", env=flush_often) as (process, url):
             async with httpx.AsyncClient(base_url=url) as api:
                 experiment_id = (await api.post("/api/v1/experiments", json=spec)).json()["id"]
                 await api.post(f"/api/v1/experiments/{experiment_id}/start")
                 await wait_done(api, experiment_id, 8)
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
-        with latlab_serve(db, "--no-targets") as (_, url):
+        with latlab_serve(db, "--no-targets", env=flush_often) as (_, url):
             async with httpx.AsyncClient(base_url=url) as api:
                 done = await wait_state(api, experiment_id, "completed")
                 page = await api.get(
                     f"/api/v1/experiments/{experiment_id}/results", params={"limit": 100}
                 )
+                stats = (await api.get(f"/api/v1/experiments/{experiment_id}/stats")).json()
     assert done["done"] == 30
     assert [r["seq"] for r in page.json()["data"]] == list(range(30))
+    assert stats == {**recounted(page.json()["data"]), "from": None, "to": None}
     assert 30 <= target.requests <= 31  # a probe in flight at the kill is redone once
 
 

@@ -9,7 +9,9 @@ from fastapi import Depends, Path, Query, Request
 from latlab.api.idempotency import Idempotency
 from latlab.api.state import AppState
 from latlab.jobs.kinds.bot import BotRunner
+from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
+from latlab.jobs.queries import ExperimentQueries
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
 from latlab.storage import Store
@@ -38,6 +40,10 @@ def _probes(request: Request) -> ProbeClient:
     return app_state(request).probes
 
 
+def _experiments(request: Request) -> ExperimentQueries:
+    return ExperimentQueries(app_state(request).store)
+
+
 def _settings(request: Request) -> Settings:
     return app_state(request).settings
 
@@ -46,12 +52,18 @@ def _idempotency(request: Request) -> Idempotency:
     return app_state(request).idempotency
 
 
+def _live(request: Request) -> LiveHub:
+    return app_state(request).live
+
+
 StoreDep = Annotated[Store, Depends(_store)]
 JobsDep = Annotated[JobManager, Depends(_jobs)]
+ExperimentsDep = Annotated[ExperimentQueries, Depends(_experiments)]
 BotsDep = Annotated[BotRunner, Depends(_bots)]
 ProbesDep = Annotated[ProbeClient, Depends(_probes)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]
+LiveDep = Annotated[LiveHub, Depends(_live)]
 
 ExperimentIdPath = Annotated[
     int, Path(ge=1, le=MAX_ID, description="Integer id of the experiment.")

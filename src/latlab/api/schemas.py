@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from latlab.jobs.kinds.probe import ProbeSpec
+from latlab.jobs.queries import StatsWindow
+from latlab.measure.errors import ErrorKind
 from latlab.measure.stats import LatencyStats
 from latlab.storage import JobRecord, JobState, ProbeResult
 
@@ -121,15 +123,31 @@ class ResultsPublic(BaseModel):
 
 
 class StatsPublic(BaseModel):
-    count: int
-    errors: int
+    model_config = ConfigDict(populate_by_name=True)
+
+    count: int = Field(description="Probes, failed ones included.")
+    errors: int = Field(description="Probes that got no response.")
+    errors_by_kind: dict[ErrorKind, int] = Field(
+        description="Failed probes by kind; every kind is listed, 0 when none."
+    )
     min_ms: float | None
     mean_ms: float | None
     p50_ms: float | None
     p90_ms: float | None
     p99_ms: float | None
+    p99_9_ms: float | None
     max_ms: float | None
+    stddev_ms: float | None = Field(description="Population standard deviation.")
+    window_start: datetime | None = Field(
+        None, alias="from", description="Start of the window, rounded down to the minute."
+    )
+    window_end: datetime | None = Field(
+        None, alias="to", description="End of the window (excluded), rounded up to the minute."
+    )
 
     @classmethod
-    def of(cls, stats: LatencyStats) -> StatsPublic:
-        return cls(**{name: getattr(stats, name) for name in cls.model_fields})
+    def of(cls, stats: LatencyStats, window: StatsWindow | None = None) -> StatsPublic:
+        figures = {name: getattr(stats, name) for name in cls.model_fields if name[:6] != "window"}
+        if window is not None:
+            figures |= {"window_start": window.start, "window_end": window.end}
+        return cls(**figures)

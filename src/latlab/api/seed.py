@@ -16,11 +16,11 @@ from pydantic import ValidationError
 
 from latlab.api.deps import (
     ExperimentIdQuery,
+    ExperimentsDep,
     IdempotencyDep,
     JobsDep,
     ProbesDep,
     SettingsDep,
-    StoreDep,
 )
 from latlab.api.errors import request_validation_error, transition_detail
 from latlab.api.idempotency import IdempotencyKey
@@ -101,14 +101,16 @@ async def manage_experiment(
 
 
 @router.get("/result_experiment", response_model=Experiment)
-async def result_experiment(experiment_id: ExperimentIdQuery, store: StoreDep) -> Experiment:
+async def result_experiment(
+    experiment_id: ExperimentIdQuery, experiments: ExperimentsDep
+) -> Experiment:
     """The experiment with every result (the v1 API pages them)."""
-    job = await store.get_job(KIND, experiment_id)
-    return seed_experiment(job, await store.probe_results.list(job.id))
+    job = await experiments.get(experiment_id)
+    return seed_experiment(job, await experiments.all_results(job.id))
 
 
 @router.get("/list_experiments", response_model=list[Experiment])
-async def list_experiments(store: StoreDep) -> list[Experiment]:
+async def list_experiments(experiments: ExperimentsDep) -> list[Experiment]:
     """Every experiment with its results, as the original answered."""
-    page = await store.list_jobs(KIND)
-    return [seed_experiment(job, await store.probe_results.list(job.id)) for job in page.items]
+    page = await experiments.page(None, offset=0, limit=None)
+    return [seed_experiment(job, await experiments.all_results(job.id)) for job in page.items]

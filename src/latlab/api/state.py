@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from latlab.api.idempotency import Idempotency
+from latlab.exporters.prometheus import ControlMetricsPage
 from latlab.jobs.kinds.bot import BotRunner
+from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
@@ -20,3 +22,5 @@ class AppState:
     bots: BotRunner
     probes: ProbeClient
     idempotency: Idempotency
+    live: LiveHub
+    metrics: ControlMetricsPage

@@ -101,7 +101,8 @@ class JobDriver:
             try:
                 if not adopted and self._ctx.coordinator.shared and not await self._still_mine(job):
                     return
-                await until_stored(f"{job.kind} job {job.id} end", move)
+                ended = await until_stored(f"{job.kind} job {job.id} end", move)
             except (StateConflict, JobNotFound):
                 return
+        self._ctx.events.state_changed(ended)
         await self._ownership.tell_owner(key)

@@ -56,6 +56,9 @@ class JobManager:
         self._driver = JobDriver(ctx, self._runners, self.lock, self.ownership)
         executor.bind(self._driver.drive)
 
+    def kinds(self) -> list[str]:
+        return list(self._runners)
+
     def runner(self, kind: str) -> JobRunner:
         try:
             return self._runners[kind]
@@ -166,6 +169,8 @@ class JobManager:
             raise ValueError(f"at most {MAX_BATCH} jobs in one call")
         state = JobState.RUNNING if start else JobState.CREATED
         jobs = await self._ctx.writer.create_jobs(kind, specs, state=state)
+        for job in jobs:
+            self._ctx.events.state_changed(job)
         if start:
             await self._launch(jobs)
         return jobs
@@ -244,6 +249,7 @@ class JobManager:
             job = await self._ctx.store.get_job(kind, job_id)
             async with self._halted(job):
                 await self._ctx.store.delete_job(kind, job_id)
+        self._ctx.events.deleted(kind, job_id)
         await self.ownership.tell_owner(key)
 
     def _orphan(self, job: JobRecord) -> bool:
@@ -282,9 +288,11 @@ class JobManager:
 
     async def _move(self, job: JobRecord, target: JobState, action: Action) -> JobRecord:
         try:
-            return await self._ctx.store.set_state(job.kind, job.id, target, expected={job.state})
+            moved = await self._ctx.store.set_state(job.kind, job.id, target, expected={job.state})
         except StateConflict as conflict:
             raise InvalidTransition(job.kind, job.id, conflict.job.state, action) from conflict
+        self._ctx.events.state_changed(moved)
+        return moved
 
     def _submit(self, jobs: Collection[JobRecord]) -> list[asyncio.Future[None]]:
         started = []

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from latlab.coordination import Coordinator
 from latlab.jobs.clock import Clock
+from latlab.jobs.events import Events
 from latlab.measure.client import ProbeClient
 from latlab.storage import JobRecord, Store
 from latlab.storage.writer import BatchWriter
@@ -45,6 +46,7 @@ class RunContext:
     clock: Clock
     probes: ProbeClient
     coordinator: Coordinator  # who owns the jobs launched here, and the lease to check
+    events: Events  # the seam: the writer tells it what was stored, the manager what moved
 
 
 def owned_here(job: JobRecord, ctx: RunContext) -> bool:

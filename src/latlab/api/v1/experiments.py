@@ -15,12 +15,12 @@ from pydantic import ValidationError
 
 from latlab.api.deps import (
     ExperimentIdPath,
+    ExperimentsDep,
     IdempotencyDep,
     JobsDep,
     Limit,
     Offset,
     SettingsDep,
-    StoreDep,
 )
 from latlab.api.errors import request_validation_error
 from latlab.api.idempotency import IdempotencyKey
@@ -34,10 +34,10 @@ from latlab.api.schemas import (
 )
 from latlab.jobs.kinds.probe import KIND, ProbeSpec
 from latlab.jobs.manager import MAX_BATCH
+from latlab.jobs.queries import EmptyWindow, ExperimentQueries, StatsWindow
 from latlab.jobs.state import Action
-from latlab.measure.stats import summarize
 from latlab.settings import Settings
-from latlab.storage import JobState, ProbeResult, Store
+from latlab.storage import JobState, ProbeResult
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 _CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -127,21 +127,19 @@ async def create(
 
 @router.get("", response_model=ExperimentsPublic)
 async def list_experiments(
-    store: StoreDep,
+    experiments: ExperimentsDep,
     state: Annotated[JobState | None, Query(description="Only experiments in this state.")] = None,
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> ExperimentsPublic:
-    page = await store.list_jobs(
-        KIND, states=None if state is None else {state}, offset=offset, limit=limit
-    )
+    page = await experiments.page(state, offset=offset, limit=limit)
     data = [ExperimentPublic.of(job) for job in page.items]
     return ExperimentsPublic(data=data, count=page.total, offset=offset, limit=limit)
 
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic, responses=_NOT_FOUND)
-async def get(experiment_id: ExperimentIdPath, store: StoreDep) -> ExperimentPublic:
-    return ExperimentPublic.of(await store.get_job(KIND, experiment_id))
+async def get(experiment_id: ExperimentIdPath, experiments: ExperimentsDep) -> ExperimentPublic:
+    return ExperimentPublic.of(await experiments.get(experiment_id))
 
 
 @router.post(
@@ -163,20 +161,51 @@ async def delete(experiment_id: ExperimentIdPath, jobs: JobsDep) -> Response:
 
 @router.get("/{experiment_id}/results", response_model=ResultsPublic, responses=_NOT_FOUND)
 async def results(
-    experiment_id: ExperimentIdPath, store: StoreDep, offset: Offset = 0, limit: Limit = 100
+    experiment_id: ExperimentIdPath,
+    experiments: ExperimentsDep,
+    offset: Offset = 0,
+    limit: Limit = 100,
 ) -> ResultsPublic:
-    job = await store.get_job(KIND, experiment_id)
-    page = await store.probe_results.list(job.id, offset=offset, limit=limit)
-    total = await store.probe_results.count(job.id)
-    data = [ResultPublic.of(result) for result in page]
-    return ResultsPublic(data=data, count=total, offset=offset, limit=limit)
+    page = await experiments.results(experiment_id, offset=offset, limit=limit)
+    data = [ResultPublic.of(result) for result in page.items]
+    return ResultsPublic(data=data, count=page.total, offset=offset, limit=limit)
+
+
+WindowStart = Annotated[
+    datetime | None,
+    Query(
+        alias="from",
+        description="Only probes started from here (ISO 8601, UTC if no offset is given); "
+        "rounded down to the minute.",
+    ),
+]
+WindowEnd = Annotated[
+    datetime | None,
+    Query(
+        alias="to",
+        description="Only probes started before here (default: now); rounded up to the minute.",
+    ),
+]
 
 
 @router.get("/{experiment_id}/stats", response_model=StatsPublic, responses=_NOT_FOUND)
-async def stats(experiment_id: ExperimentIdPath, store: StoreDep) -> StatsPublic:
-    """Count, errors and latency percentiles of the results so far (HDR histogram)."""
-    job = await store.get_job(KIND, experiment_id)
-    return StatsPublic.of(summarize(await store.probe_results.latencies_ms(job.id)))
+async def stats(
+    experiment_id: ExperimentIdPath,
+    experiments: ExperimentsDep,
+    start: WindowStart = None,
+    end: WindowEnd = None,
+) -> StatsPublic:
+    """Count, errors by kind and latency figures (HDR percentiles), in constant time.
+
+    With ``from``/``to`` only the probes started in that window count; the window is
+    rounded out to whole minutes and given back as ``from``/``to``.
+    """
+    try:
+        window = StatsWindow.rounded_out(start, end)
+    except EmptyWindow as exc:
+        error = {"type": "value_error", "loc": ["query", "to"], "msg": str(exc), "input": None}
+        raise RequestValidationError([error]) from exc
+    return StatsPublic.of(await experiments.stats(experiment_id, window), window)
 
 
 def _csv_row(result: ProbeResult) -> list[object]:
@@ -184,20 +213,16 @@ def _csv_row(result: ProbeResult) -> list[object]:
     return [value.isoformat() if isinstance(value, datetime) else value for value in row]
 
 
-async def _csv_lines(store: Store, job_id: int) -> AsyncIterator[str]:
+async def _csv_lines(experiments: ExperimentQueries, job_id: int) -> AsyncIterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    offset = 0
-    while True:
-        page = await store.probe_results.list(job_id, offset=offset, limit=_CSV_PAGE)
+    async for page in experiments.results_from(job_id, 0, _CSV_PAGE):
         writer.writerows(_csv_row(result) for result in page)
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
-        if len(page) < _CSV_PAGE:
-            return
-        offset = page[-1].seq + 1
+    yield buffer.getvalue()
 
 
 @router.get(
@@ -205,9 +230,11 @@ async def _csv_lines(store: Store, job_id: int) -> AsyncIterator[str]:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}}, **_NOT_FOUND},
 )
-async def results_csv(experiment_id: ExperimentIdPath, store: StoreDep) -> StreamingResponse:
-    job = await store.get_job(KIND, experiment_id)
+async def results_csv(
+    experiment_id: ExperimentIdPath, experiments: ExperimentsDep
+) -> StreamingResponse:
+    job = await experiments.get(experiment_id)
     headers = {"Content-Disposition": f'attachment; filename="experiment-{job.id}.csv"'}
     return StreamingResponse(
-        _csv_lines(store, job.id), media_type="text/csv; charset=utf-8", headers=headers
+        _csv_lines(experiments, job.id), media_type="text/csv; charset=utf-8", headers=headers
     )

@@ -7,5 +7,7 @@ from latlab.jobs.kinds.probe import ProbeRunner
 from latlab.jobs.runner import JobRunner
 
 
-def builtin_runners(*, bot_tick_s: float = 1.0, bot_log_ticks: bool = True) -> list[JobRunner]:
-    return [ProbeRunner(), BotRunner(bot_tick_s, log_ticks=bot_log_ticks)]
+def builtin_runners(
+    *, bot_tick_s: float = 1.0, bot_log_ticks: bool = True, stats_flush_results: int = 200
+) -> list[JobRunner]:
+    return [ProbeRunner(stats_flush_results), BotRunner(bot_tick_s, log_ticks=bot_log_ticks)]

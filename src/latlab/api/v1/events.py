@@ -1,0 +1,170 @@
+"""Live feeds as Server-Sent Events: one experiment's, and every job's.
+
+The feeds (jobs/feeds.py) decide what is sent and when a stream ends; this module only turns
+their events into SSE frames. Heartbeats are sse-starlette's ``ping`` comments. A send that
+cannot complete within one heartbeat interval means the client stopped reading (its TCP
+window and our buffers are full): the response gives up and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
+
+from latlab.api.deps import MAX_ID, ExperimentIdPath, ExperimentsDep, LiveDep, SettingsDep
+from latlab.api.schemas import ResultPublic
+from latlab.exporters.base import StateChange
+from latlab.jobs.feeds import FeedEvent, Ready, jobs_feed
+from latlab.jobs.live import Deleted, Overflow
+from latlab.settings import Settings
+from latlab.storage import JobState, ProbeResult
+
+log = logging.getLogger("latlab.api")
+router = APIRouter(tags=["events"])
+_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A stream of Server-Sent Events.", "content": {"text/event-stream": {}}}
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No experiment with this id."}}
+# Live events arriving within this long go out in one write; a chart redraws no faster.
+LINGER_S = 0.05
+_OVERFLOW = json.dumps(
+    {"detail": "the client fell too far behind; reconnect (with Last-Event-ID) to go on"}
+)
+
+LastEventId = Annotated[
+    int | None,
+    Header(ge=-1, le=MAX_ID, description="Resume after this result seq (wins over `after`)."),
+]
+AfterQuery = Annotated[
+    int | None,
+    Query(ge=-1, le=MAX_ID, description="Replay stored results with a higher seq (-1: all)."),
+]
+IncludeQuery = Annotated[
+    Literal["results"] | None,
+    Query(description="`results`: every experiment's results too, not only state changes."),
+]
+
+
+class StateEvent(BaseModel):
+    """The data of a ``state`` event."""
+
+    id: int
+    kind: str
+    state: JobState
+    error: str | None
+    at: datetime = Field(description="When the job moved (UTC).")
+
+
+class FeedResult(ResultPublic):
+    """A ``result`` event of ``/api/v1/events``: the v1 result with its experiment's id."""
+
+    experiment_id: int
+
+
+class _FeedResponse(EventSourceResponse):
+    """An EventSourceResponse that treats a send timeout as the client's doing, not a bug."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            log.warning("closed a live feed whose client stopped reading (%s)", scope["path"])
+
+
+def _response(settings: Settings, chunks: AsyncIterator[bytes]) -> _FeedResponse:
+    interval = settings.events_heartbeat_s
+    return _FeedResponse(chunks, ping=interval, send_timeout=interval)
+
+
+# Encoded once per result, whoever asks: every client of a feed gets the same text.
+@functools.lru_cache(maxsize=4096)
+def _experiment_result(result: ProbeResult) -> bytes:
+    data = ResultPublic.of(result).model_dump_json()
+    return ServerSentEvent(data, event="result", id=str(result.seq)).encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _any_result(result: ProbeResult) -> bytes:
+    # No id line: seqs are per experiment, and this feed has no replay a Last-Event-ID could
+    # resume, so an id would only mislead a reconnecting client.
+    public = ResultPublic.of(result).model_dump()
+    data = FeedResult(**public, experiment_id=result.job_id).model_dump_json()
+    return ServerSentEvent(data, event="result").encode()
+
+
+def _state(change: StateChange) -> ServerSentEvent:
+    data = StateEvent(
+        id=change.job_id, kind=change.kind, state=change.state, error=change.error, at=change.at
+    )
+    return ServerSentEvent(data.model_dump_json(), event="state")
+
+
+def _frame(event: StateChange | Deleted | Ready | Overflow) -> bytes:
+    """Every event but a result: those differ between the two feeds."""
+    if isinstance(event, StateChange):
+        return _state(event).encode()
+    if isinstance(event, Deleted):
+        data = json.dumps({"id": event.job_id, "kind": event.kind})
+        return ServerSentEvent(data, event="deleted").encode()
+    if isinstance(event, Ready):
+        # A first frame as soon as nothing can be missed any more: clients may wait for it.
+        return ServerSentEvent(comment="subscribed").encode()
+    return ServerSentEvent(_OVERFLOW, event="overflow").encode()
+
+
+async def _chunks(
+    feed: AsyncGenerator[list[FeedEvent], None], result: Callable[[ProbeResult], bytes]
+) -> AsyncIterator[bytes]:
+    """One write per batch of events, not per event: with many clients and busy experiments
+    the sends, not the events, are what costs."""
+    async with aclosing(feed):  # closed with the response, so it unsubscribes at once
+        async for batch in feed:
+            yield b"".join(
+                result(event) if isinstance(event, ProbeResult) else _frame(event)
+                for event in batch
+            )
+
+
+@router.get(
+    "/api/v1/experiments/{experiment_id}/events",
+    response_model=None,
+    responses={**_STREAM, **_NOT_FOUND},
+)
+async def experiment_events(
+    experiment_id: ExperimentIdPath,
+    experiments: ExperimentsDep,
+    live: LiveDep,
+    settings: SettingsDep,
+    last_event_id: LastEventId = None,
+    after: AfterQuery = None,
+) -> EventSourceResponse:
+    """`result` (id: seq) and `state` events of one experiment; ends after a terminal state.
+
+    Starts live, or with `Last-Event-ID: N` / `?after=N` replays the stored results after
+    seq N first, with no gap and no duplicate.
+    """
+    start = after if last_event_id is None else last_event_id
+    # Looked up now, so that an unknown id is a 404 in JSON before the stream starts.
+    feed = await experiments.feed(live, experiment_id, start, LINGER_S)
+    return _response(settings, _chunks(feed, _experiment_result))
+
+
+@router.get("/api/v1/events", response_model=None, responses=_STREAM)
+async def all_events(
+    live: LiveDep, settings: SettingsDep, include: IncludeQuery = None
+) -> EventSourceResponse:
+    """`state` events of every job of every kind, live; `?include=results` adds `result`
+    events of every experiment (their data carries `experiment_id`, and they have no id)."""
+    feed = jobs_feed(live, results=include == "results", linger_s=LINGER_S)
+    return _response(settings, _chunks(feed, _any_result))

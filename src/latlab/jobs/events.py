@@ -1,0 +1,63 @@
+"""The event seam: every measurement and state change, to every sink, after it is stored.
+
+The batch writer is the first subscriber and the only durable one: runners hand it their
+records and it calls :meth:`Events.committed` once they are committed (fenced-out records
+left out). The other sinks (InfluxDB, Prometheus, the live feed) are told only then, inline
+and without waiting: each keeps its own bounded backlog or drops, so none of them can slow a
+probe or lose a stored result. State changes come from the job manager once the store has
+moved the state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from latlab.exporters.base import ProbeTags, Sink, StateChange
+from latlab.storage.records import JobRecord, ProbeResult, Record
+
+log = logging.getLogger("latlab.events")
+
+
+class Events:
+    def __init__(self, sinks: Iterable[Sink] = ()) -> None:
+        self._sinks: list[Sink] = list(sinks)
+        self._tags: dict[int, ProbeTags] = {}
+
+    def subscribe(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    def describe(self, experiment_id: int, tags: ProbeTags) -> None:
+        """What an experiment measures; its runner says so before its first probe."""
+        self._tags[experiment_id] = tags
+
+    def committed(self, records: Sequence[Record]) -> None:
+        """The writer's hook: ``records`` are committed. Probe results go to every sink."""
+        by_job: dict[int, list[ProbeResult]] = {}
+        for record in records:
+            if isinstance(record, ProbeResult):
+                by_job.setdefault(record.job_id, []).append(record)
+        for job_id, results in by_job.items():
+            tags = self._tags.get(job_id) or ProbeTags("", 0, "")
+            for sink in self._sinks:
+                try:
+                    sink.probed(job_id, tags, results)
+                except Exception:
+                    log.exception("sink %r failed on results of experiment %d", sink, job_id)
+
+    def state_changed(self, job: JobRecord) -> None:
+        change = StateChange(job.kind, job.id, job.state, job.error, job.updated_at)
+        for sink in self._sinks:
+            try:
+                sink.state_changed(change)
+            except Exception:
+                log.exception("sink %r failed on %s", sink, change)
+
+    def deleted(self, kind: str, job_id: int) -> None:
+        if kind == "probe":
+            self._tags.pop(job_id, None)
+        for sink in self._sinks:
+            try:
+                sink.deleted(kind, job_id)
+            except Exception:
+                log.exception("sink %r failed on the deletion of %s job %d", sink, kind, job_id)

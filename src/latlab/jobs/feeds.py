@@ -1,0 +1,120 @@
+"""What a live client is sent: stored results replayed, then the hub's events, no gap, no dup.
+
+The order of steps is what makes it exact. A feed subscribes to the hub first and only then
+reads the store. The writer publishes results after they are committed, so a result is either
+in the store when the feed reads it, or published after the subscription, hence buffered:
+none is missed. One can be both (committed before the read, published after the
+subscription), so live results at or below the last ``seq`` sent are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+from latlab.exporters.base import StateChange
+from latlab.jobs.live import PROBE, Deleted, LiveEvent, LiveHub, Overflow, Subscription
+from latlab.storage import JobNotFound, JobRecord, JobState, ProbeResult, Store
+
+TERMINAL = frozenset({JobState.COMPLETED, JobState.STOPPED, JobState.FAILED})
+REPLAY_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The feed is subscribed: nothing published from now on can be missed."""
+
+
+READY = Ready()
+FeedEvent = LiveEvent | Overflow | Ready
+
+
+def change_of(job: JobRecord) -> StateChange:
+    return StateChange(job.kind, job.id, job.state, job.error, job.updated_at)
+
+
+def ends_job_feed(event: FeedEvent) -> bool:
+    """After this event a single job's feed has nothing more to say."""
+    if isinstance(event, StateChange):
+        return event.state in TERMINAL
+    return isinstance(event, Overflow | Deleted)
+
+
+async def experiment_feed(
+    store: Store,
+    hub: LiveHub,
+    experiment_id: int,
+    after: int | None = None,
+    page: int = REPLAY_PAGE,
+    linger_s: float = 0.0,
+) -> AsyncGenerator[list[FeedEvent], None]:
+    """One experiment's results and state changes, in batches, ending after a terminal state.
+
+    ``after=None`` starts live; ``after=N`` first replays the stored results with a ``seq``
+    above ``N`` (``-1``: all of them), a page per batch. An experiment already over gets its
+    replay and its final state, then the feed ends. Live batches gather what arrives within
+    ``linger_s``.
+    """
+    with hub.subscribe((PROBE, experiment_id)) as live:
+        yield [READY]
+        try:
+            job = await store.get_job(PROBE, experiment_id)
+        except JobNotFound:  # deleted since the route looked it up
+            yield [Deleted(PROBE, experiment_id)]
+            return
+        last = -1 if after is None else after
+        if after is not None:
+            async for results in _replay(store, live, experiment_id, after + 1, page):
+                yield list(results)
+                last = results[-1].seq
+        if job.state in TERMINAL and not live.overflowed:
+            yield [change_of(job)]
+            return
+        async for events in _unseen(live, last, linger_s):
+            yield events
+
+
+async def _replay(
+    store: Store, live: Subscription, experiment_id: int, first: int, page: int
+) -> AsyncIterator[list[ProbeResult]]:
+    """Stored results from ``seq == first`` on, a page at a time.
+
+    Stops early once the live buffer overflowed: the client then gets ``overflow`` and
+    reconnects from the last result it got, so reading on would be wasted.
+    """
+    while not live.overflowed:
+        results = await store.probe_results.list(experiment_id, offset=first, limit=page)
+        if results:
+            yield results
+        if len(results) < page:
+            return
+        first = results[-1].seq + 1
+
+
+async def _unseen(live: Subscription, last: int, linger_s: float) -> AsyncIterator[list[FeedEvent]]:
+    """The live batches, without the results at or below ``seq == last`` (replayed
+    already), cut after the event that ends the feed."""
+    while batch := await live.batch(linger_s):
+        unseen: list[FeedEvent] = []
+        for event in batch:
+            if isinstance(event, ProbeResult):
+                if event.seq <= last:
+                    continue
+                last = event.seq
+            unseen.append(event)
+            if ends_job_feed(event):
+                yield unseen
+                return
+        if unseen:
+            yield unseen
+
+
+async def jobs_feed(
+    hub: LiveHub, *, results: bool = False, linger_s: float = 0.0
+) -> AsyncGenerator[list[FeedEvent], None]:
+    """Every job's state changes (and deletions), with ``results`` every experiment's
+    results, in batches; live only, it never ends on its own (an overflow ends it)."""
+    with hub.subscribe(results=results) as live:
+        yield [READY]
+        while batch := await live.batch(linger_s):
+            yield list(batch)

@@ -1,0 +1,168 @@
+"""An experiment's stats without loading its rows: stored histograms plus a short tail.
+
+Beside its results, an experiment stores mergeable histograms (``measure.stats``): one for
+the whole run (``TOTAL_BUCKET``, which also says through which ``seq`` the histograms
+count) and one per minute of probe start times. They are written in the same transaction
+as a result, every ``FLUSH_RESULTS`` results, so the results they do not count yet (the
+tail) are few. Stats are the stored histograms plus a recount of
+that tail: constant time whatever the number of results, exact, and true after a crash,
+since histograms and results commit together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from latlab.measure.stats import LatencyHistogram
+from latlab.storage import TOTAL_BUCKET, HistogramUpdate, ProbeResult, Store
+
+KIND = "probe"
+FLUSH_RESULTS = 200  # a tail this long costs ~5 ms to recount (bench/stats_query.py)
+_PAGE = 5000
+_THREAD_ABOVE = 64  # merging more stored histograms than this runs off the event loop
+
+
+def minute_of(result: ProbeResult) -> int:
+    """The minute (since the Unix epoch) in which the probe started."""
+    return int(result.timestamp.timestamp() // 60)
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteWindow:
+    """Minutes ``first`` up to ``last``, both included."""
+
+    first: int
+    last: int
+
+    def holds(self, result: ProbeResult) -> bool:
+        return self.first <= minute_of(result) <= self.last
+
+
+async def _stored_total(store: Store, job_id: int) -> tuple[LatencyHistogram, int]:
+    """The stored whole-run histogram and the first ``seq`` it does not count."""
+    histogram = LatencyHistogram()
+    stored = await store.histograms.read(KIND, job_id, TOTAL_BUCKET, TOTAL_BUCKET)
+    return histogram, _through_seq(stored.get(TOTAL_BUCKET), into=histogram)
+
+
+async def _tail(store: Store, job_id: int, from_seq: int) -> list[ProbeResult]:
+    """The results from ``from_seq`` on, page by page (a few, unless flushes failed)."""
+    tail: list[ProbeResult] = []
+    while True:
+        page = await store.probe_results.list(job_id, offset=from_seq, limit=_PAGE)
+        tail += page
+        if len(page) < _PAGE:
+            return tail
+        from_seq = page[-1].seq + 1
+
+
+def _merged(payloads: Sequence[str]) -> LatencyHistogram:
+    histogram = LatencyHistogram()
+    for payload in payloads:
+        histogram.add_payload(payload)
+    return histogram
+
+
+async def experiment_stats(
+    store: Store, job_id: int, window: MinuteWindow | None = None
+) -> LatencyHistogram:
+    """Every result of the experiment (or those started within ``window``), as one histogram."""
+    total, through_seq = await _stored_total(store, job_id)
+    if window is None:
+        histogram = total
+    else:
+        stored = await store.histograms.read(KIND, job_id, window.first, window.last)
+        payloads = list(stored.values())
+        if len(payloads) > _THREAD_ABOVE:
+            histogram = await asyncio.to_thread(_merged, payloads)
+        else:
+            histogram = _merged(payloads)
+    for result in await _tail(store, job_id, through_seq):
+        if window is None or window.holds(result):
+            histogram.record(result.latency_ms, result.error)
+    return histogram
+
+
+class StatsKeeper:
+    """Keeps one running experiment's stored histograms in step with its results.
+
+    It flushes every ``flush_results`` results, so the tail ``/stats`` recounts never holds
+    more; time plays no part (a slow experiment's tail is short anyway). The payloads it last
+    stored are kept (a few KB), so a flush reads nothing: it decodes them, adds the pending
+    results and encodes them again. The first flush comes after a share of ``flush_results``
+    set by the job id, so experiments started together never flush in the same instant.
+    """
+
+    def __init__(self, store: Store, job_id: int, flush_results: int = FLUSH_RESULTS) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._flush_results = flush_results
+        phase = (job_id * 0.6180339887) % 1.0  # the golden ratio spreads ids evenly
+        self._threshold = max(1, flush_results - int(phase * flush_results / 2))
+        self._pending: list[ProbeResult] = []
+        self._stored: dict[int, str] = {}  # bucket -> payload, as last written
+        # Whether _stored holds every histogram the pending results belong to: true for a
+        # new experiment and after a first flush; after a restart, minutes are read once.
+        self._complete = True
+
+    async def load(self) -> None:
+        """Take up what is stored: the whole-run histogram and the results it does not count."""
+        self._stored = await self._store.histograms.read(
+            KIND, self._job_id, TOTAL_BUCKET, TOTAL_BUCKET
+        )
+        through_seq = _through_seq(self._stored.get(TOTAL_BUCKET))
+        self._pending = await _tail(self._store, self._job_id, through_seq)
+        self._complete = False
+
+    def add(self, result: ProbeResult) -> None:
+        self._pending.append(result)
+
+    def due(self) -> bool:
+        return len(self._pending) >= self._threshold
+
+    async def updates(self) -> list[HistogramUpdate]:
+        """The stored histograms with the pending results added, to write with the last one."""
+        total = LatencyHistogram()
+        through_seq = _through_seq(self._stored.get(TOTAL_BUCKET), into=total)
+        fresh = [result for result in self._pending if result.seq >= through_seq]
+        if not fresh:
+            return []
+        minutes: dict[int, LatencyHistogram] = {}
+        for result in fresh:
+            total.record(result.latency_ms, result.error)
+            minute = minutes.setdefault(minute_of(result), LatencyHistogram())
+            minute.record(result.latency_ms, result.error)
+        await self._read_missing(minutes.keys())
+        for number, histogram in minutes.items():
+            if number in self._stored:
+                histogram.add_payload(self._stored[number])
+        end_seq = fresh[-1].seq + 1
+        updates = [self._update(TOTAL_BUCKET, total.to_payload(through_seq=end_seq))]
+        return updates + [self._update(n, h.to_payload()) for n, h in minutes.items()]
+
+    async def _read_missing(self, minutes: Iterable[int]) -> None:
+        """Minutes not written by this keeper may be stored already (before a restart)."""
+        missing = [minute for minute in minutes if minute not in self._stored]
+        if missing and not self._complete:
+            read = self._store.histograms.read(KIND, self._job_id, min(missing), max(missing))
+            self._stored |= await read
+
+    def _update(self, bucket: int, payload: str) -> HistogramUpdate:
+        return HistogramUpdate(KIND, self._job_id, bucket, payload)
+
+    def flushed(self, updates: Sequence[HistogramUpdate]) -> None:
+        """The updates were committed: they are what is stored now (older minutes are
+        not needed again: probes start in time order)."""
+        self._stored = {update.bucket: update.payload for update in updates}
+        self._complete = True
+        self._pending = []
+        self._threshold = self._flush_results
+
+
+def _through_seq(payload: str | None, into: LatencyHistogram | None = None) -> int:
+    """The first ``seq`` a stored whole-run histogram does not count (0: none stored)."""
+    if payload is None:
+        return 0
+    return int((into or LatencyHistogram()).add_payload(payload)["through_seq"])

@@ -1,0 +1,112 @@
+"""Read paths over experiments, shared by the API's routers and the dashboard.
+
+Routers read through these, never the store directly, so both show the same thing the same
+way (an unknown id is :class:`~latlab.storage.JobNotFound` here for both).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from latlab.jobs.feeds import FeedEvent, experiment_feed
+from latlab.jobs.kinds.probe import KIND
+from latlab.jobs.kinds.probe_stats import MinuteWindow, experiment_stats
+from latlab.jobs.live import LiveHub
+from latlab.measure.stats import LatencyStats
+from latlab.storage import JobRecord, JobState, Page, ProbeResult, Store
+
+
+class EmptyWindow(ValueError):
+    """``to`` is not after ``from``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatsWindow:
+    """A time window rounded out to whole minutes, as it is answered."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def rounded_out(cls, start: datetime | None, end: datetime | None) -> StatsWindow | None:
+        if start is None and end is None:
+            return None
+        first_s = 0 if start is None else math.floor(_utc(start).timestamp() / 60) * 60
+        end_s = _utc(end).timestamp() if end is not None else datetime.now(UTC).timestamp()
+        last_s = math.ceil(end_s / 60) * 60
+        if last_s <= first_s:
+            raise EmptyWindow("'to' must be after 'from'")
+        return cls(datetime.fromtimestamp(first_s, UTC), datetime.fromtimestamp(last_s, UTC))
+
+    def minutes(self) -> MinuteWindow:
+        first = int(self.start.timestamp()) // 60
+        return MinuteWindow(first, int(self.end.timestamp()) // 60 - 1)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive times are taken as UTC, as the API documents."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class ExperimentQueries:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self, experiment_id: int) -> JobRecord:
+        return await self._store.get_job(KIND, experiment_id)
+
+    async def page(
+        self, state: JobState | None, *, offset: int, limit: int | None
+    ) -> Page[JobRecord]:
+        states = None if state is None else {state}
+        return await self._store.list_jobs(KIND, states=states, offset=offset, limit=limit)
+
+    async def results(self, experiment_id: int, *, offset: int, limit: int) -> Page[ProbeResult]:
+        job = await self.get(experiment_id)
+        items = await self._store.probe_results.list(job.id, offset=offset, limit=limit)
+        return Page(items, await self._store.probe_results.count(job.id))
+
+    async def all_results(self, experiment_id: int) -> list[ProbeResult]:
+        """Every result (the seed routes' contract); linear in results, unlike the rest."""
+        return await self._store.probe_results.list(experiment_id)
+
+    async def results_from(
+        self, experiment_id: int, first_seq: int, page_size: int
+    ) -> AsyncIterator[list[ProbeResult]]:
+        """The results from ``first_seq`` on, page by page (exports, replays)."""
+        while True:
+            page = await self._store.probe_results.list(
+                experiment_id, offset=first_seq, limit=page_size
+            )
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            first_seq = page[-1].seq + 1
+
+    async def feed(
+        self, hub: LiveHub, experiment_id: int, after: int | None, linger_s: float = 0.0
+    ) -> AsyncGenerator[list[FeedEvent], None]:
+        """The live feed of an experiment (see :func:`~latlab.jobs.feeds.experiment_feed`);
+        raises :class:`JobNotFound` before the feed starts for an unknown id."""
+        job = await self.get(experiment_id)
+        return experiment_feed(self._store, hub, job.id, after, linger_s=linger_s)
+
+    async def stats(self, experiment_id: int, window: StatsWindow | None = None) -> LatencyStats:
+        """Constant time in the number of results: stored histograms plus a short tail."""
+        job = await self.get(experiment_id)
+        minutes = None if window is None else window.minutes()
+        return (await experiment_stats(self._store, job.id, minutes)).stats()
+
+
+async def count_jobs(store: Store, kinds: Sequence[str]) -> dict[tuple[str, str], int]:
+    """Jobs by ``(kind, state)``, every pair included (0 when none): a count each."""
+    counts: dict[tuple[str, str], int] = {}
+    for kind in kinds:
+        for state in JobState:
+            page = await store.list_jobs(kind, states={state}, limit=1)
+            counts[kind, state.value] = page.total
+    return counts
