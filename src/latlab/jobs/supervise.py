@@ -65,6 +65,7 @@ async def supervise(
     backoff = backoff or Backoff()
     outage = Outage(name)
     loop = asyncio.get_running_loop()
+    current = asyncio.current_task()
     while True:
         started_s = loop.time()
         try:
@@ -74,10 +75,10 @@ async def supervise(
             raise
         except Exception as exc:  # any failure of a supervised loop is retried, never fatal
             failure = exc
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                # A library swallowed our cancellation into another error: honour it.
-                raise asyncio.CancelledError from exc
+        if current is not None and current.cancelling():
+            # A library swallowed our cancellation, into another error or into a plain
+            # return (a Redis listener did, and a shutdown waited for ever): honour it.
+            raise asyncio.CancelledError from failure
         if loop.time() - started_s >= backoff.max_s:
             outage.recovered()
             backoff.reset()
