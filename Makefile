@@ -41,9 +41,12 @@ test: install services lint typecheck ## Everything: services, lint, types, test
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-bench: install services ## Benchmarks: probes, lateness, paging, bots, bot restart, targets (wrk)
+bench: install services ## Benchmarks: probes, lateness (also with every sink), stats, paging, writer, bots, targets
 	$(BIN)/python bench/probe_latency.py
 	$(BIN)/python bench/schedule_lateness.py
+	$(BIN)/python bench/live_lateness.py
+	$(BIN)/python bench/stats_query.py
+	$(BIN)/python bench/writer_sinks.py
 	$(BIN)/python bench/paging.py
 	$(BIN)/python bench/bots_fleet.py
 	$(BIN)/python bench/bots_restart.py
