@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 
@@ -150,3 +152,60 @@ async def test_a_keeper_flushes_every_flush_results_after_the_first(store: Store
             keeper.flushed(await keeper.updates())
             flushes_at.append(seq)
     assert flushes_at[1] - flushes_at[0] == flushes_at[2] - flushes_at[1] == 10
+
+
+class FlushBeforeFirstMinutesRead:
+    """The real store, with a keeper's flush landing just before /stats reads the minutes."""
+
+    def __init__(self, store: Store, flush: Callable[[], Awaitable[None]]) -> None:
+        self._store = store
+        self._flush: Callable[[], Awaitable[None]] | None = flush
+        self.histograms = self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def read(self, kind: str, job_id: int, first: int, last: int) -> dict[int, str]:
+        if first != TOTAL_BUCKET and self._flush is not None:
+            flush, self._flush = self._flush, None
+            await flush()
+        return await self._store.histograms.read(kind, job_id, first, last)
+
+
+async def test_a_flush_between_the_reads_of_a_window_is_not_counted_twice(store: Store) -> None:
+    job = await store.create_job(KIND, {"host": "127.0.0.1", "port": 1})
+    start = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    results = [result_at(job.id, seq, start + timedelta(seconds=seq), 2.0) for seq in range(20)]
+    await keep(store, job.id, results[:10], flush=True)
+    await keep(store, job.id, results[10:], flush=False)
+
+    async def flush_the_tail() -> None:
+        keeper = StatsKeeper(store, job.id)
+        await keeper.load()
+        await store.checkpoint([], [], await keeper.updates())
+
+    racing = cast(Store, FlushBeforeFirstMinutesRead(store, flush_the_tail))
+    window = MinuteWindow(minute_of(results[0]), minute_of(results[0]))
+    assert (await experiment_stats(racing, job.id, window)).stats().count == 20
+
+
+async def test_a_keeper_after_a_restart_adds_to_minutes_stored_before_it(store: Store) -> None:
+    """The new process's clock is a minute behind: it writes the earlier minute first, then
+    probes fall into the minute the old process stored, which must be added to."""
+    job = await store.create_job(KIND, {"host": "127.0.0.1", "port": 1})
+    minute = datetime(2026, 12, 3, 10, 5, tzinfo=UTC)
+    old = [result_at(job.id, seq, minute, 1.0) for seq in range(10)]
+    behind = [result_at(job.id, seq, minute - timedelta(minutes=1), 1.0) for seq in range(10, 15)]
+    caught_up = [result_at(job.id, seq, minute, 1.0) for seq in range(15, 20)]
+    await keep(store, job.id, old, flush=True)
+    keeper = StatsKeeper(store, job.id)
+    await keeper.load()
+    for batch in (behind, caught_up):
+        for result in batch:
+            keeper.add(result)
+        updates = await keeper.updates()
+        await store.checkpoint(batch, [], updates)
+        keeper.flushed(updates)
+    window = MinuteWindow(minute_of(old[0]), minute_of(old[0]))
+    assert (await experiment_stats(store, job.id, window)).stats().count == 15
+    assert (await experiment_stats(store, job.id)).stats().count == 20

@@ -69,20 +69,34 @@ async def experiment_stats(
     store: Store, job_id: int, window: MinuteWindow | None = None
 ) -> LatencyHistogram:
     """Every result of the experiment (or those started within ``window``), as one histogram."""
-    total, through_seq = await _stored_total(store, job_id)
     if window is None:
-        histogram = total
+        histogram, through_seq = await _stored_total(store, job_id)
     else:
-        stored = await store.histograms.read(KIND, job_id, window.first, window.last)
-        payloads = list(stored.values())
-        if len(payloads) > _THREAD_ABOVE:
-            histogram = await asyncio.to_thread(_merged, payloads)
-        else:
-            histogram = _merged(payloads)
+        histogram, through_seq = await _window(store, job_id, window)
     for result in await _tail(store, job_id, through_seq):
         if window is None or window.holds(result):
             histogram.record(result.latency_ms, result.error)
     return histogram
+
+
+async def _window(store: Store, job_id: int, window: MinuteWindow) -> tuple[LatencyHistogram, int]:
+    """The stored minutes of ``window``, and through which ``seq`` they count.
+
+    A flush writes the whole-run histogram and the minutes together, and ``through_seq``
+    only grows: minutes read between two equal readings of it count through that ``seq``.
+    Otherwise a flush came between, and the minutes are read again.
+    """
+    _, through_seq = await _stored_total(store, job_id)
+    while True:
+        stored = await store.histograms.read(KIND, job_id, window.first, window.last)
+        _, through_now = await _stored_total(store, job_id)
+        if through_now == through_seq:
+            break
+        through_seq = through_now
+    payloads = list(stored.values())
+    if len(payloads) > _THREAD_ABOVE:
+        return await asyncio.to_thread(_merged, payloads), through_seq
+    return _merged(payloads), through_seq
 
 
 class StatsKeeper:
@@ -103,9 +117,10 @@ class StatsKeeper:
         self._threshold = max(1, flush_results - int(phase * flush_results / 2))
         self._pending: list[ProbeResult] = []
         self._stored: dict[int, str] = {}  # bucket -> payload, as last written
-        # Whether _stored holds every histogram the pending results belong to: true for a
-        # new experiment and after a first flush; after a restart, minutes are read once.
-        self._complete = True
+        # The minutes whose stored histogram this keeper has read or written. None for a new
+        # experiment: nothing is stored but what it writes. After a restart another process
+        # (whose clock may differ) may have stored any minute, so each is read once.
+        self._known: set[int] | None = None
 
     async def load(self) -> None:
         """Take up what is stored: the whole-run histogram and the results it does not count."""
@@ -114,7 +129,7 @@ class StatsKeeper:
         )
         through_seq = _through_seq(self._stored.get(TOTAL_BUCKET))
         self._pending = await _tail(self._store, self._job_id, through_seq)
-        self._complete = False
+        self._known = set()
 
     def add(self, result: ProbeResult) -> None:
         self._pending.append(result)
@@ -143,20 +158,27 @@ class StatsKeeper:
         return updates + [self._update(n, h.to_payload()) for n, h in minutes.items()]
 
     async def _read_missing(self, minutes: Iterable[int]) -> None:
-        """Minutes not written by this keeper may be stored already (before a restart)."""
-        missing = [minute for minute in minutes if minute not in self._stored]
-        if missing and not self._complete:
-            read = self._store.histograms.read(KIND, self._job_id, min(missing), max(missing))
-            self._stored |= await read
+        """Minutes stored before a restart are added to, never replaced."""
+        if self._known is None:
+            return
+        missing = [minute for minute in minutes if minute not in self._known]
+        if missing:
+            first, last = min(missing), max(missing)
+            self._stored |= await self._store.histograms.read(KIND, self._job_id, first, last)
+            self._known.update(range(first, last + 1))
 
     def _update(self, bucket: int, payload: str) -> HistogramUpdate:
         return HistogramUpdate(KIND, self._job_id, bucket, payload)
 
     def flushed(self, updates: Sequence[HistogramUpdate]) -> None:
-        """The updates were committed: they are what is stored now (older minutes are
-        not needed again: probes start in time order)."""
-        self._stored = {update.bucket: update.payload for update in updates}
-        self._complete = True
+        """The updates were committed: they are what is stored now. Within one process
+        probes start in time order, so older minutes are not needed again; after a restart
+        a minute no longer held is read again if a result falls into it."""
+        stored = {update.bucket: update.payload for update in updates}
+        if self._known is not None:  # minutes written before and not held any more: unknown
+            self._known -= self._stored.keys() - stored.keys()
+            self._known.update(stored)
+        self._stored = stored
         self._pending = []
         self._threshold = self._flush_results
 
