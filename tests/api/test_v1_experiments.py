@@ -166,6 +166,10 @@ async def test_a_stats_window_is_rounded_out_to_minutes_and_echoed(
         {"from": "2026-12-03T10:06:00Z", "to": "2026-12-03T10:05:00Z"},
         {"from": "yesterday"},
         {"to": "2026-13-03T10:05:00Z"},
+        {"from": "1969-12-31T23:59:00Z"},
+        {"from": "0001-01-01T00:00:00+01:00"},
+        {"to": "9999-12-31T23:59:30Z"},
+        {"to": "9999-12-31T23:59:59-23:00"},
     ],
 )
 async def test_a_bad_stats_window_is_422(api: httpx.AsyncClient, window: dict[str, str]) -> None:

@@ -19,8 +19,16 @@ from latlab.measure.stats import LatencyStats
 from latlab.storage import JobRecord, JobState, Page, ProbeResult, Store
 
 
-class EmptyWindow(ValueError):
-    """``to`` is not after ``from``."""
+class BadWindow(ValueError):
+    """A window that cannot be answered: out of range, or ``to`` not after ``from``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # minutes are counted from the Unix epoch
+_LATEST = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)  # rounding up must stay a datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +42,11 @@ class StatsWindow:
     def rounded_out(cls, start: datetime | None, end: datetime | None) -> StatsWindow | None:
         if start is None and end is None:
             return None
-        first_s = 0 if start is None else math.floor(_utc(start).timestamp() / 60) * 60
-        end_s = _utc(end).timestamp() if end is not None else datetime.now(UTC).timestamp()
+        first_s = 0 if start is None else math.floor(_seconds("from", start) / 60) * 60
+        end_s = datetime.now(UTC).timestamp() if end is None else _seconds("to", end)
         last_s = math.ceil(end_s / 60) * 60
         if last_s <= first_s:
-            raise EmptyWindow("'to' must be after 'from'")
+            raise BadWindow("to", "'to' must be after 'from'")
         return cls(datetime.fromtimestamp(first_s, UTC), datetime.fromtimestamp(last_s, UTC))
 
     def minutes(self) -> MinuteWindow:
@@ -46,9 +54,16 @@ class StatsWindow:
         return MinuteWindow(first, int(self.end.timestamp()) // 60 - 1)
 
 
-def _utc(moment: datetime) -> datetime:
-    """Naive times are taken as UTC, as the API documents."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def _seconds(field: str, moment: datetime) -> float:
+    """Seconds since the epoch of a bound; naive times are UTC, as the API documents."""
+    out_of_range = BadWindow(field, f"'{field}' must be between 1970-01-01 and 9999-12-31")
+    try:
+        utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:  # its offset takes it past year 1 or 9999
+        raise out_of_range from exc
+    if not _EARLIEST <= utc <= _LATEST:
+        raise out_of_range
+    return utc.timestamp()
 
 
 class ExperimentQueries:

@@ -34,7 +34,7 @@ from latlab.api.schemas import (
 )
 from latlab.jobs.kinds.probe import KIND, ProbeSpec
 from latlab.jobs.manager import MAX_BATCH
-from latlab.jobs.queries import EmptyWindow, ExperimentQueries, StatsWindow
+from latlab.jobs.queries import BadWindow, ExperimentQueries, StatsWindow
 from latlab.jobs.state import Action
 from latlab.settings import Settings
 from latlab.storage import JobState, ProbeResult
@@ -202,8 +202,9 @@ async def stats(
     """
     try:
         window = StatsWindow.rounded_out(start, end)
-    except EmptyWindow as exc:
-        error = {"type": "value_error", "loc": ["query", "to"], "msg": str(exc), "input": None}
+    except BadWindow as exc:
+        loc = ["query", exc.field]
+        error = {"type": "value_error", "loc": loc, "msg": str(exc), "input": None}
         raise RequestValidationError([error]) from exc
     return StatsPublic.of(await experiments.stats(experiment_id, window), window)
 
