@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from latlab.storage import TOTAL_BUCKET, HistogramUpdate, ProbeResult, Record
+from latlab.storage.base import StoreUnavailable
 from latlab.storage.memory import MemoryStore
 from latlab.storage.records import ProgressUpdate
 from latlab.storage.writer import BatchWriter
@@ -140,8 +141,40 @@ async def test_committed_gets_the_landed_records_of_each_call() -> None:
         records = [result(job_id, seq) for seq in range(2) for job_id in (taken, kept)]
         await writer.write(records, [owned(taken, "A"), owned(kept, "A")])
         await writer.write(progress=[owned(kept, "A", {"done": 2})])
-    # Chunks of 3: taken 0, kept 0, taken 1 | kept 1 (with the progress) | the progress alone.
-    assert calls == [[(kept, 0)], [(kept, 1)], []]
+    # Chunks of 3 (taken 0, kept 0, taken 1 | kept 1 with the progress), told once; the
+    # progress alone lands no record and is not told.
+    assert calls == [[(kept, 0), (kept, 1)]]
+
+
+class FailingSecondCall(RecordingStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def checkpoint(
+        self,
+        records: Sequence[Record],
+        progress: Sequence[ProgressUpdate],
+        histograms: Sequence[HistogramUpdate] = (),
+    ) -> set[tuple[str, int]]:
+        if self.calls and self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("connection lost")
+        return await super().checkpoint(records, progress, histograms)
+
+
+async def test_a_batch_that_fails_halfway_is_told_once_when_written_again() -> None:
+    store = FailingSecondCall()
+    job = await store.create_job("probe", {})
+    told: list[int] = []
+    records = [result(job.id, seq) for seq in range(5)]
+    hook = lambda landed: told.extend(r.seq for r in landed)  # noqa: E731
+    async with BatchWriter(store, max_results=3, delay_s=0, committed=hook) as writer:
+        with pytest.raises(StoreUnavailable):
+            await writer.write(records)  # the first chunk committed, the second did not
+        await writer.write(records)  # what a job does: write them all again
+    assert told == [0, 1, 2, 3, 4]
+    assert await store.probe_results.count(job.id) == 5
 
 
 async def test_a_raising_hook_is_logged_and_breaks_nothing(

@@ -33,9 +33,9 @@ class BatchWriter:
     of every kind share a batch; the store sends each kind to its stream. Histogram updates
     travel with the progress, in the batch's last checkpoint call.
 
-    ``committed`` is called after each checkpoint call with the records that landed (those
-    fenced out are left out; possibly none), e.g. to fold them into in-memory stats; what it
-    raises is logged, never passed on.
+    ``committed`` is called once a batch has committed whole, with the records that landed
+    (those fenced out are left out; never with none), e.g. to fold them into in-memory stats;
+    what it raises is logged, never passed on.
     """
 
     def __init__(
@@ -141,6 +141,7 @@ class BatchWriter:
         histograms, self._histograms = list(self._histograms.values()), {}
         waiters, self._waiters = self._waiters, []
         self._in_flight = len(records)
+        landed: list[Record] = []
         try:
             for start in range(0, max(len(records), 1), self._max_results):
                 chunk = records[start : start + self._max_results]
@@ -148,15 +149,16 @@ class BatchWriter:
                 if not (chunk or (last and (progress or histograms))):
                     continue
                 if last:  # the progress, and the histograms it fences, go with the last chunk
-                    await self._checkpoint(chunk, progress, histograms)
+                    landed += await self._checkpoint(chunk, progress, histograms)
                 else:
-                    await self._checkpoint(chunk, _fences(chunk, progress), ())
+                    landed += await self._checkpoint(chunk, _fences(chunk, progress), ())
         except Exception as exc:  # handed to every waiter: the jobs decide what it means
             self._in_flight = 0  # not retried here: the jobs write them again
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
             return
+        self._tell(landed)
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -166,15 +168,21 @@ class BatchWriter:
         chunk: Sequence[Record],
         progress: Sequence[ProgressUpdate],
         histograms: Sequence[HistogramUpdate],
-    ) -> None:
-        """One checkpoint call, then the metrics and the ``committed`` hook."""
+    ) -> list[Record]:
+        """One checkpoint call; the records of the chunk that landed (not fenced out)."""
         dropped = await self._store.checkpoint(chunk, progress, histograms)
         self._in_flight -= len(chunk)
         self._last_commit = time.monotonic()
-        if self._committed is None:
+        return fenced_records(chunk, dropped)
+
+    def _tell(self, landed: Sequence[Record]) -> None:
+        """The ``committed`` hook, once per batch that committed whole: had a later chunk
+        failed, its jobs would write every record again, and the hook would hear of those
+        of the earlier chunks twice."""
+        if self._committed is None or not landed:
             return
         try:
-            self._committed(fenced_records(chunk, dropped))
+            self._committed(landed)
         except Exception:  # a broken hook must not cost the jobs their checkpoints
             log.exception("BatchWriter's committed hook failed")
 
