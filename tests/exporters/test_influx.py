@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,3 +243,33 @@ def test_an_unreachable_server_is_an_influx_error() -> None:
     client = InfluxClient(InfluxConfig(f"http://127.0.0.1:{free_port()}", "db", timeout_s=1))
     with pytest.raises(InfluxError, match="unreachable"):
         client.write(line(1, 1))
+
+
+async def test_a_server_that_answers_no_http_fails_the_attempt_and_keeps_the_points() -> None:
+    """Found in review: http.client errors are no OSError; one ended the writer for good."""
+
+    async def not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.write(b"\x15\x03\x01\x00\x02\x02\x50\r\n\r\n")  # e.g. a TLS port spoken to in http
+        writer.close()
+
+    server = await asyncio.start_server(not_http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    exporter = InfluxExporter(
+        InfluxClient(InfluxConfig(f"http://127.0.0.1:{port}", "db", timeout_s=2)),
+        max_backlog_points=9,
+        retry_max_s=0.2,
+    )
+    exporter.submit(line(1, 1), 1)
+    exporter.start()
+    try:
+
+        async def failed_twice() -> bool:
+            return exporter.stats.errors >= 2  # retried: the writer is still alive
+
+        await wait_for(failed_twice, what="two failed attempts")
+        assert exporter.stats.backlog_points == 1
+    finally:
+        await exporter.close(flush_timeout_s=0.5)  # gives up, logs, raises nothing
+        server.close()
+        await server.wait_closed()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import http.client
 import logging
 import urllib.error
 import urllib.request
@@ -103,7 +104,9 @@ class InfluxClient:
         except urllib.error.HTTPError as exc:
             with exc:
                 return exc.code, exc.read()
-        except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors
+        # URLError and timeouts are OSErrors; a server that speaks no HTTP (a TLS port, a
+        # proxy's garbage) raises http.client's own errors.
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise InfluxError(f"InfluxDB at {self._config.url} unreachable: {exc}") from exc
 
     def create_database(self) -> bool:
@@ -210,7 +213,7 @@ class InfluxExporter:
             await self._pending.wait()
             try:
                 await self._send_oldest()
-            except InfluxError as exc:
+            except Exception as exc:  # whatever failed, the writer lives on and retries
                 self.stats.errors += 1
                 self._changed()
                 log = logger.debug if self._failing else logger.warning
