@@ -112,6 +112,11 @@ async def test_connecting_to_an_experiment_over_replays_and_ends(
     replayed = await rest(feeds, path, headers={"Last-Event-ID": "2"})
     assert (seqs(replayed), states(replayed)) == ([3, 4], ["completed"])
     assert states(await rest(feeds, path)) == ["completed"]  # live: nothing but the end
+    # An EventSource reconnects to a stream that ended, with the last id it got: 204 tells
+    # it nothing more will come (it would otherwise reconnect every 3 s for ever).
+    again = await feeds.get(path, headers={"Last-Event-ID": "4"})
+    assert (again.status_code, again.content) == (204, b"")
+    assert (await feeds.get(path, params={"after": 4})).status_code == 200  # asked, not a retry
 
 
 async def test_unknown_experiment_is_404_and_bad_ids_are_422(feeds: httpx.AsyncClient) -> None:

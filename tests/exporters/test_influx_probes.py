@@ -11,11 +11,12 @@ import pytest
 
 from harness import wait_for
 from influx import InfluxServer, Point, influx_server
-from latlab.exporters.base import ProbeTags
+from latlab.exporters.base import ProbeTags, StateChange
 from latlab.exporters.influx import InfluxClient, InfluxConfig, InfluxExporter
 from latlab.exporters.influx_probes import InfluxProbeSink, probe_line, series_prefix
 from latlab.jobs.events import Events
-from latlab.storage.records import ProbeResult
+from latlab.storage.records import JobRecord, JobState, ProbeResult
+from services import free_port
 
 STARTED = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 STARTED_NS = 1_740_830_400_123_456_000
@@ -157,3 +158,24 @@ async def test_a_deleted_experiment_is_forgotten_and_tags_described_late_are_use
     await exporter.close()
     hosts = {point["seq"]: point["host"] for point in probe_points(influx)}
     assert hosts == {0: None, 1: "example.org", 2: "other.example"}
+
+
+def test_an_experiment_that_ended_is_forgotten_and_one_paused_is_not(tmp_path: Path) -> None:
+    sink = InfluxProbeSink(exporter_for(f"http://127.0.0.1:{free_port()}"))
+    for experiment_id in (1, 2, 3):
+        sink.probed(experiment_id, TAGS, [result(0, experiment_id)])
+    at = datetime(2026, 12, 3, tzinfo=UTC)
+    sink.state_changed(StateChange("probe", 1, JobState.PAUSED, None, at))
+    sink.state_changed(StateChange("probe", 2, JobState.COMPLETED, None, at))
+    sink.state_changed(StateChange("bot", 3, JobState.STOPPED, None, at))  # not experiment 3
+    assert sink.experiments == 2
+
+
+def test_the_seam_forgets_what_an_ended_experiment_measured() -> None:
+    events = Events()
+    events.describe(4, TAGS)
+    at = datetime(2026, 12, 3, tzinfo=UTC)
+    events.state_changed(JobRecord(4, "probe", JobState.RUNNING, {}, updated_at=at))
+    assert events.described == 1
+    events.state_changed(JobRecord(4, "probe", JobState.STOPPED, {}, updated_at=at))
+    assert events.described == 0

@@ -209,3 +209,15 @@ async def test_an_overflow_while_lingering_ends_the_batches() -> None:
         hub.probed(4, TAGS, [result(4, 1), result(4, 2)])
         assert await batch == [OVERFLOW]
         assert await live.batch() == []
+
+
+async def test_results_published_just_before_the_end_are_not_lost(memory_store: Store) -> None:
+    """Found in review: the experiment ended between the subscription and the read of its
+    state, and the results published meanwhile were dropped for the final state."""
+    hub = LiveHub(buffer=100)
+    [job] = await memory_store.create_jobs("probe", [SPEC], state=JobState.RUNNING)
+    feed = experiment_feed(memory_store, hub, job.id)
+    assert await anext(feed) == [READY]
+    await commit(memory_store, hub, [result(job.id, 0), result(job.id, 1)])
+    await memory_store.set_state("probe", job.id, JobState.COMPLETED, expected={JobState.RUNNING})
+    assert await seqs_until_end(feed) == [0, 1, "StateChange"]

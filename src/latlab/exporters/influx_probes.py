@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from latlab.exporters.base import ProbeTags, SinkBase, status_class
+from latlab.exporters.base import ENDED, ProbeTags, SinkBase, StateChange, status_class
 from latlab.exporters.influx import InfluxExporter, escape_tag
 from latlab.storage.records import ProbeResult
 
@@ -79,6 +79,11 @@ class InfluxProbeSink(SinkBase):
         prefix = cached[1]
         lines = [probe_line(prefix, result) for result in results]
         self._exporter.submit("\n".join(lines), len(lines))
+
+    def state_changed(self, change: StateChange) -> None:
+        # An experiment that ended writes no more points: its prefix would only take room.
+        if change.kind == "probe" and change.state in ENDED:
+            self._prefixes.pop(change.job_id, None)
 
     def deleted(self, kind: str, job_id: int) -> None:
         if kind == "probe":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
-from latlab.exporters.base import ProbeTags, Sink, StateChange
+from latlab.exporters.base import ENDED, ProbeTags, Sink, StateChange
 from latlab.storage.records import JobRecord, ProbeResult, Record
 
 log = logging.getLogger("latlab.events")
@@ -23,6 +23,11 @@ class Events:
     def __init__(self, sinks: Iterable[Sink] = ()) -> None:
         self._sinks: list[Sink] = list(sinks)
         self._tags: dict[int, ProbeTags] = {}
+
+    @property
+    def described(self) -> int:
+        """Experiments whose tags are kept (running or paused ones)."""
+        return len(self._tags)
 
     def subscribe(self, sink: Sink) -> None:
         self._sinks.append(sink)
@@ -47,6 +52,8 @@ class Events:
 
     def state_changed(self, job: JobRecord) -> None:
         change = StateChange(job.kind, job.id, job.state, job.error, job.updated_at)
+        if job.kind == "probe" and job.state in ENDED:
+            self._tags.pop(job.id, None)  # its last result was committed before it ended
         for sink in self._sinks:
             try:
                 sink.state_changed(change)

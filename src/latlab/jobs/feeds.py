@@ -18,6 +18,8 @@ from latlab.storage import JobNotFound, JobRecord, JobState, ProbeResult, Store
 
 TERMINAL = frozenset({JobState.COMPLETED, JobState.STOPPED, JobState.FAILED})
 REPLAY_PAGE = 500
+# Live events arriving within this long go out in one write; a chart redraws no faster.
+FEED_LINGER_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,15 @@ FeedEvent = LiveEvent | Overflow | Ready
 
 def change_of(job: JobRecord) -> StateChange:
     return StateChange(job.kind, job.id, job.state, job.error, job.updated_at)
+
+
+def nothing_after(job: JobRecord, seq: int) -> bool:
+    """Whether a client that got results up to ``seq`` has had all there will ever be.
+
+    A browser's EventSource reconnects to a stream that ended; answering such a reconnect
+    with 204 is what tells it to stop.
+    """
+    return job.state in TERMINAL and int(job.progress.get("done", 0)) <= seq + 1
 
 
 def ends_job_feed(event: FeedEvent) -> bool:
@@ -68,7 +79,9 @@ async def experiment_feed(
                 yield list(results)
                 last = results[-1].seq
         if job.state in TERMINAL and not live.overflowed:
-            yield [change_of(job)]
+            # Results published between the subscription and the read above, then the end.
+            ended = [e for e in live.take() if isinstance(e, ProbeResult) and e.seq > last]
+            yield [*ended, change_of(job)]
             return
         async for events in _unseen(live, last, linger_s):
             yield events

@@ -82,6 +82,12 @@ class Subscription:
     def __aiter__(self) -> Self:
         return self
 
+    def take(self) -> list[LiveEvent]:
+        """What is buffered now, without waiting (nothing after an overflow)."""
+        events = list(self._buffer)
+        self._buffer.clear()
+        return events
+
     async def batch(self, linger_s: float = 0.0) -> list[LiveEvent | Overflow]:
         """Everything buffered, at least one event, after ``linger_s`` more for others to
         gather (one write for many events is what keeps many clients cheap); ``[OVERFLOW]``

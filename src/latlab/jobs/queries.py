@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from latlab.jobs.feeds import FeedEvent, experiment_feed
+from latlab.jobs.feeds import FEED_LINGER_S, FeedEvent, experiment_feed, nothing_after
 from latlab.jobs.kinds.probe import KIND
 from latlab.jobs.kinds.probe_stats import MinuteWindow, experiment_stats
 from latlab.jobs.live import LiveHub
@@ -103,12 +103,15 @@ class ExperimentQueries:
             first_seq = page[-1].seq + 1
 
     async def feed(
-        self, hub: LiveHub, experiment_id: int, after: int | None, linger_s: float = 0.0
-    ) -> AsyncGenerator[list[FeedEvent], None]:
-        """The live feed of an experiment (see :func:`~latlab.jobs.feeds.experiment_feed`);
-        raises :class:`JobNotFound` before the feed starts for an unknown id."""
+        self, hub: LiveHub, experiment_id: int, after: int | None, *, reconnect: bool = False
+    ) -> AsyncGenerator[list[FeedEvent], None] | None:
+        """The live feed of an experiment (see :func:`~latlab.jobs.feeds.experiment_feed`),
+        or None for a ``reconnect`` after the experiment's last result and end; raises
+        :class:`JobNotFound` before the feed starts for an unknown id."""
         job = await self.get(experiment_id)
-        return experiment_feed(self._store, hub, job.id, after, linger_s=linger_s)
+        if reconnect and after is not None and nothing_after(job, after):
+            return None
+        return experiment_feed(self._store, hub, job.id, after, linger_s=FEED_LINGER_S)
 
     async def stats(self, experiment_id: int, window: StatsWindow | None = None) -> LatencyStats:
         """Constant time in the number of results: stored histograms plus a short tail."""

@@ -16,7 +16,7 @@ from contextlib import aclosing
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from latlab.api.deps import MAX_ID, ExperimentIdPath, ExperimentsDep, LiveDep, SettingsDep
 from latlab.api.schemas import ResultPublic
 from latlab.exporters.base import StateChange
-from latlab.jobs.feeds import FeedEvent, Ready, jobs_feed
+from latlab.jobs.feeds import FEED_LINGER_S, FeedEvent, Ready, jobs_feed
 from latlab.jobs.live import Deleted, Overflow
 from latlab.settings import Settings
 from latlab.storage import JobState, ProbeResult
@@ -36,8 +36,6 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     200: {"description": "A stream of Server-Sent Events.", "content": {"text/event-stream": {}}}
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No experiment with this id."}}
-# Live events arriving within this long go out in one write; a chart redraws no faster.
-LINGER_S = 0.05
 _OVERFLOW = json.dumps(
     {"detail": "the client fell too far behind; reconnect (with Last-Event-ID) to go on"}
 )
@@ -139,7 +137,14 @@ async def _chunks(
 @router.get(
     "/api/v1/experiments/{experiment_id}/events",
     response_model=None,
-    responses={**_STREAM, **_NOT_FOUND},
+    responses={
+        **_STREAM,
+        **_NOT_FOUND,
+        204: {
+            "description": "A reconnect (Last-Event-ID) after the last result of an "
+            "experiment that is over: nothing more will come, and EventSource stops."
+        },
+    },
 )
 async def experiment_events(
     experiment_id: ExperimentIdPath,
@@ -148,7 +153,7 @@ async def experiment_events(
     settings: SettingsDep,
     last_event_id: LastEventId = None,
     after: AfterQuery = None,
-) -> EventSourceResponse:
+) -> Response:
     """`result` (id: seq) and `state` events of one experiment; ends after a terminal state.
 
     Starts live, or with `Last-Event-ID: N` / `?after=N` replays the stored results after
@@ -156,7 +161,10 @@ async def experiment_events(
     """
     start = after if last_event_id is None else last_event_id
     # Looked up now, so that an unknown id is a 404 in JSON before the stream starts.
-    feed = await experiments.feed(live, experiment_id, start, LINGER_S)
+    reconnect = last_event_id is not None
+    feed = await experiments.feed(live, experiment_id, start, reconnect=reconnect)
+    if feed is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     return _response(settings, _chunks(feed, _experiment_result))
 
 
@@ -166,5 +174,5 @@ async def all_events(
 ) -> EventSourceResponse:
     """`state` events of every job of every kind, live; `?include=results` adds `result`
     events of every experiment (their data carries `experiment_id`, and they have no id)."""
-    feed = jobs_feed(live, results=include == "results", linger_s=LINGER_S)
+    feed = jobs_feed(live, results=include == "results", linger_s=FEED_LINGER_S)
     return _response(settings, _chunks(feed, _any_result))
