@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, HTTPException, Path, Request, Response, status
 
 from latlab.api.bot_schemas import ActiveBots, BotCreated, BotHistoryEntry
-from latlab.api.deps import MAX_ID, BotsDep, IdempotencyDep, JobsDep, StoreDep
+from latlab.api.deps import MAX_ID, BotRecordsDep, BotsDep, IdempotencyDep, JobsDep
 from latlab.api.errors import transition_detail
 from latlab.api.idempotency import IdempotencyKey
 from latlab.jobs.kinds.bot import KIND, BotSpec
@@ -59,8 +59,8 @@ async def active_bots(jobs: JobsDep) -> ActiveBots:
 
 
 @router.get("/bots_history", response_model=list[BotHistoryEntry])
-async def bots_history(store: StoreDep, bots: BotsDep) -> list[BotHistoryEntry]:
+async def bots_history(records: BotRecordsDep, bots: BotsDep) -> list[BotHistoryEntry]:
     """Every bot that ran, in the order they started."""
-    page = await store.list_jobs(KIND)
+    page = await records.page(None)
     started = [job for job in page.items if job.state is not JobState.CREATED]
     return [BotHistoryEntry.of(job, await bots.last_number(job)) for job in started]

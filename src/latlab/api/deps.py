@@ -11,7 +11,7 @@ from latlab.api.state import AppState
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
-from latlab.jobs.queries import ExperimentQueries
+from latlab.jobs.queries import BotQueries, ExperimentQueries
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
 from latlab.storage import Store
@@ -44,6 +44,10 @@ def _experiments(request: Request) -> ExperimentQueries:
     return ExperimentQueries(app_state(request).store)
 
 
+def _bot_records(request: Request) -> BotQueries:
+    return BotQueries(app_state(request).store)
+
+
 def _settings(request: Request) -> Settings:
     return app_state(request).settings
 
@@ -59,6 +63,7 @@ def _live(request: Request) -> LiveHub:
 StoreDep = Annotated[Store, Depends(_store)]
 JobsDep = Annotated[JobManager, Depends(_jobs)]
 ExperimentsDep = Annotated[ExperimentQueries, Depends(_experiments)]
+BotRecordsDep = Annotated[BotQueries, Depends(_bot_records)]
 BotsDep = Annotated[BotRunner, Depends(_bots)]
 ProbesDep = Annotated[ProbeClient, Depends(_probes)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from latlab.jobs.feeds import FEED_LINGER_S, FeedEvent, experiment_feed, nothing_after
+from latlab.jobs.kinds.bot import KIND as BOT
 from latlab.jobs.kinds.probe import KIND
 from latlab.jobs.kinds.probe_stats import MinuteWindow, experiment_stats
 from latlab.jobs.live import LiveHub
@@ -66,18 +67,30 @@ def _seconds(field: str, moment: datetime) -> float:
     return utc.timestamp()
 
 
-class ExperimentQueries:
+class JobQueries:
+    """What every kind's routes read: one job, a page of jobs."""
+
+    kind = ""
+
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def get(self, experiment_id: int) -> JobRecord:
-        return await self._store.get_job(KIND, experiment_id)
+    async def get(self, job_id: int) -> JobRecord:
+        return await self._store.get_job(self.kind, job_id)
 
     async def page(
-        self, state: JobState | None, *, offset: int, limit: int | None
+        self, state: JobState | None, *, offset: int = 0, limit: int | None = None
     ) -> Page[JobRecord]:
         states = None if state is None else {state}
-        return await self._store.list_jobs(KIND, states=states, offset=offset, limit=limit)
+        return await self._store.list_jobs(self.kind, states=states, offset=offset, limit=limit)
+
+
+class BotQueries(JobQueries):
+    kind = BOT
+
+
+class ExperimentQueries(JobQueries):
+    kind = KIND
 
     async def results(self, experiment_id: int, *, offset: int, limit: int) -> Page[ProbeResult]:
         job = await self.get(experiment_id)

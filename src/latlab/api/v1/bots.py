@@ -7,7 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from latlab.api.bot_schemas import BotPublic, BotsPublic
-from latlab.api.deps import MAX_ID, BotsDep, IdempotencyDep, JobsDep, Limit, Offset, StoreDep
+from latlab.api.deps import (
+    MAX_ID,
+    BotRecordsDep,
+    BotsDep,
+    IdempotencyDep,
+    JobsDep,
+    Limit,
+    Offset,
+)
 from latlab.api.idempotency import IdempotencyKey
 from latlab.jobs.kinds.bot import KIND, BotSpec
 from latlab.jobs.state import Action
@@ -36,22 +44,20 @@ async def create(
 
 @router.get("", response_model=BotsPublic)
 async def list_bots(
-    store: StoreDep,
+    records: BotRecordsDep,
     bots: BotsDep,
     state: Annotated[JobState | None, Query(description="Only bots in this state.")] = None,
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> BotsPublic:
-    page = await store.list_jobs(
-        KIND, states=None if state is None else {state}, offset=offset, limit=limit
-    )
+    page = await records.page(state, offset=offset, limit=limit)
     data = [BotPublic.of(job, await bots.last_number(job)) for job in page.items]
     return BotsPublic(data=data, count=page.total, offset=offset, limit=limit)
 
 
 @router.get("/{bot_id}", response_model=BotPublic, responses=_NOT_FOUND)
-async def get(bot_id: BotIdPath, store: StoreDep, bots: BotsDep) -> BotPublic:
-    job = await store.get_job(KIND, bot_id)
+async def get(bot_id: BotIdPath, records: BotRecordsDep, bots: BotsDep) -> BotPublic:
+    job = await records.get(bot_id)
     return BotPublic.of(job, await bots.last_number(job))
 
 
