@@ -7,7 +7,7 @@ free loopback ports) and 10 clients (curl processes) reading ``/api/v1/events?in
 all along. Prints lateness of both, their ratio, and checks that every client got every result
 and InfluxDB every point. Goal: p99 still < 10 ms with everything attached.
 
-    python bench/live_lateness.py [--experiments 1000] [--count 10]
+    python bench/live_lateness.py [--experiments 1000] [--count 10] [--one-by-one]
 """
 
 from __future__ import annotations
@@ -62,13 +62,15 @@ async def live_clients(port: int, folder: Path, clients: int) -> AsyncIterator[l
 
 
 async def create_started(
-    api: httpx.AsyncClient, targets: int, experiments: int, count: int
+    api: httpx.AsyncClient, targets: int, experiments: int, count: int, one_by_one: bool
 ) -> list[int]:
-    """Through the API, 10,000 per call, started in the same call (as start_all in bulk)."""
+    """Through the API: 10,000 per call, started in the same call (phases bunched, as
+    schedule_lateness.py in bulk); or ``one_by_one``, as users clicking start do."""
     spec = {"host": "127.0.0.1", "port": targets, "interval_s": 1.0, "count": count}
     ids: list[int] = []
-    for first in range(0, experiments, 10_000):
-        batch = [spec] * min(10_000, experiments - first)
+    size = 1 if one_by_one else 10_000
+    for first in range(0, experiments, size):
+        batch = [spec] * min(size, experiments - first)
         response = await api.post("/api/v1/experiments", params={"start": "true"}, json=batch)
         response.raise_for_status()
         ids += [created["id"] for created in response.json()["data"]]
@@ -88,7 +90,12 @@ async def wait_completed(api: httpx.AsyncClient, experiments: int) -> None:
 
 
 async def one_pass(
-    experiments: int, count: int, targets: int, folder: Path, influx: InfluxServer | None
+    experiments: int,
+    count: int,
+    targets: int,
+    folder: Path,
+    influx: InfluxServer | None,
+    one_by_one: bool,
 ) -> Outcome:
     db = folder / ("sinks.db" if influx else "plain.db")
     settings = Settings(
@@ -101,7 +108,7 @@ async def one_pass(
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as api,
         live_clients(port, folder, LIVE_CLIENTS if influx else 0) as feeds,
     ):
-        ids = await create_started(api, targets, experiments, count)
+        ids = await create_started(api, targets, experiments, count, one_by_one)
         await wait_completed(api, experiments)
         await asyncio.sleep(1)  # the clients' last events are on their way
     for feed in feeds:
@@ -128,10 +135,10 @@ async def _wait_points(influx: InfluxServer, expected: int) -> None:
         await asyncio.sleep(0.5)
 
 
-async def run(experiments: int, count: int, targets: int, folder: Path) -> None:
-    plain = await one_pass(experiments, count, targets, folder, None)
+async def run(experiments: int, count: int, targets: int, folder: Path, one_by_one: bool) -> None:
+    plain = await one_pass(experiments, count, targets, folder, None, one_by_one)
     with influx_server(folder / "influx") as influx:
-        sinks = await one_pass(experiments, count, targets, folder, influx)
+        sinks = await one_pass(experiments, count, targets, folder, influx, one_by_one)
     report(experiments, count, plain, sinks)
 
 
@@ -156,9 +163,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", type=int, default=1000)
     parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--one-by-one", action="store_true", help="start them one at a time")
     args = parser.parse_args()
     with targets_process() as targets, tempfile.TemporaryDirectory() as tmp:
-        uvloop.run(run(args.experiments, args.count, targets, Path(tmp)))
+        uvloop.run(run(args.experiments, args.count, targets, Path(tmp), args.one_by_one))
 
 
 if __name__ == "__main__":
