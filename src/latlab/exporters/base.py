@@ -16,7 +16,6 @@ from typing import Protocol
 from latlab.storage.records import JobState, ProbeResult
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
-ENDED = frozenset({JobState.COMPLETED, JobState.STOPPED, JobState.FAILED})  # no more results
 
 
 def status_class(result: ProbeResult) -> str:

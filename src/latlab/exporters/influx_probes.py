@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from latlab.exporters.base import ENDED, ProbeTags, SinkBase, StateChange, status_class
+from latlab.exporters.base import ProbeTags, SinkBase, StateChange, status_class
 from latlab.exporters.influx import InfluxExporter, escape_tag
 from latlab.storage.records import ProbeResult
 
@@ -82,7 +82,7 @@ class InfluxProbeSink(SinkBase):
 
     def state_changed(self, change: StateChange) -> None:
         # An experiment that ended writes no more points: its prefix would only take room.
-        if change.kind == "probe" and change.state in ENDED:
+        if change.kind == "probe" and change.state.ended:
             self._prefixes.pop(change.job_id, None)
 
     def deleted(self, kind: str, job_id: int) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
-from latlab.exporters.base import ENDED, ProbeTags, Sink, StateChange
+from latlab.exporters.base import ProbeTags, Sink, StateChange
 from latlab.storage.records import JobRecord, ProbeResult, Record
 
 log = logging.getLogger("latlab.events")
@@ -52,7 +52,7 @@ class Events:
 
     def state_changed(self, job: JobRecord) -> None:
         change = StateChange(job.kind, job.id, job.state, job.error, job.updated_at)
-        if job.kind == "probe" and job.state in ENDED:
+        if job.kind == "probe" and job.state.ended:
             self._tags.pop(job.id, None)  # its last result was committed before it ended
         for sink in self._sinks:
             try:

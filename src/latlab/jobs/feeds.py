@@ -10,13 +10,14 @@ subscription), so live results at or below the last ``seq`` sent are skipped.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from latlab.exporters.base import StateChange
 from latlab.jobs.live import PROBE, Deleted, LiveEvent, LiveHub, Overflow, Subscription
-from latlab.storage import JobNotFound, JobRecord, JobState, ProbeResult, Store
+from latlab.storage import JobNotFound, JobRecord, ProbeResult, Store
+from latlab.storage.pages import pages
 
-TERMINAL = frozenset({JobState.COMPLETED, JobState.STOPPED, JobState.FAILED})
 REPLAY_PAGE = 500
 # Live events arriving within this long go out in one write; a chart redraws no faster.
 FEED_LINGER_S = 0.05
@@ -41,13 +42,13 @@ def nothing_after(job: JobRecord, seq: int) -> bool:
     A browser's EventSource reconnects to a stream that ended; answering such a reconnect
     with 204 is what tells it to stop.
     """
-    return job.state in TERMINAL and int(job.progress.get("done", 0)) <= seq + 1
+    return job.state.ended and int(job.progress.get("done", 0)) <= seq + 1
 
 
 def ends_job_feed(event: FeedEvent) -> bool:
     """After this event a single job's feed has nothing more to say."""
     if isinstance(event, StateChange):
-        return event.state in TERMINAL
+        return event.state.ended
     return isinstance(event, Overflow | Deleted)
 
 
@@ -78,7 +79,7 @@ async def experiment_feed(
             async for results in _replay(store, live, experiment_id, after + 1, page):
                 yield list(results)
                 last = results[-1].seq
-        if job.state in TERMINAL and not live.overflowed:
+        if job.state.ended and not live.overflowed:
             # Results published between the subscription and the read above, then the end.
             ended = [e for e in live.take() if isinstance(e, ProbeResult) and e.seq > last]
             yield [*ended, change_of(job)]
@@ -95,13 +96,11 @@ async def _replay(
     Stops early once the live buffer overflowed: the client then gets ``overflow`` and
     reconnects from the last result it got, so reading on would be wasted.
     """
-    while not live.overflowed:
-        results = await store.probe_results.list(experiment_id, offset=first, limit=page)
-        if results:
+    async with aclosing(pages(store.probe_results, experiment_id, first, page)) as stored:
+        async for results in stored:
+            if live.overflowed:
+                return
             yield results
-        if len(results) < page:
-            return
-        first = results[-1].seq + 1
 
 
 async def _unseen(live: Subscription, last: int, linger_s: float) -> AsyncIterator[list[FeedEvent]]:

@@ -18,6 +18,7 @@ from latlab.jobs.kinds.probe_stats import MinuteWindow, experiment_stats
 from latlab.jobs.live import LiveHub
 from latlab.measure.stats import LatencyStats
 from latlab.storage import JobRecord, JobState, Page, ProbeResult, Store
+from latlab.storage.pages import pages
 
 
 class BadWindow(ValueError):
@@ -101,19 +102,11 @@ class ExperimentQueries(JobQueries):
         """Every result (the seed routes' contract); linear in results, unlike the rest."""
         return await self._store.probe_results.list(experiment_id)
 
-    async def results_from(
+    def results_from(
         self, experiment_id: int, first_seq: int, page_size: int
     ) -> AsyncIterator[list[ProbeResult]]:
-        """The results from ``first_seq`` on, page by page (exports, replays)."""
-        while True:
-            page = await self._store.probe_results.list(
-                experiment_id, offset=first_seq, limit=page_size
-            )
-            if page:
-                yield page
-            if len(page) < page_size:
-                return
-            first_seq = page[-1].seq + 1
+        """The results from ``first_seq`` on, page by page (exports)."""
+        return pages(self._store.probe_results, experiment_id, first_seq, page_size)
 
     async def feed(
         self, hub: LiveHub, experiment_id: int, after: int | None, *, reconnect: bool = False

@@ -19,6 +19,11 @@ class JobState(StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
 
+    @property
+    def ended(self) -> bool:
+        """Completed, stopped or failed: the job will never run (or record) again."""
+        return self in (JobState.COMPLETED, JobState.STOPPED, JobState.FAILED)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from latlab.measure.stats import LatencyHistogram
 from latlab.storage import TOTAL_BUCKET, HistogramUpdate, ProbeResult, Store
+from latlab.storage.pages import pages
 
 KIND = "probe"
 FLUSH_RESULTS = 200  # a tail this long costs ~5 ms to recount (bench/stats_query.py)
@@ -48,14 +49,9 @@ async def _stored_total(store: Store, job_id: int) -> tuple[LatencyHistogram, in
 
 
 async def _tail(store: Store, job_id: int, from_seq: int) -> list[ProbeResult]:
-    """The results from ``from_seq`` on, page by page (a few, unless flushes failed)."""
-    tail: list[ProbeResult] = []
-    while True:
-        page = await store.probe_results.list(job_id, offset=from_seq, limit=_PAGE)
-        tail += page
-        if len(page) < _PAGE:
-            return tail
-        from_seq = page[-1].seq + 1
+    """The results from ``from_seq`` on (a few, unless flushes failed)."""
+    stored = pages(store.probe_results, job_id, from_seq, _PAGE)
+    return [result async for page in stored for result in page]
 
 
 def _merged(payloads: Sequence[str]) -> LatencyHistogram:
