@@ -29,8 +29,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _serve import serving
 from _targets import targets_process
+from harness import run_api
 from influx import InfluxServer, influx_server
 from latlab.settings import Settings
 from latlab.storage import open_store
@@ -104,9 +104,8 @@ async def one_pass(
         log_level="warning",
     )
     async with (
-        serving(settings) as port,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as api,
-        live_clients(port, folder, LIVE_CLIENTS if influx else 0) as feeds,
+        run_api(settings) as api,
+        live_clients(api.base_url.port or 0, folder, LIVE_CLIENTS if influx else 0) as feeds,
     ):
         ids = await create_started(api, targets, experiments, count, one_by_one)
         await wait_completed(api, experiments)

@@ -15,19 +15,21 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import uvloop
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from _serve import serving
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from harness import run_api
 from latlab.jobs.kinds.probe import KIND
 from latlab.jobs.kinds.probe_stats import FLUSH_RESULTS, StatsKeeper
 from latlab.measure.stats import summarize
@@ -99,11 +101,7 @@ async def run(total: int, db: Path) -> None:
         recount_ms = await timed_ms(recount, 3)
     finally:
         await store.close()
-    settings = Settings(storage_url=url, targets_enabled=False)
-    async with (
-        serving(settings) as port,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as api,
-    ):
+    async with run_api(Settings(storage_url=url, targets_enabled=False)) as api:
         path = f"/api/v1/experiments/{job_id}/stats"
         window = {"from": "2026-12-03T09:04:00Z", "to": "2026-12-03T09:09:00Z"}
         whole_ms = await timed_ms(lambda: api.get(path), 20)
