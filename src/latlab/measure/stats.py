@@ -95,9 +95,6 @@ class LatencyHistogram:
         if max_us is not None:
             self._max_us = max_us if self._max_us is None else max(self._max_us, max_us)
 
-    def percentile_ms(self, percentile: float) -> float:
-        return float(self._histogram.get_value_at_percentile(percentile)) / 1000
-
     def stats(self) -> LatencyStats:
         errors = {kind: self.errors_by_kind[kind] for kind in ERROR_KINDS}
         ok = self._histogram.get_total_count()
