@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Comma-separated in the environment (``a,b``), a list in code.
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -15,6 +25,57 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Control API bind address.")
     port: int = Field(8000, ge=0, le=65535, description="Control API port.")
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token every API route asks for (health and docs excepted); "
+        "unset = no token, loopback clients only.",
+    )
+    insecure: bool = Field(
+        False, description="Allow serving a non-loopback address without an API token."
+    )
+    allowed_hosts: CommaList = Field(
+        default_factory=list,
+        description="Host header values accepted besides loopback names and addresses "
+        "(comma-separated), e.g. latlab.example.com.",
+    )
+    targets_deny: CommaList = Field(
+        default_factory=list,
+        description="CIDRs LatLab never sends traffic to (comma-separated); beats an allow.",
+    )
+    targets_allow: CommaList = Field(
+        default_factory=list,
+        description="CIDRs allowed despite the built-in denies; non-empty = only these.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body (413 past it)."
+    )
+    max_bulk_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of the bulk-create route (up to 10,000 experiments).",
+    )
+    max_running_jobs: int = Field(
+        20_000, ge=1, description="Most experiments running at once (429 past it)."
+    )
+    max_bots: int = Field(200_000, ge=1, description="Most bots running at once (429 past it).")
+    max_results: int = Field(
+        10_000_000, ge=1, description="Largest probe count of one experiment (422 past it)."
+    )
+    min_interval_s: float = Field(
+        0.001, gt=0, description="Shortest interval between probes (422 below it)."
+    )
+    create_rate_per_min: int = Field(
+        6_000,
+        ge=1,
+        description="Create requests per minute per token, else per client address (429 past "
+        "it); a bulk create counts once.",
+    )
+    startup_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="How long start-up waits for the store and Redis before exit code 3.",
+    )
     storage_url: str = Field(
         "sqlite+aiosqlite:///./latlab.db",
         description="Store: sqlite+aiosqlite://, postgresql+asyncpg://, mongodb://, memory://",
@@ -28,6 +89,27 @@ class Settings(BaseSettings):
     )
     targets_minute_s: float = Field(
         60.0, gt=0, description="Length of a request-count period (shortened in tests)."
+    )
+    targets_max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request head on the targets (431 past it)."
+    )
+    targets_max_headers: int = Field(
+        100, ge=1, description="Most request headers on the targets (431 past it)."
+    )
+    targets_idle_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Targets close a keep-alive connection idle this long."
+    )
+    targets_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Targets close a connection whose request head takes longer (slowloris).",
+    )
+    targets_max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Most open connections on the targets (unset: the file-descriptor limit "
+        "less a reserve for the API and the store).",
     )
     targets_lock_path: str | None = Field(
         None,
@@ -93,4 +175,15 @@ class Settings(BaseSettings):
         True,
         description="Move start-up objects out of the cyclic GC; cuts GC pauses that delay probes.",
     )
+
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("allowed_hosts", "targets_deny", "targets_allow", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("targets_deny", "targets_allow")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(item, strict=False)) for item in value]
