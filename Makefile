@@ -16,7 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[postgres,mongo,dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP) ## Create .venv with LatLab (editable), every extra and the dev tools
+# Swagger UI and ReDoc for the offline API docs, pinned in package-lock.json. No install
+# scripts: swagger-ui-dist's would send analytics. npm ci writes the stamp last.
+NODE_STAMP := node_modules/.package-lock.json
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make install: npm is missing (apt-get install npm)" >&2; exit 1; }
+	npm ci --ignore-scripts --legacy-peer-deps --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(STAMP) $(NODE_STAMP) ## Create .venv with LatLab (editable), every extra and the dev tools; npm ci the docs' assets
 
 run: install ## Start LatLab: API on 127.0.0.1:8000, targets on :8008, SQLite in ./latlab.db
 	$(BIN)/latlab serve
@@ -48,6 +57,7 @@ bench: install services ## Benchmarks: probes, lateness (also with every sink), 
 	$(BIN)/python bench/stats_query.py
 	$(BIN)/python bench/writer_sinks.py
 	$(BIN)/python bench/paging.py
+	$(BIN)/python bench/result_dump.py
 	$(BIN)/python bench/bots_fleet.py
 	$(BIN)/python bench/bots_restart.py
 	$(BIN)/python bench/targets_throughput.py

@@ -85,6 +85,17 @@ ensure_redis() {
   redis_ready || { echo "test-services: Redis did not start" >&2; exit 1; }
 }
 
+ensure_chromium() {
+  # The offline-docs test drives Debian's Chromium through Playwright (no browser download).
+  command -v chromium >/dev/null || no_service_starts apt_install --no-install-recommends chromium
+}
+
+ensure_unshare() {
+  # The fuzz and target-policy tests run in a network namespace with only loopback.
+  command -v unshare >/dev/null || apt_install util-linux
+  command -v ip >/dev/null || apt_install iproute2
+}
+
 ensure_postgres
 echo "test-services: PostgreSQL ready on 127.0.0.1:5432"
 ensure_redis
@@ -93,3 +104,7 @@ ensure_influxd
 echo "test-services: influxd installed (the tests start their own)"
 ensure_wrk
 echo "test-services: wrk installed (make bench)"
+ensure_chromium
+echo "test-services: chromium installed (offline docs test)"
+ensure_unshare
+echo "test-services: unshare and ip installed (network-namespace tests)"

@@ -98,7 +98,7 @@ async def stalled_client(api: httpx.AsyncClient, path: str) -> AsyncIterator[soc
     events) rather than the megabytes loopback allows otherwise.
     """
     loop, before = asyncio.get_running_loop(), await clients(api)
-    request = f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the kernel's minimum
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 88)  # and TCP's

@@ -10,13 +10,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
 
 from latlab import __version__
 from latlab.api import bots, health, metrics, seed
-from latlab.api.errors import install_error_handlers
+from latlab.api.body_limit import BodyLimitMiddleware
+from latlab.api.docs import install_docs
+from latlab.api.errors import COMMON_RESPONSES, install_error_handlers
 from latlab.api.idempotency import Idempotency
+from latlab.api.login import login_router
+from latlab.api.security import SecurityMiddleware
 from latlab.api.state import AppState
 from latlab.api.v1 import bots as v1_bots
 from latlab.api.v1 import events as v1_events
@@ -84,7 +86,7 @@ def _metrics_page(
 async def _resources(settings: Settings) -> AsyncIterator[AppState]:
     async with AsyncExitStack() as stack:
         sinks = await _open_sinks(settings, stack)
-        store = await open_store(settings.storage_url)
+        store = await open_store(settings.storage_url, settings.startup_timeout_s)
         stack.push_async_callback(store.close)
         writer = await stack.enter_async_context(
             BatchWriter(
@@ -94,9 +96,11 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
                 committed=sinks.events.committed,  # the seam: sinks hear of results once stored
             )
         )
-        coordinator = await open_coordinator(settings.redis_url, settings.redis_prefix)
+        coordinator = await open_coordinator(
+            settings.redis_url, settings.redis_prefix, settings.startup_timeout_s
+        )
         stack.push_async_callback(coordinator.close)
-        probes = ProbeClient(ca_file=settings.probe_ca_file)
+        probes = ProbeClient.from_settings(settings)
         ctx = RunContext(store, writer, SystemClock(), probes, coordinator, sinks.events)
         runners = builtin_runners(
             bot_tick_s=settings.bots_tick_s,
@@ -140,9 +144,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Latency experiments and load runs against HTTP services.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_docs, from node_modules
+        redoc_url=None,
+        responses=COMMON_RESPONSES,
     )
     install_error_handlers(app)
+    # The last added runs first: Host, token and Origin checks, then the body limit.
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.add_middleware(SecurityMiddleware, settings=settings)
     app.include_router(health.router)
+    app.include_router(login_router(settings.api_token))
     app.include_router(metrics.router)
     app.include_router(experiments.router)
     app.include_router(v1_events.router)
@@ -151,18 +162,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(seed.router)
     # The original served these under /api; same handlers, kept out of the schema twice over.
     app.include_router(seed.router, prefix="/api", include_in_schema=False)
-    _add_apidocs(app)
+    install_docs(app)
     return app
-
-
-def _add_apidocs(app: FastAPI) -> None:
-    """Swagger UI also at /apidocs/, where the original bot service's README points."""
-
-    async def apidocs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url or "", title="LatLab API")
-
-    app.add_api_route("/apidocs/", apidocs, include_in_schema=False)
-    app.add_api_route("/apidocs", apidocs, include_in_schema=False)
 
 
 def _redact(url: str) -> str:
