@@ -10,8 +10,10 @@ from pathlib import Path
 
 import trustme
 
+from harness import CountingTarget
 from latlab.measure.client import ProbeClient
 from latlab.measure.http_probe import ProbeTarget
+from latlab.measure.policy import TargetPolicy
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
@@ -58,3 +60,15 @@ async def test_a_private_ca_verifies_a_lab_target(tmp_path: Path) -> None:
 async def test_plain_http_probers_need_no_tls(unused_port: int) -> None:
     exchange = await ProbeClient().probe_once(ProbeTarget("127.0.0.1", unused_port))
     assert (exchange.status_code, exchange.latency_ms) == (0, -1.0)
+
+
+async def test_probes_are_checked_against_the_client_policy() -> None:
+    client = ProbeClient(policy=TargetPolicy(deny=["127.0.0.0/8"]))
+    async with CountingTarget() as target:
+        target_spec = ProbeTarget("127.0.0.1", target.port)
+        once = await client.probe_once(target_spec)
+        prober = client.prober(target_spec)
+        probed = await prober.probe()
+        await prober.aclose()
+    refused = "target not allowed: 127.0.0.1 (denied by LATLAB_TARGETS_DENY 127.0.0.0/8)"
+    assert (once.error, probed.error, target.requests) == (refused, refused, 0)

@@ -1,19 +1,23 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import trustme
 import uvloop
 
-from harness import start_targets
+from harness import CountingTarget, start_targets
 from latlab import __version__
+from latlab.measure.connections import SocketConnection, TlsConnection
+from latlab.measure.errors import error_kind
 from latlab.measure.http_probe import Exchange, HttpProber, ProbeTarget, probe_once
+from latlab.measure.policy import TargetPolicy
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -320,3 +324,144 @@ def test_invalid_targets_are_refused(kwargs: dict[str, Any]) -> None:
     fields: dict[str, Any] = {"host": "127.0.0.1", "port": 80, **kwargs}
     with pytest.raises(ValueError, match=r"."):
         ProbeTarget(**fields)
+
+
+# The target policy, checked on every resolved address right before a connect.
+
+Attempts = list[tuple[str, int]]
+
+
+def _on_loopback(address: str) -> bool:
+    parsed = ipaddress.ip_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    return parsed.is_loopback
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> Attempts:
+    """Every connection attempt at the probe's connect seam, in order. Attempts off loopback
+    are answered "refused" right there, so that no packet ever leaves this machine."""
+    attempts: Attempts = []
+    real_plain, real_tls = SocketConnection.open, TlsConnection.open
+
+    async def plain(family: int, address: str, port: int) -> SocketConnection:
+        attempts.append((address, port))
+        if not _on_loopback(address):
+            raise ConnectionRefusedError(111, "Connection refused")
+        return await real_plain(family, address, port)
+
+    async def tls(
+        family: int, address: str, port: int, context: ssl.SSLContext, hostname: str
+    ) -> TlsConnection:
+        attempts.append((address, port))
+        if not _on_loopback(address):
+            raise ConnectionRefusedError(111, "Connection refused")
+        return await real_tls(family, address, port, context, hostname)
+
+    monkeypatch.setattr(SocketConnection, "open", plain)
+    monkeypatch.setattr(TlsConnection, "open", tls)
+    return attempts
+
+
+@pytest.fixture
+async def resolver(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The DNS seam: each lookup answers the next list of addresses (a rebinding name)."""
+    answers: list[list[str]] = []
+
+    async def getaddrinfo(
+        _host: str, port: int, **_kwargs: object
+    ) -> list[tuple[int, int, int, str, tuple[str, int]]]:
+        addresses = answers.pop(0)
+        return [(_family(a), socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    return answers
+
+
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("169.254.169.254", "link-local address"),
+        ("::ffff:169.254.169.254", "link-local address"),
+        ("fe80::1", "link-local address"),
+        ("0.0.0.0", "unspecified address"),
+        ("::", "unspecified address"),
+        ("224.0.0.1", "multicast address"),
+    ],
+)
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_refused_literal_is_never_connected_to(
+    connects: Attempts, host: str, reason: str, scheme: Literal["http", "https"]
+) -> None:
+    exchange = await probe_once(ProbeTarget(host, 80, scheme=scheme))
+    assert_failed(exchange, f"target not allowed: {host} ({reason})")
+    assert connects == []
+    assert error_kind(exchange.error or "") == "target_not_allowed"
+
+
+async def test_name_resolving_to_a_denied_address_is_never_connected_to(
+    connects: Attempts,
+) -> None:
+    policy = TargetPolicy(deny=["127.0.0.0/8", "::1/128"])
+    async with CountingTarget() as target:
+        exchange = await probe_once(ProbeTarget("localhost", target.port), policy=policy)
+    assert_failed(exchange, "target not allowed: ")
+    assert "(denied by LATLAB_TARGETS_DENY " in (exchange.error or "")
+    assert exchange.dns_ms is not None
+    assert (connects, target.requests) == ([], 0)
+
+
+async def test_control_api_port_is_never_connected_to(connects: Attempts) -> None:
+    async with CountingTarget() as api:
+        policy = TargetPolicy(api_port=api.port)
+        exchange = await probe_once(ProbeTarget("127.0.0.1", api.port), policy=policy)
+    assert_failed(exchange, f"target not allowed: 127.0.0.1 (port {api.port} is LatLab's own")
+    assert (connects, api.requests) == ([], 0)
+
+
+async def test_a_name_rebound_to_metadata_is_refused_on_the_next_probe(
+    connects: Attempts, resolver: list[list[str]]
+) -> None:
+    resolver += [["127.0.0.1"], ["169.254.169.254"]]
+    async with CountingTarget() as target:
+        prober = HttpProber(ProbeTarget("lab.example", target.port))
+        first, second = await prober.probe(), await prober.probe()
+        await prober.aclose()
+    assert (first.status_code, target.requests) == (200, 1)
+    assert_failed(second, "target not allowed: 169.254.169.254 (link-local address)")
+    assert connects == [("127.0.0.1", target.port)]
+
+
+async def test_refused_addresses_are_skipped_for_the_allowed_ones(
+    connects: Attempts, resolver: list[list[str]]
+) -> None:
+    resolver.append(["169.254.169.254", "0.0.0.0", "127.0.0.1"])
+    async with CountingTarget() as target:
+        exchange = await probe_once(ProbeTarget("lab.example", target.port))
+    assert exchange.status_code == 200
+    assert connects == [("127.0.0.1", target.port)]
+
+
+class CountingPolicy(TargetPolicy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def refusal_of_text(self, address: str, port: int) -> str | None:
+        self.asked.append(address)
+        return super().refusal_of_text(address, port)
+
+
+async def test_the_policy_verdict_is_kept_per_prober() -> None:
+    policy = CountingPolicy()
+    async with CountingTarget() as target:
+        prober = HttpProber(ProbeTarget("127.0.0.1", target.port), policy=policy)
+        exchanges = [await prober.probe() for _ in range(3)]
+        await prober.aclose()
+    assert [e.status_code for e in exchanges] == [200, 200, 200]
+    assert policy.asked == ["127.0.0.1"]

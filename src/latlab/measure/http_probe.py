@@ -20,6 +20,7 @@ import httptools
 
 from latlab import __version__
 from latlab.measure.connections import Connection, SocketConnection, TlsConnection
+from latlab.measure.policy import TargetPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,9 @@ def _ip_family(host: str) -> socket.AddressFamily | None:
     return socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
+_VERDICTS_KEPT = 256
+
+
 class HttpProber:
     """Times GET requests to one target.
 
@@ -205,8 +209,16 @@ class HttpProber:
     reconnecting transparently if the server closed it.
     """
 
-    def __init__(self, target: ProbeTarget, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        target: ProbeTarget,
+        tls: ssl.SSLContext | None = None,
+        policy: TargetPolicy | None = None,
+    ) -> None:
         self._target = target
+        # Without a policy from the settings, the built-in denies still apply.
+        self._policy = policy if policy is not None else TargetPolicy()
+        self._verdicts: dict[str, str | None] = {}  # address -> refusal; the port is fixed
         self._request = _encode_request(target)
         if target.scheme == "https" and tls is None:
             tls = tls_context(target.verify_tls)
@@ -277,8 +289,13 @@ class HttpProber:
     async def _connect(self, phases: _Phases) -> Connection:
         addresses = await self._resolve(phases)
         started_s = perf_counter()
-        error: OSError = OSError("no address to connect to")
+        error: OSError | None = None
+        refused: _ProbeError | None = None
         for family, address in addresses:
+            refusal = self._refusal(address)
+            if refusal is not None:
+                refused = refused or _ProbeError(f"target not allowed: {address} ({refusal})")
+                continue  # checked on the resolved address: a rebound name gets no further
             try:
                 conn = await self._open(family, address)
             except ssl.SSLError:
@@ -288,7 +305,18 @@ class HttpProber:
                 continue
             phases.connect_ms = _ms(started_s, perf_counter())
             return conn
-        raise error
+        raise error or refused or OSError("no address to connect to")
+
+    def _refusal(self, address: str) -> str | None:
+        """The policy's verdict on ``address``, kept: this runs before every connect."""
+        try:
+            return self._verdicts[address]
+        except KeyError:
+            pass
+        if len(self._verdicts) >= _VERDICTS_KEPT:
+            self._verdicts.clear()  # a name resolving to ever new addresses
+        verdict = self._verdicts[address] = self._policy.refusal_of_text(address, self._target.port)
+        return verdict
 
     async def _open(self, family: int, address: str) -> Connection:
         port = self._target.port
@@ -313,9 +341,11 @@ class HttpProber:
             conn.close()
 
 
-async def probe_once(target: ProbeTarget, tls: ssl.SSLContext | None = None) -> Exchange:
+async def probe_once(
+    target: ProbeTarget, tls: ssl.SSLContext | None = None, policy: TargetPolicy | None = None
+) -> Exchange:
     """One probe on its own connection, closed afterwards."""
-    prober = HttpProber(target, tls)
+    prober = HttpProber(target, tls, policy)
     try:
         return await prober.probe()
     finally:

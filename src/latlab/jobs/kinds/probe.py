@@ -6,9 +6,19 @@ import dataclasses
 import functools
 import ipaddress
 import re
+import socket
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from latlab.exporters.base import ProbeTags
 from latlab.jobs.kinds.probe_stats import FLUSH_RESULTS, StatsKeeper
@@ -16,17 +26,34 @@ from latlab.jobs.runner import KindRunner, RunContext, Started
 from latlab.jobs.schedule import SlotSchedule
 from latlab.jobs.supervise import until_stored
 from latlab.measure.http_probe import Exchange, HttpProber, ProbeTarget
+from latlab.measure.policy import TargetPolicy
+from latlab.settings import Settings
 from latlab.storage import HistogramUpdate, JobRecord, ProbeResult
 from latlab.storage.records import ProgressUpdate
 
 KIND = "probe"
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PATH = re.compile(r"/[\x21-\x7e]*")
+_NUMBER = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
+_NUMBERS = re.compile(r"[0-9a-fA-FxX.]+")
 _HOST_HINT = "give a name like example.com or an address like 127.0.0.1, without scheme or port"
 
 
+def _legacy_ipv4(host: str) -> str | None:
+    """The dotted-quad form of an address the C resolver also reads (``127.1``,
+    ``2130706433``, ``0x7f000001``, ``0177.0.0.1``), or None."""
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host.removesuffix(".")))
+    except OSError:
+        return None
+
+
 def check_host(value: str) -> str:
-    """A DNS name or an IP literal (IPv6 with or without brackets), nothing else."""
+    """A DNS name or an IP literal (IPv6 with or without brackets), nothing else.
+
+    IPv4 only in its dotted-quad form: the other forms the resolver reads hide an address
+    from a reader (and from a policy written for dotted quads).
+    """
     host = value.strip()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -34,10 +61,49 @@ def check_host(value: str) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         pass
+    canonical = _legacy_ipv4(host) if _NUMBERS.fullmatch(host) else None
+    if canonical is not None:
+        raise ValueError(f"host {value!r} is an IPv4 address: write it as {canonical}")
     labels = host.removesuffix(".").split(".")
     if not host or len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         raise ValueError(f"host {value!r} is not a valid hostname or IP address; {_HOST_HINT}")
+    if _NUMBER.fullmatch(labels[-1]):  # a name never ends in a number (WHATWG URL)
+        raise ValueError(f"host {value!r} is not a valid IP address; {_HOST_HINT}")
     return host.lower()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProbeLimits:
+    """What the API lets a new experiment ask for; pass as the validation context.
+    Specs validated without it (those already stored) get the static bounds only."""
+
+    min_interval_s: float
+    max_results: int
+    policy: TargetPolicy
+
+
+def probe_limits(settings: Settings) -> ProbeLimits:
+    return ProbeLimits(
+        min_interval_s=settings.min_interval_s,
+        max_results=settings.max_results,
+        policy=TargetPolicy.from_settings(settings),
+    )
+
+
+def _limits(info: ValidationInfo) -> ProbeLimits | None:
+    return info.context if isinstance(info.context, ProbeLimits) else None
+
+
+def _refused_host(host: str, reason: str) -> ValidationError:
+    """A validation error on ``host``, raised after the fields once the port is known."""
+    error = PydanticCustomError(
+        "target_not_allowed",
+        "target not allowed: {host} ({reason})",
+        {"host": host, "reason": reason},
+    )
+    return ValidationError.from_exception_data(
+        "ProbeSpec", [InitErrorDetails(type=error, loc=("host",), input=host)]
+    )
 
 
 class ProbeSpec(BaseModel):
@@ -62,12 +128,48 @@ class ProbeSpec(BaseModel):
     def _valid_host(cls, value: str) -> str:
         return check_host(value)
 
+    @field_validator("interval_s")
+    @classmethod
+    def _interval_in_limits(cls, value: float, info: ValidationInfo) -> float:
+        limits = _limits(info)
+        if limits is not None and value < limits.min_interval_s:
+            raise ValueError(f"interval must be at least {limits.min_interval_s} s")
+        return value
+
+    @field_validator("count")
+    @classmethod
+    def _count_in_limits(cls, value: int, info: ValidationInfo) -> int:
+        limits = _limits(info)
+        if limits is not None and value > limits.max_results:
+            raise ValueError(f"count must be at most {limits.max_results}")
+        return value
+
+    @model_validator(mode="after")
+    def _target_allowed(self, info: ValidationInfo) -> ProbeSpec:
+        limits = _limits(info)
+        if limits is None:
+            return self
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            return self  # a name: judged on the addresses it resolves to, at connect time
+        reason = limits.policy.refusal(address, self.port)
+        if reason is not None:
+            raise _refused_host(self.host, reason)
+        return self
+
     @field_validator("path")
     @classmethod
     def _valid_path(cls, value: str) -> str:
         if not _PATH.fullmatch(value):
             raise ValueError("path must start with '/' and hold no spaces or control characters")
         return value
+
+    @classmethod
+    def validate_new(cls, fields: object, settings: Settings) -> ProbeSpec:
+        """Validate a new experiment's spec within the limits and target policy of
+        ``settings`` (a spec already stored is validated without them)."""
+        return cls.model_validate(fields, context=probe_limits(settings))
 
     def target(self) -> ProbeTarget:
         return ProbeTarget(
