@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, Response, status
 
 from latlab.api.bot_schemas import ActiveBots, BotCreated, BotHistoryEntry
-from latlab.api.deps import MAX_ID, BotRecordsDep, BotsDep, IdempotencyDep, JobsDep
+from latlab.api.deps import (
+    MAX_ID,
+    BotRecordsDep,
+    BotsDep,
+    BotsLimitDep,
+    IdempotencyDep,
+    JobsDep,
+    count_create,
+    known_keys_only,
+)
 from latlab.api.errors import transition_detail
 from latlab.api.idempotency import IdempotencyKey
 from latlab.jobs.kinds.bot import KIND, BotSpec
@@ -23,18 +32,25 @@ router = APIRouter(tags=["bots (original API)"])
 BotIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Integer id of the bot.")]
 
 
-@router.post("/start", status_code=status.HTTP_201_CREATED, response_model=BotCreated)
+@router.post(
+    "/start",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BotCreated,
+    responses={429: {"description": "Too many bots running, or too many creates a minute."}},
+    dependencies=[Depends(count_create), Depends(known_keys_only(BotSpec))],
+)
 async def start(
     request: Request,
     jobs: JobsDep,
     idempotency: IdempotencyDep,
+    limit: BotsLimitDep,
     spec: Annotated[BotSpec | None, Body(description="Optional; no body counts from 0.")] = None,
     key: IdempotencyKey = None,
 ) -> Response:
     """Start a bot that prints start_number, start_number + 1, … once a second."""
 
     async def created() -> BotCreated:
-        job = await jobs.create(KIND, (spec or BotSpec()).model_dump(), start=True)
+        job = await jobs.create(KIND, (spec or BotSpec()).model_dump(), start=True, limit=limit)
         return BotCreated(bot_id=job.id)
 
     return await idempotency.answer(request, key, created)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
+from pydantic import BaseModel
 
+from latlab.api.errors import unknown_keys_error
 from latlab.api.idempotency import Idempotency
+from latlab.api.quotas import client_key, running_limit
 from latlab.api.state import AppState
+from latlab.jobs.kinds.bot import KIND as BOT
 from latlab.jobs.kinds.bot import BotRunner
+from latlab.jobs.kinds.probe import KIND as PROBE
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import BotQueries, ExperimentQueries
+from latlab.jobs.quota import RunningLimit
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
 from latlab.storage import Store
@@ -60,6 +67,43 @@ def _live(request: Request) -> LiveHub:
     return app_state(request).live
 
 
+def _experiments_limit(request: Request) -> RunningLimit:
+    return running_limit(app_state(request).settings, PROBE)
+
+
+def _bots_limit(request: Request) -> RunningLimit:
+    return running_limit(app_state(request).settings, BOT)
+
+
+def count_create(request: Request) -> None:
+    """Count a create request against its client's rate (429 past it). Route dependency."""
+    state = app_state(request)
+    state.create_rate.admit(client_key(request), state.settings.create_rate_per_min)
+
+
+def known_keys_only(model: type[BaseModel]) -> Callable[[Request], Awaitable[None]]:
+    """A route dependency that rejects a JSON body (an object, or a list of objects) with
+    keys ``model`` does not know, in one short 422, before the model validates it."""
+    fields = model.model_fields
+    known = set(fields) | {field.alias for field in fields.values() if field.alias}
+
+    async def check(request: Request) -> None:
+        try:
+            body: Any = await request.json()  # parsed once: FastAPI reuses it
+        except ValueError:  # no JSON body: the route's own validation answers
+            return
+        items = body if isinstance(body, list) else [body]
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            loc: list[int | str] = ["body", index] if isinstance(body, list) else ["body"]
+            error = unknown_keys_error(item, known, loc)
+            if error is not None:
+                raise error
+
+    return check
+
+
 StoreDep = Annotated[Store, Depends(_store)]
 JobsDep = Annotated[JobManager, Depends(_jobs)]
 ExperimentsDep = Annotated[ExperimentQueries, Depends(_experiments)]
@@ -69,6 +113,8 @@ ProbesDep = Annotated[ProbeClient, Depends(_probes)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]
 LiveDep = Annotated[LiveHub, Depends(_live)]
+ExperimentsLimitDep = Annotated[RunningLimit, Depends(_experiments_limit)]
+BotsLimitDep = Annotated[RunningLimit, Depends(_bots_limit)]
 
 ExperimentIdPath = Annotated[
     int, Path(ge=1, le=MAX_ID, description="Integer id of the experiment.")

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from latlab.api.deps import (
     ExperimentIdQuery,
     ExperimentsDep,
+    ExperimentsLimitDep,
     IdempotencyDep,
     JobsDep,
     ProbesDep,
     SettingsDep,
+    count_create,
 )
 from latlab.api.errors import request_validation_error, transition_detail
 from latlab.api.idempotency import IdempotencyKey
@@ -29,8 +32,8 @@ from latlab.api.schemas import (
     ExperimentCreated,
     ExperimentResult,
     ExperimentStateChanged,
-    seed_experiment,
 )
+from latlab.api.streaming import experiment_json, experiments_json
 from latlab.jobs.kinds.probe import KIND, ProbeSpec
 from latlab.jobs.state import Action, InvalidTransition
 from latlab.settings import Settings
@@ -41,11 +44,13 @@ HostQuery = Annotated[str, Query(min_length=1, max_length=253, description="Targ
 PortQuery = Annotated[int, Query(ge=1, le=65535, description="Target port.")]
 PathQuery = Annotated[str, Query(description="Path to GET on the target.")]
 _RENAMES = {"interval_s": "interval"}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No experiment with this id."}}
+_TOO_MANY: dict[int | str, dict[str, Any]] = {429: {"description": "Over a quota (Retry-After)."}}
 
 
 def _spec(settings: Settings, **fields: object) -> ProbeSpec:
     try:
-        return ProbeSpec.model_validate({"timeout_s": settings.probe_timeout_s, **fields})
+        return ProbeSpec.validate_new({"timeout_s": settings.probe_timeout_s, **fields}, settings)
     except ValidationError as exc:
         raise request_validation_error(exc, "query", _RENAMES) from exc
 
@@ -65,7 +70,12 @@ async def latency_check(
     return ExperimentResult(timestamp=timestamp, **dataclasses.asdict(exchange))
 
 
-@router.post("/create_experiment", response_model=ExperimentCreated)
+@router.post(
+    "/create_experiment",
+    response_model=ExperimentCreated,
+    responses=_TOO_MANY,
+    dependencies=[Depends(count_create)],
+)
 async def create_experiment(
     host: HostQuery,
     port: PortQuery,
@@ -87,30 +97,39 @@ async def create_experiment(
     return await idempotency.answer(request, key, created, status_code=200)
 
 
-@router.post("/manage_experiment", response_model=ExperimentStateChanged)
+@router.post(
+    "/manage_experiment",
+    response_model=ExperimentStateChanged,
+    responses={
+        400: {"description": "The experiment's state does not allow this action."},
+        **_NOT_FOUND,
+        **_TOO_MANY,
+    },
+)
 async def manage_experiment(
     state: Annotated[Literal["start", "pause", "stop"], Query(description="What to do.")],
     experiment_id: ExperimentIdQuery,
     jobs: JobsDep,
+    limit: ExperimentsLimitDep,
 ) -> ExperimentStateChanged:
     try:
-        job = await jobs.act(KIND, experiment_id, Action(state))
+        job = await jobs.act(KIND, experiment_id, Action(state), limit=limit)
     except InvalidTransition as exc:
         raise HTTPException(status_code=400, detail=transition_detail(exc)) from exc
     return ExperimentStateChanged(experiment_id=job.id, state=job.state)
 
 
-@router.get("/result_experiment", response_model=Experiment)
+# The answers are streamed (see latlab.api.streaming); response_model documents their shape.
+@router.get("/result_experiment", response_model=Experiment, responses=_NOT_FOUND)
 async def result_experiment(
     experiment_id: ExperimentIdQuery, experiments: ExperimentsDep
-) -> Experiment:
+) -> Response:
     """The experiment with every result (the v1 API pages them)."""
-    job = await experiments.get(experiment_id)
-    return seed_experiment(job, await experiments.all_results(job.id))
+    job = await experiments.get(experiment_id)  # before streaming: an unknown id is a 404
+    return StreamingResponse(experiment_json(experiments, job), media_type="application/json")
 
 
 @router.get("/list_experiments", response_model=list[Experiment])
-async def list_experiments(experiments: ExperimentsDep) -> list[Experiment]:
+async def list_experiments(experiments: ExperimentsDep) -> Response:
     """Every experiment with its results, as the original answered."""
-    page = await experiments.page(None, offset=0, limit=None)
-    return [seed_experiment(job, await experiments.all_results(job.id)) for job in page.items]
+    return StreamingResponse(experiments_json(experiments), media_type="application/json")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from latlab.api.idempotency import Idempotency
+from latlab.api.quotas import CreateRate
 from latlab.exporters.prometheus import ControlMetricsPage
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.live import LiveHub
@@ -24,3 +25,4 @@ class AppState:
     idempotency: Idempotency
     live: LiveHub
     metrics: ControlMetricsPage
+    create_rate: CreateRate = field(default_factory=CreateRate)  # per process, in memory

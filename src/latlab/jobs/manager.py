@@ -21,6 +21,7 @@ from latlab.coordination import JobKey
 from latlab.jobs.driver import JobDriver
 from latlab.jobs.executor import Executor
 from latlab.jobs.ownership import Ownership
+from latlab.jobs.quota import RunningCounts, RunningLimit
 from latlab.jobs.runner import JobRunner, ResumePolicy, RunContext, owned_here
 from latlab.jobs.state import Action, InvalidTransition, next_state
 from latlab.jobs.supervise import retried, supervise, until_stored
@@ -52,6 +53,7 @@ class JobManager:
         # Jobs a user acted on while an adoption ran: its listing of them may be stale.
         self._touched: set[JobKey] | None = None
         self._adopting = asyncio.Lock()
+        self._running = RunningCounts(ctx.store)
         self.ownership = Ownership(ctx, executor, self)
         self._driver = JobDriver(ctx, self._runners, self.lock, self.ownership)
         executor.bind(self._driver.drive)
@@ -157,26 +159,53 @@ class JobManager:
             log.info("resumed %d running job(s)", resumed)
         return resumed
 
-    async def create(self, kind: str, spec: Mapping[str, Any], *, start: bool = False) -> JobRecord:
-        return (await self.create_many(kind, [spec], start=start))[0]
+    async def create(
+        self,
+        kind: str,
+        spec: Mapping[str, Any],
+        *,
+        start: bool = False,
+        limit: RunningLimit | None = None,
+    ) -> JobRecord:
+        return (await self.create_many(kind, [spec], start=start, limit=limit))[0]
 
     async def create_many(
-        self, kind: str, specs: Sequence[Mapping[str, Any]], *, start: bool = False
+        self,
+        kind: str,
+        specs: Sequence[Mapping[str, Any]],
+        *,
+        start: bool = False,
+        limit: RunningLimit | None = None,
     ) -> list[JobRecord]:
-        """Create jobs in one transaction (all or nothing); started ones have started on return."""
+        """Create jobs in one transaction (all or nothing); started ones have started on return.
+
+        With a ``limit``, starting them must keep ``kind`` within it, else
+        :class:`~latlab.jobs.quota.QuotaExceeded` and nothing is created.
+        """
         self.runner(kind)
         if len(specs) > MAX_BATCH:
             raise ValueError(f"at most {MAX_BATCH} jobs in one call")
         state = JobState.RUNNING if start else JobState.CREATED
-        jobs = await self._ctx.writer.create_jobs(kind, specs, state=state)
+        async with self._quota(kind, len(specs) if start else 0, limit):
+            jobs = await self._ctx.writer.create_jobs(kind, specs, state=state)
         for job in jobs:
             self._ctx.events.state_changed(job)
         if start:
             await self._launch(jobs)
         return jobs
 
-    async def act(self, kind: str, job_id: int, action: Action) -> JobRecord:
-        """Apply ``action``; raise :class:`JobNotFound` or :class:`InvalidTransition`."""
+    def _quota(
+        self, kind: str, asked: int, limit: RunningLimit | None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        if limit is None or asked == 0:
+            return contextlib.nullcontext()
+        return self._running.reserved(kind, asked, limit)
+
+    async def act(
+        self, kind: str, job_id: int, action: Action, *, limit: RunningLimit | None = None
+    ) -> JobRecord:
+        """Apply ``action``; raise :class:`JobNotFound` or :class:`InvalidTransition`, or
+        :class:`~latlab.jobs.quota.QuotaExceeded` if starting it would pass ``limit``."""
         runner = self.runner(kind)
         key = (kind, job_id)
         started: list[asyncio.Future[None]] = []
@@ -186,7 +215,8 @@ class JobManager:
             target = next_state(job.kind, job.id, job.state, action)
             if target is JobState.RUNNING:
                 if job.state is not JobState.RUNNING:
-                    job = await self._move(job, target, action)
+                    async with self._quota(kind, 1, limit):
+                        job = await self._move(job, target, action)
                     started = self._submit([job])
                 elif self._may_run_here(job):
                     started = self._submit([job])  # a no-op when its task runs here already

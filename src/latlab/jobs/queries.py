@@ -85,6 +85,17 @@ class JobQueries:
         states = None if state is None else {state}
         return await self._store.list_jobs(self.kind, states=states, offset=offset, limit=limit)
 
+    async def pages(self, page_size: int) -> AsyncIterator[list[JobRecord]]:
+        """Every job of the kind by ascending id, ``page_size`` at a time (no empty page)."""
+        offset = 0
+        while True:
+            page = await self.page(None, offset=offset, limit=page_size)
+            if page.items:
+                yield page.items
+            if len(page.items) < page_size:
+                return
+            offset += len(page.items)
+
 
 class BotQueries(JobQueries):
     kind = BOT
@@ -97,10 +108,6 @@ class ExperimentQueries(JobQueries):
         job = await self.get(experiment_id)
         items = await self._store.probe_results.list(job.id, offset=offset, limit=limit)
         return Page(items, await self._store.probe_results.count(job.id))
-
-    async def all_results(self, experiment_id: int) -> list[ProbeResult]:
-        """Every result (the seed routes' contract); linear in results, unlike the rest."""
-        return await self._store.probe_results.list(experiment_id)
 
     def results_from(
         self, experiment_id: int, first_seq: int, page_size: int

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from latlab.api.bot_schemas import BotPublic, BotsPublic
 from latlab.api.deps import (
     MAX_ID,
     BotRecordsDep,
     BotsDep,
+    BotsLimitDep,
     IdempotencyDep,
     JobsDep,
     Limit,
     Offset,
+    count_create,
+    known_keys_only,
 )
 from latlab.api.idempotency import IdempotencyKey
 from latlab.jobs.kinds.bot import KIND, BotSpec
@@ -26,17 +29,24 @@ BotIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Integer id of the 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No bot with this id."}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=BotPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BotPublic,
+    responses={429: {"description": "Too many bots running, or too many creates a minute."}},
+    dependencies=[Depends(count_create), Depends(known_keys_only(BotSpec))],
+)
 async def create(
     request: Request,
     spec: BotSpec,
     jobs: JobsDep,
     bots: BotsDep,
     idempotency: IdempotencyDep,
+    limit: BotsLimitDep,
     key: IdempotencyKey = None,
 ) -> Response:
     async def created() -> BotPublic:
-        job = await jobs.create(KIND, spec.model_dump(), start=True)
+        job = await jobs.create(KIND, spec.model_dump(), start=True, limit=limit)
         return BotPublic.of(job, await bots.last_number(job))
 
     return await idempotency.answer(request, key, created)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
@@ -16,11 +17,14 @@ from pydantic import ValidationError
 from latlab.api.deps import (
     ExperimentIdPath,
     ExperimentsDep,
+    ExperimentsLimitDep,
     IdempotencyDep,
     JobsDep,
     Limit,
     Offset,
     SettingsDep,
+    count_create,
+    known_keys_only,
 )
 from latlab.api.errors import request_validation_error
 from latlab.api.idempotency import IdempotencyKey
@@ -32,6 +36,7 @@ from latlab.api.schemas import (
     ResultsPublic,
     StatsPublic,
 )
+from latlab.api.streaming import RESULTS_PAGE
 from latlab.jobs.kinds.probe import KIND, ProbeSpec
 from latlab.jobs.manager import MAX_BATCH
 from latlab.jobs.queries import BadWindow, ExperimentQueries, StatsWindow
@@ -55,7 +60,6 @@ CSV_COLUMNS = [
     "ttfb_ms",
     "error",
 ]
-_CSV_PAGE = 5000
 
 
 SpecsBody = Annotated[
@@ -74,7 +78,7 @@ StartQuery = Annotated[bool, Query(description="Start them in the same call.")]
 
 def _probe_spec(settings: Settings, fields: Any, loc: tuple[int, ...] = ()) -> ProbeSpec:
     try:
-        spec = ProbeSpec.model_validate(fields)
+        spec = ProbeSpec.validate_new(fields, settings)
     except ValidationError as exc:
         raise request_validation_error(exc, "body", prefix=loc) from exc
     if "timeout_s" not in spec.model_fields_set:
@@ -100,7 +104,11 @@ def _probe_specs(settings: Settings, body: dict[str, Any] | list[Any]) -> list[P
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ExperimentPublic | ExperimentsCreated,
-    responses={201: {"description": "The experiment, or for a list {data, count}."}},
+    responses={
+        201: {"description": "The experiment, or for a list {data, count}."},
+        429: {"description": "Too many creates a minute, or (start) too many running."},
+    },
+    dependencies=[Depends(count_create), Depends(known_keys_only(ProbeSpec))],
 )
 async def create(
     request: Request,
@@ -108,6 +116,7 @@ async def create(
     jobs: JobsDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
+    limit: ExperimentsLimitDep,
     key: IdempotencyKey = None,
     start: StartQuery = False,
 ) -> Response:
@@ -115,9 +124,8 @@ async def create(
     specs = [spec.model_dump() for spec in _probe_specs(settings, body)]
 
     async def created() -> ExperimentPublic | ExperimentsCreated:
-        data = [
-            ExperimentPublic.of(job) for job in await jobs.create_many(KIND, specs, start=start)
-        ]
+        made = await jobs.create_many(KIND, specs, start=start, limit=limit)
+        data = [ExperimentPublic.of(job) for job in made]
         if isinstance(body, dict):
             return data[0]
         return ExperimentsCreated(data=data, count=len(data))
@@ -145,11 +153,13 @@ async def get(experiment_id: ExperimentIdPath, experiments: ExperimentsDep) -> E
 @router.post(
     "/{experiment_id}/{action}",
     response_model=ExperimentPublic,
-    responses={**_NOT_FOUND, **_CONFLICT},
+    responses={**_NOT_FOUND, **_CONFLICT, 429: {"description": "Too many running."}},
 )
-async def act(experiment_id: ExperimentIdPath, action: Action, jobs: JobsDep) -> ExperimentPublic:
+async def act(
+    experiment_id: ExperimentIdPath, action: Action, jobs: JobsDep, limit: ExperimentsLimitDep
+) -> ExperimentPublic:
     """start, pause, resume or stop. Starting a running or pausing a paused one is a no-op."""
-    return ExperimentPublic.of(await jobs.act(KIND, experiment_id, action))
+    return ExperimentPublic.of(await jobs.act(KIND, experiment_id, action, limit=limit))
 
 
 @router.delete("/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
@@ -218,11 +228,12 @@ async def _csv_lines(experiments: ExperimentQueries, job_id: int) -> AsyncIterat
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    async for page in experiments.results_from(job_id, 0, _CSV_PAGE):
+    async for page in experiments.results_from(job_id, 0, RESULTS_PAGE):
         writer.writerows(_csv_row(result) for result in page)
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
+        await asyncio.sleep(0)  # a store that never waits (memory) must not hold the loop
     yield buffer.getvalue()
 
 

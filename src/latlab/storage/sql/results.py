@@ -30,6 +30,7 @@ class SqlResults(Generic[R]):
         self._table = table
         self._record = record
         self._columns = [c for c in table.c if c.name != "kind"]
+        self._names = [c.name for c in self._columns]
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         # Re-written records (a probe redone after a crash) must not duplicate or fail.
         self._insert = dialect.insert(table).on_conflict_do_nothing()
@@ -62,7 +63,10 @@ class SqlResults(Generic[R]):
             .limit(limit)
         )
         async with self._engine.connect() as conn:
-            return [self._record(**row._asdict()) for row in await conn.execute(query)]
+            rows = (await conn.execute(query)).all()
+        # Rows are tuples: zipped with the names they take half the time of Row._asdict().
+        names, record = self._names, self._record
+        return [record(**dict(zip(names, row, strict=True))) for row in rows]
 
     @translated
     async def count(self, job_id: int) -> int:

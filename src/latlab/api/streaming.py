@@ -1,0 +1,66 @@
+"""The seed routes' JSON answers, written page by page.
+
+The original service answered every result of an experiment (and of every experiment) in one
+document; LatLab keeps that shape, byte for byte, but builds it from pages of results: memory
+stays constant, and the event loop waits at most for one page (read and encoded, a few ms)
+before it serves other requests again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from pydantic import TypeAdapter
+
+from latlab.api.schemas import Experiment, ExperimentResult, seed_experiment
+from latlab.jobs.queries import ExperimentQueries
+from latlab.storage import JobRecord
+
+# Read (SQLite) and encoded in 2-4 ms each: the longest the event loop waits for a dump.
+RESULTS_PAGE = 250
+EXPERIMENTS_PAGE = 100
+CHUNK_BYTES = 64 * 1024  # small pieces are gathered up to this before they are sent
+
+_EXPERIMENT = TypeAdapter(Experiment)
+_RESULTS = TypeAdapter(list[ExperimentResult])
+_NO_RESULTS = b'"results":[]'
+
+
+def _framing(job: JobRecord) -> tuple[bytes, bytes]:
+    """The experiment's JSON before and after its results, as the response model writes it."""
+    whole = _EXPERIMENT.dump_json(seed_experiment(job, []))
+    # The last occurrence: only timestamps follow the results, and none holds a quote.
+    head, found, tail = whole.rpartition(_NO_RESULTS)
+    assert found, "Experiment must serialize its results as a list"
+    return head + b'"results":[', b"]" + tail
+
+
+async def experiment_json(experiments: ExperimentQueries, job: JobRecord) -> AsyncIterator[bytes]:
+    """One experiment with every result, as ``Experiment`` JSON, a page of results a chunk."""
+    head, tail = _framing(job)
+    yield head
+    separator = b""
+    async for page in experiments.results_from(job.id, 0, RESULTS_PAGE):
+        encoded = _RESULTS.dump_json(_RESULTS.validate_python(page, from_attributes=True))
+        yield separator + encoded[1:-1]
+        separator = b","
+        await asyncio.sleep(0)  # a store that never waits (memory) must not hold the loop
+    yield tail
+
+
+async def experiments_json(experiments: ExperimentQueries) -> AsyncIterator[bytes]:
+    """Every experiment with its results, as a JSON list of ``Experiment``."""
+    buffer = bytearray(b"[")
+    separator = b""
+    async for jobs in experiments.pages(EXPERIMENTS_PAGE):
+        for job in jobs:
+            buffer += separator
+            separator = b","
+            async for chunk in experiment_json(experiments, job):
+                buffer += chunk
+                if len(buffer) >= CHUNK_BYTES:
+                    yield bytes(buffer)
+                    buffer.clear()
+    buffer += b"]"
+    yield bytes(buffer)
