@@ -11,10 +11,35 @@ app = typer.Typer(
     help="LatLab: latency experiments and load runs against HTTP services.",
     no_args_is_help=True,
     add_completion=False,
+    # A crash report must not print local variables: the API token is one of them.
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
 )
 
 HostOption = Annotated[str | None, typer.Option(help="Bind address [env LATLAB_HOST].")]
 PortOption = Annotated[int | None, typer.Option(help="Port [env LATLAB_PORT].", min=0, max=65535)]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Bearer token the API asks for; prefer the env var, which `ps` does not show "
+        "[env LATLAB_API_TOKEN].",
+        show_default=False,
+    ),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure", help="Serve a non-loopback address without a token [env LATLAB_INSECURE]."
+    ),
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show the traceback of a start-up error.")
+]
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options given on the command line; the rest come from the environment."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 @app.command()
@@ -28,16 +53,22 @@ def serve(
     no_targets: Annotated[
         bool, typer.Option("--no-targets", help="Do not serve the built-in targets.")
     ] = False,
+    token: TokenOption = None,
+    insecure: InsecureOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
-    """Run the control API (and the built-in targets on port 8008)."""
-    from latlab.cli.serve import run_serve
-    from latlab.settings import Settings
+    """Run the control API (and the built-in targets on port 8008).
 
-    overrides: dict[str, Any] = {"host": host, "port": port, "targets_port": targets_port}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    Exit status 2: a configuration mistake; 3: the store or Redis unreachable at start-up.
+    """
+    from latlab.cli.serve import run_serve
+
+    overrides = _given(host=host, port=port, targets_port=targets_port, api_token=token)
     if no_targets:
-        settings = settings.model_copy(update={"targets_enabled": False})
-    run_serve(settings)
+        overrides["targets_enabled"] = False
+    if insecure:
+        overrides["insecure"] = True
+    run_serve(overrides, verbose=verbose)
 
 
 @app.command()
@@ -52,17 +83,13 @@ def targets(
         int | None,
         typer.Option(help="Server processes [env LATLAB_TARGETS_WORKERS].", min=1, max=64),
     ] = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Serve only the built-in targets (/api/latency, /sum, /test, ...)."""
     from latlab.cli.serve import run_targets
-    from latlab.settings import Settings
 
-    overrides: dict[str, Any] = {
-        "targets_host": host,
-        "targets_port": port,
-        "targets_workers": workers,
-    }
-    run_targets(Settings(**{k: v for k, v in overrides.items() if v is not None}))
+    overrides = _given(targets_host=host, targets_port=port, targets_workers=workers)
+    run_targets(overrides, verbose=verbose)
 
 
 @app.command()

@@ -2,16 +2,82 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 from latlab.coordination.base import Coordinator, JobKey, RunningJobs
 from latlab.coordination.local import LocalCoordinator
 
-__all__ = ["Coordinator", "JobKey", "LocalCoordinator", "RunningJobs", "open_coordinator"]
+__all__ = [
+    "Coordinator",
+    "CoordinatorUnavailable",
+    "JobKey",
+    "LocalCoordinator",
+    "RunningJobs",
+    "UnsupportedRedisURL",
+    "open_coordinator",
+]
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+# A client that ignores its own timeouts is cut this long after the deadline.
+_GRACE_S = 0.25
 
 
-async def open_coordinator(redis_url: str | None, prefix: str) -> Coordinator:
-    """Redis when configured (several API processes), otherwise this process alone."""
+class CoordinatorUnavailable(ConnectionError):
+    """Redis could not be reached before the start-up deadline."""
+
+
+class UnsupportedRedisURL(ValueError):
+    pass
+
+
+async def open_coordinator(
+    redis_url: str | None, prefix: str, timeout_s: float | None = None
+) -> Coordinator:
+    """Redis when configured (several API processes), otherwise this process alone.
+
+    With ``timeout_s``, keep trying while Redis cannot be reached and raise
+    :class:`CoordinatorUnavailable` once that long has passed; without it, try once.
+    """
     if redis_url is None:
         return LocalCoordinator()
+    scheme = redis_url.partition("://")[0].lower()
+    if scheme not in _REDIS_SCHEMES:
+        known = ", ".join(f"{s}://" for s in _REDIS_SCHEMES)
+        raise UnsupportedRedisURL(f"unsupported Redis URL scheme {scheme!r}; use one of: {known}")
     from latlab.coordination.redis import RedisCoordinator
 
-    return await RedisCoordinator.open(redis_url, prefix)
+    if timeout_s is None:
+        return await RedisCoordinator.open(redis_url, prefix)
+    return await _until_reachable(
+        lambda: RedisCoordinator.open(redis_url, prefix), timeout_s, redis_url
+    )
+
+
+async def _until_reachable(
+    opener: Callable[[], Awaitable[Coordinator]], timeout_s: float, redis_url: str
+) -> Coordinator:
+    from redis.exceptions import AuthenticationError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    delay_s = 0.05
+    cause = "no answer"
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline + _GRACE_S):
+                return await opener()
+        except AuthenticationError:
+            raise  # wrong credentials: waiting does not help
+        except (RedisConnectionError, RedisTimeoutError, TimeoutError) as exc:
+            cause = str(exc).partition("\n")[0] or cause  # the guard's timeout says nothing new
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:
+                location = redis_url.rpartition("@")[2].split("?", 1)[0]
+                raise CoordinatorUnavailable(
+                    f"Redis at {location} is not reachable after {timeout_s:g} s ({cause})"
+                ) from exc
+        await asyncio.sleep(min(delay_s, remaining_s))  # the last try at the deadline
+        delay_s = min(delay_s * 2, 0.5)

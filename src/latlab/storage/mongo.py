@@ -48,10 +48,8 @@ DEFAULT_DATABASE = "network_checks"
 _COLLECTIONS = {"probe": "experiments"}
 _LEGACY_COUNTER = "jobs"
 # pymongo waits 30 s for a server by default; an outage should surface sooner than that.
-_DEFAULT_TIMEOUTS_MS: dict[str, Any] = {
-    "serverSelectionTimeoutMS": 5_000,
-    "connectTimeoutMS": 5_000,
-}
+DEFAULT_TIMEOUT_S = 5.0
+_TIMEOUT_OPTIONS = ("serverSelectionTimeoutMS", "connectTimeoutMS")
 
 
 def _collection_name(kind: str) -> str:
@@ -81,11 +79,16 @@ class MongoStore:
         self._streams: dict[str, MongoResults[Any]] = {ProbeResult.kind: self.probe_results}
 
     @classmethod
-    async def open(cls, url: str) -> Self:
+    async def open(cls, url: str, timeout_s: float | None = None) -> Self:
+        """Connect and create the indexes; wait at most ``timeout_s`` (default 5 s) for a
+        server, then raise :class:`StoreUnavailable`, as every later call does too."""
         parsed = parse_uri(url)
         name = parsed.get("database") or DEFAULT_DATABASE
+        timeout_ms = int(1000 * (DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s))
         # Keyword options win over the URL's, so only those the URL leaves out are passed.
-        timeouts = {k: v for k, v in _DEFAULT_TIMEOUTS_MS.items() if k not in parsed["options"]}
+        timeouts: dict[str, Any] = {
+            k: timeout_ms for k in _TIMEOUT_OPTIONS if k not in parsed["options"]
+        }
         client: AsyncMongoClient[Document] = AsyncMongoClient(
             url, tz_aware=True, tzinfo=UTC, **timeouts
         )

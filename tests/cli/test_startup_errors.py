@@ -1,0 +1,220 @@
+"""Ordinary start-up mistakes: one line on stderr naming the setting, exit 2 (configuration)
+or 3 (a dependency unreachable after ``LATLAB_STARTUP_TIMEOUT_S``).
+
+Every case is a real ``python -m latlab`` process. They start together, a few at a time, when
+the first test of the module asks for its outcome. How long the waits take is measured in
+process, without the noise of start-up imports: test_startup_dependencies.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from latlab.cli.startup import explain
+from latlab.settings import Settings
+from services import free_port
+
+TIMEOUT_S = 1.0
+PARALLEL_PROCESSES = 4
+LATLAB = [sys.executable, "-m", "latlab"]
+# `import asyncpg` fails as it does where the postgres extra is not installed.
+WITHOUT_ASYNCPG = [
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['asyncpg'] = None; from latlab.cli.main import main; main()",
+]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    @property
+    def line(self) -> str:
+        assert len(self.lines) == 1, self.stderr
+        return self.lines[0]
+
+
+def run(command: list[str], env: Mapping[str, str]) -> Outcome:
+    # Nothing from the caller's LATLAB_* settings; never the default ./latlab.db.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LATLAB_")}
+    defaults = {"LATLAB_STORAGE_URL": "memory://", "LATLAB_STARTUP_TIMEOUT_S": str(TIMEOUT_S)}
+    done = subprocess.run(
+        command,
+        env={**base, **defaults, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return Outcome(done.returncode, done.stderr)
+
+
+def cases(busy: int, held: int) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Name: (command, environment). ``busy`` is a port in use; ``held`` is bound on
+    127.0.0.1, so binding it on 0.0.0.0 too would fail "in use"."""
+    serve = [*LATLAB, "serve", "--no-targets", "--port"]
+    nowhere = free_port()  # nothing listens there
+    return {
+        "api_port_busy": ([*serve, str(busy)], {}),
+        "targets_port_busy": (
+            [*LATLAB, "serve", "--port", str(free_port()), "--targets-port", str(busy)],
+            {},
+        ),
+        "targets_command_port_busy": ([*LATLAB, "targets", "--port", str(busy)], {}),
+        "bad_port_variable": ([*LATLAB, "serve", "--no-targets"], {"LATLAB_PORT": "abc"}),
+        "bad_storage_scheme": ([*serve, str(free_port())], {"LATLAB_STORAGE_URL": "foo://x"}),
+        "verbose": ([*serve, str(busy), "--verbose"], {}),
+        "missing_driver": (
+            [*WITHOUT_ASYNCPG, "serve", "--no-targets", "--port", str(free_port())],
+            {"LATLAB_STORAGE_URL": f"postgresql+asyncpg://127.0.0.1:{nowhere}/x"},
+        ),
+        "postgres_unreachable": (
+            [*serve, str(free_port())],
+            {"LATLAB_STORAGE_URL": f"postgresql+asyncpg://127.0.0.1:{nowhere}/x"},
+        ),
+        "mongo_unreachable": (
+            [*serve, str(free_port())],
+            {"LATLAB_STORAGE_URL": f"mongodb://127.0.0.1:{nowhere}"},
+        ),
+        "redis_unreachable": (
+            [*serve, str(free_port())],
+            {"LATLAB_REDIS_URL": f"redis://127.0.0.1:{nowhere}/0"},
+        ),
+        "open_bind_without_token": ([*serve, str(held), "--host", "0.0.0.0"], {}),
+    }
+
+
+@pytest.fixture(scope="module")
+def outcome() -> Iterator[dict[str, Future[Outcome]]]:
+    with contextlib.ExitStack() as stack:
+        busy = stack.enter_context(socket.socket())
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        held = stack.enter_context(socket.socket())
+        held.bind(("127.0.0.1", 0))  # bound, not listening: no server
+        table = cases(busy.getsockname()[1], held.getsockname()[1])
+        pool = stack.enter_context(ThreadPoolExecutor(PARALLEL_PROCESSES))
+        yield {name: pool.submit(run, *case) for name, case in table.items()}
+
+
+def test_api_port_in_use_exits_2_naming_the_port_and_its_setting(
+    outcome: dict[str, Future[Outcome]],
+) -> None:
+    result = outcome["api_port_busy"].result()
+    assert result.returncode == 2
+    assert "already in use" in result.line
+    assert "LATLAB_PORT / --port" in result.line
+
+
+def test_targets_port_in_use_exits_2_naming_the_targets_setting(
+    outcome: dict[str, Future[Outcome]],
+) -> None:
+    for name, option in [
+        ("targets_port_busy", "--targets-port"),
+        ("targets_command_port_busy", "--port"),
+    ]:
+        result = outcome[name].result()
+        assert result.returncode == 2
+        assert "already in use" in result.line
+        assert f"LATLAB_TARGETS_PORT / {option}" in result.line
+
+
+def test_a_bad_latlab_variable_exits_2_naming_it(outcome: dict[str, Future[Outcome]]) -> None:
+    result = outcome["bad_port_variable"].result()
+    assert result.returncode == 2
+    assert result.line.startswith("latlab: LATLAB_PORT='abc': Input should be a valid integer")
+
+
+def test_an_unknown_storage_scheme_exits_2(outcome: dict[str, Future[Outcome]]) -> None:
+    result = outcome["bad_storage_scheme"].result()
+    assert result.returncode == 2
+    assert "LATLAB_STORAGE_URL: unsupported storage URL scheme 'foo'" in result.line
+
+
+def test_a_missing_driver_exits_2_naming_the_extra(outcome: dict[str, Future[Outcome]]) -> None:
+    result = outcome["missing_driver"].result()
+    assert result.returncode == 2
+    assert "pip install 'latlab[postgres]'" in result.line
+
+
+@pytest.mark.parametrize(
+    ("case", "setting"),
+    [
+        ("postgres_unreachable", "LATLAB_STORAGE_URL"),
+        ("mongo_unreachable", "LATLAB_STORAGE_URL"),
+        ("redis_unreachable", "LATLAB_REDIS_URL"),
+    ],
+)
+def test_an_unreachable_dependency_exits_3_after_the_startup_timeout(
+    outcome: dict[str, Future[Outcome]], case: str, setting: str
+) -> None:
+    result = outcome[case].result()
+    assert result.returncode == 3
+    assert f"not reachable after {TIMEOUT_S:g} s" in result.line
+    assert setting in result.line
+    assert "LATLAB_STARTUP_TIMEOUT_S" in result.line
+
+
+def test_a_network_bind_without_token_is_refused_before_binding(
+    outcome: dict[str, Future[Outcome]],
+) -> None:
+    result = outcome["open_bind_without_token"].result()
+    assert result.returncode == 2
+    # Binding 0.0.0.0 on the held port would have failed "already in use" instead.
+    assert "refusing to serve the API on 0.0.0.0 without a token" in result.line
+    assert "LATLAB_API_TOKEN" in result.line
+    assert "--insecure" in result.line
+
+
+def test_verbose_adds_the_traceback_above_the_one_line(
+    outcome: dict[str, Future[Outcome]],
+) -> None:
+    result = outcome["verbose"].result()
+    assert result.returncode == 2
+    assert result.lines[0] == "Traceback (most recent call last):"
+    assert "OSError: [Errno 98]" in result.stderr
+    assert result.lines[-1].startswith("latlab: port ")
+    assert result.lines[-1].endswith("LATLAB_PORT / --port")
+
+
+def test_typer_keeps_rejecting_a_bad_option_with_usage() -> None:
+    done = subprocess.run(
+        [*LATLAB, "serve", "--port", "abc"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "Usage:" in done.stderr
+
+
+def test_a_bad_secret_setting_is_named_but_its_value_never_shown() -> None:
+    with pytest.raises(ValidationError) as invalid:
+        Settings(influx_password=12345, port=-1)
+    failure = explain(invalid.value)
+    assert failure is not None
+    assert "LATLAB_INFLUX_PASSWORD:" in str(failure)
+    assert "12345" not in str(failure)
+    assert "LATLAB_PORT=-1:" in str(failure)
+
+
+def test_a_validation_error_outside_the_settings_is_a_bug_not_a_setting() -> None:
+    class Spec(BaseModel):
+        count: int
+
+    with pytest.raises(ValidationError) as invalid:
+        Spec(count="many")
+    assert explain(invalid.value) is None
