@@ -79,7 +79,9 @@ async def test_a_key_reused_for_another_request_is_refused(api: httpx.AsyncClien
     await api.post("/api/v1/experiments", json=spec(80), headers=headers)
     other = await api.post("/api/v1/experiments", json=spec(81), headers=headers)
     assert other.status_code == 422
-    assert "another request" in other.json()["detail"]
+    [error] = other.json()["detail"]
+    assert error["loc"] == ["header", "Idempotency-Key"]
+    assert "another request" in error["msg"]
     assert await experiment_count(api) == 1
 
 

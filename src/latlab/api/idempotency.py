@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Header, HTTPException, Request
+from fastapi import Header, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from latlab.storage import Store, StoreUnavailable
@@ -53,12 +54,18 @@ def _record_name(request: Request, key: str) -> str:
     return f"idempotency.{hashlib.sha256(scope).hexdigest()}"
 
 
-def _replay(kept: dict[str, Any], fingerprint: str) -> JSONResponse | None:
+def _replay(kept: dict[str, Any], fingerprint: str, key: str) -> JSONResponse | None:
     if datetime.fromisoformat(kept["at"]) < datetime.now(UTC) - KEEP_FOR:
         return None
     if kept["fingerprint"] != fingerprint:
-        detail = "this Idempotency-Key was used for another request; use a new key"
-        raise HTTPException(status_code=422, detail=detail)
+        # In the shape of every other 422, so clients and the OpenAPI schema need one parser.
+        error = {
+            "type": "idempotency_key_reused",
+            "loc": ["header", "Idempotency-Key"],
+            "msg": "this Idempotency-Key was used for another request; use a new key",
+            "input": key,
+        }
+        raise RequestValidationError([error])
     headers = {"Idempotent-Replayed": "true"}
     return JSONResponse(kept["body"], status_code=int(kept["status"]), headers=headers)
 
@@ -87,7 +94,7 @@ class Idempotency:
         async with lock:
             fingerprint = await _fingerprint(request)
             kept = await self._store.get_value(name)
-            replay = None if kept is None else _replay(kept, fingerprint)
+            replay = None if kept is None else _replay(kept, fingerprint, key)
             if replay is not None:
                 return replay
             body = jsonable_encoder(await create())
