@@ -90,3 +90,24 @@ def read_until(stream: IO[str], text: str) -> list[str]:
         if text in line:
             break
     return lines
+
+
+def test_the_port_the_kernel_picked_is_protected_as_the_apis_own(tmp_path: Path) -> None:
+    """With --port 0 the target policy must refuse the port actually bound, not port 0."""
+    env = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{tmp_path / 'latlab.db'}"}
+    serve = [sys.executable, "-m", "latlab", "serve", "--no-targets", "--port", "0"]
+    with subprocess.Popen(serve, env=env, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stderr is not None
+        try:
+            [announced] = [
+                line for line in read_until(process.stderr, "API on") if "API on" in line
+            ]
+            url = announced.split("API on ")[1].strip()
+            port = int(url.rsplit(":", 1)[1])
+            spec = {"host": "127.0.0.1", "port": port, "path": "/stop/1"}
+            answer = httpx.post(f"{url}/api/v1/experiments", json=spec)
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    assert answer.status_code == 422
+    assert "control API" in answer.text
