@@ -2,7 +2,10 @@
 
     wire.py      requests as handlers see them; responses encoded once, as bytes
     routes.py    exact paths, prefixes, a fallback; a handler answers or returns a coroutine
-    protocol.py  one connection: httptools parsing, pipelining in order, back-pressure
+    protocol.py  one connection: httptools parsing, header limits, timeouts
+    answers.py   its answers: pipelined in order, written as the client reads (back-pressure)
+    connections.py  the open connections: a cap, the timeout sweep, the drain at shutdown
+    limits.py    ``ServerLimits``; the file-descriptor limit and the connection cap under it
     counting.py  the layout of the request counts the connections keep
     server.py    ``HttpServer``: a router behind a listener, graceful close
     signals.py   SIGINT/SIGTERM as a clean stop, even when inherited ignored

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
+from latlab.serving.connections import Connections
 from latlab.serving.counting import REQUEST_CELLS, request_counts
-from latlab.serving.protocol import Connections, HttpProtocol
+from latlab.serving.limits import ServerLimits
+from latlab.serving.protocol import HttpProtocol
 from latlab.serving.routes import Router
 
 # How long a shutdown waits for answers in flight before it cuts them.
@@ -19,18 +21,26 @@ GRACE_S = 5.0
 
 
 class HttpServer:
-    """Serves ``router``; counts answers into ``counts`` (``counting.py``'s layout first)."""
+    """Serves ``router``; counts answers into ``counts`` (``counting.py``'s layout first);
+    holds its clients to ``limits``."""
 
-    def __init__(self, router: Router, counts: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        counts: list[int] | None = None,
+        *,
+        limits: ServerLimits | None = None,
+    ) -> None:
         self.counts = request_counts() if counts is None else counts
         if len(self.counts) < REQUEST_CELLS:
             raise ValueError(f"{len(self.counts)} counts; requests need {REQUEST_CELLS}")
-        self.connections = Connections()
+        self.limits = limits or ServerLimits()
+        self.connections = Connections(self.limits)
         self._router = router
         self._server: asyncio.Server | None = None
 
     def _connection(self) -> HttpProtocol:
-        return HttpProtocol(self._router, self.connections, self.counts)
+        return HttpProtocol(self._router, self.connections, self.counts, self.limits)
 
     async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
         """Start accepting on host:port (0 picks a free port). ``reuse_port`` lets several

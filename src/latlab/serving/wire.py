@@ -96,5 +96,11 @@ BAD_REQUEST = detail(HTTPStatus.BAD_REQUEST, "Bad Request")
 NOT_FOUND = detail(HTTPStatus.NOT_FOUND, "Not Found")
 URI_TOO_LONG = detail(HTTPStatus.REQUEST_URI_TOO_LONG, "URI Too Long")
 CONTENT_TOO_LARGE = detail(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Content Too Large")
+HEADERS_TOO_LARGE = detail(
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Request Header Fields Too Large"
+)
 INTERNAL_ERROR = detail(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error")
+TOO_MANY_CONNECTIONS = json_response(
+    HTTPStatus.SERVICE_UNAVAILABLE, {"detail": "Too many connections"}, [("retry-after", "1")]
+)
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
@@ -19,6 +20,7 @@ MAX_DELAY_MS = 30_000.0
 MAX_BYTES = 10 * 1024 * 1024
 STATUS_PREFIX = b"/status/"
 BYTES_PREFIX = b"/bytes/"
+SIZES_KEPT = 4
 
 
 def _parse_delay_ms(query: bytes) -> float:
@@ -34,8 +36,11 @@ def _parse_delay_ms(query: bytes) -> float:
     return delay_ms
 
 
-async def _delayed(delay_ms: float) -> Response:
-    await asyncio.sleep(delay_ms / 1000.0)
+async def _delayed(delay_ms: float, deadline: float) -> Response:
+    # uvloop's timers count whole milliseconds from the loop's last look at the clock, so a
+    # sleep may end up to 1 ms early: a calibration target sleeps again for the rest.
+    while (left_s := deadline - time.perf_counter()) > 0:  # noqa: ASYNC110 - a deadline
+        await asyncio.sleep(left_s)
     return json_response(HTTPStatus.OK, {"delayed_ms": delay_ms})
 
 
@@ -44,7 +49,8 @@ def delay(request: Request) -> Answer:
         delay_ms = _parse_delay_ms(request.query)
     except ValueError as exc:
         return detail(HTTPStatus.BAD_REQUEST, str(exc))
-    return _delayed(delay_ms)
+    # The delay counts from now, the request's dispatch, not from the task's first step.
+    return _delayed(delay_ms, time.perf_counter() + delay_ms / 1000.0)
 
 
 def _path_int(path: bytes, prefix: bytes) -> int | None:
@@ -67,6 +73,7 @@ class Calibration:
         # 101 would announce a protocol switch that never happens.
         codes = [c for c in range(100, 600) if c != HTTPStatus.SWITCHING_PROTOCOLS]
         self._statuses = {code: _status_response(code) for code in codes}
+        self._sized: dict[int, Response] = {}
 
     def status(self, request: Request) -> Response:
         code = _path_int(request.path, STATUS_PREFIX)
@@ -78,4 +85,12 @@ class Calibration:
         size = _path_int(request.path, BYTES_PREFIX)
         if size is None or size > MAX_BYTES:
             return detail(HTTPStatus.BAD_REQUEST, f"the size must be 0 to {MAX_BYTES} bytes")
-        return encode_response(HTTPStatus.OK, "application/octet-stream", bytes(size))
+        # Answers of the last few sizes are kept: the same size asked again (a load test, a
+        # pipelining client) shares one body rather than a new 10 MiB each.
+        response = self._sized.pop(size, None)
+        if response is None:
+            response = encode_response(HTTPStatus.OK, "application/octet-stream", bytes(size))
+            if len(self._sized) >= SIZES_KEPT:
+                del self._sized[next(iter(self._sized))]
+        self._sized[size] = response  # the most recent last
+        return response

@@ -21,6 +21,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 from latlab.exporters.influx import InfluxStats, open_exporter
+from latlab.serving.limits import ServerLimits, connection_cap, raise_fd_limit
 from latlab.serving.routes import Router, route
 from latlab.serving.server import GRACE_S, HttpServer
 from latlab.serving.wire import Request, Response, json_response
@@ -65,7 +66,13 @@ class TargetsServer:
     """Routes, counters (``row`` of ``counts``) and the /test queue behind a listener."""
 
     def __init__(
-        self, *, work_s: float, tickets: Tickets, counts: CountsTable, row: int = 0
+        self,
+        *,
+        work_s: float,
+        tickets: Tickets,
+        counts: CountsTable,
+        row: int = 0,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.counts = LocalCounts(counts.row(row))
         cells = self.counts.cells
@@ -73,7 +80,7 @@ class TargetsServer:
         metrics = MetricsPage(counts, self.counts.publish)
         router = build_router(SerialWork(self.queue, work_s), metrics)
         # The request counts are the first cells of the row (``counting.py``'s layout).
-        self.http = HttpServer(router, cells)
+        self.http = HttpServer(router, cells, limits=limits)
         self._publisher: asyncio.TimerHandle | None = None
 
     async def listen(
@@ -103,6 +110,20 @@ class TargetsServer:
         if self._publisher is not None:
             self._publisher.cancel()
         self.counts.publish()  # the last answers, before the reporter's last look
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    """The targets' limits; call at start-up: it lifts this process's soft descriptor limit
+    to the hard one, and the connection cap, unless set, is what it leaves to the targets."""
+    fd_limit = raise_fd_limit()
+    max_connections = settings.targets_max_connections or connection_cap(fd_limit)
+    return ServerLimits(
+        max_header_bytes=settings.targets_max_header_bytes,
+        max_headers=settings.targets_max_headers,
+        header_timeout_s=settings.targets_header_timeout_s,
+        idle_timeout_s=settings.targets_idle_timeout_s,
+        max_connections=max_connections,
+    )
 
 
 def open_tickets(settings: Settings) -> Tickets:
@@ -142,7 +163,10 @@ async def open_targets(settings: Settings) -> AsyncIterator[TargetsServer]:
     """The targets in this process, listening on the settings' host and port."""
     counts = CountsTable.in_memory(rows=2)  # row 0: this server; row 1: the reporter
     server = TargetsServer(
-        work_s=settings.targets_work_s, tickets=open_tickets(settings), counts=counts
+        work_s=settings.targets_work_s,
+        tickets=open_tickets(settings),
+        counts=counts,
+        limits=server_limits(settings),
     )
     reporter = None
     try:

@@ -16,7 +16,13 @@ from latlab.serving.runner import announce_ready, read_spec, run, worker_stop
 from latlab.serving.signals import stop_on_signals
 from latlab.settings import Settings
 from latlab.targets.counters import CountsTable
-from latlab.targets.server import PUBLISH_S, TargetsServer, open_targets, open_tickets
+from latlab.targets.server import (
+    PUBLISH_S,
+    TargetsServer,
+    open_targets,
+    open_tickets,
+    server_limits,
+)
 
 logger = logging.getLogger("latlab")
 
@@ -34,7 +40,11 @@ async def serve_until_signalled(settings: Settings) -> None:
 async def serve_worker(settings: Settings, row: int, rows: int, counts_path: Path) -> None:
     counts = CountsTable.attach(counts_path, rows)
     server = TargetsServer(
-        work_s=settings.targets_work_s, tickets=open_tickets(settings), counts=counts, row=row
+        work_s=settings.targets_work_s,
+        tickets=open_tickets(settings),
+        counts=counts,
+        row=row,
+        limits=server_limits(settings),
     )
     try:
         async with worker_stop() as stop:
