@@ -14,11 +14,11 @@ from fastapi import FastAPI
 from latlab import __version__
 from latlab.api import bots, health, metrics, seed
 from latlab.api.body_limit import BodyLimitMiddleware
-from latlab.api.docs import install_docs
+from latlab.api.docs import document_bearer_token, install_docs
 from latlab.api.errors import COMMON_RESPONSES, install_error_handlers
 from latlab.api.idempotency import Idempotency
-from latlab.api.login import login_router
-from latlab.api.security import SecurityMiddleware
+from latlab.api.login import configured_token, login_router
+from latlab.api.security import PUBLIC_PATHS, SecurityMiddleware
 from latlab.api.state import AppState
 from latlab.api.v1 import bots as v1_bots
 from latlab.api.v1 import events as v1_events
@@ -163,6 +163,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The original served these under /api; same handlers, kept out of the schema twice over.
     app.include_router(seed.router, prefix="/api", include_in_schema=False)
     install_docs(app)
+    if configured_token(settings.api_token) is not None:
+        document_bearer_token(app, PUBLIC_PATHS)
     return app
 
 

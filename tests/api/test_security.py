@@ -239,3 +239,15 @@ def test_same_origin_compares_name_and_effective_port(
 @pytest.mark.parametrize("host", ["", "[::1", "[::1]x", "a:b", "a:70000", ":80"])
 def test_malformed_hosts_do_not_parse(host: str) -> None:
     assert split_host(host) is None
+
+
+async def test_the_schema_declares_the_bearer_token_when_one_is_set(
+    guarded: httpx.AsyncClient, open_api: httpx.AsyncClient
+) -> None:
+    """Swagger UI's "Authorize" needs the scheme; public routes are marked as needing none."""
+    schema = (await guarded.get("/openapi.json")).json()
+    assert schema["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    assert schema["security"] == [{"bearer": []}]
+    assert schema["paths"]["/healthz"]["get"]["security"] == []
+    assert "security" not in schema["paths"]["/api/v1/experiments"]["get"]
+    assert "security" not in (await open_api.get("/openapi.json")).json()

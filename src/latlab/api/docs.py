@@ -8,8 +8,10 @@ network cut. Without node_modules the pages say how to install it instead of goi
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import (
@@ -130,3 +132,22 @@ def install_docs(app: FastAPI, node_modules: Path = NODE_MODULES) -> None:
         app.add_api_route(path, swagger_ui, include_in_schema=False)
     app.add_api_route("/redoc", redoc_ui, include_in_schema=False)
     app.add_api_route(OAUTH2_REDIRECT_URL, oauth2_redirect, include_in_schema=False)
+
+
+def document_bearer_token(app: FastAPI, public_paths: Collection[str]) -> None:
+    """With a token set, the schema says so: Swagger UI shows "Authorize" (its "Try it out"
+    then sends the token), and generated clients know the scheme. ``public_paths`` need none."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # built once and kept by FastAPI; the scheme is added once too
+        if "security" not in schema:
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            schema["security"] = [{"bearer": []}]
+            for path in public_paths & schema.get("paths", {}).keys():
+                for operation in schema["paths"][path].values():
+                    operation["security"] = []
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
