@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     insecure: bool = Field(
         False, description="Allow serving a non-loopback address without an API token."
     )
+    api_max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Most open connections on the control API (unset: a share of the "
+        "file-descriptor limit; past it new connections are closed at once).",
+    )
     allowed_hosts: CommaList = Field(
         default_factory=list,
         description="Host header values accepted besides loopback names and addresses "
