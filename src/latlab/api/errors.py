@@ -61,11 +61,14 @@ async def _invalid_transition(_request: Request, exc: Exception) -> JSONResponse
 
 
 def _json_safe(value: Any) -> Any:
-    """inf and nan (``1e999`` in a JSON body parses to inf) cannot be written back as JSON."""
+    """What a body may hold but JSON cannot carry back: inf and nan (``1e999`` parses to inf),
+    and lone surrogates (``"\\ud800"`` parses to a str UTF-8 cannot encode), written as text."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {_json_safe(key): _json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(item) for item in value]
     return value
