@@ -36,6 +36,30 @@ def test_builtin_denies(address: str, reason: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 (RFC 6052) of 169.254.169.254
+        "2002:a9fe:a9fe::1",  # 6to4 of it
+        "::a9fe:a9fe",  # IPv4-compatible (deprecated, still routed by some stacks)
+        "::ffff:0:a9fe:a9fe",  # IPv4-translated (RFC 2765)
+    ],
+)
+def test_ipv4_embedded_in_ipv6_is_judged_as_that_ipv4(address: str) -> None:
+    assert refusal(TargetPolicy(), address) == "link-local address"
+
+
+@pytest.mark.parametrize("address", ["fd00:ec2::254", "100.100.100.200"])
+def test_cloud_metadata_outside_link_local_is_refused(address: str) -> None:
+    assert refusal(TargetPolicy(), address) == "cloud metadata service"
+
+
+def test_broadcast_is_refused_as_broadcast() -> None:
+    assert refusal(TargetPolicy(api_port=API_PORT), "255.255.255.255", API_PORT) == (
+        "broadcast address"
+    )
+
+
+@pytest.mark.parametrize(
     "address", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "10.1.2.3", "192.168.0.7", "fd00::2"]
 )
 def test_loopback_and_private_ranges_stay_allowed(address: str) -> None:

@@ -21,10 +21,25 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _LOCAL_CACHE_SIZE = 1024
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packet reaches (or is routed to).
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
+_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated, but some stacks still route it
+# Cloud metadata services outside 169.254.0.0/16: AWS over IPv6, Alibaba Cloud.
+_METADATA = (ipaddress.ip_network("fd00:ec2::254/128"), ipaddress.ip_network("100.100.100.200/32"))
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 def plain_address(address: IPAddress) -> IPAddress:
-    """``::ffff:a.b.c.d`` reaches a.b.c.d, so it is judged as a.b.c.d."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    """An IPv6 address that carries an IPv4 one (``::ffff:a.b.c.d``, 6to4, NAT64, …) is
+    judged as that IPv4 address, which is what it reaches."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return address
+    embedded = address.ipv4_mapped or address.sixtofour
+    if embedded is not None:
+        return embedded
+    if address in _NAT64 or address in _TRANSLATED or (address in _COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
     return address
 
 
@@ -35,6 +50,10 @@ def _builtin_refusal(address: IPAddress) -> str | None:
         return "link-local address"
     if address.is_multicast:
         return "multicast address"
+    if address == _BROADCAST:
+        return "broadcast address"
+    if any(address in network for network in _METADATA if network.version == address.version):
+        return "cloud metadata service"
     return None
 
 
