@@ -110,9 +110,42 @@ async def test_the_create_past_the_rate_is_refused_per_client(tmp_path: Path) ->
         assert_refused(bulk, "LATLAB_CREATE_RATE_PER_MIN", 5)
         assert len((await api.get("/list_experiments")).json()) == 5
 
-        other_token = {"Authorization": "Bearer another-client"}
-        other = await api.post("/api/v1/experiments", json=[SPEC] * 3, headers=other_token)
-        assert other.status_code == 201  # a bulk create counts once
+    async with api_with(tmp_path, create_rate_per_min=5) as api:
+        bulk = await api.post("/api/v1/experiments", json=[SPEC] * 3)
+        assert bulk.status_code == 201  # a bulk create counts once
+        assert (await api.get("/api/v1/experiments")).json()["count"] == 8
+
+
+async def test_without_a_token_made_up_authorization_headers_share_the_address_quota(
+    tmp_path: Path,
+) -> None:
+    async with api_with(tmp_path, create_rate_per_min=3) as api:
+        for _ in range(3):
+            assert (await api.post("/api/v1/experiments", json=SPEC)).status_code == 201
+        for made_up in ["x0", "x1", "Bearer x2", "x3", "x4"]:
+            headers = {"Authorization": made_up}
+            refused = await api.post("/api/v1/experiments", json=SPEC, headers=headers)
+            assert_refused(refused, "LATLAB_CREATE_RATE_PER_MIN", 3)
+        assert (await api.get("/api/v1/experiments")).json()["count"] == 3
+
+
+async def test_with_a_token_every_spelling_and_the_login_cookie_share_one_quota(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'latlab.db'}"
+    limits = {"storage_url": url, "freeze_gc": False, "create_rate_per_min": 4}
+    settings = Settings.model_validate({**limits, "api_token": "tok"})
+    async with run_api(settings) as api:
+        for spelling in ["Bearer tok", "bearer tok", "BEARER tok", "Bearer  tok"]:
+            headers = {"Authorization": spelling}
+            created = await api.post("/api/v1/experiments", json=SPEC, headers=headers)
+            assert created.status_code == 201, spelling
+        refused = await api.post(
+            "/api/v1/experiments", json=SPEC, headers={"Authorization": "bEaReR tok"}
+        )
+        assert_refused(refused, "LATLAB_CREATE_RATE_PER_MIN", 4)
+        assert (await api.post("/ui/login", data={"token": "tok"})).status_code == 303
+        assert_refused(await api.post("/start"), "LATLAB_CREATE_RATE_PER_MIN", 4)
 
 
 class FakeClock:

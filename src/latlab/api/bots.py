@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from latlab.api.bot_schemas import ActiveBots, BotCreated, BotHistoryEntry
 from latlab.api.deps import (
@@ -24,9 +25,9 @@ from latlab.api.deps import (
 )
 from latlab.api.errors import transition_detail
 from latlab.api.idempotency import IdempotencyKey
+from latlab.api.streaming import bots_history_json
 from latlab.jobs.kinds.bot import KIND, BotSpec
 from latlab.jobs.state import Action, InvalidTransition
-from latlab.storage import JobState
 
 router = APIRouter(tags=["bots (original API)"])
 BotIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Integer id of the bot.")]
@@ -74,9 +75,8 @@ async def active_bots(jobs: JobsDep) -> ActiveBots:
     return ActiveBots(active_bots=await jobs.active_ids(KIND))
 
 
+# Streamed (see latlab.api.streaming); response_model documents its shape.
 @router.get("/bots_history", response_model=list[BotHistoryEntry])
-async def bots_history(records: BotRecordsDep, bots: BotsDep) -> list[BotHistoryEntry]:
+async def bots_history(records: BotRecordsDep, bots: BotsDep) -> Response:
     """Every bot that ran, in the order they started."""
-    page = await records.page(None)
-    started = [job for job in page.items if job.state is not JobState.CREATED]
-    return [BotHistoryEntry.of(job, await bots.last_number(job)) for job in started]
+    return StreamingResponse(bots_history_json(records, bots), media_type="application/json")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from latlab.api.errors import unknown_keys_error
@@ -24,6 +26,7 @@ from latlab.settings import Settings
 from latlab.storage import Store
 
 MAX_ID = 2**63 - 1
+ITEMS_SLICE = 500  # list items handled between two turns of the event loop (~10 ms at most)
 
 
 def app_state(request: Request) -> AppState:
@@ -78,30 +81,57 @@ def _bots_limit(request: Request) -> RunningLimit:
 def count_create(request: Request) -> None:
     """Count a create request against its client's rate (429 past it). Route dependency."""
     state = app_state(request)
-    state.create_rate.admit(client_key(request), state.settings.create_rate_per_min)
+    key = client_key(request, state.settings)
+    state.create_rate.admit(key, state.settings.create_rate_per_min)
 
 
-def known_keys_only(model: type[BaseModel]) -> Callable[[Request], Awaitable[None]]:
+def batch_length_error(count: int, max_items: int) -> RequestValidationError:
+    """The 422 of a list of experiments that is empty or longer than ``max_items``."""
+    error = {
+        "type": "too_long" if count else "too_short",
+        "loc": ["body"],
+        "msg": f"give between 1 and {max_items} experiments",
+        "input": count,
+    }
+    return RequestValidationError([error])
+
+
+def known_keys_only(
+    model: type[BaseModel], max_items: int | None = None
+) -> Callable[[Request], Awaitable[None]]:
     """A route dependency that rejects a JSON body (an object, or a list of objects) with
-    keys ``model`` does not know, in one short 422, before the model validates it."""
+    keys ``model`` does not know, in one short 422, before the model validates it.
+
+    A list must hold 1 to ``max_items`` items (when given): checked before any item is, so a
+    list of millions costs its length, and a long one is walked a slice at a time.
+    """
     fields = model.model_fields
-    known = set(fields) | {field.alias for field in fields.values() if field.alias}
+    known = frozenset(fields) | {field.alias for field in fields.values() if field.alias}
 
     async def check(request: Request) -> None:
         try:
             body: Any = await request.json()  # parsed once: FastAPI reuses it
         except ValueError:  # no JSON body: the route's own validation answers
             return
-        items = body if isinstance(body, list) else [body]
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                continue
-            loc: list[int | str] = ["body", index] if isinstance(body, list) else ["body"]
-            error = unknown_keys_error(item, known, loc)
-            if error is not None:
-                raise error
+        if not isinstance(body, list):
+            _check_item(body, known, ["body"])
+            return
+        if max_items is not None and not 1 <= len(body) <= max_items:
+            raise batch_length_error(len(body), max_items)
+        for first in range(0, len(body), ITEMS_SLICE):
+            if first:
+                await asyncio.sleep(0)  # other requests run between slices
+            for index in range(first, min(first + ITEMS_SLICE, len(body))):
+                _check_item(body[index], known, ["body", index])
 
     return check
+
+
+def _check_item(item: Any, known: frozenset[str], loc: list[int | str]) -> None:
+    if isinstance(item, dict):
+        error = unknown_keys_error(item, known, loc)
+        if error is not None:
+            raise error
 
 
 StoreDep = Annotated[Store, Depends(_store)]

@@ -1,14 +1,15 @@
 """Quotas the API applies: running jobs and bots (checked by the job manager), create rate.
 
-The create rate is counted in memory, per process, per client: the hash of its
-``Authorization`` header when it sends one (a token), else its address. A sliding window
+The create rate is counted in memory, per process, per client: with an API token configured,
+every create has passed the token check (header or login cookie), so all count against the
+token; without one, against the client's address. Never against header text no check
+verified: each made-up ``Authorization`` would get a fresh quota. A sliding window
 over the last minute (two fixed windows, the older weighted by how much of it still
 overlaps) keeps a burst at a window's edge from doubling the rate.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -16,11 +17,13 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from latlab.api.login import configured_token
 from latlab.jobs.kinds.bot import KIND as BOT
 from latlab.jobs.quota import QuotaExceeded, RunningLimit
 from latlab.settings import Settings
 
 WINDOW_S = 60.0
+AUTHENTICATED = "authenticated"  # the one token holder: any spelling of it, the login cookie
 MAX_CLIENTS = 10_000  # clients remembered; the least recently seen are forgotten first
 
 
@@ -31,11 +34,11 @@ def running_limit(settings: Settings, kind: str) -> RunningLimit:
     return RunningLimit(settings.max_running_jobs, "LATLAB_MAX_RUNNING_JOBS", "experiments")
 
 
-def client_key(request: Request) -> str:
-    """Who a create is counted against: a token if the request has one, else its address."""
-    authorization = request.headers.get("authorization")
-    if authorization:
-        return "token:" + hashlib.sha256(authorization.encode()).hexdigest()[:32]
+def client_key(request: Request, settings: Settings) -> str:
+    """Who a create is counted against: the checked identity, the token if one is configured
+    (the security middleware let only its holders through), else the client's address."""
+    if configured_token(settings.api_token) is not None:
+        return AUTHENTICATED
     return "address:" + (request.client.host if request.client else "unknown")
 
 

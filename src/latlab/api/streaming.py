@@ -1,9 +1,9 @@
 """The seed routes' JSON answers, written page by page.
 
-The original service answered every result of an experiment (and of every experiment) in one
-document; LatLab keeps that shape, byte for byte, but builds it from pages of results: memory
-stays constant, and the event loop waits at most for one page (read and encoded, a few ms)
-before it serves other requests again.
+The original service answered every result of an experiment (and of every experiment), and
+every bot, in one document; LatLab keeps that shape, byte for byte, but builds it from pages:
+memory stays constant, and the event loop waits at most for one page (read and encoded, a few
+ms) before it serves other requests again.
 """
 
 from __future__ import annotations
@@ -13,18 +13,22 @@ from collections.abc import AsyncIterator
 
 from pydantic import TypeAdapter
 
+from latlab.api.bot_schemas import BotHistoryEntry
 from latlab.api.schemas import Experiment, ExperimentResult, seed_experiment
-from latlab.jobs.queries import ExperimentQueries
-from latlab.storage import JobRecord
+from latlab.jobs.kinds.bot import BotRunner
+from latlab.jobs.queries import BotQueries, ExperimentQueries
+from latlab.storage import JobRecord, JobState
 
 # Encoded in ~5 ms (bench/result_dump.py: worst loop stall 9.6 ms CPU at 500, 12.7 at 250,
 # 17 at 1,000; 500 dumps as fast as one whole document did, 250 took 1.8x as long).
 RESULTS_PAGE = 500
 EXPERIMENTS_PAGE = 100
+BOTS_PAGE = 500  # ~10 ms to read into records, build and encode
 CHUNK_BYTES = 64 * 1024  # small pieces are gathered up to this before they are sent
 
 _EXPERIMENT = TypeAdapter(Experiment)
 _RESULTS = TypeAdapter(list[ExperimentResult])
+_BOT_HISTORY = TypeAdapter(list[BotHistoryEntry])
 _NO_RESULTS = b'"results":[]'
 
 
@@ -65,3 +69,18 @@ async def experiments_json(experiments: ExperimentQueries) -> AsyncIterator[byte
                     buffer.clear()
     buffer += b"]"
     yield bytes(buffer)
+
+
+async def bots_history_json(records: BotQueries, bots: BotRunner) -> AsyncIterator[bytes]:
+    """Every bot that ran, in the order they started, as a JSON list of ``BotHistoryEntry``."""
+    yield b"["
+    separator = b""
+    async for jobs in records.pages(BOTS_PAGE):
+        started = [job for job in jobs if job.state is not JobState.CREATED]
+        # last_number reads no store: the job's progress, or this process's running bot.
+        entries = [BotHistoryEntry.of(job, await bots.last_number(job)) for job in started]
+        if entries:
+            yield separator + _BOT_HISTORY.dump_json(entries)[1:-1]
+            separator = b","
+        await asyncio.sleep(0)  # a store that never waits (memory) must not hold the loop
+    yield b"]"

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from latlab.api.deps import (
+    ITEMS_SLICE,
     ExperimentIdPath,
     ExperimentsDep,
     ExperimentsLimitDep,
@@ -23,6 +24,7 @@ from latlab.api.deps import (
     Limit,
     Offset,
     SettingsDep,
+    batch_length_error,
     count_create,
     known_keys_only,
 )
@@ -86,18 +88,23 @@ def _probe_spec(settings: Settings, fields: Any, loc: tuple[int, ...] = ()) -> P
     return spec
 
 
-def _probe_specs(settings: Settings, body: dict[str, Any] | list[Any]) -> list[ProbeSpec]:
+async def _probe_specs(settings: Settings, body: dict[str, Any] | list[Any]) -> list[ProbeSpec]:
+    """The specs of one experiment or of a list, all valid or a 422 naming the item's index.
+
+    A list is validated a slice at a time, the loop free between slices: 10,000 specs take
+    ~0.15 s, which held every other request before.
+    """
     if isinstance(body, dict):
         return [_probe_spec(settings, body)]
-    if not 1 <= len(body) <= MAX_BATCH:
-        error = {
-            "type": "too_long" if body else "too_short",
-            "loc": ["body"],
-            "msg": f"give between 1 and {MAX_BATCH} experiments",
-            "input": len(body),
-        }
-        raise RequestValidationError([error])
-    return [_probe_spec(settings, item, (index,)) for index, item in enumerate(body)]
+    if not 1 <= len(body) <= MAX_BATCH:  # known_keys_only checked it first; kept for any caller
+        raise batch_length_error(len(body), MAX_BATCH)
+    specs: list[ProbeSpec] = []
+    for first in range(0, len(body), ITEMS_SLICE):
+        if first:
+            await asyncio.sleep(0)
+        items = body[first : first + ITEMS_SLICE]
+        specs += [_probe_spec(settings, item, (index,)) for index, item in enumerate(items, first)]
+    return specs
 
 
 @router.post(
@@ -108,7 +115,7 @@ def _probe_specs(settings: Settings, body: dict[str, Any] | list[Any]) -> list[P
         201: {"description": "The experiment, or for a list {data, count}."},
         429: {"description": "Too many creates a minute, or (start) too many running."},
     },
-    dependencies=[Depends(count_create), Depends(known_keys_only(ProbeSpec))],
+    dependencies=[Depends(count_create), Depends(known_keys_only(ProbeSpec, MAX_BATCH))],
 )
 async def create(
     request: Request,
@@ -121,7 +128,7 @@ async def create(
     start: StartQuery = False,
 ) -> Response:
     """Create one experiment, or a list of them in one transaction (all or nothing)."""
-    specs = [spec.model_dump() for spec in _probe_specs(settings, body)]
+    specs = [spec.model_dump() for spec in await _probe_specs(settings, body)]
 
     async def created() -> ExperimentPublic | ExperimentsCreated:
         made = await jobs.create_many(KIND, specs, start=start, limit=limit)
