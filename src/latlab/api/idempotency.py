@@ -23,6 +23,7 @@ from fastapi import Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from latlab.storage import Store, StoreUnavailable
 
@@ -39,6 +40,14 @@ IdempotencyKey = Annotated[
         description="Any unique string: a retry with the same key returns the first answer.",
     ),
 ]
+
+
+def _encoded(answer: Any) -> Any:
+    """JSON-ready ``answer``. A model dumps itself in Rust: ~20 ms for 10,000 experiments,
+    where ``jsonable_encoder`` walks the dump again in Python (~0.5 s, the event loop held)."""
+    if isinstance(answer, BaseModel):
+        return answer.model_dump(mode="json", by_alias=True)
+    return jsonable_encoder(answer)
 
 
 async def _fingerprint(request: Request) -> str:
@@ -86,7 +95,7 @@ class Idempotency:
     ) -> JSONResponse:
         """Answer with ``create()``'s result, or with the kept answer to an earlier ``key``."""
         if key is None:
-            return JSONResponse(jsonable_encoder(await create()), status_code=status_code)
+            return JSONResponse(_encoded(await create()), status_code=status_code)
         name = _record_name(request, key)
         lock = self._locks.get(name)
         if lock is None:
@@ -97,7 +106,7 @@ class Idempotency:
             replay = None if kept is None else _replay(kept, fingerprint, key)
             if replay is not None:
                 return replay
-            body = jsonable_encoder(await create())
+            body = _encoded(await create())
             record = {"fingerprint": fingerprint, "status": status_code, "body": body}
             await self._keep(name, {**record, "at": datetime.now(UTC).isoformat()})
         return JSONResponse(body, status_code=status_code)
