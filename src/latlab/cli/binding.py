@@ -99,3 +99,36 @@ def is_bind_error(exc: OSError) -> bool:
     """Whether ``exc`` came from binding (not, say, from opening a file)."""
     bind_errnos = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
     return isinstance(exc, socket.gaierror) or (exc.filename is None and exc.errno in bind_errnos)
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse the API and the targets on one port where their addresses meet.
+
+    Checked here rather than left to the targets' bind: the API's socket is bound but not
+    listening yet (so clients see "refused" until it answers), and Linux lets a second
+    ``SO_REUSEADDR`` socket bind beside one that does not listen, so the targets would take
+    the port and the API would start with no one to reach it. Port 0 picks two free ports.
+    """
+    port = settings.port
+    if not settings.targets_enabled or port == 0 or settings.targets_port != port:
+        return
+    api, targets = _bind_address(settings.host), _bind_address(settings.targets_host)
+    if api is None or targets is None:
+        return  # an unresolvable host: its bind names the setting
+    if api == targets or api.is_unspecified or targets.is_unspecified:
+        raise StartupError(
+            f"the API and the targets cannot share port {port}: choose another port with "
+            "LATLAB_PORT / --port or LATLAB_TARGETS_PORT / --targets-port"
+        )
+
+
+def _bind_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address :func:`bind` would use for ``host`` (IPv4-mapped as IPv4)."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return None
+    address = ipaddress.ip_address(str(found[0][4][0]).split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address

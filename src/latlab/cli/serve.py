@@ -16,12 +16,19 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+from latlab.cli.api_connections import (
+    KEEP_ALIVE_S,
+    ConnectionBudget,
+    capped_protocol,
+    connection_budget,
+)
 from latlab.cli.binding import (
     Listen,
     api_listen,
     bind,
     bind_error,
     check_exposure,
+    check_ports,
     has_token,
     is_bind_error,
     is_loopback,
@@ -87,7 +94,7 @@ async def _open_targets(settings: Settings, stack: contextlib.AsyncExitStack) ->
     logger.info("targets on http://%s:%d", settings.targets_host, targets.port)
 
 
-def _uvicorn_server(settings: Settings) -> tuple[FastAPI, uvicorn.Server]:
+def _uvicorn_server(settings: Settings, max_connections: int) -> tuple[FastAPI, uvicorn.Server]:
     import uvicorn
 
     from latlab.app import create_app
@@ -97,7 +104,8 @@ def _uvicorn_server(settings: Settings) -> tuple[FastAPI, uvicorn.Server]:
         app,
         host=settings.host,
         port=settings.port,
-        http="httptools",
+        http=capped_protocol(max_connections, settings.targets_header_timeout_s),
+        timeout_keep_alive=KEEP_ALIVE_S,
         lifespan="on",
         log_level=settings.log_level,
         access_log=False,
@@ -108,11 +116,12 @@ def _uvicorn_server(settings: Settings) -> tuple[FastAPI, uvicorn.Server]:
 async def serve(settings: Settings, api_socket: socket.socket, log: StartupLog) -> None:
     # With --port 0 the kernel picked the port; the target policy must know the real one.
     settings = settings.model_copy(update={"port": api_socket.getsockname()[1]})
+    budget = connection_budget(settings)
     async with contextlib.AsyncExitStack() as stack:
         if settings.targets_enabled:
             # Up before the API, so experiments resumed at start-up find their target.
-            await _open_targets(settings, stack)
-        app, server = _uvicorn_server(settings)
+            await _open_targets(_with_targets_share(settings, budget), stack)
+        app, server = _uvicorn_server(settings, budget.api)
         # A stop asked for during start-up ends the server as soon as it is up.
         stack.enter_context(_signals_stop(server))
         state = await stack.enter_async_context(app.router.lifespan_context(app))
@@ -120,6 +129,11 @@ async def serve(settings: Settings, api_socket: socket.socket, log: StartupLog) 
         log.started()
         _announce(settings, settings.port)
         await server.serve(sockets=[api_socket])
+
+
+def _with_targets_share(settings: Settings, budget: ConnectionBudget) -> Settings:
+    """The targets' cap, unless set, is their share of the descriptors, not all of them."""
+    return settings.model_copy(update={"targets_max_connections": budget.targets})
 
 
 def _announce(settings: Settings, port: int) -> None:
@@ -136,6 +150,7 @@ def run_serve(overrides: Mapping[str, Any], *, verbose: bool = False) -> None:
         settings = Settings(**overrides)
         log.set_level(settings.log_level)
         check_exposure(settings)
+        check_ports(settings)
         check_url(settings.storage_url)
         # Bound first: a port in use fails at once, before the app is even imported.
         with bind(api_listen(settings)) as api_socket:
