@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -193,3 +194,36 @@ class Settings(BaseSettings):
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         return [str(ipaddress.ip_network(item, strict=False)) for item in value]
+
+    # URLs and files are checked here, so a mistake is one line at start-up (cli/startup.py)
+    # rather than a traceback from whatever opens them later. The checks import lazily.
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        from latlab.coordination import check_redis_url
+
+        return None if value is None else check_redis_url(value)
+
+    @field_validator("influx_url")
+    @classmethod
+    def _influx_url(cls, value: str | None) -> str | None:
+        from latlab.exporters.influx import check_influx_url
+
+        return check_influx_url(value) if value else value
+
+    @field_validator("probe_ca_file")
+    @classmethod
+    def _ca_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_ca_file(value)
+        return value
+
+
+def _check_ca_file(path: str) -> None:
+    """Load the bundle as the probes will (~1 ms for a small one), so a bad path fails now."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:
+        raise ValueError(f"no PEM CA certificate could be read from it ({exc.reason})") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read it ({exc.strerror or exc})") from None

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -70,6 +71,7 @@ def cases(busy: int, held: int) -> dict[str, tuple[list[str], dict[str, str]]]:
     127.0.0.1, so binding it on 0.0.0.0 too would fail "in use"."""
     serve = [*LATLAB, "serve", "--no-targets", "--port"]
     nowhere = free_port()  # nothing listens there
+    shared, wild = free_port(), free_port()  # each asked of both servers
     return {
         "api_port_busy": ([*serve, str(busy)], {}),
         "targets_port_busy": (
@@ -97,11 +99,54 @@ def cases(busy: int, held: int) -> dict[str, tuple[list[str], dict[str, str]]]:
             {"LATLAB_REDIS_URL": f"redis://127.0.0.1:{nowhere}/0"},
         ),
         "open_bind_without_token": ([*serve, str(held), "--host", "0.0.0.0"], {}),
+        "same_port_for_api_and_targets": (
+            [*LATLAB, "serve", "--port", str(shared), "--targets-port", str(shared)],
+            {},
+        ),
+        "targets_port_under_a_wildcard_api": (
+            # In a network namespace with only loopback: were 0.0.0.0 served, none but us.
+            [
+                *["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *LATLAB],
+                *["serve", "--host", "0.0.0.0", "--insecure", "--port", str(wild)],
+            ],
+            {"LATLAB_TARGETS_PORT": str(wild)},
+        ),
+    }
+
+
+def malformed_cases(folder: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Malformed URLs and files in the settings: refused before anything is opened."""
+    serve = [*LATLAB, "serve", "--no-targets", "--port", str(free_port())]
+    with_targets = [*LATLAB, "serve", "--port", str(free_port()), "--targets-port", "0"]
+    not_a_database = folder / "notes.db"
+    not_a_database.write_bytes(b"these are notes, not a database\n" * 200)
+    return {
+        "redis_url_not_redis": (with_targets, {"LATLAB_REDIS_URL": "http://x"}),
+        "redis_port_not_a_number": (serve, {"LATLAB_REDIS_URL": "redis://127.0.0.1:abc/0"}),
+        "targets_command_redis_url_not_redis": (
+            [*LATLAB, "targets", "--port", "0"],
+            {"LATLAB_REDIS_URL": "http://x"},
+        ),
+        "influx_url_without_scheme": (serve, {"LATLAB_INFLUX_URL": "127.0.0.1:8086"}),
+        "influx_url_not_a_url": (serve, {"LATLAB_INFLUX_URL": "notaurl"}),
+        "postgres_port_not_a_number": (
+            serve,
+            {"LATLAB_STORAGE_URL": "postgresql+asyncpg://u:p@127.0.0.1:abc/db"},
+        ),
+        "mongo_password_not_escaped": (
+            serve,
+            {"LATLAB_STORAGE_URL": "mongodb://a:b:c@127.0.0.1/db"},
+        ),
+        "sqlite_file_not_a_database": (
+            serve,
+            {"LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{not_a_database}"},
+        ),
+        "probe_ca_file_missing": (serve, {"LATLAB_PROBE_CA_FILE": str(folder / "no-ca.pem")}),
     }
 
 
 @pytest.fixture(scope="module")
-def outcome() -> Iterator[dict[str, Future[Outcome]]]:
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Outcome]]]:
     with contextlib.ExitStack() as stack:
         busy = stack.enter_context(socket.socket())
         busy.bind(("127.0.0.1", 0))
@@ -109,6 +154,7 @@ def outcome() -> Iterator[dict[str, Future[Outcome]]]:
         held = stack.enter_context(socket.socket())
         held.bind(("127.0.0.1", 0))  # bound, not listening: no server
         table = cases(busy.getsockname()[1], held.getsockname()[1])
+        table |= malformed_cases(tmp_path_factory.mktemp("malformed"))
         pool = stack.enter_context(ThreadPoolExecutor(PARALLEL_PROCESSES))
         yield {name: pool.submit(run, *case) for name, case in table.items()}
 
@@ -171,6 +217,29 @@ def test_an_unreachable_dependency_exits_3_after_the_startup_timeout(
     assert "LATLAB_STARTUP_TIMEOUT_S" in result.line
 
 
+@pytest.mark.parametrize(
+    ("case", "setting", "hint"),
+    [
+        ("redis_url_not_redis", "LATLAB_REDIS_URL", "use one of: redis://"),
+        ("redis_port_not_a_number", "LATLAB_REDIS_URL", "port 'abc'"),
+        ("targets_command_redis_url_not_redis", "LATLAB_REDIS_URL", "use one of: redis://"),
+        ("influx_url_without_scheme", "LATLAB_INFLUX_URL", "e.g. http://127.0.0.1:8086"),
+        ("influx_url_not_a_url", "LATLAB_INFLUX_URL", "e.g. http://127.0.0.1:8086"),
+        ("postgres_port_not_a_number", "LATLAB_STORAGE_URL", "port 'abc'"),
+        ("mongo_password_not_escaped", "LATLAB_STORAGE_URL", "percent-encode"),
+        ("sqlite_file_not_a_database", "LATLAB_STORAGE_URL", "notes.db is not a SQLite database"),
+        ("probe_ca_file_missing", "LATLAB_PROBE_CA_FILE", "no-ca.pem"),
+    ],
+)
+def test_a_malformed_url_or_file_exits_2_naming_its_setting(
+    outcome: dict[str, Future[Outcome]], case: str, setting: str, hint: str
+) -> None:
+    result = outcome[case].result()
+    assert result.returncode == 2, result.stderr
+    assert setting in result.line
+    assert hint in result.line
+
+
 def test_a_network_bind_without_token_is_refused_before_binding(
     outcome: dict[str, Future[Outcome]],
 ) -> None:
@@ -180,6 +249,18 @@ def test_a_network_bind_without_token_is_refused_before_binding(
     assert "refusing to serve the API on 0.0.0.0 without a token" in result.line
     assert "LATLAB_API_TOKEN" in result.line
     assert "--insecure" in result.line
+
+
+@pytest.mark.parametrize(
+    "case", ["same_port_for_api_and_targets", "targets_port_under_a_wildcard_api"]
+)
+def test_the_api_and_the_targets_on_one_port_exit_2_naming_both_settings(
+    outcome: dict[str, Future[Outcome]], case: str
+) -> None:
+    result = outcome[case].result()
+    assert result.returncode == 2
+    assert "LATLAB_PORT / --port" in result.line
+    assert "LATLAB_TARGETS_PORT / --targets-port" in result.line
 
 
 def test_verbose_adds_the_traceback_above_the_one_line(

@@ -91,13 +91,28 @@ def _invalid_settings(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_url=False):
         name = str(error["loc"][0]) if error["loc"] else "?"
-        shown = "" if name in secrets else f"={_brief(repr(error['input']))}"
-        problems.append(f"LATLAB_{name.upper()}{shown}: {error['msg']}")
+        shown = "" if name in secrets else f"={_brief(repr(_without_credentials(error['input'])))}"
+        # A validator's own ValueError reads better without pydantic's "Value error, ".
+        cause = error.get("ctx", {}).get("error") if error["type"] == "value_error" else None
+        problems.append(f"LATLAB_{name.upper()}{shown}: {cause or error['msg']}")
     return "; ".join(problems) + " (fix the variable or its command-line option)"
 
 
-def _brief(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _without_credentials(value: object) -> object:
+    """A URL's user name and password (``redis://:pw@host``) are not shown: ``***@host``."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    scheme, _, rest = value.partition("://")
+    _, at, location = rest.rpartition("@")
+    return f"{scheme}://***@{location}" if at else value
+
+
+def _brief(text: str, limit: int = 80) -> str:
+    """``text``, or its start and end around "…": a long path keeps its file name."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ __all__ = [
     "LocalCoordinator",
     "RunningJobs",
     "UnsupportedRedisURL",
+    "check_redis_url",
     "open_coordinator",
 ]
 
@@ -31,6 +32,27 @@ class UnsupportedRedisURL(ValueError):
     pass
 
 
+def check_redis_url(url: str) -> str:
+    """``url`` if redis-py can parse it (scheme, port, database, options); raise
+    :class:`UnsupportedRedisURL` naming what is wrong, never the password, if not."""
+    scheme = url.partition("://")[0].lower()
+    if scheme not in _REDIS_SCHEMES:
+        known = ", ".join(f"{s}://" for s in _REDIS_SCHEMES)
+        raise UnsupportedRedisURL(f"unsupported Redis URL scheme {scheme!r}; use one of: {known}")
+    # Host and port only: what a message may show (no credentials, path or options).
+    location = url.partition("://")[2].rpartition("@")[2].split("/", 1)[0].split("?", 1)[0]
+    port = location.rpartition("]")[2].partition(":")[2]
+    if port and not (port.isdigit() and int(port) <= 65535):
+        raise UnsupportedRedisURL(f"port {port!r} of {location} is not a number from 0 to 65535")
+    from redis.asyncio.connection import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:  # a database that is not a number, an option's bad value, ...
+        raise UnsupportedRedisURL(f"{scheme}://{location}: {exc}") from None
+    return url
+
+
 async def open_coordinator(
     redis_url: str | None, prefix: str, timeout_s: float | None = None
 ) -> Coordinator:
@@ -41,10 +63,7 @@ async def open_coordinator(
     """
     if redis_url is None:
         return LocalCoordinator()
-    scheme = redis_url.partition("://")[0].lower()
-    if scheme not in _REDIS_SCHEMES:
-        known = ", ".join(f"{s}://" for s in _REDIS_SCHEMES)
-        raise UnsupportedRedisURL(f"unsupported Redis URL scheme {scheme!r}; use one of: {known}")
+    check_redis_url(redis_url)
     from latlab.coordination.redis import RedisCoordinator
 
     if timeout_s is None:

@@ -50,6 +50,21 @@ def escape_tag(value: str) -> str:
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
+def check_influx_url(url: str) -> str:
+    """``url`` if it is ``http(s)://host[:port][/path]``; raise ``ValueError`` if not."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise ValueError(
+            f"InfluxDB URL must be http(s)://host[:port], e.g. http://127.0.0.1:8086, not {shown!r}"
+        )
+    return url
+
+
 @dataclass(frozen=True)
 class InfluxConfig:
     url: str
@@ -60,8 +75,7 @@ class InfluxConfig:
     timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
-        if urlsplit(self.url).scheme not in ("http", "https"):
-            raise ValueError(f"InfluxDB URL must be http(s)://, not {self.url!r}")
+        check_influx_url(self.url)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InfluxConfig | None:

@@ -13,6 +13,11 @@ class UnsupportedStorageURL(ValueError):
     pass
 
 
+class UnusableStorage(UnsupportedStorageURL):
+    """The URL is well formed but names something that is not a store (a file that is not
+    a SQLite database)."""
+
+
 _SQL_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 _MONGO_SCHEMES = ("mongodb", "mongodb+srv")
 _SCHEMES = ("memory", *_SQL_SCHEMES, *_MONGO_SCHEMES)
@@ -62,7 +67,34 @@ def check_url(url: str) -> str:
         raise UnsupportedStorageURL(
             f"{scheme}:// needs the {module} package: pip install 'latlab[{extra}]'"
         )
+    if scheme not in ("memory", "sqlite+aiosqlite"):  # a SQLite path may hold anything
+        _check_authority(url)
     return url
+
+
+def _check_authority(url: str) -> None:
+    """Credentials and ports as the drivers will parse them, checked before any is imported.
+
+    A message names the URL as :func:`where` does, never the credentials.
+    """
+    scheme, _, rest = url.partition("://")
+    credentials, _, location = rest.split("?", 1)[0].rpartition("@")
+    # pymongo refuses these unescaped in a user name or password; a second "@" fools any parser.
+    reserved = "/?#[]@" if scheme in _MONGO_SCHEMES else "@"
+    if any(char in credentials for char in reserved) or (
+        scheme in _MONGO_SCHEMES and credentials.count(":") > 1
+    ):
+        shown = " ".join(":" + reserved if scheme in _MONGO_SCHEMES else reserved)
+        raise UnsupportedStorageURL(
+            f"the user name or password in {where(url)} holds a reserved character "
+            f"({shown}): percent-encode it (urllib.parse.quote_plus)"
+        )
+    for host in location.split("/", 1)[0].split(","):
+        port = host.rpartition("]")[2].partition(":")[2]
+        if port and not (port.isdigit() and int(port) <= 65535):
+            raise UnsupportedStorageURL(
+                f"port {port!r} of {where(url)} is not a number from 0 to 65535"
+            )
 
 
 def _opener(url: str, timeout_s: float | None) -> Opener:
@@ -76,14 +108,63 @@ def _opener(url: str, timeout_s: float | None) -> Opener:
 
         return memory
     if scheme in _SQL_SCHEMES:
-        from latlab.storage.sql.store import SqlStore
-
-        return lambda: SqlStore.open(url)
+        return _sql_opener(url)
     if scheme in _MONGO_SCHEMES:
         from latlab.storage.mongo import MongoStore
 
+        _parse_mongo_url(url)
         return lambda: MongoStore.open(url, timeout_s=timeout_s)
     raise AssertionError(f"check_url let {scheme!r} through")
+
+
+def _sql_opener(url: str) -> Opener:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DatabaseError
+
+    from latlab.storage.sql.store import SqlStore
+
+    try:
+        database = make_url(url).database or ""
+    except (ArgumentError, ValueError) as exc:
+        raise UnsupportedStorageURL(f"{where(url)} is not a valid URL ({exc})") from None
+
+    async def sql() -> Store:
+        try:
+            return await SqlStore.open(url)
+        except DatabaseError as exc:
+            if not _is_not_a_database(exc.orig):
+                raise
+            raise UnusableStorage(
+                f"{database} is not a SQLite database ({exc.orig}): point it at a LatLab "
+                "database or a new file"
+            ) from exc
+
+    return sql
+
+
+def _is_not_a_database(error: BaseException | None) -> bool:
+    """SQLite's own verdict on a file: not a database at all, or a damaged one."""
+    import sqlite3
+
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.DatabaseError) and code in (
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_CORRUPT,
+    )
+
+
+def _parse_mongo_url(url: str) -> None:
+    """pymongo's own parse, before a client exists; not for mongodb+srv://, whose parse
+    looks the host up in the DNS (MongoStore.open does that, within the start-up wait)."""
+    if url.startswith("mongodb+srv://"):
+        return
+    from pymongo.errors import ConfigurationError
+    from pymongo.uri_parser import parse_uri
+
+    try:
+        parse_uri(url)
+    except (ConfigurationError, ValueError) as exc:  # a bad option, its bad value, ...
+        raise UnsupportedStorageURL(f"{where(url)}: {exc}") from None
 
 
 def where(url: str) -> str:
