@@ -18,6 +18,7 @@ from latlab.api.docs import document_bearer_token, install_docs
 from latlab.api.errors import COMMON_RESPONSES, install_error_handlers
 from latlab.api.idempotency import Idempotency
 from latlab.api.login import configured_token, login_router
+from latlab.api.quotas import CreateRate
 from latlab.api.security import PUBLIC_PATHS, SecurityMiddleware
 from latlab.api.state import AppState
 from latlab.api.v1 import bots as v1_bots
@@ -153,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(SecurityMiddleware, settings=settings)
     app.include_router(health.router)
-    app.include_router(login_router(settings.api_token))
+    app.include_router(login_router(settings.api_token, CreateRate()))
     app.include_router(metrics.router)
     app.include_router(experiments.router)
     app.include_router(v1_events.router)

@@ -110,7 +110,8 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         le=600,
-        description="Targets close a connection whose request head takes longer (slowloris).",
+        description="The targets and the control API close a connection whose request head "
+        "takes longer (slowloris).",
     )
     targets_max_connections: int | None = Field(
         None,

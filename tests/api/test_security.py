@@ -251,3 +251,14 @@ async def test_the_schema_declares_the_bearer_token_when_one_is_set(
     assert schema["paths"]["/healthz"]["get"]["security"] == []
     assert "security" not in schema["paths"]["/api/v1/experiments"]["get"]
     assert "security" not in (await open_api.get("/openapi.json")).json()
+
+
+async def test_login_attempts_are_limited_per_address(guarded: httpx.AsyncClient) -> None:
+    """Guessing the token through the login form (from a rebinding page, say) is slow."""
+    wrong = [await guarded.post("/ui/login", data={"token": f"guess-{n}"}) for n in range(10)]
+    assert {response.status_code for response in wrong} == {401}
+    refused = await guarded.post("/ui/login", data={"token": TOKEN})
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "login attempts" in refused.json()["detail"]
+    assert "set-cookie" not in refused.headers

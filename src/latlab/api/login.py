@@ -10,13 +10,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import SecretStr
 
+from latlab.jobs.quota import QuotaExceeded
+
+if TYPE_CHECKING:
+    from latlab.api.quotas import CreateRate
+
 SESSION_COOKIE = "latlab_session"
+# Per client address: plenty for a person, far too few to guess a token.
+LOGIN_ATTEMPTS_PER_MIN = 10
 DEFAULT_NEXT = "/ui/"
 _SESSION_CONTEXT = b"latlab ui session v1"
 
@@ -60,8 +68,18 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, str]:
     return {key: values[0] for key, values in fields.items()}
 
 
-def login_router(token: SecretStr | None) -> APIRouter:
-    """The login routes for the configured ``token`` (unset: they answer 404)."""
+def _too_many_attempts(exc: QuotaExceeded) -> JSONResponse:
+    detail = (
+        f"too many login attempts from this address: at most {LOGIN_ATTEMPTS_PER_MIN} a "
+        "minute; retry later"
+    )
+    headers = {"Retry-After": str(exc.retry_after_s)}
+    return JSONResponse({"detail": detail}, status_code=429, headers=headers)
+
+
+def login_router(token: SecretStr | None, attempts: CreateRate) -> APIRouter:
+    """The login routes for the configured ``token`` (unset: they answer 404); ``attempts``
+    counts logins per client address."""
     token = configured_token(token)
     router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -69,6 +87,10 @@ def login_router(token: SecretStr | None) -> APIRouter:
     async def login(request: Request) -> Response:
         if token is None:
             return JSONResponse({"detail": "no API token is configured"}, status_code=404)
+        try:
+            attempts.admit(request.client.host if request.client else "", LOGIN_ATTEMPTS_PER_MIN)
+        except QuotaExceeded as exc:
+            return _too_many_attempts(exc)
         try:
             fields = _form_fields(await request.body(), request.headers.get("content-type", ""))
         except ValueError:  # too many form fields
