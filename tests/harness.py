@@ -188,3 +188,14 @@ async def wait_done(client: httpx.AsyncClient, experiment_id: int, at_least: int
         return int((await experiment(client, experiment_id))["done"]) >= at_least
 
     await wait_for(enough, what=f"{at_least} results of experiment {experiment_id}")
+
+
+async def hold_connections(port: int, count: int) -> list[asyncio.StreamWriter]:
+    """``count`` connections to ``port`` that send nothing, opened 100 at a time."""
+    writers = []
+    for _ in range(0, count, 100):
+        opened = await asyncio.gather(
+            *(asyncio.open_connection("127.0.0.1", port) for _ in range(100))
+        )
+        writers += [writer for _, writer in opened]
+    return writers

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from harness import wait_for
+from harness import hold_connections, wait_for
 from latlab.cli.api_connections import ConnectionBudget, capped_protocol, share_connections
 from latlab.settings import Settings
 from services import free_port, wait_for_port
@@ -44,17 +44,6 @@ def serve_under_fd_limit(db: Path, api_port: int, targets_port: int) -> Iterator
     finally:
         process.terminate()
         process.wait(timeout=15)
-
-
-async def hold_connections(port: int, count: int) -> list[asyncio.StreamWriter]:
-    """``count`` connections that send nothing, opened 100 at a time."""
-    writers = []
-    for _ in range(0, count, 100):
-        opened = await asyncio.gather(
-            *(asyncio.open_connection("127.0.0.1", port) for _ in range(100))
-        )
-        writers += [writer for _, writer in opened]
-    return writers
 
 
 async def fresh_get(url: str) -> int | str:

@@ -23,7 +23,7 @@ from subprocesses import (
     targets_process,
 )
 
-from harness import wait_for
+from harness import hold_connections, wait_for
 from latlab.serving.routes import Answer, Router, route
 from latlab.serving.server import HttpServer
 from latlab.serving.wire import Request, Response
@@ -111,17 +111,6 @@ async def test_settings_limit_the_headers_of_the_targets() -> None:
     async with serving(settings_for(targets_max_headers=2)) as port:
         assert (await exchange(port, get(extra="A: 1\r\n"))).status == 200
         assert (await exchange(port, get(extra="A: 1\r\nB: 2\r\n"))).status == 431
-
-
-async def hold_connections(port: int, count: int) -> list[asyncio.StreamWriter]:
-    """``count`` idle connections, opened 100 at a time."""
-    writers = []
-    for _ in range(0, count, 100):
-        opened = await asyncio.gather(
-            *(asyncio.open_connection("127.0.0.1", port) for _ in range(100))
-        )
-        writers += [writer for _, writer in opened]
-    return writers
 
 
 @pytest.mark.slow
