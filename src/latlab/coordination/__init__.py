@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from latlab.coordination.base import Coordinator, JobKey, RunningJobs
 from latlab.coordination.local import LocalCoordinator
+from latlab.reachable import until_reachable
 
 __all__ = [
     "Coordinator",
@@ -20,8 +20,6 @@ __all__ = [
 ]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
-# A client that ignores its own timeouts is cut this long after the deadline.
-_GRACE_S = 0.25
 
 
 class CoordinatorUnavailable(ConnectionError):
@@ -80,23 +78,16 @@ async def _until_reachable(
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    delay_s = 0.05
-    cause = "no answer"
-    while True:
-        try:
-            async with asyncio.timeout_at(deadline + _GRACE_S):
-                return await opener()
-        except AuthenticationError:
-            raise  # wrong credentials: waiting does not help
-        except (RedisConnectionError, RedisTimeoutError, TimeoutError) as exc:
-            cause = str(exc).partition("\n")[0] or cause  # the guard's timeout says nothing new
-            remaining_s = deadline - loop.time()
-            if remaining_s <= 0:
-                location = redis_url.rpartition("@")[2].split("?", 1)[0]
-                raise CoordinatorUnavailable(
-                    f"Redis at {location} is not reachable after {timeout_s:g} s ({cause})"
-                ) from exc
-        await asyncio.sleep(min(delay_s, remaining_s))  # the last try at the deadline
-        delay_s = min(delay_s * 2, 0.5)
+    location = redis_url.rpartition("@")[2].split("?", 1)[0]
+
+    def gave_up(cause: str) -> CoordinatorUnavailable:
+        message = f"Redis at {location} is not reachable after {timeout_s:g} s ({cause})"
+        return CoordinatorUnavailable(message)
+
+    return await until_reachable(
+        opener,
+        timeout_s,
+        transient=(RedisConnectionError, RedisTimeoutError),
+        gave_up=gave_up,
+        fatal=(AuthenticationError,),  # a ConnectionError too, but waiting fixes no password
+    )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 from collections.abc import Awaitable, Callable
 
+from latlab.reachable import until_reachable
 from latlab.storage.base import Store, StoreUnavailable
 
 
@@ -47,7 +47,6 @@ _DRIVERS = {
     "mongodb+srv": ("pymongo", "mongo"),
 }
 # A driver that ignores its own timeout is cut this long after the deadline.
-_GRACE_S = 0.25
 
 Opener = Callable[[], Awaitable[Store]]
 
@@ -185,31 +184,9 @@ async def open_store(url: str, timeout_s: float | None = None) -> Store:
     opener = _opener(url, timeout_s)
     if timeout_s is None:
         return await opener()
-    return await _until_reachable(opener, timeout_s, where(url))
+    location = where(url)
 
+    def gave_up(cause: str) -> StoreUnavailable:
+        return StoreUnavailable(f"{location} is not reachable after {timeout_s:g} s ({cause})")
 
-async def _until_reachable(opener: Opener, timeout_s: float, location: str) -> Store:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    delay_s = 0.05
-    cause = "no answer"
-    while True:
-        try:
-            async with asyncio.timeout_at(deadline + _GRACE_S):
-                return await opener()
-        except (StoreUnavailable, TimeoutError) as exc:
-            cause = _brief(exc) or cause  # the guard's own timeout says nothing new
-            remaining_s = deadline - loop.time()
-            if remaining_s <= 0:
-                raise StoreUnavailable(
-                    f"{location} is not reachable after {timeout_s:g} s ({cause})"
-                ) from exc
-        await asyncio.sleep(min(delay_s, remaining_s))  # the last try at the deadline
-        delay_s = min(delay_s * 2, 0.5)
-
-
-def _brief(exc: BaseException, limit: int = 120) -> str:
-    """The driver's own words (not the adapter's wrapper) on one short line, or ""."""
-    lines = str(exc.__cause__ or exc).splitlines()
-    text = lines[0] if lines else ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return await until_reachable(opener, timeout_s, transient=(StoreUnavailable,), gave_up=gave_up)
