@@ -154,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(SecurityMiddleware, settings=settings)
     app.include_router(health.router)
-    app.include_router(login_router(settings.api_token, CreateRate()))
+    app.include_router(login_router(settings.api_token, CreateRate().admit))
     app.include_router(metrics.router)
     app.include_router(experiments.router)
     app.include_router(v1_events.router)

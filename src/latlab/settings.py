@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -17,6 +18,21 @@ def _split(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def check_influx_url(url: str) -> str:
+    """``url`` if it is ``http(s)://host[:port][/path]``; raise ``ValueError`` if not."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise ValueError(
+            f"InfluxDB URL must be http(s)://host[:port], e.g. http://127.0.0.1:8086, not {shown!r}"
+        )
+    return url
 
 
 class Settings(BaseSettings):
@@ -208,8 +224,6 @@ class Settings(BaseSettings):
     @field_validator("influx_url")
     @classmethod
     def _influx_url(cls, value: str | None) -> str | None:
-        from latlab.exporters.influx import check_influx_url
-
         return check_influx_url(value) if value else value
 
     @field_validator("probe_ca_file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -18,9 +18,6 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import SecretStr
 
 from latlab.jobs.quota import QuotaExceeded
-
-if TYPE_CHECKING:
-    from latlab.api.quotas import CreateRate
 
 SESSION_COOKIE = "latlab_session"
 # Per client address: plenty for a person, far too few to guess a token.
@@ -77,9 +74,9 @@ def _too_many_attempts(exc: QuotaExceeded) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=429, headers=headers)
 
 
-def login_router(token: SecretStr | None, attempts: CreateRate) -> APIRouter:
-    """The login routes for the configured ``token`` (unset: they answer 404); ``attempts``
-    counts logins per client address."""
+def login_router(token: SecretStr | None, admit: Callable[[str, int], None]) -> APIRouter:
+    """The login routes for the configured ``token`` (unset: they answer 404). ``admit(address,
+    per_min)`` counts a login attempt, or raises :class:`QuotaExceeded` past ``per_min``."""
     token = configured_token(token)
     router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -88,7 +85,7 @@ def login_router(token: SecretStr | None, attempts: CreateRate) -> APIRouter:
         if token is None:
             return JSONResponse({"detail": "no API token is configured"}, status_code=404)
         try:
-            attempts.admit(request.client.host if request.client else "", LOGIN_ATTEMPTS_PER_MIN)
+            admit(request.client.host if request.client else "", LOGIN_ATTEMPTS_PER_MIN)
         except QuotaExceeded as exc:
             return _too_many_attempts(exc)
         try:

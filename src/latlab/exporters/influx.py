@@ -25,9 +25,9 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-from latlab.settings import Settings
+from latlab.settings import Settings, check_influx_url
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +48,6 @@ class RejectedError(InfluxError):
 def escape_tag(value: str) -> str:
     """Line protocol: commas, equals signs and spaces in tag keys and values are escaped."""
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def check_influx_url(url: str) -> str:
-    """``url`` if it is ``http(s)://host[:port][/path]``; raise ``ValueError`` if not."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port  # raises for a port that is not a number from 0 to 65535
-    except ValueError:
-        port = -1
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-        raise ValueError(
-            f"InfluxDB URL must be http(s)://host[:port], e.g. http://127.0.0.1:8086, not {shown!r}"
-        )
-    return url
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,23 @@ import asyncio
 import contextlib
 import itertools
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from latlab.serving.limits import ServerLimits
 
-if TYPE_CHECKING:
-    from latlab.serving.protocol import HttpProtocol
+
+class Connection(Protocol):
+    """What the connections of a server are to this module (``protocol.HttpProtocol``)."""
+
+    @property
+    def idle(self) -> bool: ...
+
+    def on_tick(self, header_ticks: int, idle_ticks: int) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
 
 # At the cap, how many of the oldest connections are looked at for an idle one; the busy
 # ones go to the back, so the next look sees others.
@@ -39,7 +50,7 @@ class Connections:
 
     def __init__(self, limits: ServerLimits | None = None) -> None:
         limits = limits or ServerLimits()
-        self._open: dict[HttpProtocol, None] = {}  # oldest first
+        self._open: dict[Connection, None] = {}  # oldest first
         self._max = limits.max_connections
         self._tick_s = limits.tick_s
         self.header_ticks = math.ceil(limits.header_timeout_s / self._tick_s)
@@ -51,7 +62,7 @@ class Connections:
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, connection: HttpProtocol) -> bool:
+    def add(self, connection: Connection) -> bool:
         """Room for ``connection``? At the cap an idle one makes room, if there is one."""
         if self._max is not None and len(self._open) >= self._max and not self._evict_idle():
             return False
@@ -60,7 +71,7 @@ class Connections:
             self._sweeper = asyncio.get_running_loop().call_later(self._tick_s, self._sweep)
         return True
 
-    def discard(self, connection: HttpProtocol) -> None:
+    def discard(self, connection: Connection) -> None:
         self._open.pop(connection, None)
         if not self._open and self._all_closed is not None:
             self._all_closed.set()
