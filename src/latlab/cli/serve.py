@@ -34,6 +34,7 @@ from latlab.cli.binding import (
     is_loopback,
 )
 from latlab.cli.logs import StartupLog
+from latlab.cli.shutdown import ShutdownDeadline
 from latlab.cli.startup import reporting_startup
 from latlab.serving.runner import run
 from latlab.serving.signals import STOP_SIGNALS
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 logger = logging.getLogger("latlab")
+GRACEFUL_SHUTDOWN_S = 5
 State = Mapping[str, Any]
 
 
@@ -106,6 +108,8 @@ def _uvicorn_server(settings: Settings, max_connections: int) -> tuple[FastAPI, 
         port=settings.port,
         http=capped_protocol(max_connections, settings.targets_header_timeout_s),
         timeout_keep_alive=KEEP_ALIVE_S,
+        # Requests still open this long after a stop (a live feed, say) are cancelled.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         lifespan="on",
         log_level=settings.log_level,
         access_log=False,
@@ -117,18 +121,23 @@ async def serve(settings: Settings, api_socket: socket.socket, log: StartupLog) 
     # With --port 0 the kernel picked the port; the target policy must know the real one.
     settings = settings.model_copy(update={"port": api_socket.getsockname()[1]})
     budget = connection_budget(settings)
-    async with contextlib.AsyncExitStack() as stack:
-        if settings.targets_enabled:
-            # Up before the API, so experiments resumed at start-up find their target.
-            await _open_targets(_with_targets_share(settings, budget), stack)
-        app, server = _uvicorn_server(settings, budget.api)
-        # A stop asked for during start-up ends the server as soon as it is up.
-        stack.enter_context(_signals_stop(server))
-        state = await stack.enter_async_context(app.router.lifespan_context(app))
-        app.router.lifespan_context = _already_open(state or {})
-        log.started()
-        _announce(settings, settings.port)
-        await server.serve(sockets=[api_socket])
+    deadline = ShutdownDeadline()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.targets_enabled:
+                # Up before the API, so experiments resumed at start-up find their target.
+                await _open_targets(_with_targets_share(settings, budget), stack)
+            app, server = _uvicorn_server(settings, budget.api)
+            # A stop asked for during start-up ends the server as soon as it is up.
+            stack.enter_context(_signals_stop(server))
+            state = await stack.enter_async_context(app.router.lifespan_context(app))
+            app.router.lifespan_context = _already_open(state or {})
+            log.started()
+            _announce(settings, settings.port)
+            await server.serve(sockets=[api_socket])
+            deadline.start()  # what the stack closes now (jobs, store, targets) gets a limit
+    finally:
+        deadline.cancel()
 
 
 def _with_targets_share(settings: Settings, budget: ConnectionBudget) -> Settings:
