@@ -33,6 +33,7 @@ from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.kinds import builtin_runners
 from latlab.jobs.kinds.bot import BotRunner
+from latlab.jobs.kinds.probe import probe_limits
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import count_jobs
@@ -125,6 +126,7 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
             jobs=jobs,
             bots=bot_runner,
             probes=probes,
+            probe_limits=probe_limits(settings, probes.policy),
             idempotency=Idempotency(store),
             live=sinks.live,
             metrics=_metrics_page(sinks, store, jobs, writer),

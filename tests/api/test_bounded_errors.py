@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from latlab.api import deps
 from latlab.api.errors import MAX_ERRORS, install_error_handlers, unknown_keys_error
 from latlab.api.v1.experiments import _probe_specs
+from latlab.jobs.kinds.probe import probe_limits
 from latlab.jobs.manager import MAX_BATCH
 from latlab.settings import Settings
 
@@ -113,7 +114,7 @@ async def test_a_full_batch_is_validated_in_slices_between_other_work() -> None:
 
     other = asyncio.create_task(other_work())
     await asyncio.sleep(0)
-    validated = _probe_specs(settings, body)
+    validated = _probe_specs(settings, probe_limits(settings), body)
     specs = await validated if inspect.isawaitable(validated) else validated
     other.cancel()
     assert len(specs) == MAX_BATCH

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from harness import CountingTarget, run_api, wait_state
-from latlab.jobs.kinds.probe import ProbeSpec
+from latlab.jobs.kinds.probe import ProbeSpec, probe_limits
 from latlab.measure.connections import SocketConnection, TlsConnection
 from latlab.settings import Settings
 
@@ -182,6 +182,6 @@ def test_stored_specs_load_without_the_limits() -> None:
     stored = {"host": "169.254.169.254", "port": 80, "interval_s": 1e-6, "count": 10_000_000}
     assert ProbeSpec.model_validate(stored).host == "169.254.169.254"
     with pytest.raises(ValidationError, match=r"interval must be at least 0\.001 s"):
-        ProbeSpec.validate_new(stored, settings())
+        ProbeSpec.validate_new(stored, probe_limits(settings()))
     with pytest.raises(ValidationError, match=r"target not allowed: 169\.254\.169\.254"):
-        ProbeSpec.validate_new({**stored, "interval_s": 1}, settings())
+        ProbeSpec.validate_new({**stored, "interval_s": 1}, probe_limits(settings()))

@@ -17,6 +17,7 @@ from latlab.api.state import AppState
 from latlab.jobs.kinds.bot import KIND as BOT
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.probe import KIND as PROBE
+from latlab.jobs.kinds.probe import ProbeLimits
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import BotQueries, ExperimentQueries
@@ -48,6 +49,10 @@ def _bots(request: Request) -> BotRunner:
 
 def _probes(request: Request) -> ProbeClient:
     return app_state(request).probes
+
+
+def _probe_limits(request: Request) -> ProbeLimits:
+    return app_state(request).probe_limits
 
 
 def _experiments(request: Request) -> ExperimentQueries:
@@ -140,6 +145,7 @@ ExperimentsDep = Annotated[ExperimentQueries, Depends(_experiments)]
 BotRecordsDep = Annotated[BotQueries, Depends(_bot_records)]
 BotsDep = Annotated[BotRunner, Depends(_bots)]
 ProbesDep = Annotated[ProbeClient, Depends(_probes)]
+ProbeLimitsDep = Annotated[ProbeLimits, Depends(_probe_limits)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]
 LiveDep = Annotated[LiveHub, Depends(_live)]

@@ -21,6 +21,7 @@ from latlab.api.deps import (
     ExperimentsLimitDep,
     IdempotencyDep,
     JobsDep,
+    ProbeLimitsDep,
     ProbesDep,
     SettingsDep,
     count_create,
@@ -34,7 +35,7 @@ from latlab.api.schemas import (
     ExperimentStateChanged,
 )
 from latlab.api.streaming import experiment_json, experiments_json
-from latlab.jobs.kinds.probe import KIND, ProbeSpec
+from latlab.jobs.kinds.probe import KIND, ProbeLimits, ProbeSpec
 from latlab.jobs.state import Action, InvalidTransition
 from latlab.settings import Settings
 
@@ -48,9 +49,9 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No experime
 _TOO_MANY: dict[int | str, dict[str, Any]] = {429: {"description": "Over a quota (Retry-After)."}}
 
 
-def _spec(settings: Settings, **fields: object) -> ProbeSpec:
+def _spec(settings: Settings, limits: ProbeLimits, **fields: object) -> ProbeSpec:
     try:
-        return ProbeSpec.validate_new({"timeout_s": settings.probe_timeout_s, **fields}, settings)
+        return ProbeSpec.validate_new({"timeout_s": settings.probe_timeout_s, **fields}, limits)
     except ValidationError as exc:
         raise request_validation_error(exc, "query", _RENAMES) from exc
 
@@ -60,11 +61,12 @@ async def latency_check(
     host: HostQuery,
     port: PortQuery,
     settings: SettingsDep,
+    limits: ProbeLimitsDep,
     probes: ProbesDep,
     path: PathQuery = "/api/latency",
 ) -> ExperimentResult:
     """Probe the target once, now."""
-    spec = _spec(settings, host=host, port=port, path=path)
+    spec = _spec(settings, limits, host=host, port=port, path=path)
     timestamp = datetime.now(UTC)
     exchange = await probes.probe_once(spec.target())
     return ExperimentResult(timestamp=timestamp, **dataclasses.asdict(exchange))
@@ -83,12 +85,14 @@ async def create_experiment(
     count: Annotated[int, Query(ge=1, description="Probes in total.")],
     jobs: JobsDep,
     settings: SettingsDep,
+    limits: ProbeLimitsDep,
     request: Request,
     idempotency: IdempotencyDep,
     path: PathQuery = "/api/latency",
     key: IdempotencyKey = None,
 ) -> Response:
-    spec = _spec(settings, host=host, port=port, interval_s=interval, count=count, path=path)
+    fields = {"interval_s": interval, "count": count, "path": path}
+    spec = _spec(settings, limits, host=host, port=port, **fields)
 
     async def created() -> ExperimentCreated:
         job = await jobs.create(KIND, spec.model_dump())

@@ -8,6 +8,7 @@ from latlab.api.idempotency import Idempotency
 from latlab.api.quotas import CreateRate
 from latlab.exporters.prometheus import ControlMetricsPage
 from latlab.jobs.kinds.bot import BotRunner
+from latlab.jobs.kinds.probe import ProbeLimits
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.measure.client import ProbeClient
@@ -22,6 +23,7 @@ class AppState:
     jobs: JobManager
     bots: BotRunner
     probes: ProbeClient
+    probe_limits: ProbeLimits  # what new experiments may ask for
     idempotency: Idempotency
     live: LiveHub
     metrics: ControlMetricsPage

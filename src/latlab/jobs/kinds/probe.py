@@ -82,11 +82,13 @@ class ProbeLimits:
     policy: TargetPolicy
 
 
-def probe_limits(settings: Settings) -> ProbeLimits:
+def probe_limits(settings: Settings, policy: TargetPolicy | None = None) -> ProbeLimits:
+    """Built once per app (the policy caches which addresses are this machine's), with the
+    probe client's ``policy`` so creation and connection judge alike."""
     return ProbeLimits(
         min_interval_s=settings.min_interval_s,
         max_results=settings.max_results,
-        policy=TargetPolicy.from_settings(settings),
+        policy=policy if policy is not None else TargetPolicy.from_settings(settings),
     )
 
 
@@ -166,10 +168,10 @@ class ProbeSpec(BaseModel):
         return value
 
     @classmethod
-    def validate_new(cls, fields: object, settings: Settings) -> ProbeSpec:
-        """Validate a new experiment's spec within the limits and target policy of
-        ``settings`` (a spec already stored is validated without them)."""
-        return cls.model_validate(fields, context=probe_limits(settings))
+    def validate_new(cls, fields: object, limits: ProbeLimits) -> ProbeSpec:
+        """Validate a new experiment's spec within ``limits`` and their target policy (a spec
+        already stored is validated without them)."""
+        return cls.model_validate(fields, context=limits)
 
     def target(self) -> ProbeTarget:
         return ProbeTarget(
