@@ -70,6 +70,20 @@ async def running_engine(
             await ctx.coordinator.close()
 
 
+async def run_experiment_to_end(store: Store, runner: JobRunner, spec: dict[str, Any]) -> int:
+    """Create and start one experiment on a fresh engine; its id once it has completed."""
+    from latlab.storage import JobState
+
+    async with running_engine(store, [runner]) as jobs:
+        job = await jobs.create(runner.kind, spec, start=True)
+
+        async def ended() -> bool:
+            return (await store.get_job(runner.kind, job.id)).state is JobState.COMPLETED
+
+        await wait_for(ended, what=f"{runner.kind} job {job.id} to complete")
+    return job.id
+
+
 @asynccontextmanager
 async def run_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """``create_app(settings)`` under uvicorn on a free loopback port; a client for it."""

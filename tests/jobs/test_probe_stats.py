@@ -9,12 +9,12 @@ from typing import Any, cast
 import pytest
 
 from conftest import STORE_KINDS
-from harness import CountingTarget, running_engine, wait_for
+from harness import CountingTarget, run_experiment_to_end, running_engine, wait_for
 from latlab.jobs.kinds.probe import KIND, ProbeRunner
 from latlab.jobs.kinds.probe_stats import MinuteWindow, StatsKeeper, experiment_stats, minute_of
 from latlab.jobs.state import Action
 from latlab.measure.stats import LatencyHistogram
-from latlab.storage import TOTAL_BUCKET, JobState, ProbeResult, Store
+from latlab.storage import TOTAL_BUCKET, ProbeResult, Store
 from latlab.storage.records import ProgressUpdate
 
 
@@ -28,15 +28,8 @@ async def recount(
     return histogram
 
 
-async def run_to_end(store: Store, spec: dict[str, object], flush_results: int) -> int:
-    async with running_engine(store, [ProbeRunner(flush_results)]) as jobs:
-        job = await jobs.create(KIND, spec, start=True)
-
-        async def ended() -> bool:
-            return (await store.get_job(KIND, job.id)).state is JobState.COMPLETED
-
-        await wait_for(ended, what="the experiment to complete")
-    return job.id
+async def run_to_end(store: Store, spec: dict[str, Any], flush_results: int) -> int:
+    return await run_experiment_to_end(store, ProbeRunner(flush_results), spec)
 
 
 @pytest.mark.parametrize("store_url", STORE_KINDS, indirect=True)

@@ -87,6 +87,7 @@ def test_errors_are_counted_by_kind_over_the_shared_list() -> None:
         "tls",
         "protocol",
         "bad_status",
+        "assertion",
         "target_not_allowed",
     }
 

@@ -22,13 +22,17 @@ class ExperimentSettings(BaseModel):
 
 
 class ExperimentResult(BaseModel):
-    status_code: int = Field(description="HTTP status, 0 when the request failed.")
-    latency_ms: float = Field(description="Total time of the exchange, -1 when it failed.")
+    status_code: int = Field(description="HTTP status, 0 when no response came.")
+    latency_ms: float = Field(description="Total time of the exchange, -1 when no response came.")
     timestamp: datetime = Field(description="When the probe started (UTC).")
     connect_ms: float | None = None
     ttfb_ms: float | None = None
     dns_ms: float | None = None
-    error: str | None = None
+    error: str | None = Field(
+        None,
+        description="Why the probe failed: no response (the reason), or the check the "
+        "response failed, named by its field ('expect_status: got 503, not 2xx').",
+    )
 
 
 class Experiment(BaseModel):
@@ -126,7 +130,7 @@ class StatsPublic(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     count: int = Field(description="Probes, failed ones included.")
-    errors: int = Field(description="Probes that got no response.")
+    errors: int = Field(description="Failed probes: no response, or a failed check.")
     errors_by_kind: dict[ErrorKind, int] = Field(
         description="Failed probes by kind; every kind is listed, 0 when none."
     )

@@ -1,17 +1,16 @@
 """The kinds of failed request, one list for experiments and load runs alike.
 
 A failed probe is stored with a human text (``Exchange.error``); its kind is derived from
-that text, so stats recounted from stored results and stats kept while probing agree.
+that text, so stats recounted from stored results and stats kept while probing agree. A
+response that fails an experiment's check is a failure too: its text starts with the check's
+field (``expect_status: got 503, not 2xx``), a bad status, or else an ``assertion``.
 """
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 ErrorKind = Literal[
-    "refused", "reset", "timeout", "dns", "tls", "protocol", "bad_status", "target_not_allowed"
-]
-ERROR_KINDS: Final[tuple[ErrorKind, ...]] = (
     "refused",
     "reset",
     "timeout",
@@ -19,8 +18,10 @@ ERROR_KINDS: Final[tuple[ErrorKind, ...]] = (
     "tls",
     "protocol",
     "bad_status",
+    "assertion",
     "target_not_allowed",
-)
+]
+ERROR_KINDS: Final[tuple[ErrorKind, ...]] = get_args(ErrorKind)
 
 # First match wins; texts are those ``measure.http_probe`` writes (lower-cased OS errors).
 _BY_PREFIX: tuple[tuple[str, ErrorKind], ...] = (
@@ -29,6 +30,8 @@ _BY_PREFIX: tuple[tuple[str, ErrorKind], ...] = (
     ("tls:", "tls"),
     ("target not allowed", "target_not_allowed"),
     ("bad status", "bad_status"),
+    ("expect_status:", "bad_status"),
+    ("expect_", "assertion"),  # expect_body_contains, expect_max_latency_ms
 )
 _BY_WORD: tuple[tuple[str, ErrorKind], ...] = (
     ("timed out", "timeout"),

@@ -1,4 +1,4 @@
-"""Lean HTTP/1.1 client that times one GET exchange.
+"""Lean HTTP/1.1 client that times one exchange, and checks the response when asked.
 
 General-purpose clients add about a millisecond of their own work per request, which
 would be measured as latency. Plain HTTP here runs on a non-blocking socket that only
@@ -12,15 +12,38 @@ import asyncio
 import ipaddress
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Literal
 
 import httptools
 
-from latlab import __version__
 from latlab.measure.connections import Connection, SocketConnection, TlsConnection
 from latlab.measure.policy import TargetPolicy
+from latlab.measure.request import ExpectedStatus, RequestSpec, Url
+
+_NEEDLE_SHOWN = 40  # characters of a body check's text quoted in its failure
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseChecks:
+    """What a response must be to count as a success; with none, any complete response does."""
+
+    status: ExpectedStatus | None = None
+    body_contains: bytes = b""
+    max_latency_ms: float | None = None
+
+    def failure(self, status_code: int, latency_ms: float, body_found: bool) -> str | None:
+        """The first check the response fails, named as the experiment field, or None."""
+        if self.status is not None and status_code not in self.status:
+            return f"expect_status: got {status_code}, not {self.status}"
+        if self.body_contains and not body_found:
+            shown = self.body_contains.decode("utf-8", "replace")[:_NEEDLE_SHOWN]
+            return f"expect_body_contains: {shown!r} not in the body"
+        if self.max_latency_ms is not None and latency_ms > self.max_latency_ms:
+            bound_ms = self.max_latency_ms
+            return f"expect_max_latency_ms: took {latency_ms:.3f} ms, over {bound_ms:g} ms"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +57,8 @@ class ProbeTarget:
     timeout_s: float = 10.0
     verify_tls: bool = True
     keep_alive: bool = False
+    request: RequestSpec = field(default_factory=RequestSpec)
+    checks: ResponseChecks = field(default_factory=ResponseChecks)
 
     def __post_init__(self) -> None:
         text = self.host + self.path
@@ -46,12 +71,19 @@ class ProbeTarget:
             raise ValueError(f"port out of range: {self.port}")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        if self.checks.body_contains and self.request.method == "HEAD":
+            raise ValueError("a HEAD response has no body to check")
+
+    @property
+    def url(self) -> Url:
+        return Url(self.scheme, self.host, self.port, self.path)
 
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """One timed exchange. Any complete HTTP response is a measurement, whatever its status;
-    on failure status_code is 0, latency_ms -1.0 and error says why."""
+    """One timed exchange. Any complete HTTP response is a measurement, whatever its status,
+    unless it fails a check: then error names the check, status and latency stay measured.
+    Without a response status_code is 0, latency_ms -1.0 and error says why."""
 
     status_code: int
     latency_ms: float
@@ -117,16 +149,25 @@ def describe_error(exc: BaseException) -> str:
 
 
 class _Response:
-    """httptools sink for one response; bodies are counted by the parser, never kept."""
+    """httptools sink for one response; bodies are counted by the parser, never kept.
 
-    def __init__(self) -> None:
+    ``headers_only``: the answer to a HEAD, whose headers frame a body that never comes.
+    """
+
+    def __init__(self, *, headers_only: bool = False) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        self._headers_only = headers_only
+        self._ended_at_headers = False
         self._headers_done = False
         self._framed = False
         self.complete = False
         self.keep_alive = False
         self.status_code = 0
         self.done_s = 0.0
+
+    @property
+    def body_found(self) -> bool:
+        return False  # no body check: nothing to find
 
     def feed(self, data: bytes) -> None:
         try:
@@ -150,9 +191,14 @@ class _Response:
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
+        if self._headers_only and self._parser.get_status_code() >= 200:
+            self._ended_at_headers = True
+            self._complete()
 
     def on_message_complete(self) -> None:
-        if self.complete:
+        if self._ended_at_headers:
+            self._ended_at_headers = False  # the end the parser sees of the HEAD answer
+        elif self.complete:
             self.keep_alive = False  # a second response nobody asked for
         elif 100 <= self._parser.get_status_code() < 200:
             # Interim response (e.g. 100 Continue): the final one follows.
@@ -167,18 +213,43 @@ class _Response:
         self.keep_alive = self._parser.should_keep_alive()
 
 
-def _encode_request(target: ProbeTarget) -> bytes:
-    host = f"[{target.host}]" if ":" in target.host else target.host
-    default_port = 443 if target.scheme == "https" else 80
-    authority = host if target.port == default_port else f"{host}:{target.port}"
-    connection = "keep-alive" if target.keep_alive else "close"
-    return (
-        f"GET {target.path} HTTP/1.1\r\n"
-        f"Host: {authority}\r\n"
-        f"User-Agent: latlab/{__version__}\r\n"
-        "Accept: */*\r\n"
-        f"Connection: {connection}\r\n\r\n"
-    ).encode("ascii")
+class _BodyScan:
+    """Looks for ``needle`` in a body given chunk by chunk. Between chunks it keeps only the
+    last ``len(needle) - 1`` bytes, where a match across the boundary would begin."""
+
+    __slots__ = ("_carry", "_keep", "_needle", "found")
+
+    def __init__(self, needle: bytes) -> None:
+        self._needle = needle
+        self._keep = len(needle) - 1
+        self._carry = b""
+        self.found = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.found:
+            return
+        keep = self._keep
+        if self._needle in chunk or self._needle in self._carry + chunk[:keep]:
+            self.found = True
+            self._carry = b""
+        elif keep:
+            self._carry = chunk[-keep:] if len(chunk) >= keep else (self._carry + chunk)[-keep:]
+
+
+class _ScanningResponse(_Response):
+    """A response whose body is searched as it arrives (httptools calls ``on_body`` only on
+    a sink that has one, so responses without a body check pay nothing for it)."""
+
+    def __init__(self, needle: bytes) -> None:
+        super().__init__()
+        self._scan = _BodyScan(needle)
+
+    @property
+    def body_found(self) -> bool:
+        return self._scan.found
+
+    def on_body(self, chunk: bytes) -> None:
+        self._scan.feed(chunk)
 
 
 def tls_context(verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
@@ -203,7 +274,7 @@ _VERDICTS_KEPT = 256
 
 
 class HttpProber:
-    """Times GET requests to one target.
+    """Times requests to one target, each sent as the same bytes, built once.
 
     Fresh connection per probe by default; with keep_alive reuses one connection,
     reconnecting transparently if the server closed it.
@@ -219,7 +290,8 @@ class HttpProber:
         # Without a policy from the settings, the built-in denies still apply.
         self._policy = policy if policy is not None else TargetPolicy()
         self._verdicts: dict[str, str | None] = {}  # address -> refusal; the port is fixed
-        self._request = _encode_request(target)
+        self._request = target.request.encode(target.url, keep_alive=target.keep_alive)
+        self._headers_only = target.request.method == "HEAD"
         if target.scheme == "https" and tls is None:
             tls = tls_context(target.verify_tls)
         self._tls = tls if target.scheme == "https" else None
@@ -263,8 +335,14 @@ class HttpProber:
         self._conn = await self._connect(phases)
         return await self._roundtrip(self._conn, phases)
 
+    def _new_response(self) -> _Response:
+        needle = self._target.checks.body_contains
+        if needle:  # never with HEAD: ProbeTarget refuses it
+            return _ScanningResponse(needle)
+        return _Response(headers_only=self._headers_only)
+
     async def _roundtrip(self, conn: Connection, phases: _Phases) -> Exchange:
-        response = _Response()
+        response = self._new_response()
         phases.sent_s = perf_counter()
         await conn.send(self._request)
         while not response.complete:
@@ -277,13 +355,16 @@ class HttpProber:
             response.feed(data)
         if not (self._target.keep_alive and response.keep_alive):
             self._discard()
+        latency_ms = _ms(phases.start_s, response.done_s)
         return Exchange(
             status_code=response.status_code,
-            latency_ms=_ms(phases.start_s, response.done_s),
+            latency_ms=latency_ms,
             connect_ms=phases.connect_ms,
             ttfb_ms=phases.ttfb_ms(),
             dns_ms=phases.dns_ms,
-            error=None,
+            error=self._target.checks.failure(
+                response.status_code, latency_ms, response.body_found
+            ),
         )
 
     async def _connect(self, phases: _Phases) -> Connection:

@@ -73,6 +73,19 @@ SpecsBody = Annotated[
         openapi_examples={
             "one": {"value": {"host": "127.0.0.1", "port": 8008, "interval_s": 1, "count": 10}},
             "many": {"value": [{"host": "127.0.0.1", "port": 8008}, {"host": "::1", "port": 8008}]},
+            "post with checks": {
+                "value": {
+                    "host": "127.0.0.1",
+                    "port": 8008,
+                    "path": "/sum",
+                    "method": "POST",
+                    "headers": {"Content-Type": "application/json"},
+                    "body": '{"a": 1, "b": 2}',
+                    "expect_status": "2xx",
+                    "expect_body_contains": "Sum: 3.0",
+                    "expect_max_latency_ms": 50,
+                }
+            },
         },
     ),
 ]

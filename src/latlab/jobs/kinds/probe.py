@@ -1,4 +1,8 @@
-"""Experiments: a probe job measures ``count`` GETs against one URL, ``interval_s`` apart."""
+"""Experiments: a probe job measures ``count`` requests to one URL, ``interval_s`` apart.
+
+A request is a GET unless the spec says otherwise (method, headers, body), and any complete
+response counts unless the spec asks more of it (the ``expect_…`` checks).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import functools
 import ipaddress
 import re
 import socket
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,8 +29,9 @@ from latlab.jobs.kinds.probe_stats import FLUSH_RESULTS, StatsKeeper
 from latlab.jobs.runner import KindRunner, RunContext, Started
 from latlab.jobs.schedule import SlotSchedule
 from latlab.jobs.supervise import until_stored
-from latlab.measure.http_probe import Exchange, HttpProber, ProbeTarget
+from latlab.measure.http_probe import Exchange, HttpProber, ProbeTarget, ResponseChecks
 from latlab.measure.policy import TargetPolicy
+from latlab.measure.request import RequestError, RequestSpec, parse_expect_status
 from latlab.settings import Settings
 from latlab.storage import HistogramUpdate, JobRecord, ProbeResult
 from latlab.storage.records import ProgressUpdate
@@ -96,16 +101,20 @@ def _limits(info: ValidationInfo) -> ProbeLimits | None:
     return info.context if isinstance(info.context, ProbeLimits) else None
 
 
-def _refused_host(host: str, reason: str) -> ValidationError:
-    """A validation error on ``host``, raised after the fields once the port is known."""
-    error = PydanticCustomError(
-        "target_not_allowed",
-        "target not allowed: {host} ({reason})",
-        {"host": host, "reason": reason},
-    )
+def _field_error(field: str, kind: str, message: str, value: object) -> ValidationError:
+    """A validation error on one field, raised after the fields when it needs another."""
+    error = PydanticCustomError(kind, "{message}", {"message": message})
     return ValidationError.from_exception_data(
-        "ProbeSpec", [InitErrorDetails(type=error, loc=("host",), input=host)]
+        "ProbeSpec", [InitErrorDetails(type=error, loc=(field,), input=value)]
     )
+
+
+def _request_part(**part: Any) -> None:
+    """Check a method or headers as the request builder will, in the field's own error."""
+    try:
+        RequestSpec(**part)
+    except RequestError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class ProbeSpec(BaseModel):
@@ -119,11 +128,27 @@ class ProbeSpec(BaseModel):
         float, Field(gt=0, le=86_400, description="Seconds between probe starts.")
     ] = 1.0
     count: Annotated[int, Field(ge=1, le=10_000_000, description="Probes in total.")] = 10
-    path: str = Field("/api/latency", max_length=2048, description="Path (and query) to GET.")
+    path: str = Field("/api/latency", max_length=2048, description="Path (and query) to request.")
     scheme: Literal["http", "https"] = "http"
     keep_alive: bool = Field(False, description="Reuse one connection instead of a new one each.")
     timeout_s: Annotated[float, Field(gt=0, le=300, description="Timeout of one probe.")] = 10.0
     verify_tls: bool = Field(True, description="Verify the certificate for https.")
+    method: str = Field("GET", max_length=32, description="HTTP method, upper case.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, max_length=64, description="Request headers, name to value."
+    )
+    body: str = Field("", description="Request body, sent as UTF-8; not with GET or HEAD.")
+    expect_status: str | None = Field(
+        None,
+        max_length=512,
+        description="Statuses that pass, like '200,201' or '2xx' (or a list); null: any.",
+    )
+    expect_body_contains: str | None = Field(
+        None, min_length=1, max_length=1024, description="Text the response body must hold."
+    )
+    expect_max_latency_ms: float | None = Field(
+        None, gt=0, description="Latency above which a probe fails."
+    )
 
     @field_validator("host")
     @classmethod
@@ -157,7 +182,63 @@ class ProbeSpec(BaseModel):
             return self  # a name: judged on the addresses it resolves to, at connect time
         reason = limits.policy.refusal(address, self.port)
         if reason is not None:
-            raise _refused_host(self.host, reason)
+            message = f"target not allowed: {self.host} ({reason})"
+            raise _field_error("host", "target_not_allowed", message, self.host)
+        return self
+
+    @field_validator("method")
+    @classmethod
+    def _valid_method(cls, value: str) -> str:
+        _request_part(method=value)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        _request_part(headers=tuple(value.items()))
+        return value
+
+    @field_validator("body", "expect_body_contains")
+    @classmethod
+    def _encodable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:  # a lone surrogate, which JSON can escape
+                raise ValueError(f"{info.field_name} must be valid Unicode text") from None
+        return value
+
+    @field_validator("expect_status", mode="before")
+    @classmethod
+    def _statuses_as_text(cls, value: Any) -> Any:
+        """A code or a list (``[200, "3xx"]``) as the text form (``"200,3xx"``), then checked."""
+        if type(value) is int:
+            return str(value)
+        if not isinstance(value, list):
+            return value
+        if not value or not all(isinstance(item, str) or type(item) is int for item in value):
+            raise ValueError("expect_status must be a text like '200,201' or '2xx', or a list")
+        return ",".join(str(item) for item in value)
+
+    @field_validator("expect_status")
+    @classmethod
+    def _valid_statuses(cls, value: str | None) -> str | None:
+        try:
+            return None if value is None else parse_expect_status(value).text
+        except RequestError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _request_sendable(self) -> ProbeSpec:
+        """What a body and a body check may be depends on the method."""
+        try:
+            RequestSpec(method=self.method, body=self.body.encode())
+        except RequestError as exc:
+            raise _field_error("body", "request_error", str(exc), self.body) from None
+        needle = self.expect_body_contains
+        if self.method == "HEAD" and needle is not None:
+            message = "a HEAD response has no body to check"
+            raise _field_error("expect_body_contains", "value_error", message, needle)
         return self
 
     @field_validator("path")
@@ -182,7 +263,15 @@ class ProbeSpec(BaseModel):
             timeout_s=self.timeout_s,
             verify_tls=self.verify_tls,
             keep_alive=self.keep_alive,
+            request=RequestSpec(self.method, tuple(self.headers.items()), self.body.encode()),
+            checks=self.checks(),
         )
+
+    def checks(self) -> ResponseChecks:
+        """The ``expect_…`` fields as the prober applies them."""
+        status = parse_expect_status(self.expect_status) if self.expect_status else None
+        needle = (self.expect_body_contains or "").encode()
+        return ResponseChecks(status, needle, self.expect_max_latency_ms)
 
 
 def to_result(
