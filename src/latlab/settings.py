@@ -87,6 +87,21 @@ class Settings(BaseSettings):
     min_interval_s: float = Field(
         0.001, gt=0, description="Shortest interval between probes (422 below it)."
     )
+    load_max_connections: int = Field(
+        10_000, ge=1, description="Most connections of one load run (422 / exit 2 past it)."
+    )
+    load_max_rate: float = Field(
+        1_000_000, gt=0, description="Highest request rate of one load run, requests/s."
+    )
+    load_max_duration_s: float = Field(
+        86_400, gt=0, description="Longest load run, seconds (a request count is not bounded)."
+    )
+    load_max_workers: int = Field(
+        64, ge=1, le=1024, description="Most worker processes of one load run."
+    )
+    max_running_load_runs: int = Field(
+        4, ge=1, description="Most load runs running at once on this API (429 past it)."
+    )
     create_rate_per_min: int = Field(
         6_000,
         ge=1,

@@ -1,0 +1,332 @@
+"""One worker's load: its connections, its schedule, its seconds.
+
+Closed model: each connection sends its next request as soon as the last one is answered.
+Open model (wrk2's): connection ``i`` of ``c`` at rate ``r`` owns the intended send times
+``start + (i + k·c) / r``; a request that cannot leave on time (its connection still waits
+for an answer) leaves as soon as it can and is counted late, and its latency is recorded
+both from the actual send (service) and from the intended one (corrected for coordinated
+omission). Nothing is dropped.
+
+All times are ``perf_counter`` seconds, one clock for every process of a run on Linux.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import ssl
+from collections.abc import Callable
+from time import perf_counter
+
+from latlab.measure.errors import ErrorKind, error_kind
+from latlab.measure.http_probe import describe_error
+from latlab.measure.load.connection import LoadConnection, Slot
+from latlab.measure.load.plan import LoadPlan
+from latlab.measure.load.seconds import SecondStats, SecondTally
+
+LATE_AFTER_S = 0.010  # a send this far behind its intended time is late
+SWEEP_EVERY_S = 0.1  # timeouts are checked this often
+
+Emit = Callable[[SecondStats], None]
+
+
+class LoadWorker:
+    """Runs one worker's share of a plan on the running loop; ``emit`` gets each second."""
+
+    def __init__(
+        self,
+        plan: LoadPlan,
+        address: tuple[int, str],
+        emit: Emit,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.plan = plan
+        self._family, self._address = address
+        self._emit = emit
+        self._tls = tls
+        self._request = plan.encoded_request()
+        self._head_only = plan.request.method == "HEAD"
+        self._remaining = plan.requests  # sends left; None: until the deadline
+        self._rate = plan.rate
+        self._slots: list[Slot] = []
+        self._loop = asyncio.get_running_loop()
+        self._start_s = self._count_from_s = self._end_s = 0.0
+        self._tallies: dict[int, SecondTally] = {}
+        self._emitted = 0  # seconds emitted so far
+        self._paused_at: float | None = None
+        self._stopping = False
+        self._finished = self._loop.create_future()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.sent = 0
+
+    async def run(self, start_s: float, count_from_s: float) -> None:
+        """Send from ``start_s`` (warm-up), count what finishes from ``count_from_s``, until
+        the requests are done or the duration is over; then emit the last seconds."""
+        self._start_s, self._count_from_s = start_s, count_from_s
+        duration_s = self.plan.duration_s
+        self._end_s = math.inf if duration_s is None else count_from_s + duration_s
+        await asyncio.sleep(max(0.0, start_s - perf_counter()))
+        self._later("sweep", SWEEP_EVERY_S, self._sweep)
+        self._later("tick", self._until_second_ends(), self._tick)
+        self._later("end", self._end_s - perf_counter(), self._done)
+        try:
+            self._resize(self.plan.connections)
+            await self._finished
+        finally:
+            self._stopping = True
+            for timer in self._timers.values():
+                timer.cancel()
+            for slot in self._slots:
+                slot.cancel_timer()
+                if slot.conn is not None:
+                    slot.conn.close()  # what is in flight at the end is not counted (as wrk)
+        elapsed_s = min(perf_counter(), self._end_s) - self._count_from_s
+        self._emit_through(math.ceil(elapsed_s) - 1)
+
+    def _later(self, name: str, delay_s: float, callback: Callable[[], None]) -> None:
+        if delay_s != math.inf:
+            self._timers[name] = self._loop.call_later(max(0.0, delay_s), callback)
+
+    # --- control (from the pool) ---
+
+    def stop(self) -> None:
+        self._done()
+
+    def pause(self) -> None:
+        if self._paused_at is None:
+            self._paused_at = perf_counter()
+            for slot in self._slots:
+                slot.cancel_timer()
+
+    def resume(self) -> None:
+        if self._paused_at is None:
+            return
+        paused_s, self._paused_at = perf_counter() - self._paused_at, None
+        self._end_s += paused_s  # a duration counts running time
+        self._later("end", self._end_s - perf_counter(), self._done)
+        if self._rate is not None:
+            self._reschedule()
+            return
+        for slot in self._slots:
+            if not self._busy(slot):
+                self._next(slot)
+
+    def set_rate(self, rate: float) -> None:
+        if self._rate is None:
+            raise ValueError("rate of a closed-model run")
+        self._rate = rate
+        self._reschedule()
+
+    def set_connections(self, connections: int) -> None:
+        self._resize(connections)
+
+    # --- outcomes (from the connections) ---
+
+    def completed(self, conn: LoadConnection, status: int, done_s: float) -> None:
+        if self._counts(conn.sent_s, done_s):
+            tally = self._tally(done_s)
+            micros = int((done_s - conn.sent_s) * 1e6)
+            tally.latency_us[micros] = tally.latency_us.get(micros, 0) + 1
+            if self._rate is not None:
+                # A timer may fire up to a millisecond early: such a send was not delayed.
+                corrected = int((done_s - min(conn.intended_s, conn.sent_s)) * 1e6)
+                tally.corrected_us[corrected] = tally.corrected_us.get(corrected, 0) + 1
+            tally.statuses[status] = tally.statuses.get(status, 0) + 1
+            if not self.plan.succeeded(status):
+                tally.bad_status += 1
+        self._after(conn.slot, conn)
+
+    def failed(self, conn: LoadConnection, kind: ErrorKind, _text: str) -> None:
+        done_s = perf_counter()
+        if self._counts(conn.sent_s, done_s):
+            self._tally(done_s).error(kind)
+        self._after(conn.slot, conn)
+
+    def dropped(self, conn: LoadConnection) -> None:
+        """An idle connection closed: its slot connects again when it next sends."""
+        if conn.slot.conn is conn:
+            conn.slot.conn = None
+
+    def resend(self, conn: LoadConnection) -> None:
+        slot = conn.slot
+        slot.conn = None
+        self._connect(slot, conn.intended_s)
+
+    # --- scheduling ---
+
+    def _after(self, slot: Slot, conn: LoadConnection) -> None:
+        if not conn.alive and slot.conn is conn:
+            slot.conn = None
+        if slot.retiring:
+            self._drop_slot(slot)
+        if self._remaining == 0 and not any(self._busy(s) for s in self._slots):
+            self._done()
+        elif not self._stopping:
+            self._next(slot)
+
+    def _next(self, slot: Slot) -> None:
+        if slot.retiring or self._stopping or self._paused_at is not None:
+            return
+        if self._rate is None:
+            self._send(slot, perf_counter())
+            return
+        slot.intended_s += slot.interval_s
+        wait_s = slot.intended_s - perf_counter()
+        if wait_s > 0:
+            slot.timer = self._loop.call_later(wait_s, self._due, slot)
+        else:
+            self._send(slot, slot.intended_s)
+
+    def _due(self, slot: Slot) -> None:
+        slot.timer = None
+        self._send(slot, slot.intended_s)
+
+    def _send(self, slot: Slot, intended_s: float) -> None:
+        now_s = perf_counter()
+        counted = now_s >= self._count_from_s  # sends during the warm-up are not
+        if self._remaining is not None and counted:
+            if self._remaining == 0:
+                return
+            self._remaining -= 1
+        if now_s >= self._end_s:
+            self._done()
+            return
+        self.sent += 1
+        if self._rate is not None and now_s - intended_s > LATE_AFTER_S and counted:
+            self._tally(now_s).late_sends += 1
+        conn = slot.conn
+        if conn is None or not conn.alive or conn.transport is None:
+            self._connect(slot, intended_s)
+        else:
+            conn.send(self._request, intended_s)
+
+    def _connect(self, slot: Slot, intended_s: float) -> None:
+        slot.connecting = True
+        task = self._loop.create_task(self._open(slot, intended_s))
+        task.add_done_callback(_retrieve)
+
+    async def _open(self, slot: Slot, intended_s: float) -> None:
+        conn = LoadConnection(self, slot, self._head_only)
+        conn.sent_s = perf_counter()
+        try:
+            async with asyncio.timeout(self.plan.timeout_s):
+                await self._loop.create_connection(
+                    lambda: conn,
+                    self._address,
+                    self.plan.url.port,
+                    family=self._family,
+                    ssl=self._tls,
+                    server_hostname=self.plan.url.host if self._tls is not None else None,
+                )
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            slot.connecting = False
+            text = describe_error(exc) if str(exc) else f"timeout after {self.plan.timeout_s} s"
+            done_s = perf_counter()
+            if self._counts(conn.sent_s, done_s):
+                self._tally(done_s).error(error_kind(text))
+            conn.close()
+            self._after(slot, conn)
+            return
+        slot.connecting = False
+        slot.conn = conn
+        if self._stopping or slot.retiring:
+            conn.close()
+            return
+        conn.send(self._request, intended_s)
+
+    def _busy(self, slot: Slot) -> bool:
+        conn = slot.conn
+        return slot.connecting or (conn is not None and conn.in_flight)
+
+    def _resize(self, connections: int) -> None:
+        live = [slot for slot in self._slots if not slot.retiring]
+        for slot in live[connections:]:
+            self._retire(slot)
+        added = [Slot(len(self._slots) + n) for n in range(connections - len(live))]
+        self._slots.extend(added)
+        if self._rate is not None:
+            self._reschedule()
+            return
+        for slot in added:
+            self._next(slot)
+
+    def _retire(self, slot: Slot) -> None:
+        slot.retiring = True
+        slot.cancel_timer()
+        if not self._busy(slot):
+            self._drop_slot(slot)
+
+    def _drop_slot(self, slot: Slot) -> None:
+        if slot.conn is not None:
+            slot.conn.close()
+            slot.conn = None
+        if slot in self._slots:
+            self._slots.remove(slot)
+
+    def _reschedule(self) -> None:
+        """Spread the live slots' next sends over the rate again, from now."""
+        if self._rate is None or self._paused_at is not None:
+            return
+        live = [slot for slot in self._slots if not slot.retiring]
+        now_s = perf_counter()
+        for position, slot in enumerate(live):
+            slot.interval_s = len(live) / self._rate
+            slot.intended_s = now_s + position / self._rate - slot.interval_s
+            if slot.timer is not None or not self._busy(slot):
+                slot.cancel_timer()
+                self._next(slot)
+
+    # --- seconds ---
+
+    def _counts(self, sent_s: float, done_s: float) -> bool:
+        """A request counts if it was sent after the warm-up and ended within the run."""
+        return sent_s >= self._count_from_s and done_s < self._end_s
+
+    def _second_of(self, at_s: float) -> int:
+        return int(at_s - self._count_from_s)
+
+    def _tally(self, at_s: float) -> SecondTally:
+        second = self._second_of(at_s)
+        tally = self._tallies.get(second)
+        if tally is None:
+            tally = self._tallies[second] = SecondTally()
+        return tally
+
+    def _until_second_ends(self) -> float:
+        next_end_s = self._count_from_s + self._emitted + 1
+        return max(0.0, next_end_s - perf_counter())
+
+    def _tick(self) -> None:
+        now_s = perf_counter()
+        if now_s >= self._end_s:
+            self._done()
+            return
+        self._emit_through(self._second_of(now_s) - 1)
+        self._later("tick", self._until_second_ends(), self._tick)
+
+    def _emit_through(self, last_second: int) -> None:
+        open_model = self.plan.rate is not None
+        while self._emitted <= last_second:
+            tally = self._tallies.pop(self._emitted, None) or SecondTally()
+            self._emit(tally.stats(self._emitted, open_model=open_model))
+            self._emitted += 1
+
+    def _sweep(self) -> None:
+        deadline_s = perf_counter() - self.plan.timeout_s
+        text = f"timeout after {float(self.plan.timeout_s)} s"
+        for slot in list(self._slots):
+            conn = slot.conn
+            if conn is not None and conn.in_flight and conn.sent_s < deadline_s:
+                conn.timed_out(text)
+        if not self._stopping:
+            self._later("sweep", SWEEP_EVERY_S, self._sweep)
+
+    def _done(self) -> None:
+        self._stopping = True
+        if not self._finished.done():
+            self._finished.set_result(None)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()

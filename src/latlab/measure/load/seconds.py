@@ -1,0 +1,132 @@
+"""One second of a load run: tallied cheaply by a worker, then mergeable and storable.
+
+A worker bumps plain dict counts per microsecond value on the hot path
+(:class:`SecondTally`); once the second is over it becomes a :class:`SecondStats`, HDR
+histograms plus counters, which is what crosses the process boundary, merges across workers
+(bucket for bucket, exactly) and is stored per second.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from latlab.measure.errors import ErrorKind
+from latlab.measure.stats import LatencyHistogram
+
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+class SecondTally:
+    """What one worker saw finish within one second; dicts, so a sample costs a bump."""
+
+    __slots__ = ("bad_status", "corrected_us", "errors", "late_sends", "latency_us", "statuses")
+
+    def __init__(self) -> None:
+        self.latency_us: dict[int, int] = {}
+        self.corrected_us: dict[int, int] = {}
+        self.errors: dict[ErrorKind, int] = {}
+        self.statuses: dict[int, int] = {}
+        self.bad_status = 0
+        self.late_sends = 0
+
+    def error(self, kind: ErrorKind) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def stats(self, second: int, *, open_model: bool) -> SecondStats:
+        service = LatencyHistogram()
+        service.record_counts(self.latency_us)
+        service.record_errors(self.errors)
+        corrected = None
+        if open_model:
+            corrected = LatencyHistogram()
+            corrected.record_counts(self.corrected_us)
+            corrected.record_errors(self.errors)
+        status: Counter[str] = Counter()
+        for code, count in self.statuses.items():
+            status[_status_class(code)] += count
+        return SecondStats(second, service, corrected, status, self.bad_status, self.late_sends)
+
+
+def _status_class(code: int) -> str:
+    return STATUS_CLASSES[code // 100 - 1] if 100 <= code <= 599 else "other"
+
+
+@dataclass(slots=True)
+class SecondStats:
+    """A second (or, merged, any span) of a run: ``service`` holds every finished request
+    (transport errors as its errors), ``corrected`` the same from the intended send times
+    (open model only)."""
+
+    second: int
+    service: LatencyHistogram = field(default_factory=LatencyHistogram)
+    corrected: LatencyHistogram | None = None
+    status: Counter[str] = field(default_factory=Counter)
+    bad_status: int = 0
+    late_sends: int = 0
+
+    @property
+    def requests(self) -> int:
+        return self.service.count
+
+    @property
+    def errors(self) -> int:
+        """Transport errors plus responses with an unexpected status."""
+        return self.service.errors + self.bad_status
+
+    def merge(self, other: SecondStats) -> None:
+        self.service.merge(other.service)
+        if other.corrected is not None:
+            if self.corrected is None:
+                self.corrected = LatencyHistogram()
+            self.corrected.merge(other.corrected)
+        self.status.update(other.status)
+        self.bad_status += other.bad_status
+        self.late_sends += other.late_sends
+
+    def to_payload(self) -> str:
+        corrected = None if self.corrected is None else self.corrected.to_payload()
+        return self.service.to_payload(
+            second=self.second,
+            status=dict(self.status),
+            bad_status=self.bad_status,
+            late_sends=self.late_sends,
+            corrected=corrected,
+        )
+
+    @classmethod
+    def from_payload(cls, payload: str) -> SecondStats:
+        service = LatencyHistogram()
+        document: dict[str, Any] = service.add_payload(payload)
+        corrected = None
+        if document.get("corrected") is not None:
+            corrected = LatencyHistogram()
+            corrected.add_payload(document["corrected"])
+        return cls(
+            second=int(document["second"]),
+            service=service,
+            corrected=corrected,
+            status=Counter({str(k): int(v) for k, v in document["status"].items()}),
+            bad_status=int(document["bad_status"]),
+            late_sends=int(document["late_sends"]),
+        )
+
+    def row(self) -> dict[str, Any]:
+        """The per-second row of the CSV and of ``/seconds``."""
+        stats = self.service.stats()
+        return {
+            "second": self.second,
+            "requests": self.requests,
+            "errors": self.errors,
+            "rps": self.requests,
+            "p50_ms": stats.p50_ms,
+            "p90_ms": stats.p90_ms,
+            "p99_ms": stats.p99_ms,
+            "max_ms": stats.max_ms,
+        }
+
+
+def dumps_row(row: dict[str, Any]) -> str:
+    return json.dumps(row, separators=(",", ":"))
