@@ -84,6 +84,10 @@ class LoadWorker:
         self._emit_through(math.ceil(elapsed_s) - 1)
 
     def _later(self, name: str, delay_s: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after ``delay_s``, in place of the one ``name`` had."""
+        previous = self._timers.pop(name, None)
+        if previous is not None:
+            previous.cancel()
         if delay_s != math.inf:
             self._timers[name] = self._loop.call_later(max(0.0, delay_s), callback)
 
