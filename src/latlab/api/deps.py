@@ -155,6 +155,7 @@ BotsLimitDep = Annotated[RunningLimit, Depends(_bots_limit)]
 ExperimentIdPath = Annotated[
     int, Path(ge=1, le=MAX_ID, description="Integer id of the experiment.")
 ]
+LoadRunIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Integer id of the load run.")]
 ExperimentIdQuery = Annotated[
     int, Query(ge=1, le=MAX_ID, description="Integer id of the experiment.")
 ]

@@ -45,9 +45,39 @@ class StateChange:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class LoadTags:
+    """What a load run loads, as exporters label its points."""
+
+    host: str
+    port: int
+    path: str
+    method: str = "GET"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSecond:
+    """One second of a load run, merged over its workers and stored already."""
+
+    run_id: int
+    second: int  # from 0, counted from the end of the warm-up
+    at: datetime  # when the second began (UTC)
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
 class Sink(Protocol):
     def probed(self, experiment_id: int, tags: ProbeTags, results: Sequence[ProbeResult]) -> None:
         """Results of one experiment, stored already, in ``seq`` order."""
+        ...
+
+    def load_second(self, tags: LoadTags, second: LoadSecond) -> None:
+        """A load run's second, stored already; seconds of a run come in order."""
         ...
 
     def state_changed(self, change: StateChange) -> None: ...
@@ -61,6 +91,9 @@ class SinkBase:
     """No-op defaults: a sink overrides what it cares about."""
 
     def probed(self, experiment_id: int, tags: ProbeTags, results: Sequence[ProbeResult]) -> None:
+        return None
+
+    def load_second(self, tags: LoadTags, second: LoadSecond) -> None:
         return None
 
     def state_changed(self, change: StateChange) -> None:

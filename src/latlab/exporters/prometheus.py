@@ -29,7 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from latlab.exporters.base import ProbeTags, SinkBase, status_class
+from latlab.exporters.base import LoadSecond, LoadTags, ProbeTags, SinkBase, status_class
 from latlab.exporters.influx import InfluxStats
 from latlab.storage.records import JobState, ProbeResult
 
@@ -155,6 +155,58 @@ class ProbeMetrics(SinkBase, Collector):
         return [durations, results]
 
 
+class LoadMetrics(SinkBase, Collector):
+    """A sink that counts load runs' requests and keeps their last second's figures.
+
+    One label value per run, the newest ``max_runs`` kept (a run's series go with it when it
+    is deleted or pushed out): load runs are few, their seconds many.
+    """
+
+    def __init__(self, max_runs: int = 100) -> None:
+        self._max_runs = max_runs
+        self._runs: dict[int, tuple[int, int, LoadSecond]] = {}  # requests, errors, last
+
+    def load_second(self, tags: LoadTags, second: LoadSecond) -> None:
+        requests, errors, _ = self._runs.pop(second.run_id, (0, 0, second))
+        self._runs[second.run_id] = (requests + second.requests, errors + second.errors, second)
+        while len(self._runs) > self._max_runs:
+            del self._runs[next(iter(self._runs))]  # the one that reported least recently
+
+    def deleted(self, kind: str, job_id: int) -> None:
+        if kind == "load":
+            self._runs.pop(job_id, None)
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["run"]
+        requests = CounterMetricFamily(
+            "latlab_load_requests", "Requests a load run finished", labels=labels
+        )
+        errors = CounterMetricFamily(
+            "latlab_load_errors", "Transport errors and unexpected statuses", labels=labels
+        )
+        rate = GaugeMetricFamily(
+            "latlab_load_rate_rps", "Requests finished in the run's last second", labels=labels
+        )
+        latency = GaugeMetricFamily(
+            "latlab_load_latency_seconds",
+            "Latency quantiles of the run's last second",
+            labels=[*labels, "quantile"],
+        )
+        for run_id, (total, failed, last) in list(self._runs.items()):
+            label = [str(run_id)]
+            requests.add_metric(label, total)
+            errors.add_metric(label, failed)
+            rate.add_metric(label, last.rps)
+            for quantile, value in (
+                ("0.5", last.p50_ms),
+                ("0.9", last.p90_ms),
+                ("0.99", last.p99_ms),
+            ):
+                if value is not None:
+                    latency.add_metric([*label, quantile], value / 1000)
+        return [requests, errors, rate, latency]
+
+
 def _cumulative(buckets: list[int]) -> list[tuple[str, float]]:
     total = 0
     cumulative: list[tuple[str, float]] = []
@@ -239,8 +291,10 @@ class ControlMetricsPage:
         writer: WriterGauges,
         live_clients: Callable[[], int] = lambda: 0,
         influx: InfluxStats | None = None,
+        load: LoadMetrics | None = None,
     ) -> None:
         self._probes = probes
+        self._load = load
         self._live_clients = live_clients
         self._jobs = jobs
         self._bots_active = bots_active
@@ -266,5 +320,8 @@ class ControlMetricsPage:
         a thread (``ProbeMetrics.collect`` copies what it reads; a probe counted meanwhile is
         in this page or the next).
         """
-        registry = registry_of(self._probes, SnapshotCollector(await self.snapshot()))
+        collectors: list[Collector] = [self._probes, SnapshotCollector(await self.snapshot())]
+        if self._load is not None:
+            collectors.append(self._load)
+        registry = registry_of(*collectors)
         return await asyncio.to_thread(render, registry)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
-from latlab.exporters.base import ProbeTags, Sink, StateChange
+from latlab.exporters.base import LoadSecond, LoadTags, ProbeTags, Sink, StateChange
 from latlab.storage.records import JobRecord, ProbeResult, Record
 
 log = logging.getLogger("latlab.events")
@@ -49,6 +49,16 @@ class Events:
                     sink.probed(job_id, tags, results)
                 except Exception:
                     log.exception("sink %r failed on results of experiment %d", sink, job_id)
+
+    def load_second(self, tags: LoadTags, second: LoadSecond) -> None:
+        """A load run's runner: ``second`` is stored. To every sink."""
+        for sink in self._sinks:
+            try:
+                sink.load_second(tags, second)
+            except Exception:
+                log.exception(
+                    "sink %r failed on second %d of load run %d", sink, second.second, second.run_id
+                )
 
     def state_changed(self, job: JobRecord) -> None:
         change = StateChange(job.kind, job.id, job.state, job.error, job.updated_at)

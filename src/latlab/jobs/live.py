@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from latlab.exporters.base import ProbeTags, SinkBase, StateChange
+from latlab.exporters.base import LoadSecond, LoadTags, ProbeTags, SinkBase, StateChange
 from latlab.storage.records import ProbeResult
 
 JobKey = tuple[str, int]  # (kind, id): ids are per kind, so an id alone names no job
 PROBE = "probe"
+LOAD = "load"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class Overflow:
 
 
 OVERFLOW = Overflow()
-LiveEvent = ProbeResult | StateChange | Deleted
+LiveEvent = ProbeResult | LoadSecond | StateChange | Deleted
 
 
 class Subscription:
@@ -164,6 +165,10 @@ class LiveHub(SinkBase):
             return
         for subscription in self._of((PROBE, experiment_id), self._every_result):
             subscription.push(results)
+
+    def load_second(self, tags: LoadTags, second: LoadSecond) -> None:
+        for subscription in self._by_job.get((LOAD, second.run_id), ()):
+            subscription.push((second,))
 
     def state_changed(self, change: StateChange) -> None:
         for subscription in self._of((change.kind, change.job_id), self._every_state):

@@ -8,6 +8,7 @@ window and our buffers are full): the response gives up and the connection is cl
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -22,11 +23,20 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from latlab.api.deps import MAX_ID, ExperimentIdPath, ExperimentsDep, LiveDep, SettingsDep
+from latlab.api.deps import (
+    MAX_ID,
+    ExperimentIdPath,
+    ExperimentsDep,
+    LiveDep,
+    LoadRunIdPath,
+    SettingsDep,
+    StoreDep,
+)
 from latlab.api.schemas import ResultPublic
-from latlab.exporters.base import StateChange
+from latlab.exporters.base import LoadSecond, StateChange
 from latlab.jobs.feeds import FEED_LINGER_S, FeedEvent, Ready, jobs_feed
-from latlab.jobs.live import Deleted, Overflow
+from latlab.jobs.live import LOAD, Deleted, Overflow
+from latlab.jobs.load_feed import load_run_feed, nothing_after_second
 from latlab.settings import Settings
 from latlab.storage import JobState, ProbeResult
 
@@ -62,6 +72,25 @@ class StateEvent(BaseModel):
     state: JobState
     error: str | None
     at: datetime = Field(description="When the job moved (UTC).")
+
+
+class LoadSecondEvent(BaseModel):
+    """The data of a load run's ``second`` event (its id is the second)."""
+
+    run_id: int
+    second: int
+    at: datetime = Field(description="When the second began (UTC).")
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+    @classmethod
+    def of(cls, second: LoadSecond) -> LoadSecondEvent:
+        return cls(**dataclasses.asdict(second))
 
 
 class FeedResult(ResultPublic):
@@ -108,8 +137,16 @@ def _state(change: StateChange) -> ServerSentEvent:
     return ServerSentEvent(data.model_dump_json(), event="state")
 
 
-def _frame(event: StateChange | Deleted | Ready | Overflow) -> bytes:
+@functools.lru_cache(maxsize=1024)
+def _load_second(second: LoadSecond) -> bytes:
+    data = LoadSecondEvent.of(second).model_dump_json()
+    return ServerSentEvent(data, event="second", id=str(second.second)).encode()
+
+
+def _frame(event: LoadSecond | StateChange | Deleted | Ready | Overflow) -> bytes:
     """Every event but a result: those differ between the two feeds."""
+    if isinstance(event, LoadSecond):
+        return _load_second(event)
     if isinstance(event, StateChange):
         return _state(event).encode()
     if isinstance(event, Deleted):
@@ -166,6 +203,33 @@ async def experiment_events(
     if feed is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return _response(settings, _chunks(feed, _experiment_result))
+
+
+@router.get(
+    "/api/v1/load-runs/{run_id}/events",
+    response_model=None,
+    responses={
+        **_STREAM,
+        404: {"description": "No load run with this id."},
+        204: {"description": "A reconnect after the last second of a run that is over."},
+    },
+)
+async def load_run_events(
+    run_id: LoadRunIdPath,
+    store: StoreDep,
+    live: LiveDep,
+    settings: SettingsDep,
+    last_event_id: LastEventId = None,
+    after: AfterQuery = None,
+) -> Response:
+    """`second` (id: the second) and `state` events of one load run; ends after a terminal
+    state. `Last-Event-ID: N` / `?after=N` replays the stored seconds after N first."""
+    job = await store.get_job(LOAD, run_id)  # an unknown id is a 404 before the stream
+    start = after if last_event_id is None else last_event_id
+    if last_event_id is not None and nothing_after_second(job, last_event_id):
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    feed = load_run_feed(store, live, run_id, start, linger_s=FEED_LINGER_S)
+    return _response(settings, _chunks(feed, _any_result))
 
 
 @router.get("/api/v1/events", response_model=None, responses=_STREAM)
