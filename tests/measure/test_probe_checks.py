@@ -14,10 +14,10 @@ from latlab.measure.http_probe import (
     HttpProber,
     ProbeTarget,
     ResponseChecks,
-    _BodyScan,
     probe_once,
 )
 from latlab.measure.request import RequestSpec, parse_expect_status
+from latlab.measure.response import BodyScan
 
 JSON = (("Content-Type", "application/json"),)
 
@@ -161,7 +161,7 @@ BODY = b"abcabdabcxyzneedleneedxyz"
 @pytest.mark.parametrize("needle", [b"a", b"abd", b"needle", b"zne", b"xyz", b"dleneed", b"q"])
 def test_a_body_scan_finds_a_needle_wherever_chunks_split(needle: bytes) -> None:
     for size in range(1, len(BODY) + 1):
-        scan = _BodyScan(needle)
+        scan = BodyScan(needle)
         for start in range(0, len(BODY), size):
             scan.feed(BODY[start : start + size])
             assert len(scan._carry) <= len(needle) - 1  # only a straddling start is kept

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Literal
 
-import httptools
-
 from latlab.measure.connections import Connection, SocketConnection, TlsConnection
 from latlab.measure.policy import TargetPolicy
 from latlab.measure.request import ExpectedStatus, RequestSpec, Url
+from latlab.measure.response import ProbeError, Response, ScanningResponse
 
 _NEEDLE_SHOWN = 40  # characters of a body check's text quoted in its failure
 
@@ -97,10 +96,6 @@ class Exchange:
         return self.error is None
 
 
-class _ProbeError(Exception):
-    """A protocol-level failure; the message is what the Exchange reports."""
-
-
 @dataclass(slots=True)
 class _Phases:
     """Timestamps of the exchange in progress (perf_counter seconds, phases in ms)."""
@@ -146,110 +141,6 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
-
-
-class _Response:
-    """httptools sink for one response; bodies are counted by the parser, never kept.
-
-    ``headers_only``: the answer to a HEAD, whose headers frame a body that never comes.
-    """
-
-    def __init__(self, *, headers_only: bool = False) -> None:
-        self._parser = httptools.HttpResponseParser(self)
-        self._headers_only = headers_only
-        self._ended_at_headers = False
-        self._headers_done = False
-        self._framed = False
-        self.complete = False
-        self.keep_alive = False
-        self.status_code = 0
-        self.done_s = 0.0
-
-    @property
-    def body_found(self) -> bool:
-        return False  # no body check: nothing to find
-
-    def feed(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            if not self.complete:
-                raise _ProbeError(f"invalid HTTP response: {exc}") from exc
-            self.keep_alive = False  # bytes after the response: the connection is out of step
-
-    def feed_eof(self, *, any_bytes: bool) -> None:
-        if not any_bytes:
-            raise _ProbeError("server closed connection without response")
-        if not self._headers_done or self._framed:
-            raise _ProbeError("connection closed before response complete")
-        # No Content-Length nor chunking: the body ends where the connection does.
-        self._complete()
-
-    def on_header(self, name: bytes, _value: bytes) -> None:
-        if name.lower() in (b"content-length", b"transfer-encoding"):
-            self._framed = True
-
-    def on_headers_complete(self) -> None:
-        self._headers_done = True
-        if self._headers_only and self._parser.get_status_code() >= 200:
-            self._ended_at_headers = True
-            self._complete()
-
-    def on_message_complete(self) -> None:
-        if self._ended_at_headers:
-            self._ended_at_headers = False  # the end the parser sees of the HEAD answer
-        elif self.complete:
-            self.keep_alive = False  # a second response nobody asked for
-        elif 100 <= self._parser.get_status_code() < 200:
-            # Interim response (e.g. 100 Continue): the final one follows.
-            self._headers_done = self._framed = False
-        else:
-            self._complete()
-
-    def _complete(self) -> None:
-        self.done_s = perf_counter()
-        self.complete = True
-        self.status_code = self._parser.get_status_code()
-        self.keep_alive = self._parser.should_keep_alive()
-
-
-class _BodyScan:
-    """Looks for ``needle`` in a body given chunk by chunk. Between chunks it keeps only the
-    last ``len(needle) - 1`` bytes, where a match across the boundary would begin."""
-
-    __slots__ = ("_carry", "_keep", "_needle", "found")
-
-    def __init__(self, needle: bytes) -> None:
-        self._needle = needle
-        self._keep = len(needle) - 1
-        self._carry = b""
-        self.found = False
-
-    def feed(self, chunk: bytes) -> None:
-        if self.found:
-            return
-        keep = self._keep
-        if self._needle in chunk or self._needle in self._carry + chunk[:keep]:
-            self.found = True
-            self._carry = b""
-        elif keep:
-            self._carry = chunk[-keep:] if len(chunk) >= keep else (self._carry + chunk)[-keep:]
-
-
-class _ScanningResponse(_Response):
-    """A response whose body is searched as it arrives (httptools calls ``on_body`` only on
-    a sink that has one, so responses without a body check pay nothing for it)."""
-
-    def __init__(self, needle: bytes) -> None:
-        super().__init__()
-        self._scan = _BodyScan(needle)
-
-    @property
-    def body_found(self) -> bool:
-        return self._scan.found
-
-    def on_body(self, chunk: bytes) -> None:
-        self._scan.feed(chunk)
 
 
 def tls_context(verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
@@ -312,7 +203,7 @@ class HttpProber:
             if deadline.expired():
                 return phases.failure(f"timeout after {float(timeout_s)} s")
             return phases.failure(describe_error(exc))
-        except (OSError, _ProbeError) as exc:
+        except (OSError, ProbeError) as exc:
             self._discard()
             return phases.failure(describe_error(exc))
         except BaseException:
@@ -326,7 +217,7 @@ class HttpProber:
         if self._conn is not None:
             try:
                 return await self._roundtrip(self._conn, phases)
-            except (OSError, _ProbeError):
+            except (OSError, ProbeError):
                 if phases.first_byte_s is not None:
                     raise
             # The server dropped the idle connection; time a fresh one from scratch.
@@ -335,11 +226,11 @@ class HttpProber:
         self._conn = await self._connect(phases)
         return await self._roundtrip(self._conn, phases)
 
-    def _new_response(self) -> _Response:
+    def _new_response(self) -> Response:
         needle = self._target.checks.body_contains
         if needle:  # never with HEAD: ProbeTarget refuses it
-            return _ScanningResponse(needle)
-        return _Response(headers_only=self._headers_only)
+            return ScanningResponse(needle)
+        return Response(headers_only=self._headers_only)
 
     async def _roundtrip(self, conn: Connection, phases: _Phases) -> Exchange:
         response = self._new_response()
@@ -371,11 +262,11 @@ class HttpProber:
         addresses = await self._resolve(phases)
         started_s = perf_counter()
         error: OSError | None = None
-        refused: _ProbeError | None = None
+        refused: ProbeError | None = None
         for family, address in addresses:
             refusal = self._refusal(address)
             if refusal is not None:
-                refused = refused or _ProbeError(f"target not allowed: {address} ({refusal})")
+                refused = refused or ProbeError(f"target not allowed: {address} ({refusal})")
                 continue  # checked on the resolved address: a rebound name gets no further
             try:
                 conn = await self._open(family, address)
