@@ -50,6 +50,7 @@ class LoadConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.in_flight = False
         self.sent_s = 0.0
+        self.counted = False  # sent after the warm-up: its outcome is one of the run's
         self.intended_s = 0.0
         self.served = 0
         self._head_only = head_only  # a HEAD answer has no body whatever its headers say
@@ -107,9 +108,10 @@ class LoadConnection(asyncio.Protocol):
             self.close()
         self.worker.completed(self, status, done_s)
 
-    def send(self, request: bytes, intended_s: float) -> None:
+    def send(self, request: bytes, intended_s: float, counted: bool) -> None:
         assert self.transport is not None
         self.in_flight = True
+        self.counted = counted
         self.intended_s = intended_s
         self.sent_s = perf_counter()
         self.transport.write(request)

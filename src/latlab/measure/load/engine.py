@@ -65,7 +65,7 @@ class LoadWorker:
         self._start_s, self._count_from_s = start_s, count_from_s
         duration_s = self.plan.duration_s
         self._end_s = math.inf if duration_s is None else count_from_s + duration_s
-        await asyncio.sleep(max(0.0, start_s - perf_counter()))
+        await _sleep_until(start_s)
         self._later("sweep", SWEEP_EVERY_S, self._sweep)
         self._later("tick", self._until_second_ends(), self._tick)
         self._later("end", self._end_s - perf_counter(), self._done)
@@ -127,7 +127,7 @@ class LoadWorker:
     # --- outcomes (from the connections) ---
 
     def completed(self, conn: LoadConnection, status: int, done_s: float) -> None:
-        if self._counts(conn.sent_s, done_s):
+        if conn.counted and done_s < self._end_s:
             tally = self._tally(done_s)
             micros = int((done_s - conn.sent_s) * 1e6)
             tally.latency_us[micros] = tally.latency_us.get(micros, 0) + 1
@@ -142,7 +142,7 @@ class LoadWorker:
 
     def failed(self, conn: LoadConnection, kind: ErrorKind, _text: str) -> None:
         done_s = perf_counter()
-        if self._counts(conn.sent_s, done_s):
+        if conn.counted and done_s < self._end_s:
             self._tally(done_s).error(kind)
         self._after(conn.slot, conn)
 
@@ -154,7 +154,7 @@ class LoadWorker:
     def resend(self, conn: LoadConnection) -> None:
         slot = conn.slot
         slot.conn = None
-        self._connect(slot, conn.intended_s)
+        self._connect(slot, conn.intended_s, conn.counted)
 
     # --- scheduling ---
 
@@ -200,18 +200,18 @@ class LoadWorker:
             self._tally(now_s).late_sends += 1
         conn = slot.conn
         if conn is None or not conn.alive or conn.transport is None:
-            self._connect(slot, intended_s)
+            self._connect(slot, intended_s, counted)
         else:
-            conn.send(self._request, intended_s)
+            conn.send(self._request, intended_s, counted)
 
-    def _connect(self, slot: Slot, intended_s: float) -> None:
+    def _connect(self, slot: Slot, intended_s: float, counted: bool) -> None:
         slot.connecting = True
-        task = self._loop.create_task(self._open(slot, intended_s))
+        task = self._loop.create_task(self._open(slot, intended_s, counted))
         task.add_done_callback(_retrieve)
 
-    async def _open(self, slot: Slot, intended_s: float) -> None:
+    async def _open(self, slot: Slot, intended_s: float, counted: bool) -> None:
         conn = LoadConnection(self, slot, self._head_only)
-        conn.sent_s = perf_counter()
+        conn.counted = counted
         try:
             async with asyncio.timeout(self.plan.timeout_s):
                 await self._loop.create_connection(
@@ -226,7 +226,7 @@ class LoadWorker:
             slot.connecting = False
             text = describe_error(exc) if str(exc) else f"timeout after {self.plan.timeout_s} s"
             done_s = perf_counter()
-            if self._counts(conn.sent_s, done_s):
+            if counted and done_s < self._end_s:
                 self._tally(done_s).error(error_kind(text))
             conn.close()
             self._after(slot, conn)
@@ -236,7 +236,7 @@ class LoadWorker:
         if self._stopping or slot.retiring:
             conn.close()
             return
-        conn.send(self._request, intended_s)
+        conn.send(self._request, intended_s, counted)
 
     def _busy(self, slot: Slot) -> bool:
         conn = slot.conn
@@ -282,10 +282,6 @@ class LoadWorker:
 
     # --- seconds ---
 
-    def _counts(self, sent_s: float, done_s: float) -> bool:
-        """A request counts if it was sent after the warm-up and ended within the run."""
-        return sent_s >= self._count_from_s and done_s < self._end_s
-
     def _second_of(self, at_s: float) -> int:
         return int(at_s - self._count_from_s)
 
@@ -329,6 +325,15 @@ class LoadWorker:
         self._stopping = True
         if not self._finished.done():
             self._finished.set_result(None)
+
+
+async def _sleep_until(at_s: float) -> None:
+    """Sleep until ``perf_counter()`` reaches ``at_s``; uvloop's timers may wake a
+    millisecond early, and a send before the start would not be counted."""
+    early_s = at_s - perf_counter()
+    while early_s > 0:
+        await asyncio.sleep(early_s)
+        early_s = at_s - perf_counter()
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
