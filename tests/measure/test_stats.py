@@ -105,3 +105,12 @@ def test_stddev_and_p99_9_follow_their_definitions() -> None:
 def test_an_unknown_payload_format_is_refused() -> None:
     with pytest.raises(ValueError, match="format"):
         LatencyHistogram().add_payload('{"format": 99}')
+
+
+def test_no_percentile_passes_the_exact_maximum() -> None:
+    histogram = LatencyHistogram()
+    for latency_ms in (3.0, 3.1, 3.452):  # 3452 µs sits in an HDR bucket whose top is 3453
+        histogram.record(latency_ms)
+    stats = histogram.stats()
+    assert stats.max_ms == 3.452
+    assert stats.p99_ms == stats.p99_9_ms == 3.452

@@ -135,7 +135,10 @@ class LatencyHistogram:
         if ok == 0 or self._min_us is None or self._max_us is None:
             return LatencyStats(count=self.count, errors=self.errors, errors_by_kind=errors)
         percentiles = self._histogram.get_percentile_to_value_dict(list(_PERCENTILES))
-        p50, p90, p99, p99_9 = (float(percentiles[p]) / 1000 for p in _PERCENTILES)
+        # An HDR value is its bucket's top, which may pass the exact maximum by up to 0.1 %.
+        p50, p90, p99, p99_9 = (
+            min(float(percentiles[p]), self._max_us) / 1000 for p in _PERCENTILES
+        )
         variance_us2 = (ok * self._sum_squares_us - self._sum_us**2) / (ok * ok)
         return LatencyStats(
             count=self.count,
