@@ -23,11 +23,12 @@ from latlab.api.security import PUBLIC_PATHS, SecurityMiddleware
 from latlab.api.state import AppState
 from latlab.api.v1 import bots as v1_bots
 from latlab.api.v1 import events as v1_events
-from latlab.api.v1 import experiments
+from latlab.api.v1 import experiments, load_runs
 from latlab.coordination import open_coordinator
 from latlab.exporters.influx import InfluxExporter, open_exporter
+from latlab.exporters.influx_load import InfluxLoadSink
 from latlab.exporters.influx_probes import InfluxProbeSink
-from latlab.exporters.prometheus import ControlMetricsPage, ProbeMetrics
+from latlab.exporters.prometheus import ControlMetricsPage, LoadMetrics, ProbeMetrics
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
@@ -54,13 +55,15 @@ class _Sinks:
     live: LiveHub
     probe_metrics: ProbeMetrics
     influx: InfluxExporter | None
+    load_metrics: LoadMetrics
 
 
 async def _open_sinks(settings: Settings, stack: AsyncExitStack) -> _Sinks:
     events = Events()
     live = LiveHub(settings.events_buffer)
     probe_metrics = ProbeMetrics(settings.metrics_max_experiments)
-    for sink in (live, probe_metrics):
+    load_metrics = LoadMetrics()
+    for sink in (live, probe_metrics, load_metrics):
         events.subscribe(sink)
     influx = open_exporter(settings)
     if influx is not None:
@@ -68,7 +71,8 @@ async def _open_sinks(settings: Settings, stack: AsyncExitStack) -> _Sinks:
         # Closed last (the stack unwinds in reverse): the writer's last commits reach it first.
         stack.push_async_callback(influx.close)
         events.subscribe(InfluxProbeSink(influx))
-    return _Sinks(events, live, probe_metrics, influx)
+        events.subscribe(InfluxLoadSink(influx))
+    return _Sinks(events, live, probe_metrics, influx, load_metrics)
 
 
 def _metrics_page(
@@ -81,6 +85,7 @@ def _metrics_page(
         writer=writer,
         live_clients=lambda: sinks.live.subscriptions,
         influx=None if sinks.influx is None else sinks.influx.stats,
+        load=sinks.load_metrics,
     )
 
 
@@ -108,6 +113,7 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
             bot_tick_s=settings.bots_tick_s,
             bot_log_ticks=settings.bots_log_ticks,
             stats_flush_results=settings.stats_flush_results,
+            load_ca_file=settings.probe_ca_file,
         )
         jobs = JobManager(ctx, InProcessExecutor(), runners)
         # Registered before start() so that a failed start still cancels what it launched.
@@ -161,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(experiments.router)
     app.include_router(v1_events.router)
     app.include_router(v1_bots.router)
+    app.include_router(load_runs.router)
     app.include_router(bots.router)
     app.include_router(seed.router)
     # The original served these under /api; same handlers, kept out of the schema twice over.

@@ -245,7 +245,7 @@ async def test_off_a_terminal_each_second_is_one_plain_line(target: Target) -> N
     assert outcome.code == 0, outcome.stderr
     assert "\x1b" not in outcome.stdout
     seconds = [line for line in outcome.stdout.splitlines() if line.startswith("second ")]
-    assert [line.split(":")[0] for line in seconds] == ["second 1", "second 2"]
+    assert [line.split(":")[0] for line in seconds] == ["second 0", "second 1"]
     assert any(line.startswith("  requests ") for line in outcome.stdout.splitlines())
 
 
@@ -267,7 +267,7 @@ async def test_on_a_terminal_a_live_view_shows_the_run_then_the_summary(target: 
     assert "p99 so far" in text
     assert "━" in text  # the progress bar
     assert "  requests " in text
-    assert "second 1:" not in text
+    assert "second 0:" not in text
 
 
 def read_to_end(fd: int) -> bytes:
@@ -300,7 +300,7 @@ async def test_interrupt_stops_and_still_reports_what_was_measured(
     )
     assert process.stdout is not None
     first = await asyncio.wait_for(process.stdout.readline(), 20)
-    assert first.startswith(b"second 1:")
+    assert first.startswith(b"second 0:")
     process.send_signal(signal.SIGINT)
     rest, stderr = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 130, stderr

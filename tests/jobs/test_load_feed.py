@@ -10,14 +10,14 @@ import pytest
 from latlab.exporters.base import LoadTags
 from latlab.jobs.events import Events
 from latlab.jobs.feeds import READY, FeedEvent, change_of
-from latlab.jobs.live import LiveHub
-from latlab.jobs.load_feed import (
+from latlab.jobs.kinds.load_feed import (
     COUNTING_FROM_KEY,
     SECONDS_KEY,
     load_run_feed,
     load_second_of,
     nothing_after_second,
 )
+from latlab.jobs.live import LiveHub
 from latlab.measure.load.seconds import SecondStats, SecondTally
 from latlab.storage import HistogramUpdate, JobState
 from latlab.storage.memory import MemoryStore

@@ -64,7 +64,7 @@ class LineView(QuietView):
 
     def second(self, row: Mapping[str, Any], totals: RunTotals, elapsed_s: float) -> None:
         self._console.print(
-            f"second {row['second'] + 1}: {row['requests']} requests, {row['errors']} errors, "
+            f"second {row['second']}: {row['requests']} requests, {row['errors']} errors, "
             f"p50 {ms(row['p50_ms'])} ms, p99 {ms(row['p99_ms'])} ms, max {ms(row['max_ms'])} ms",
             highlight=False,
             soft_wrap=True,

@@ -35,8 +35,8 @@ from latlab.api.deps import (
 from latlab.api.schemas import ResultPublic
 from latlab.exporters.base import LoadSecond, StateChange
 from latlab.jobs.feeds import FEED_LINGER_S, FeedEvent, Ready, jobs_feed
+from latlab.jobs.kinds.load_feed import load_run_feed, nothing_after_second
 from latlab.jobs.live import LOAD, Deleted, Overflow
-from latlab.jobs.load_feed import load_run_feed, nothing_after_second
 from latlab.settings import Settings
 from latlab.storage import JobState, ProbeResult
 

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from latlab.jobs.kinds.bot import BotRunner
+from latlab.jobs.kinds.load import LoadRunner
 from latlab.jobs.kinds.probe import ProbeRunner
 from latlab.jobs.runner import JobRunner
 
 
 def builtin_runners(
-    *, bot_tick_s: float = 1.0, bot_log_ticks: bool = True, stats_flush_results: int = 200
+    *,
+    bot_tick_s: float = 1.0,
+    bot_log_ticks: bool = True,
+    stats_flush_results: int = 200,
+    load_ca_file: str | None = None,
 ) -> list[JobRunner]:
-    return [ProbeRunner(stats_flush_results), BotRunner(bot_tick_s, log_ticks=bot_log_ticks)]
+    return [
+        ProbeRunner(stats_flush_results),
+        BotRunner(bot_tick_s, log_ticks=bot_log_ticks),
+        LoadRunner(load_ca_file),
+    ]

@@ -9,25 +9,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from latlab.exporters.base import LoadSecond
 from latlab.jobs.feeds import READY, FeedEvent, change_of, ends_job_feed
+from latlab.jobs.kinds.load_stats import second_row
 from latlab.jobs.live import LOAD, Deleted, LiveHub, Subscription
 from latlab.measure.load.seconds import SecondStats
 from latlab.storage import JobNotFound, JobRecord, Store
 
 REPLAY_SECONDS = 500
-# Progress keys a load run's checkpoint keeps (see jobs/kinds/load.py).
+# Progress keys a load run's checkpoint keeps (see load.py).
 SECONDS_KEY = "seconds"  # how many seconds are stored
 COUNTING_FROM_KEY = "counting_from"  # epoch seconds at which second 0 began
 
 
 def load_second_of(run_id: int, stats: SecondStats, counting_from_s: float) -> LoadSecond:
-    row = stats.row()
-    at = datetime.fromtimestamp(counting_from_s, UTC) + timedelta(seconds=stats.second)
+    return load_second_from_row(run_id, stats.row(), counting_from_s)
+
+
+def load_second_from_row(run_id: int, row: dict[str, Any], counting_from_s: float) -> LoadSecond:
+    at = datetime.fromtimestamp(counting_from_s, UTC) + timedelta(seconds=row["second"])
     return LoadSecond(
         run_id=run_id,
-        second=stats.second,
+        second=row["second"],
         at=at,
         requests=row["requests"],
         errors=row["errors"],
@@ -82,7 +87,7 @@ async def _replay(
         last = min(first + REPLAY_SECONDS, stored) - 1
         payloads = await store.histograms.read(LOAD, job.id, first, last)
         seconds = [
-            load_second_of(job.id, SecondStats.from_payload(payload), counting_from_s)
+            load_second_from_row(job.id, second_row(payload), counting_from_s)
             for payload in payloads.values()
         ]
         if seconds:

@@ -1,0 +1,295 @@
+"""Load runs as a job kind: the worker processes of :class:`LoadPool`, driven by the job engine.
+
+A run's load is made in child processes (``python -m latlab.measure.load.process``), never on
+the API's event loop; the runner only reads their merged seconds and checkpoints each one: its
+histograms (second ``n`` in bucket ``n``), the run's total and a progress line, in one write.
+
+A pause cancels the runner, which closes the pool; a resume runs what is left (requests or
+seconds) with the second numbering carried on. A run found running at start-up had a gap its
+target saw, so it is not resumed: it fails as ``interrupted`` with its seconds kept
+(:attr:`ResumePolicy.FAIL`). Rate and connections change live (:meth:`LoadRunner.retune`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from time import perf_counter
+from typing import Any
+
+from latlab.exporters.base import LoadTags
+from latlab.jobs.kinds.load_feed import load_second_of
+from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
+from latlab.jobs.kinds.load_spec import LoadRunSpec
+from latlab.jobs.kinds.load_stats import (
+    KIND,
+    PROBE_BUCKET,
+    StoredTotals,
+    final_progress,
+    second_payload,
+)
+from latlab.jobs.runner import KindRunner, ResumePolicy, RunContext, Started
+from latlab.jobs.supervise import until_stored
+from latlab.measure.load.plan import LoadPlan
+from latlab.measure.load.pool import START_LEAD_S, LoadPool
+from latlab.measure.load.preflight import check_reachable, resolve_target
+from latlab.measure.load.seconds import SecondStats
+from latlab.storage import HistogramUpdate, JobRecord, JobState
+from latlab.storage.records import TOTAL_BUCKET, ProgressUpdate
+
+__all__ = ["KIND", "LoadRunner", "RetuneRefused"]
+
+
+class RetuneRefused(Exception):
+    """The run cannot take this change now (HTTP 409)."""
+
+
+@dataclass(slots=True)
+class _Progress:
+    """A run's checkpoint: where it is, and the rate and connections it runs at now."""
+
+    seconds: int
+    requests: int
+    errors: int
+    elapsed_s: float
+    rate: float | None
+    connections: int
+    counting_from: float | None = None  # epoch seconds at which this run's second 0 would begin
+
+    @classmethod
+    def of(cls, job: JobRecord, spec: LoadRunSpec) -> _Progress:
+        progress = job.progress
+        rate = progress.get("rate", spec.rate)
+        return cls(
+            seconds=int(progress.get("seconds", 0)),
+            requests=int(progress.get("requests", 0)),
+            errors=int(progress.get("errors", 0)),
+            elapsed_s=float(progress.get("elapsed_s", 0.0)),
+            rate=None if rate is None else float(rate),
+            connections=int(progress.get("connections", spec.connections)),
+            counting_from=progress.get("counting_from"),
+        )
+
+    def values(self, last: SecondStats | None = None) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "seconds": self.seconds,
+            "requests": self.requests,
+            "errors": self.errors,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "rate": self.rate,
+            "connections": self.connections,
+            "counting_from": self.counting_from,
+        }
+        if last is not None:
+            values["rps"] = last.requests
+        return values
+
+
+def remaining_plan(
+    spec: LoadRunSpec, progress: _Progress, ca_file: str | None = None
+) -> LoadPlan | None:
+    """What is left of the run after ``progress``, at its current rate and connections; None
+    once nothing is. Only a run's first start warms up."""
+    plan = spec.plan(ca_file)
+    changes: dict[str, Any] = {"connections": progress.connections, "rate": progress.rate}
+    if plan.requests is not None:
+        left = plan.requests - progress.requests
+        if left <= 0:
+            return None
+        changes["requests"] = left
+    elif plan.duration_s is not None:
+        left_s = plan.duration_s - progress.elapsed_s
+        if left_s < 0.001:
+            return None
+        changes["duration_s"] = left_s
+    if progress.seconds or progress.requests:
+        changes["warmup_s"] = 0.0
+    return replace(plan, **changes)
+
+
+@dataclass(slots=True)
+class _LiveRun:
+    """A run whose pool runs here: what a retune changes and where it records the change."""
+
+    pool: LoadPool
+    progress: _Progress
+    ctx: RunContext
+    owner: str | None
+
+    @property
+    def tags(self) -> LoadTags:
+        """How exporters label the run's points: the URL's path without its query."""
+        url, method = self.pool.plan.url, self.pool.plan.request.method
+        return LoadTags(url.host, url.port, url.target.partition("?")[0], method)
+
+
+class LoadRunner(KindRunner):
+    kind = KIND
+    resume = ResumePolicy.FAIL
+
+    def __init__(self, ca_file: str | None = None) -> None:
+        self._ca_file = ca_file  # for https targets signed by a private CA (LATLAB_PROBE_CA_FILE)
+        self._live: dict[int, _LiveRun] = {}
+
+    async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
+        spec = LoadRunSpec.model_validate(job.spec)
+        progress = _Progress.of(job, spec)
+        read = functools.partial(StoredTotals.read, ctx.store, job, spec)
+        stored = await until_stored(f"load run {job.id}", read)
+        plan = remaining_plan(spec, progress, self._ca_file)
+        if plan is not None:
+            address = await resolve_target(plan.url, ctx.probes.policy)
+            if progress.seconds == 0:  # a dead target fails a new run at once, as the CLI exits 1
+                https = plan.url.scheme == "https"
+                tls = ctx.probes.tls_context(plan.verify_tls) if https else None
+                await check_reachable(plan.url, address, tls, plan.timeout_s)
+            live = _LiveRun(LoadPool(plan, address), progress, ctx, _owner(ctx))
+            await self._run_pool(job, spec, live, stored, started)
+        started()  # a run with nothing left ends here
+        summary = stored.summary(spec, progress.elapsed_s)
+        values = {**progress.values(), **final_progress(spec, summary)}
+        update = ProgressUpdate(KIND, job.id, values, _owner(ctx))
+        await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
+
+    async def _run_pool(
+        self,
+        job: JobRecord,
+        spec: LoadRunSpec,
+        live: _LiveRun,
+        stored: StoredTotals,
+        started: Started,
+    ) -> None:
+        side = self._side_probe(spec, live, stored)
+        try:
+            await live.pool.start()
+            count_from_s = perf_counter() + START_LEAD_S + live.pool.plan.warmup_s
+            self._live[job.id] = live  # only now may a retune reach its workers
+            started()
+            if side is not None:
+                side.start()
+            await self._record_seconds(job.id, live, stored, count_from_s)
+        finally:
+            self._live.pop(job.id, None)
+            if side is not None:
+                await side.stop()
+            await _closed(live.pool)
+
+    def _side_probe(
+        self, spec: LoadRunSpec, live: _LiveRun, stored: StoredTotals
+    ) -> _SideTask | None:
+        interval_s = spec.probe_interval_s()
+        if interval_s is None or stored.probe is None:
+            return None
+        target = side_probe_target(live.pool.plan, spec.expect_status)
+        probe = SideProbe(live.ctx.probes, target, interval_s, stored.probe, live.ctx.clock)
+        return _SideTask(probe)
+
+    async def _record_seconds(
+        self, job_id: int, live: _LiveRun, stored: StoredTotals, count_from_s: float
+    ) -> None:
+        """Checkpoint every merged second, numbered on from the seconds already stored."""
+        progress, pool = live.progress, live.pool
+        first, elapsed_before_s = progress.seconds, progress.elapsed_s
+        # Seconds of this stretch begin at wall time counting_from + second (for live feeds).
+        progress.counting_from = time.time() + (count_from_s - perf_counter()) - first
+        async for second in pool.seconds():
+            local = second.second
+            second.second = first + local
+            stored.total.merge(second)
+            progress.seconds = second.second + 1
+            progress.requests, progress.errors = stored.total.requests, stored.total.errors
+            progress.elapsed_s = elapsed_before_s + local + 1
+            progress.rate, progress.connections = pool.rate, pool.connections
+            await self._store_second(job_id, live, second, stored)
+        ran_s = perf_counter() - count_from_s
+        if pool.plan.duration_s is not None:
+            ran_s = min(ran_s, pool.plan.duration_s)
+        progress.elapsed_s = elapsed_before_s + max(0.0, min(ran_s, progress.seconds - first))
+
+    async def _store_second(
+        self, job_id: int, live: _LiveRun, second: SecondStats, stored: StoredTotals
+    ) -> None:
+        """One checkpoint: the second, the run's total (and side probe) and the progress."""
+        histograms = [
+            HistogramUpdate(KIND, job_id, second.second, second_payload(second)),
+            HistogramUpdate(KIND, job_id, TOTAL_BUCKET, stored.total.to_payload()),
+        ]
+        if stored.probe is not None:
+            probe = stored.probe.to_payload()
+            histograms.append(HistogramUpdate(KIND, job_id, PROBE_BUCKET, probe))
+        update = ProgressUpdate(KIND, job_id, live.progress.values(second), live.owner)
+        write = functools.partial(live.ctx.writer.write, [], [update], histograms)
+        await until_stored(f"load run {job_id}", write)
+        counting_from = live.progress.counting_from or 0.0
+        live.ctx.events.load_second(live.tags, load_second_of(job_id, second, counting_from))
+
+    async def retune(
+        self, job: JobRecord, *, rate: float | None = None, connections: int | None = None
+    ) -> dict[str, Any]:
+        """Change a running run's rate and/or connections within a second, and remember them
+        for a resume. :class:`RetuneRefused` unless the run is open-model (for a rate) and
+        its pool runs here."""
+        if job.state is not JobState.RUNNING:
+            message = f"load run {job.id} is {job.state}: only a running run can be changed"
+            raise RetuneRefused(message)
+        live = self._live.get(job.id)
+        if live is None:
+            raise RetuneRefused(f"load run {job.id} is not running in this process")
+        if rate is not None and live.pool.rate is None:
+            raise RetuneRefused(f"load run {job.id} is a closed-model run: it has no rate")
+        if connections is not None:
+            live.pool.set_connections(connections)
+        if rate is not None:
+            live.pool.set_rate(rate)
+        live.progress.rate, live.progress.connections = live.pool.rate, live.pool.connections
+        values = {"rate": live.progress.rate, "connections": live.progress.connections}
+        update = ProgressUpdate(KIND, job.id, values, live.owner)
+        write = functools.partial(live.ctx.writer.write, [], [update])
+        await until_stored(f"load run {job.id}", write)
+        return values
+
+    async def stopped(
+        self, job: JobRecord, ctx: RunContext, *, ran_here: bool
+    ) -> Mapping[str, Any]:
+        """A stopped run keeps its summary and thresholds, judged on what it measured."""
+        spec = LoadRunSpec.model_validate(job.spec)
+        read = functools.partial(StoredTotals.read, ctx.store, job, spec)
+        stored = await until_stored(f"load run {job.id} stop", read)
+        summary = stored.summary(spec, float(job.progress.get("elapsed_s", 0.0)))
+        return final_progress(spec, summary)
+
+
+class _SideTask:
+    """The side probe's task, kept while the pool runs."""
+
+    def __init__(self, probe: SideProbe) -> None:
+        self._probe = probe
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._probe.run(), name="latlab-load-side-probe")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+
+
+def _owner(ctx: RunContext) -> str | None:
+    """Fenced writes when runs are shared: a stale owner's checkpoints are dropped."""
+    return ctx.coordinator.owner_id if ctx.coordinator.shared else None
+
+
+async def _closed(pool: LoadPool) -> None:
+    """Close the pool even if the runner is cancelled again meanwhile."""
+    closing = asyncio.ensure_future(pool.close())
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await closing
+        raise

@@ -1,0 +1,99 @@
+"""A load run's stored figures: what each checkpoint writes and how it reads back.
+
+Histograms of kind ``load``, one per job and bucket: second ``n`` of the run in bucket ``n``
+(0, 1, …), the run's total in ``TOTAL_BUCKET`` (-1), the side probe's in ``PROBE_BUCKET``
+(-2). Each second's payload also carries its row, so a page of rows is read without decoding
+a histogram (~2 ms each).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from latlab.jobs.kinds.load_spec import LoadRunSpec
+from latlab.measure.load.seconds import SecondStats
+from latlab.measure.load.summary import RunTotals, latency_summary
+from latlab.measure.load.thresholds import judge_all
+from latlab.measure.stats import LatencyHistogram
+from latlab.storage import JobRecord, Store
+from latlab.storage.records import TOTAL_BUCKET
+
+KIND = "load"
+PROBE_BUCKET = -2
+# Kept in the job's progress at the end; the percentile distribution is read from the total.
+LEFT_OUT_OF_PROGRESS = ("percentiles",)
+
+
+def second_payload(second: SecondStats) -> str:
+    """What is stored for one second: its mergeable histograms plus its row."""
+    document = json.loads(second.to_payload())
+    document["row"] = second.row()
+    return json.dumps(document, separators=(",", ":"))
+
+
+def second_row(payload: str) -> dict[str, Any]:
+    row = json.loads(payload).get("row")
+    return dict(row) if isinstance(row, dict) else SecondStats.from_payload(payload).row()
+
+
+def probe_summary(histogram: LatencyHistogram) -> dict[str, Any]:
+    """The side probe's figures: count, errors and the latency keys of the run's summary."""
+    stats = histogram.stats()
+    return {"count": stats.count, "errors": stats.errors, **latency_summary(stats)}
+
+
+def run_summary(
+    total: SecondStats, *, open_model: bool, duration_s: float, probe: LatencyHistogram | None
+) -> dict[str, Any]:
+    """:meth:`RunTotals.summary` of the merged seconds, with ``probe`` when one ran."""
+    totals = RunTotals(open_model=open_model)
+    totals.total.merge(total)
+    summary = totals.summary(duration_s)
+    if probe is not None:
+        summary["probe"] = probe_summary(probe)
+    return summary
+
+
+def for_progress(summary: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in summary.items() if key not in LEFT_OUT_OF_PROGRESS}
+
+
+@dataclass(slots=True)
+class StoredTotals:
+    """A run's total and side-probe histograms as stored (empty before its first second)."""
+
+    total: SecondStats
+    probe: LatencyHistogram | None
+
+    @classmethod
+    async def read(cls, store: Store, job: JobRecord, spec: LoadRunSpec) -> StoredTotals:
+        stored = await store.histograms.read(KIND, job.id, PROBE_BUCKET, TOTAL_BUCKET)
+        open_model = spec.rate is not None
+        total = SecondStats(TOTAL_BUCKET, corrected=LatencyHistogram() if open_model else None)
+        if TOTAL_BUCKET in stored:
+            total = SecondStats.from_payload(stored[TOTAL_BUCKET])
+        probe = None
+        if spec.probe is not None:
+            probe = LatencyHistogram()
+            if PROBE_BUCKET in stored:
+                probe.add_payload(stored[PROBE_BUCKET])
+        return cls(total, probe)
+
+    def summary(self, spec: LoadRunSpec, duration_s: float) -> dict[str, Any]:
+        open_model = spec.rate is not None
+        return run_summary(
+            self.total, open_model=open_model, duration_s=duration_s, probe=self.probe
+        )
+
+
+def final_progress(spec: LoadRunSpec, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What an ended run keeps: its summary and its thresholds judged on it."""
+    judged = judge_all(spec.parsed_thresholds(), summary)
+    return {
+        "summary": for_progress(summary),
+        "thresholds": judged,
+        "passed": all(verdict["ok"] for verdict in judged),
+    }
