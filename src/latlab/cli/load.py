@@ -14,6 +14,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -22,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 import uvloop
 from rich.console import Console
 
-from latlab.cli.load_probe import SideProbe
 from latlab.cli.load_view import LoadView, make_view, print_summary, writable, write_files
+from latlab.jobs.clock import SystemClock
+from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
+from latlab.measure.client import ProbeClient
 from latlab.measure.http_probe import tls_context
 from latlab.measure.load.plan import (
     DEFAULT_DURATION_S,
@@ -45,6 +48,7 @@ from latlab.measure.load.summary import RunTotals
 from latlab.measure.load.thresholds import Threshold, judge_all, parse_thresholds
 from latlab.measure.policy import TargetPolicy
 from latlab.measure.request import RequestError, RequestSpec, parse_header, parse_url
+from latlab.measure.stats import LatencyHistogram
 
 if TYPE_CHECKING:
     from latlab.settings import Settings
@@ -246,7 +250,9 @@ async def _preflight_and_run(job: LoadJob, interrupts: _Interrupts) -> int:
     view = make_view(job.console, plan, quiet=job.options.quiet)
     probe = None
     if job.probe_interval_s is not None:
-        probe = SideProbe(plan, address, job.tls, job.policy, job.probe_interval_s)
+        probes = ProbeClient(ca_file=plan.ca_file, policy=job.policy)
+        target, interval_s = side_probe_target(plan), job.probe_interval_s
+        probe = SideProbe(probes, target, interval_s, LatencyHistogram(), SystemClock())
     try:
         totals, duration_s = await _measure(pool, view, probe)
     except LoadError as exc:
@@ -263,8 +269,8 @@ async def _measure(
     try:
         await pool.start()
         count_from_s = perf_counter() + START_LEAD_S + plan.warmup_s
-        if probe is not None:
-            probe.start(count_from_s)
+        if probe is not None:  # its clock is time.monotonic's
+            probe.start(time.monotonic() + (count_from_s - perf_counter()))
         view.start()
         async for second in pool.seconds():
             row = totals.add(second)

@@ -180,13 +180,12 @@ class LoadRunner(KindRunner):
 
     def _side_probe(
         self, spec: LoadRunSpec, live: _LiveRun, stored: StoredTotals
-    ) -> _SideTask | None:
+    ) -> SideProbe | None:
         interval_s = spec.probe_interval_s()
         if interval_s is None or stored.probe is None:
             return None
-        target = side_probe_target(live.pool.plan, spec.expect_status)
-        probe = SideProbe(live.ctx.probes, target, interval_s, stored.probe, live.ctx.clock)
-        return _SideTask(probe)
+        target = side_probe_target(live.pool.plan)
+        return SideProbe(live.ctx.probes, target, interval_s, stored.probe, live.ctx.clock)
 
     async def _record_seconds(
         self, job_id: int, live: _LiveRun, stored: StoredTotals, count_from_s: float
@@ -261,22 +260,6 @@ class LoadRunner(KindRunner):
         stored = await until_stored(f"load run {job.id} stop", read)
         summary = stored.summary(spec, float(job.progress.get("elapsed_s", 0.0)))
         return final_progress(spec, summary)
-
-
-class _SideTask:
-    """The side probe's task, kept while the pool runs."""
-
-    def __init__(self, probe: SideProbe) -> None:
-        self._probe = probe
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._probe.run(), name="latlab-load-side-probe")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
 
 
 def _owner(ctx: RunContext) -> str | None:

@@ -13,15 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from latlab.jobs.kinds.load_probe import side_probe_summary
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.measure.load.seconds import SecondStats
-from latlab.measure.load.summary import RunTotals, latency_summary
+from latlab.measure.load.summary import RunTotals
 from latlab.measure.load.thresholds import judge_all
 from latlab.measure.stats import LatencyHistogram
 from latlab.storage import JobRecord, Store
 from latlab.storage.records import TOTAL_BUCKET
 
 KIND = "load"
+SideProbeFigures = tuple[LatencyHistogram, float]  # its histogram and interval
 PROBE_BUCKET = -2
 # Kept in the job's progress at the end; the percentile distribution is read from the total.
 LEFT_OUT_OF_PROGRESS = ("percentiles",)
@@ -39,21 +41,15 @@ def second_row(payload: str) -> dict[str, Any]:
     return dict(row) if isinstance(row, dict) else SecondStats.from_payload(payload).row()
 
 
-def probe_summary(histogram: LatencyHistogram) -> dict[str, Any]:
-    """The side probe's figures: count, errors and the latency keys of the run's summary."""
-    stats = histogram.stats()
-    return {"count": stats.count, "errors": stats.errors, **latency_summary(stats)}
-
-
 def run_summary(
-    total: SecondStats, *, open_model: bool, duration_s: float, probe: LatencyHistogram | None
+    total: SecondStats, *, open_model: bool, duration_s: float, probe: SideProbeFigures | None
 ) -> dict[str, Any]:
     """:meth:`RunTotals.summary` of the merged seconds, with ``probe`` when one ran."""
     totals = RunTotals(open_model=open_model)
     totals.total.merge(total)
     summary = totals.summary(duration_s)
     if probe is not None:
-        summary["probe"] = probe_summary(probe)
+        summary["probe"] = side_probe_summary(*probe)
     return summary
 
 
@@ -84,9 +80,11 @@ class StoredTotals:
 
     def summary(self, spec: LoadRunSpec, duration_s: float) -> dict[str, Any]:
         open_model = spec.rate is not None
-        return run_summary(
-            self.total, open_model=open_model, duration_s=duration_s, probe=self.probe
-        )
+        interval_s = spec.probe_interval_s()
+        probe = None
+        if self.probe is not None and interval_s is not None:
+            probe = (self.probe, interval_s)
+        return run_summary(self.total, open_model=open_model, duration_s=duration_s, probe=probe)
 
 
 def final_progress(spec: LoadRunSpec, summary: Mapping[str, Any]) -> dict[str, Any]:
