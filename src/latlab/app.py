@@ -34,7 +34,7 @@ from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.kinds import builtin_runners
 from latlab.jobs.kinds.bot import BotRunner
-from latlab.jobs.kinds.probe import probe_limits
+from latlab.jobs.kinds.probe_spec import probe_limits
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import count_jobs

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from latlab.api import deps
 from latlab.api.errors import MAX_ERRORS, install_error_handlers, unknown_keys_error
 from latlab.api.v1.experiments import _probe_specs
-from latlab.jobs.kinds.probe import probe_limits
+from latlab.jobs.kinds.probe_spec import probe_limits
 from latlab.jobs.manager import MAX_BATCH
 from latlab.settings import Settings
 

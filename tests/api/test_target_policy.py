@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from harness import CountingTarget, run_api, wait_state
-from latlab.jobs.kinds.probe import ProbeSpec, probe_limits
+from latlab.jobs.kinds.probe_spec import ProbeSpec, probe_limits
 from latlab.measure.connections import SocketConnection, TlsConnection
 from latlab.settings import Settings
 

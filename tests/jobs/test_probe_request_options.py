@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from conftest import STORE_KINDS
 from harness import run_experiment_to_end
-from latlab.jobs.kinds.probe import ProbeRunner, ProbeSpec
+from latlab.jobs.kinds.probe import ProbeRunner
+from latlab.jobs.kinds.probe_spec import ProbeSpec
 from latlab.jobs.kinds.probe_stats import experiment_stats
 from latlab.measure.request import RequestSpec
 from latlab.measure.stats import LatencyHistogram

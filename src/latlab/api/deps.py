@@ -17,7 +17,7 @@ from latlab.api.state import AppState
 from latlab.jobs.kinds.bot import KIND as BOT
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.probe import KIND as PROBE
-from latlab.jobs.kinds.probe import ProbeLimits
+from latlab.jobs.kinds.probe_spec import ProbeLimits
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import BotQueries, ExperimentQueries

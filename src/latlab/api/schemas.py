@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from latlab.jobs.kinds.probe import ProbeSpec
+from latlab.jobs.kinds.probe_spec import ProbeSpec
 from latlab.jobs.queries import StatsWindow
 from latlab.measure.errors import ErrorKind
 from latlab.measure.stats import LatencyStats

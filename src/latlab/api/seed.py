@@ -35,7 +35,8 @@ from latlab.api.schemas import (
     ExperimentStateChanged,
 )
 from latlab.api.streaming import experiment_json, experiments_json
-from latlab.jobs.kinds.probe import KIND, ProbeLimits, ProbeSpec
+from latlab.jobs.kinds.probe import KIND
+from latlab.jobs.kinds.probe_spec import ProbeLimits, ProbeSpec
 from latlab.jobs.state import Action, InvalidTransition
 from latlab.settings import Settings
 

@@ -8,7 +8,7 @@ from latlab.api.idempotency import Idempotency
 from latlab.api.quotas import CreateRate
 from latlab.exporters.prometheus import ControlMetricsPage
 from latlab.jobs.kinds.bot import BotRunner
-from latlab.jobs.kinds.probe import ProbeLimits
+from latlab.jobs.kinds.probe_spec import ProbeLimits
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.measure.client import ProbeClient

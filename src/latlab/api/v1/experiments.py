@@ -40,7 +40,8 @@ from latlab.api.schemas import (
     StatsPublic,
 )
 from latlab.api.streaming import RESULTS_PAGE
-from latlab.jobs.kinds.probe import KIND, ProbeLimits, ProbeSpec
+from latlab.jobs.kinds.probe import KIND
+from latlab.jobs.kinds.probe_spec import ProbeLimits, ProbeSpec
 from latlab.jobs.manager import MAX_BATCH
 from latlab.jobs.queries import BadWindow, ExperimentQueries, StatsWindow
 from latlab.jobs.state import Action

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from latlab.jobs.kinds.probe import check_host
+from latlab.jobs.kinds.probe_spec import check_host
 from latlab.measure.load.plan import (
     DEFAULT_DURATION_S,
     LoadLimits,
