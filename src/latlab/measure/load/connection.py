@@ -10,15 +10,28 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import httptools
 
-from latlab.measure.errors import error_kind
+from latlab.measure.errors import ErrorKind, error_kind
 from latlab.measure.http_probe import describe_error
 
-if TYPE_CHECKING:
-    from latlab.measure.load.engine import LoadWorker
+
+class Outcomes(Protocol):
+    """What a connection reports to (the load worker)."""
+
+    def completed(self, conn: LoadConnection, status: int, done_s: float) -> None: ...
+
+    def failed(self, conn: LoadConnection, kind: ErrorKind, text: str) -> None: ...
+
+    def dropped(self, conn: LoadConnection) -> None:
+        """An idle connection closed."""
+        ...
+
+    def resend(self, conn: LoadConnection) -> None:
+        """The server closed a kept-alive connection as the request went out."""
+        ...
 
 
 class Slot:
@@ -44,7 +57,7 @@ class Slot:
 class LoadConnection(asyncio.Protocol):
     """One TCP connection of a slot; reports each outcome to the worker, then is done with."""
 
-    def __init__(self, worker: LoadWorker, slot: Slot, head_only: bool) -> None:
+    def __init__(self, worker: Outcomes, slot: Slot, head_only: bool) -> None:
         self.worker = worker
         self.slot = slot
         self.transport: asyncio.Transport | None = None

@@ -22,7 +22,7 @@ from latlab.measure.errors import ErrorKind, error_kind
 from latlab.measure.http_probe import describe_error
 from latlab.measure.load.connection import LoadConnection, Slot
 from latlab.measure.load.plan import LoadPlan
-from latlab.measure.load.seconds import SecondStats, SecondTally
+from latlab.measure.load.seconds import SecondBook, SecondStats
 
 LATE_AFTER_S = 0.010  # a send this far behind its intended time is late
 SWEEP_EVERY_S = 0.1  # timeouts are checked this often
@@ -42,7 +42,6 @@ class LoadWorker:
     ) -> None:
         self.plan = plan
         self._family, self._address = address
-        self._emit = emit
         self._tls = tls
         self._request = plan.encoded_request()
         self._head_only = plan.request.method == "HEAD"
@@ -51,8 +50,7 @@ class LoadWorker:
         self._slots: list[Slot] = []
         self._loop = asyncio.get_running_loop()
         self._start_s = self._count_from_s = self._end_s = 0.0
-        self._tallies: dict[int, SecondTally] = {}
-        self._emitted = 0  # seconds emitted so far
+        self._book = SecondBook(emit, open_model=plan.rate is not None)
         self._paused_at: float | None = None
         self._stopping = False
         self._finished = self._loop.create_future()
@@ -67,7 +65,8 @@ class LoadWorker:
         self._end_s = math.inf if duration_s is None else count_from_s + duration_s
         await _sleep_until(start_s)
         self._later("sweep", SWEEP_EVERY_S, self._sweep)
-        self._later("tick", self._until_second_ends(), self._tick)
+        self._book.count_from_s = count_from_s
+        self._later("tick", self._book.until_second_ends(perf_counter()), self._tick)
         self._later("end", self._end_s - perf_counter(), self._done)
         try:
             self._resize(self.plan.connections)
@@ -81,7 +80,7 @@ class LoadWorker:
                 if slot.conn is not None:
                     slot.conn.close()  # what is in flight at the end is not counted (as wrk)
         elapsed_s = min(perf_counter(), self._end_s) - self._count_from_s
-        self._emit_through(math.ceil(elapsed_s) - 1)
+        self._book.emit_through(math.ceil(elapsed_s) - 1)
 
     def _later(self, name: str, delay_s: float, callback: Callable[[], None]) -> None:
         """Run ``callback`` after ``delay_s``, in place of the one ``name`` had."""
@@ -128,7 +127,7 @@ class LoadWorker:
 
     def completed(self, conn: LoadConnection, status: int, done_s: float) -> None:
         if conn.counted and done_s < self._end_s:
-            tally = self._tally(done_s)
+            tally = self._book.tally(done_s)
             micros = int((done_s - conn.sent_s) * 1e6)
             tally.latency_us[micros] = tally.latency_us.get(micros, 0) + 1
             if self._rate is not None:
@@ -143,7 +142,7 @@ class LoadWorker:
     def failed(self, conn: LoadConnection, kind: ErrorKind, _text: str) -> None:
         done_s = perf_counter()
         if conn.counted and done_s < self._end_s:
-            self._tally(done_s).error(kind)
+            self._book.tally(done_s).error(kind)
         self._after(conn.slot, conn)
 
     def dropped(self, conn: LoadConnection) -> None:
@@ -197,7 +196,7 @@ class LoadWorker:
             return
         self.sent += 1
         if self._rate is not None and now_s - intended_s > LATE_AFTER_S and counted:
-            self._tally(now_s).late_sends += 1
+            self._book.tally(now_s).late_sends += 1
         conn = slot.conn
         if conn is None or not conn.alive or conn.transport is None:
             self._connect(slot, intended_s, counted)
@@ -227,7 +226,7 @@ class LoadWorker:
             text = describe_error(exc) if str(exc) else f"timeout after {self.plan.timeout_s} s"
             done_s = perf_counter()
             if counted and done_s < self._end_s:
-                self._tally(done_s).error(error_kind(text))
+                self._book.tally(done_s).error(error_kind(text))
             conn.close()
             self._after(slot, conn)
             return
@@ -282,34 +281,13 @@ class LoadWorker:
 
     # --- seconds ---
 
-    def _second_of(self, at_s: float) -> int:
-        return int(at_s - self._count_from_s)
-
-    def _tally(self, at_s: float) -> SecondTally:
-        second = self._second_of(at_s)
-        tally = self._tallies.get(second)
-        if tally is None:
-            tally = self._tallies[second] = SecondTally()
-        return tally
-
-    def _until_second_ends(self) -> float:
-        next_end_s = self._count_from_s + self._emitted + 1
-        return max(0.0, next_end_s - perf_counter())
-
     def _tick(self) -> None:
         now_s = perf_counter()
         if now_s >= self._end_s:
             self._done()
             return
-        self._emit_through(self._second_of(now_s) - 1)
-        self._later("tick", self._until_second_ends(), self._tick)
-
-    def _emit_through(self, last_second: int) -> None:
-        open_model = self.plan.rate is not None
-        while self._emitted <= last_second:
-            tally = self._tallies.pop(self._emitted, None) or SecondTally()
-            self._emit(tally.stats(self._emitted, open_model=open_model))
-            self._emitted += 1
+        self._book.emit_through(self._book.second_of(now_s) - 1)
+        self._later("tick", self._book.until_second_ends(now_s), self._tick)
 
     def _sweep(self) -> None:
         deadline_s = perf_counter() - self.plan.timeout_s

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,38 @@ class SecondTally:
         for code, count in self.statuses.items():
             status[_status_class(code)] += count
         return SecondStats(second, service, corrected, status, self.bad_status, self.late_sends)
+
+
+class SecondBook:
+    """One worker's open seconds: a tally per second, handed on in order once over."""
+
+    def __init__(self, emit: Callable[[SecondStats], None], *, open_model: bool) -> None:
+        self._emit = emit
+        self._open_model = open_model
+        self._tallies: dict[int, SecondTally] = {}
+        self._emitted = 0  # seconds handed on so far
+        self.count_from_s = 0.0  # when second 0 began
+
+    def second_of(self, at_s: float) -> int:
+        return int(at_s - self.count_from_s)
+
+    def tally(self, at_s: float) -> SecondTally:
+        second = int(at_s - self.count_from_s)
+        tally = self._tallies.get(second)
+        if tally is None:
+            tally = self._tallies[second] = SecondTally()
+        return tally
+
+    def until_second_ends(self, now_s: float) -> float:
+        """Time from ``now_s`` until the second due next ends."""
+        return max(0.0, self.count_from_s + self._emitted + 1 - now_s)
+
+    def emit_through(self, last_second: int) -> None:
+        """Hand on every second up to ``last_second``, empty ones too."""
+        while self._emitted <= last_second:
+            tally = self._tallies.pop(self._emitted, None) or SecondTally()
+            self._emit(tally.stats(self._emitted, open_model=self._open_model))
+            self._emitted += 1
 
 
 def _status_class(code: int) -> str:
