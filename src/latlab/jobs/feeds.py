@@ -9,7 +9,7 @@ subscription), so live results at or below the last ``seq`` sent are skipped.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -84,7 +84,7 @@ async def experiment_feed(
             ended = [e for e in live.take() if isinstance(e, ProbeResult) and e.seq > last]
             yield [*ended, change_of(job)]
             return
-        async for events in _unseen(live, last, linger_s):
+        async for events in unseen(live, last, linger_s):
             yield events
 
 
@@ -103,22 +103,32 @@ async def _replay(
             yield results
 
 
-async def _unseen(live: Subscription, last: int, linger_s: float) -> AsyncIterator[list[FeedEvent]]:
-    """The live batches, without the results at or below ``seq == last`` (replayed
-    already), cut after the event that ends the feed."""
+def result_seq(event: FeedEvent) -> int | None:
+    return event.seq if isinstance(event, ProbeResult) else None
+
+
+async def unseen(
+    live: Subscription,
+    last: int,
+    linger_s: float,
+    number: Callable[[FeedEvent], int | None] = result_seq,
+) -> AsyncIterator[list[FeedEvent]]:
+    """The live batches, without the numbered events (results by ``seq``) at or below
+    ``last`` (replayed already), cut after the event that ends the feed."""
     while batch := await live.batch(linger_s):
-        unseen: list[FeedEvent] = []
+        fresh: list[FeedEvent] = []
         for event in batch:
-            if isinstance(event, ProbeResult):
-                if event.seq <= last:
+            position = number(event)
+            if position is not None:
+                if position <= last:
                     continue
-                last = event.seq
-            unseen.append(event)
+                last = position
+            fresh.append(event)
             if ends_job_feed(event):
-                yield unseen
+                yield fresh
                 return
-        if unseen:
-            yield unseen
+        if fresh:
+            yield fresh
 
 
 async def jobs_feed(

@@ -169,8 +169,8 @@ class LoadRunner(KindRunner):
             count_from_s = perf_counter() + START_LEAD_S + live.pool.plan.warmup_s
             self._live[job.id] = live  # only now may a retune reach its workers
             started()
-            if side is not None:
-                side.start()
+            if side is not None:  # from when counting starts, on the clock's own time
+                side.start(live.ctx.clock.monotonic() + (count_from_s - perf_counter()))
             await self._record_seconds(job.id, live, stored, count_from_s)
         finally:
             self._live.pop(job.id, None)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from latlab.exporters.base import LoadSecond
-from latlab.jobs.feeds import READY, FeedEvent, change_of, ends_job_feed
+from latlab.jobs.feeds import READY, FeedEvent, change_of, unseen
 from latlab.jobs.kinds.load_stats import second_row
 from latlab.jobs.live import LOAD, Deleted, LiveHub, Subscription
 from latlab.measure.load.seconds import SecondStats
@@ -74,7 +74,7 @@ async def load_run_feed(
             ended = [e for e in live.take() if isinstance(e, LoadSecond) and e.second > last]
             yield [*ended, change_of(job)]
             return
-        async for events in _unseen(live, last, linger_s):
+        async for events in unseen(live, last, linger_s, _second_number):
             yield events
 
 
@@ -95,17 +95,5 @@ async def _replay(
         first = last + 1
 
 
-async def _unseen(live: Subscription, last: int, linger_s: float) -> AsyncIterator[list[FeedEvent]]:
-    while batch := await live.batch(linger_s):
-        unseen: list[FeedEvent] = []
-        for event in batch:
-            if isinstance(event, LoadSecond):
-                if event.second <= last:
-                    continue
-                last = event.second
-            unseen.append(event)
-            if ends_job_feed(event):
-                yield unseen
-                return
-        if unseen:
-            yield unseen
+def _second_number(event: FeedEvent) -> int | None:
+    return event.second if isinstance(event, LoadSecond) else None

@@ -17,14 +17,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from latlab.jobs.kinds.probe_spec import check_host
+from latlab.jobs.kinds.spec_checks import field_error, request_part
 from latlab.measure.load.plan import (
     DEFAULT_DURATION_S,
     LoadLimits,
@@ -54,15 +53,6 @@ class LoadRunLimits:
 
 def _limits(info: ValidationInfo) -> LoadRunLimits | None:
     return info.context if isinstance(info.context, LoadRunLimits) else None
-
-
-def _field_error(field: str | None, kind: str, message: str, value: object) -> ValidationError:
-    """A validation error on one field (or the whole body), raised once all fields are read."""
-    error = PydanticCustomError(kind, "{message}", {"message": message})
-    loc: tuple[str, ...] = () if field is None else (field,)
-    return ValidationError.from_exception_data(
-        "LoadRunSpec", [InitErrorDetails(type=error, loc=loc, input=value)]
-    )
 
 
 def _seconds(value: float | str, option: str) -> float:
@@ -156,13 +146,13 @@ class LoadRunSpec(BaseModel):
     @field_validator("method")
     @classmethod
     def _valid_method(cls, value: str) -> str:
-        _request_part(method=value)
+        request_part(method=value)
         return value
 
     @field_validator("headers")
     @classmethod
     def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        _request_part(headers=tuple(value.items()))
+        request_part(headers=tuple(value.items()))
         return value
 
     @field_validator("body")
@@ -197,13 +187,17 @@ class LoadRunSpec(BaseModel):
     @model_validator(mode="after")
     def _runnable(self, info: ValidationInfo) -> LoadRunSpec:
         if self.requests is not None and self.duration is not None:
-            raise _field_error(
-                "duration", "value_error", "give either requests or duration, not both", None
+            raise field_error(
+                "LoadRunSpec",
+                "duration",
+                "value_error",
+                "give either requests or duration, not both",
+                None,
             )
         try:
             RequestSpec(method=self.method, body=self.body.encode())
         except RequestError as exc:
-            raise _field_error("body", "request_error", str(exc), self.body) from None
+            raise field_error("LoadRunSpec", "body", "request_error", str(exc), self.body) from None
         plan = self._checked_plan()
         limits = _limits(info)
         if limits is not None:
@@ -214,7 +208,9 @@ class LoadRunSpec(BaseModel):
         try:
             return self.plan()
         except PlanError as exc:
-            raise _field_error(_field_named(str(exc)), "value_error", str(exc), None) from None
+            raise field_error(
+                "LoadRunSpec", _field_named(str(exc)), "value_error", str(exc), None
+            ) from None
 
     @classmethod
     def validate_new(cls, fields: object, limits: LoadRunLimits) -> LoadRunSpec:
@@ -264,14 +260,6 @@ class LoadRunSpec(BaseModel):
         )
 
 
-def _request_part(**part: Any) -> None:
-    """Check a method or headers as the request builder will, in the field's own error."""
-    try:
-        RequestSpec(**part)
-    except RequestError as exc:
-        raise ValueError(str(exc)) from None
-
-
 def _field_named(message: str) -> str | None:
     """The field a :class:`PlanError` is about: its messages start with the option's name."""
     first = message.split(" ", 1)[0].rstrip(":")
@@ -282,7 +270,9 @@ def _check_limits(plan: LoadPlan, limits: LoadRunLimits) -> None:
     try:
         limits.load.check(plan)
     except PlanError as exc:
-        raise _field_error(_field_named(str(exc)), "value_error", str(exc), None) from None
+        raise field_error(
+            "LoadRunSpec", _field_named(str(exc)), "value_error", str(exc), None
+        ) from None
     try:
         address = ipaddress.ip_address(plan.url.host)
     except ValueError:
@@ -290,7 +280,7 @@ def _check_limits(plan: LoadPlan, limits: LoadRunLimits) -> None:
     reason = limits.policy.refusal(address, plan.url.port)
     if reason is not None:
         message = f"target not allowed: {plan.url.host} ({reason})"
-        raise _field_error("url", "target_not_allowed", message, plan.url.host)
+        raise field_error("LoadRunSpec", "url", "target_not_allowed", message, plan.url.host)
 
 
 def change_refusal(

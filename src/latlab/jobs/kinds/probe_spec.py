@@ -16,13 +16,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from latlab.jobs.kinds.spec_checks import field_error, request_part
 from latlab.measure.http_probe import ProbeTarget, ResponseChecks
 from latlab.measure.policy import TargetPolicy
 from latlab.measure.request import RequestError, RequestSpec, parse_expect_status
@@ -92,22 +91,6 @@ def _limits(info: ValidationInfo) -> ProbeLimits | None:
     return info.context if isinstance(info.context, ProbeLimits) else None
 
 
-def _field_error(field: str, kind: str, message: str, value: object) -> ValidationError:
-    """A validation error on one field, raised after the fields when it needs another."""
-    error = PydanticCustomError(kind, "{message}", {"message": message})
-    return ValidationError.from_exception_data(
-        "ProbeSpec", [InitErrorDetails(type=error, loc=(field,), input=value)]
-    )
-
-
-def _request_part(**part: Any) -> None:
-    """Check a method or headers as the request builder will, in the field's own error."""
-    try:
-        RequestSpec(**part)
-    except RequestError as exc:
-        raise ValueError(str(exc)) from None
-
-
 class ProbeSpec(BaseModel):
     """What an experiment measures, and how often."""
 
@@ -174,19 +157,19 @@ class ProbeSpec(BaseModel):
         reason = limits.policy.refusal(address, self.port)
         if reason is not None:
             message = f"target not allowed: {self.host} ({reason})"
-            raise _field_error("host", "target_not_allowed", message, self.host)
+            raise field_error("ProbeSpec", "host", "target_not_allowed", message, self.host)
         return self
 
     @field_validator("method")
     @classmethod
     def _valid_method(cls, value: str) -> str:
-        _request_part(method=value)
+        request_part(method=value)
         return value
 
     @field_validator("headers")
     @classmethod
     def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        _request_part(headers=tuple(value.items()))
+        request_part(headers=tuple(value.items()))
         return value
 
     @field_validator("body", "expect_body_contains")
@@ -225,11 +208,11 @@ class ProbeSpec(BaseModel):
         try:
             RequestSpec(method=self.method, body=self.body.encode())
         except RequestError as exc:
-            raise _field_error("body", "request_error", str(exc), self.body) from None
+            raise field_error("ProbeSpec", "body", "request_error", str(exc), self.body) from None
         needle = self.expect_body_contains
         if self.method == "HEAD" and needle is not None:
             message = "a HEAD response has no body to check"
-            raise _field_error("expect_body_contains", "value_error", message, needle)
+            raise field_error("ProbeSpec", "expect_body_contains", "value_error", message, needle)
         return self
 
     @field_validator("path")

@@ -1,0 +1,34 @@
+"""Checks the specs of experiments and load runs share, as pydantic validation errors.
+
+A request part is checked by the request builder itself (``RequestSpec``), so a spec refuses
+exactly what could not be sent, in the error of the field it came from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from latlab.measure.request import RequestError, RequestSpec
+
+
+def field_error(
+    model: str, field: str | None, kind: str, message: str, value: object
+) -> ValidationError:
+    """A validation error on one field (or, without one, the whole body), raised after the
+    fields when the check needs several of them."""
+    error = PydanticCustomError(kind, "{message}", {"message": message})
+    loc: tuple[str, ...] = () if field is None else (field,)
+    return ValidationError.from_exception_data(
+        model, [InitErrorDetails(type=error, loc=loc, input=value)]
+    )
+
+
+def request_part(**part: Any) -> None:
+    """Check a method or headers as the request builder will, in the field's own error."""
+    try:
+        RequestSpec(**part)
+    except RequestError as exc:
+        raise ValueError(str(exc)) from None
