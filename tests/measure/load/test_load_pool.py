@@ -131,3 +131,58 @@ def _gone(pids: list[int]) -> Callable[[], Awaitable[bool]]:
         return not any(os.path.exists(f"/proc/{pid}") for pid in pids)  # noqa: ASYNC240
 
     return check
+
+
+async def test_the_open_model_spreads_every_workers_sends_over_one_even_schedule() -> None:
+    # 40 req/s over 4 connections in 2 workers: one send every 25 ms, not pairs 50 ms apart.
+    async with ScriptedTarget() as target:
+        plan = LoadPlan(
+            parse_url(url(target.port)), connections=4, rate=40.0, duration_s=1.0, workers=2
+        )
+        pool = LoadPool(plan, LOCAL)
+        try:
+            await pool.start()
+            async for _ in pool.seconds():
+                pass
+        finally:
+            await pool.close()
+    gaps_s = [b - a for a, b in zip(target.arrivals_s, target.arrivals_s[1:], strict=False)]
+    assert len(target.arrivals_s) == 40
+    assert min(gaps_s) > 0.0125  # half the even spacing: never two sends at once
+
+
+_CLOSED_STDOUT = textwrap.dedent(
+    """
+    import asyncio, os, socket, sys
+    from latlab.measure.load.plan import LoadPlan
+    from latlab.measure.load.pool import LoadPool
+    from latlab.measure.request import parse_url
+
+    async def main():
+        plan = LoadPlan(parse_url(sys.argv[1]), connections=4, requests=200, duration_s=None)
+        pool = LoadPool(plan, (int(socket.AF_INET), "127.0.0.1"))
+        total = 0
+        try:
+            await pool.start()
+            async for second in pool.seconds():
+                total += second.requests
+        finally:
+            await pool.close()
+        codes = [worker.process.returncode for worker in pool._workers]
+        os.write(2, f"{codes} {total}".encode())
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_workers_run_when_the_parent_has_no_stdout(tmp_path: Path) -> None:
+    # uvloop aborts if a socket gets descriptor 1: a worker must never inherit a closed one.
+    async with ScriptedTarget() as target:
+        script = tmp_path / "parent.py"
+        script.write_text(_CLOSED_STDOUT)
+        shell = f'exec "{sys.executable}" "{script}" "{url(target.port)}" >&-'
+        parent = await asyncio.create_subprocess_shell(shell, stderr=subprocess.PIPE)
+        _, stderr = await parent.communicate()
+    assert parent.returncode == 0, stderr.decode()
+    assert stderr.decode().endswith("[0] 200")  # the worker did not abort

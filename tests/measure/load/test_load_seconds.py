@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import resource
 from typing import Any
 
 import pytest
@@ -111,6 +112,8 @@ def test_a_split_keeps_totals_exact_and_starts_no_idle_worker() -> None:
         ({"requests": 5}, "not both"),
         ({"duration_s": None}, "either"),
         ({"rate": 0.0}, "rate"),
+        ({"rate": 1e-300}, "at least 0.001"),  # the schedule's times would be meaningless
+        ({"rate": float("inf")}, "finite"),
         ({"timeout_s": 0.0}, "timeout"),
     ],
 )
@@ -129,5 +132,21 @@ def test_limits_name_the_option_past_its_bound() -> None:
         ({"workers": 3}, "workers"),
     ]
     for options, name in too_much:
-        with pytest.raises(PlanError, match=f"^{name} must be at most"):
+        with pytest.raises(PlanError, match=f"^{name} must be at most .*LATLAB_LOAD_MAX_"):
             limits.check(LoadPlan(URL, **{"connections": 10, **options}))
+
+
+def test_limit_errors_name_the_setting_to_change() -> None:
+    limits = LoadLimits(max_connections=10)
+    with pytest.raises(PlanError, match=r"\(LATLAB_LOAD_MAX_CONNECTIONS\)"):
+        limits.check(LoadPlan(URL, connections=11))
+
+
+def test_more_connections_per_worker_than_files_a_process_may_open_are_refused() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert hard != resource.RLIM_INFINITY
+    too_many = LoadPlan(URL, connections=hard, workers=1)
+    with pytest.raises(PlanError, match=r"^connections: .* per worker .*ulimit -n"):
+        LoadLimits(max_connections=10 * hard).check(too_many)
+    spread = LoadPlan(URL, connections=hard, workers=4)  # a quarter each: fine
+    LoadLimits(max_connections=10 * hard).check(spread)

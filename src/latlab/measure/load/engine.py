@@ -47,6 +47,7 @@ class LoadWorker:
         self._head_only = plan.request.method == "HEAD"
         self._remaining = plan.requests  # sends left; None: until the deadline
         self._rate = plan.rate
+        self._share = (plan.share_start, plan.share_of or plan.connections)
         self._slots: list[Slot] = []
         self._loop = asyncio.get_running_loop()
         self._start_s = self._count_from_s = self._end_s = 0.0
@@ -69,7 +70,7 @@ class LoadWorker:
         self._later("tick", self._book.until_second_ends(perf_counter()), self._tick)
         self._later("end", self._end_s - perf_counter(), self._done)
         try:
-            self._resize(self.plan.connections)
+            self._resize(self.plan.connections, start_s)  # every worker from one start
             await self._finished
         finally:
             self._stopping = True
@@ -120,7 +121,11 @@ class LoadWorker:
         self._rate = rate
         self._reschedule()
 
-    def set_connections(self, connections: int) -> None:
+    def set_connections(
+        self, connections: int, share_start: int = 0, share_of: int | None = None
+    ) -> None:
+        """``connections`` of the run's ``share_of``, from its ``share_start``-th."""
+        self._share = (share_start, share_of or connections)
         self._resize(connections)
 
     # --- outcomes (from the connections) ---
@@ -241,14 +246,14 @@ class LoadWorker:
         conn = slot.conn
         return slot.connecting or (conn is not None and conn.in_flight)
 
-    def _resize(self, connections: int) -> None:
+    def _resize(self, connections: int, base_s: float | None = None) -> None:
         live = [slot for slot in self._slots if not slot.retiring]
         for slot in live[connections:]:
             self._retire(slot)
         added = [Slot(len(self._slots) + n) for n in range(connections - len(live))]
         self._slots.extend(added)
         if self._rate is not None:
-            self._reschedule()
+            self._reschedule(base_s)
             return
         for slot in added:
             self._next(slot)
@@ -266,15 +271,21 @@ class LoadWorker:
         if slot in self._slots:
             self._slots.remove(slot)
 
-    def _reschedule(self) -> None:
-        """Spread the live slots' next sends over the rate again, from now."""
-        if self._rate is None or self._paused_at is not None:
-            return
+    def _reschedule(self, base_s: float | None = None) -> None:
+        """Spread the live slots' next sends over the rate again, from ``base_s`` (now).
+
+        Slot ``i`` of this worker is connection ``share_start + i`` of the run's
+        ``share_of``: every worker's sends fall on one even schedule, not in bursts.
+        """
         live = [slot for slot in self._slots if not slot.retiring]
-        now_s = perf_counter()
+        if self._rate is None or self._paused_at is not None or not live:
+            return
+        first, total = self._share
+        run_rate = self._rate * total / len(live)
+        base_s = perf_counter() if base_s is None else base_s
         for position, slot in enumerate(live):
             slot.interval_s = len(live) / self._rate
-            slot.intended_s = now_s + position / self._rate - slot.interval_s
+            slot.intended_s = base_s + (first + position) / run_rate - slot.interval_s
             if slot.timer is not None or not self._busy(slot):
                 slot.cancel_timer()
                 self._next(slot)

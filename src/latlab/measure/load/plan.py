@@ -7,6 +7,7 @@ share so that totals stay exact: ``-n 10000`` over three workers is 3334 + 3333 
 from __future__ import annotations
 
 import re
+import resource
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 DEFAULT_DURATION_S = 10.0
+MIN_RATE = 0.001  # below it the schedule's floating-point times stop being meaningful
+FD_MARGIN = 64  # descriptors a worker needs besides its connections
 
 
 class PlanError(ValueError):
@@ -63,6 +66,10 @@ class LoadPlan:
     warmup_s: float = 0.0
     verify_tls: bool = True
     ca_file: str | None = None
+    # A worker's share of a run: its first connection's index among the run's ``share_of``
+    # (so that the open model spreads every worker's sends over one even schedule).
+    share_start: int = 0
+    share_of: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("connections", "workers"):
@@ -74,8 +81,8 @@ class LoadPlan:
             raise PlanError("requests must be at least 1")
         if self.duration_s is not None and not self.duration_s > 0:
             raise PlanError("duration must be positive")
-        if self.rate is not None and not 0 < self.rate < float("inf"):
-            raise PlanError("rate must be positive")
+        if self.rate is not None and not MIN_RATE <= self.rate < float("inf"):
+            raise PlanError(f"rate must be a finite number of at least {MIN_RATE} requests/s")
         if not self.timeout_s > 0 or self.warmup_s < 0:
             raise PlanError("timeout must be positive and warmup not negative")
 
@@ -109,6 +116,7 @@ def split(plan: LoadPlan) -> list[LoadPlan]:
     """
     workers = min(plan.workers, plan.connections, plan.requests or plan.connections)
     connections = shares(plan.connections, workers)
+    starts = [sum(connections[:index]) for index in range(workers)]
     requests = shares(plan.requests, workers) if plan.requests is not None else [None] * workers
     return [
         replace(
@@ -117,6 +125,8 @@ def split(plan: LoadPlan) -> list[LoadPlan]:
             connections=connections[index],
             requests=requests[index],
             rate=None if plan.rate is None else plan.rate * connections[index] / plan.connections,
+            share_start=starts[index],
+            share_of=plan.connections,
         )
         for index in range(workers)
     ]
@@ -142,14 +152,28 @@ class LoadLimits:
 
     def check(self, plan: LoadPlan) -> None:
         """Raise :class:`PlanError` naming the first option past its limit."""
+        duration_s = (plan.duration_s or 0) + plan.warmup_s
         over = [
-            ("connections", plan.connections, self.max_connections),
-            ("rate", plan.rate or 0, self.max_rate),
-            ("duration", (plan.duration_s or 0) + plan.warmup_s, self.max_duration_s),
-            ("workers", plan.workers, self.max_workers),
+            ("connections", plan.connections, self.max_connections, "CONNECTIONS"),
+            ("rate", plan.rate or 0, self.max_rate, "RATE"),
+            ("duration", duration_s, self.max_duration_s, "DURATION_S"),
+            ("workers", plan.workers, self.max_workers, "WORKERS"),
         ]
-        for name, value, limit in over:
+        for name, value, limit, setting in over:
             if value > limit:
                 raise PlanError(
-                    f"{name} must be at most {limit:g} (LATLAB_LOAD_MAX_*), not {value:g}"
+                    f"{name} must be at most {limit:g} (LATLAB_LOAD_MAX_{setting}), not {value:g}"
                 )
+        check_fd_limit(plan)
+
+
+def check_fd_limit(plan: LoadPlan) -> None:
+    """Refuse more connections per worker than a process may open (the hard
+    ``RLIMIT_NOFILE``, to which a worker lifts its soft one): they would fail as errors."""
+    most = max(share.connections for share in split(plan)) + FD_MARGIN
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and most > hard:
+        raise PlanError(
+            f"connections: {most - FD_MARGIN} per worker is more than this machine lets one "
+            f"process open ({hard} files); use more workers or raise the limit (ulimit -n)"
+        )

@@ -143,8 +143,10 @@ class LoadPool:
 
     def set_connections(self, connections: int) -> None:
         self.connections = connections
+        first = 0
         for worker, share in zip(self._workers, self._connection_shares(), strict=True):
-            self._tell(worker, ("connections", share))
+            self._tell(worker, ("connections", share, first, connections))
+            first += share
         if self.rate is not None:
             self.set_rate(self.rate)
 
@@ -193,6 +195,7 @@ def _spawn() -> tuple[subprocess.Popen[bytes], Connection]:
         [*command, str(theirs.fileno()), str(os.getpid())],
         pass_fds=(theirs.fileno(),),
         stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,  # never a closed descriptor a socket could take
     )
     theirs.close()
     return process, ours

@@ -21,6 +21,7 @@ from typing import Any
 from latlab.measure.http_probe import tls_context
 from latlab.measure.load.engine import LoadWorker
 from latlab.measure.load.plan import LoadPlan
+from latlab.serving.limits import raise_fd_limit
 
 _PR_SET_PDEATHSIG = 1
 
@@ -31,6 +32,7 @@ def main(argv: list[str]) -> None:
     and not ``multiprocessing`` spawn, which would import the parent's main module."""
     pipe = Connection(int(argv[0]))
     _die_with_parent(int(argv[1]))
+    raise_fd_limit()  # one descriptor per connection: the hard limit, not the soft 1024
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         _, plan, address = pipe.recv()
@@ -94,7 +96,7 @@ def _on_message(
     elif command == "rate":
         worker.set_rate(message[1])
     elif command == "connections":
-        worker.set_connections(message[1])
+        worker.set_connections(*message[1:])
     elif command == "pause":
         worker.pause()
     elif command == "resume":
