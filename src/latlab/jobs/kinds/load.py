@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import Any
@@ -171,7 +171,19 @@ class LoadRunner(KindRunner):
             started()
             if side is not None:  # from when counting starts, on the clock's own time
                 side.start(live.ctx.clock.monotonic() + (count_from_s - perf_counter()))
-            await self._record_seconds(job.id, live, stored, count_from_s)
+            record = functools.partial(
+                self._record_seconds,
+                job.id,
+                live,
+                stored,
+                count_from_s,
+                (live.progress.seconds, live.progress.elapsed_s),
+            )
+            try:
+                await record()
+            except asyncio.CancelledError:
+                await _drained(live.pool, record)  # a pause or stop keeps the second in progress
+                raise
         finally:
             self._live.pop(job.id, None)
             if side is not None:
@@ -188,11 +200,17 @@ class LoadRunner(KindRunner):
         return SideProbe(live.ctx.probes, target, interval_s, stored.probe, live.ctx.clock)
 
     async def _record_seconds(
-        self, job_id: int, live: _LiveRun, stored: StoredTotals, count_from_s: float
+        self,
+        job_id: int,
+        live: _LiveRun,
+        stored: StoredTotals,
+        count_from_s: float,
+        before: tuple[int, float],
     ) -> None:
-        """Checkpoint every merged second, numbered on from the seconds already stored."""
+        """Checkpoint every merged second, numbered on from the ``before`` seconds (and
+        elapsed time) this stretch of the run started after."""
         progress, pool = live.progress, live.pool
-        first, elapsed_before_s = progress.seconds, progress.elapsed_s
+        first, elapsed_before_s = before
         # Seconds of this stretch begin at wall time counting_from + second (for live feeds).
         progress.counting_from = time.time() + (count_from_s - perf_counter()) - first
         async for second in pool.seconds():
@@ -265,6 +283,20 @@ class LoadRunner(KindRunner):
 def _owner(ctx: RunContext) -> str | None:
     """Fenced writes when runs are shared: a stale owner's checkpoints are dropped."""
     return ctx.coordinator.owner_id if ctx.coordinator.shared else None
+
+
+DRAIN_TIMEOUT_S = 5.0
+
+
+async def _drained(pool: LoadPool, record: Callable[[], Awaitable[None]]) -> None:
+    """Stop the workers and store the seconds they still report (the one in progress at a
+    pause or stop); bounded, and given up if cancelled again."""
+    pool.stop()
+    draining = asyncio.ensure_future(record())
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+        await asyncio.wait_for(asyncio.shield(draining), DRAIN_TIMEOUT_S)
+    if not draining.done():
+        draining.cancel()
 
 
 async def _closed(pool: LoadPool) -> None:
