@@ -8,6 +8,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+import pytest
 from scripted import OK, Answer, ScriptedTarget
 
 from latlab.measure.load.engine import LoadWorker
@@ -187,3 +188,25 @@ async def test_a_pause_sends_nothing_and_the_duration_counts_running_time() -> N
     gaps = [b - a for a, b in zip(target.arrivals_s, target.arrivals_s[1:], strict=False)]
     assert max(gaps) >= 0.45
     assert ended_s - started_s >= 1.45
+
+
+async def test_sends_the_run_could_not_make_are_counted_as_missed_never_dropped() -> None:
+    # Two connections answered in 50 ms carry 40 req/s; 200 req/s are due for a second.
+    workers: list[LoadWorker] = []
+
+    async with ScriptedTarget(lambda _n: Answer(delay_s=0.05)) as target:
+        plan = plan_for(target.port, rate=200.0, duration_s=1.0, connections=2)
+        _, summary = await run(plan, workers.append)
+    assert summary["late_sends"] > 0
+    assert 195 <= workers[0].sent + summary["missed_sends"] <= 201  # each due: made or missed
+    assert summary["corrected_percentiles"][-1]["value_ms"] > 500  # the queue, corrected
+
+
+async def test_the_last_partial_second_gives_its_rate_not_its_count() -> None:
+    async with ScriptedTarget() as target:
+        seconds, summary = await run(plan_for(target.port, rate=200.0, duration_s=1.5))
+    last = seconds[-1].row()
+    assert last["second"] == 1
+    assert seconds[-1].span_s == pytest.approx(0.5, abs=0.01)
+    assert 180 <= last["rps"] <= 220  # ~100 requests in half a second
+    assert summary["missed_sends"] == 0

@@ -74,6 +74,7 @@ class LoadWorker:
             await self._finished
         finally:
             self._stopping = True
+            self._count_missed(min(perf_counter(), self._end_s))
             for timer in self._timers.values():
                 timer.cancel()
             for slot in self._slots:
@@ -81,7 +82,26 @@ class LoadWorker:
                 if slot.conn is not None:
                     slot.conn.close()  # what is in flight at the end is not counted (as wrk)
         elapsed_s = min(perf_counter(), self._end_s) - self._count_from_s
-        self._book.emit_through(math.ceil(elapsed_s) - 1)
+        last = math.ceil(elapsed_s) - 1
+        self._book.emit_through(last, elapsed_s - last)
+
+    def _count_missed(self, horizon_s: float) -> None:
+        """Open model, duration runs: count the sends due before ``horizon_s`` that never
+        left (the run could not keep up), into its last second; none is dropped unseen."""
+        if self._rate is None or self._remaining is not None or self._paused_at is not None:
+            return
+        cutoff_s = horizon_s - LATE_AFTER_S  # a send due just now would not be late yet
+        missed = 0
+        for slot in self._slots:
+            if slot.retiring or slot.interval_s <= 0:
+                continue
+            next_due_s = (
+                slot.intended_s if slot.timer is not None else slot.intended_s + slot.interval_s
+            )
+            if next_due_s < cutoff_s:
+                missed += int((cutoff_s - next_due_s) // slot.interval_s) + 1
+        if missed and horizon_s > self._count_from_s:
+            self._book.tally(horizon_s - 1e-9).missed_sends += missed
 
     def _later(self, name: str, delay_s: float, callback: Callable[[], None]) -> None:
         """Run ``callback`` after ``delay_s``, in place of the one ``name`` had."""

@@ -8,7 +8,6 @@ histograms plus counters, which is what crosses the process boundary, merges acr
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,15 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 class SecondTally:
     """What one worker saw finish within one second; dicts, so a sample costs a bump."""
 
-    __slots__ = ("bad_status", "corrected_us", "errors", "late_sends", "latency_us", "statuses")
+    __slots__ = (
+        "bad_status",
+        "corrected_us",
+        "errors",
+        "late_sends",
+        "latency_us",
+        "missed_sends",
+        "statuses",
+    )
 
     def __init__(self) -> None:
         self.latency_us: dict[int, int] = {}
@@ -32,11 +39,12 @@ class SecondTally:
         self.statuses: dict[int, int] = {}
         self.bad_status = 0
         self.late_sends = 0
+        self.missed_sends = 0
 
     def error(self, kind: ErrorKind) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
-    def stats(self, second: int, *, open_model: bool) -> SecondStats:
+    def stats(self, second: int, *, open_model: bool, span_s: float = 1.0) -> SecondStats:
         service = LatencyHistogram()
         service.record_counts(self.latency_us)
         service.record_errors(self.errors)
@@ -48,7 +56,16 @@ class SecondTally:
         status: Counter[str] = Counter()
         for code, count in self.statuses.items():
             status[_status_class(code)] += count
-        return SecondStats(second, service, corrected, status, self.bad_status, self.late_sends)
+        return SecondStats(
+            second,
+            service,
+            corrected,
+            status,
+            self.bad_status,
+            self.late_sends,
+            self.missed_sends,
+            span_s,
+        )
 
 
 class SecondBook:
@@ -75,11 +92,13 @@ class SecondBook:
         """Time from ``now_s`` until the second due next ends."""
         return max(0.0, self.count_from_s + self._emitted + 1 - now_s)
 
-    def emit_through(self, last_second: int) -> None:
-        """Hand on every second up to ``last_second``, empty ones too."""
+    def emit_through(self, last_second: int, last_span_s: float = 1.0) -> None:
+        """Hand on every second up to ``last_second`` (which lasted ``last_span_s``), empty
+        ones too."""
         while self._emitted <= last_second:
             tally = self._tallies.pop(self._emitted, None) or SecondTally()
-            self._emit(tally.stats(self._emitted, open_model=self._open_model))
+            span_s = last_span_s if self._emitted == last_second else 1.0
+            self._emit(tally.stats(self._emitted, open_model=self._open_model, span_s=span_s))
             self._emitted += 1
 
 
@@ -99,6 +118,8 @@ class SecondStats:
     status: Counter[str] = field(default_factory=Counter)
     bad_status: int = 0
     late_sends: int = 0
+    missed_sends: int = 0  # sends due before the run ended that never left
+    span_s: float = 1.0  # how long this second lasted: less for a run's last one
 
     @property
     def requests(self) -> int:
@@ -118,6 +139,8 @@ class SecondStats:
         self.status.update(other.status)
         self.bad_status += other.bad_status
         self.late_sends += other.late_sends
+        self.missed_sends += other.missed_sends
+        self.span_s = max(self.span_s, other.span_s) if self.second >= 0 else self.span_s
 
     def to_payload(self) -> str:
         corrected = None if self.corrected is None else self.corrected.to_payload()
@@ -126,6 +149,8 @@ class SecondStats:
             status=dict(self.status),
             bad_status=self.bad_status,
             late_sends=self.late_sends,
+            missed_sends=self.missed_sends,
+            span_s=self.span_s,
             corrected=corrected,
         )
 
@@ -144,6 +169,8 @@ class SecondStats:
             status=Counter({str(k): int(v) for k, v in document["status"].items()}),
             bad_status=int(document["bad_status"]),
             late_sends=int(document["late_sends"]),
+            missed_sends=int(document.get("missed_sends", 0)),
+            span_s=float(document.get("span_s", 1.0)),
         )
 
     def row(self) -> dict[str, Any]:
@@ -153,13 +180,9 @@ class SecondStats:
             "second": self.second,
             "requests": self.requests,
             "errors": self.errors,
-            "rps": self.requests,
+            "rps": self.requests if self.span_s >= 1 else round(self.requests / self.span_s, 1),
             "p50_ms": stats.p50_ms,
             "p90_ms": stats.p90_ms,
             "p99_ms": stats.p99_ms,
             "max_ms": stats.max_ms,
         }
-
-
-def dumps_row(row: dict[str, Any]) -> str:
-    return json.dumps(row, separators=(",", ":"))

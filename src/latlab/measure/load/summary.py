@@ -68,4 +68,8 @@ class RunTotals:
             "status": {name: self.total.status[name] for name in STATUS_CLASSES},
             "errors_by_kind": {kind: errors_by_kind.get(kind, 0) for kind in ERROR_KINDS},
             "late_sends": self.total.late_sends if self.open_model else None,
+            "missed_sends": self.total.missed_sends if self.open_model else None,
+            "corrected_percentiles": (
+                None if corrected is None else corrected.percentile_distribution()
+            ),
         }
