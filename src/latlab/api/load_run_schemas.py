@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from latlab.jobs.kinds.load_queries import LoadFigures
 from latlab.jobs.kinds.load_spec import LoadRunSpec
@@ -34,8 +34,12 @@ class LatencyFigures(BaseModel):
 
 
 class ProbeFigures(LatencyFigures):
+    """The side probe's figures: the ``probe`` of ``latlab load --json``."""
+
+    interval_s: float = Field(description="Time between two probes.")
     count: int = Field(description="Side probes made.")
     errors: int = Field(description="Side probes that failed.")
+    errors_by_kind: dict[ErrorKind, int] = Field(description="Failed probes by kind, every kind.")
 
 
 class PercentileRow(BaseModel):
@@ -55,10 +59,18 @@ class LoadStatsPublic(BaseModel):
     corrected_latency_ms: LatencyFigures | None = Field(
         description="From the intended send time (open model); null in a closed-model run."
     )
-    percentiles: list[PercentileRow] = Field(description="HDR percentile distribution.")
+    percentiles: list[PercentileRow] = Field(
+        description="HDR percentile distribution of the service latency."
+    )
+    corrected_percentiles: list[PercentileRow] | None = Field(
+        None, description="The same of the corrected latency (open model); null otherwise."
+    )
     status: dict[str, int] = Field(description="Responses by status class.")
     errors_by_kind: dict[ErrorKind, int]
     late_sends: int | None = Field(description="Sends over 10 ms late (open model).")
+    missed_sends: int | None = Field(
+        None, description="Sends due before the run ended that never left (open model)."
+    )
     probe: ProbeFigures | None = Field(None, description="The side probe's, when one ran.")
 
 
@@ -116,8 +128,9 @@ class LoadRunChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    rate: float | None = Field(None, gt=0, description="New rate, requests/s (open model).")
-    connections: int | None = Field(None, ge=1, le=1_000_000, description="New connections.")
+    # Strict: a bool or a text is refused, not read as 1 or as a number.
+    rate: StrictFloat | None = Field(None, gt=0, description="New rate, requests/s (open model).")
+    connections: StrictInt | None = Field(None, ge=1, le=1_000_000, description="New connections.")
 
     @model_validator(mode="after")
     def _something(self) -> LoadRunChange:

@@ -131,7 +131,7 @@ async def test_the_open_model_sends_at_the_rate_without_drift() -> None:
     async with ScriptedTarget() as target:
         _, summary = await run(plan_for(target.port, rate=400.0, duration_s=1.5))
     # 600 intended sends, the first at the start: the last leaves at 599/400 s.
-    assert 594 <= target.requests <= 601
+    assert 594 <= target.requests <= 600  # none due at or after the end, however early a timer
     span_s = target.arrivals_s[-1] - target.arrivals_s[0]
     assert abs(span_s - (target.requests - 1) / 400) < 0.05
     assert summary["late_sends"] <= 30  # on time, bar a busy machine's hiccup

@@ -216,7 +216,7 @@ class LoadWorker:
             if self._remaining == 0:
                 return
             self._remaining -= 1
-        if now_s >= self._end_s:
+        if max(now_s, intended_s) >= self._end_s:  # a timer may fire a millisecond early
             self._done()
             return
         self.sent += 1
