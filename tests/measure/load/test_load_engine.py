@@ -146,7 +146,7 @@ async def test_a_stall_shows_in_the_corrected_latency_and_hides_from_the_service
     assert summary["latency_ms"]["max"] >= 1000
     assert summary["corrected_latency_ms"]["p99"] >= 900
     assert summary["corrected_latency_ms"]["p90"] >= 500  # a third of the sends waited
-    assert 90 <= summary["late_sends"] <= 101
+    assert 90 <= summary["late_sends"] <= 150  # ~100 behind the stall, a busy machine some more
 
 
 async def test_a_rate_change_takes_effect_from_the_next_second() -> None:
