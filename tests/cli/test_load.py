@@ -7,6 +7,7 @@ import asyncio
 import csv
 import json
 import os
+import shlex
 import signal
 import ssl
 import subprocess
@@ -159,7 +160,29 @@ async def test_a_failed_threshold_exits_99(target: Target, tmp_path: Path) -> No
     [
         pytest.param(["{url}", "-n", "10", "-d", "1s"], {}, "not both", id="n-and-d"),
         pytest.param(["{url}", "-c", "0"], {}, "connections must be at least 1", id="c-0"),
-        pytest.param(["{url}", "--rate", "0"], {}, "rate must be positive", id="rate-0"),
+        pytest.param(["{url}", "--rate", "0"], {}, "rate must be a finite number", id="rate-0"),
+        pytest.param(
+            ["{url}", "--rate", "1e400"], {}, "rate must be a finite number", id="rate-inf"
+        ),
+        pytest.param(["{url}", "--rate", "nan"], {}, "rate must be a finite number", id="rate-nan"),
+        pytest.param(
+            ["{url}", "--probe", "0.0001"],
+            {},
+            "probe interval must be at least 0.001 s",
+            id="probe-below-1ms",
+        ),
+        pytest.param(
+            ["{url}", "--ca-file", "/nonexistent/ca.pem"],
+            {},
+            "--ca-file: cannot load",
+            id="ca-file",
+        ),
+        pytest.param(
+            ["{url}", "--csv", "/proc/latlab-load.csv"],
+            {},
+            "--csv: cannot write /proc/latlab-load.csv",
+            id="csv-in-proc",
+        ),
         pytest.param(["http://127.0.0.1:99999/"], {}, "bad port", id="bad-url"),
         pytest.param(["ftp://127.0.0.1:{port}/"], {}, "must be http or https", id="ftp"),
         pytest.param(
@@ -181,6 +204,17 @@ async def test_bad_usage_exits_2_with_one_line_and_sends_nothing(
     assert message in outcome.stderr
     assert outcome.stdout == ""
     assert target.counted == 0
+
+
+async def test_an_output_file_created_by_the_check_is_removed_when_nothing_ran(
+    target: Target, tmp_path: Path
+) -> None:
+    out = tmp_path / "run.json"
+    outcome = await load(
+        target.url(), "--json", str(out), env={"LATLAB_TARGETS_DENY": "127.0.0.0/8"}
+    )
+    assert outcome.code == 2
+    assert not out.exists()
 
 
 async def test_unreachable_target_exits_1_with_one_line(unused_port: int) -> None:
@@ -289,6 +323,42 @@ async def test_quiet_prints_only_the_summary(target: Target) -> None:
     assert outcome.code == 0, outcome.stderr
     assert not any(line.startswith("second ") for line in outcome.stdout.splitlines())
     assert "500 in" in outcome.stdout
+
+
+async def test_a_reader_that_stops_early_loses_neither_the_run_nor_the_files(
+    target: Target, tmp_path: Path
+) -> None:
+    json_path, csv_path = tmp_path / "run.json", tmp_path / "seconds.csv"
+    read_fd, write_fd = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "latlab", "load", target.url(), "-d", "2s", "-c", "2"),
+        *("--workers", "1", "--json", str(json_path), "--csv", str(csv_path)),
+        stdout=write_fd,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as reader:  # `| head -1`: the second line meets a closed pipe
+        first = await asyncio.get_running_loop().run_in_executor(None, reader.readline)
+    _, stderr = await asyncio.wait_for(process.communicate(), 40)
+    assert first.startswith(b"second 0:")
+    assert (process.returncode, stderr) == (0, b"")
+    assert read_json(json_path)["duration_s"] == 2.0
+    assert len(csv_path.read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("closing", ["<&-", ">&-", "2>&-"], ids=["stdin", "stdout", "stderr"])
+async def test_a_closed_standard_stream_does_not_stop_the_run(
+    target: Target, tmp_path: Path, closing: str
+) -> None:
+    out = tmp_path / "run.json"
+    args = (target.url(), "-n", "100", "-c", "2", "--workers", "1", "--json", str(out))
+    command = shlex.join((sys.executable, "-m", "latlab", "load", *args))
+    process = await asyncio.create_subprocess_shell(
+        f"exec {command} {closing}", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 40)
+    assert process.returncode == 0, stderr
+    assert read_json(out)["requests"] == target.counted == 100
 
 
 async def test_interrupt_stops_and_still_reports_what_was_measured(

@@ -1,10 +1,10 @@
 """``latlab load``: options → a checked plan → preflight → worker pool → summary and files.
 
 Every mistake that can be found before a request goes out is found first, and costs one
-line on stderr and exit 2: options, limits, thresholds, output paths, then the target policy
-on the resolved address. A target nothing answers at is exit 1; a failed threshold exit 99
-(k6's code). Ctrl-C stops the workers, which report what they measured: the summary is
-printed all the same (exit 130); a second Ctrl-C ends at once.
+line on stderr and exit 2: options, limits, thresholds, the CA file, output paths (opened for
+writing), then the target policy on the resolved address. A target nothing answers at is
+exit 1; a failed threshold exit 99 (k6's code). Ctrl-C stops the workers, which report what
+they measured: the summary is printed all the same (exit 130); a second Ctrl-C ends at once.
 """
 
 from __future__ import annotations
@@ -23,7 +23,17 @@ from typing import TYPE_CHECKING, Any
 import uvloop
 from rich.console import Console
 
-from latlab.cli.load_view import LoadView, make_view, print_summary, writable, write_files
+from latlab.cli.load_view import (
+    LoadView,
+    OutputError,
+    PipeSafeConsole,
+    claim_outputs,
+    make_view,
+    open_closed_standard_streams,
+    print_summary,
+    remove_outputs,
+    write_files,
+)
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
 from latlab.measure.client import ProbeClient
@@ -92,7 +102,9 @@ class LoadJob:
     tls: ssl.SSLContext | None
     thresholds: list[Threshold]
     probe_interval_s: float | None
-    console: Console = field(default_factory=lambda: Console(highlight=False))
+    # Output files the checks created: removed again if the run ends before writing them.
+    created_outputs: list[Path] = field(default_factory=list)
+    console: Console = field(default_factory=lambda: PipeSafeConsole(highlight=False))
 
 
 class UsageError(ValueError):
@@ -101,11 +113,16 @@ class UsageError(ValueError):
 
 def run_load(options: LoadOptions) -> None:
     """The whole command; ends with ``SystemExit`` carrying its exit code."""
+    open_closed_standard_streams()
     try:
         job = prepare(options, _settings())
-    except (PlanError, RequestError, UsageError) as exc:
+    except (PlanError, RequestError, UsageError, OutputError) as exc:
         raise SystemExit(_fail(str(exc), USAGE)) from None
-    raise SystemExit(uvloop.run(_run(job)))
+    try:
+        code = uvloop.run(_run(job))
+    finally:
+        remove_outputs(job.created_outputs)
+    raise SystemExit(code)
 
 
 def _settings() -> Settings:
@@ -121,28 +138,36 @@ def _settings() -> Settings:
 
 
 def prepare(options: LoadOptions, settings: Settings) -> LoadJob:
-    """Check every option; raises PlanError, RequestError or UsageError."""
+    """Check every option; raises PlanError, RequestError, UsageError or OutputError."""
     limits = LoadLimits.from_settings(settings)
     plan = _plan(options, min(_cores(), limits.max_workers))
     limits.check(plan)
-    for path, option in ((options.json_path, "--json"), (options.csv_path, "--csv")):
-        if not writable(path):
-            raise UsageError(f"{option}: cannot write {path}")
-    tls = None
-    if plan.url.scheme == "https":
-        try:
-            tls = tls_context(plan.verify_tls, plan.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"--ca-file: cannot load {plan.ca_file}: {exc}") from None
-    probe_s = None if options.probe is None else parse_duration(options.probe, "probe")
-    return LoadJob(
-        options,
-        plan,
-        TargetPolicy.from_settings(settings),
-        tls,
-        parse_thresholds(options.thresholds),
-        probe_s,
-    )
+    thresholds = parse_thresholds(options.thresholds)
+    probe_s = _probe_interval_s(options.probe, settings.min_interval_s)
+    tls = _tls(plan)
+    policy = TargetPolicy.from_settings(settings)
+    created = claim_outputs({"--json": options.json_path, "--csv": options.csv_path})
+    return LoadJob(options, plan, policy, tls, thresholds, probe_s, created)
+
+
+def _probe_interval_s(text: str | None, least_s: float) -> float | None:
+    if text is None:
+        return None
+    interval_s = parse_duration(text, "probe")
+    if interval_s < least_s:  # as the API's check (LATLAB_MIN_INTERVAL_S)
+        raise UsageError(f"probe interval must be at least {least_s} s")
+    return interval_s
+
+
+def _tls(plan: LoadPlan) -> ssl.SSLContext | None:
+    """The https context; a --ca-file is loaded (so checked) whatever the URL's scheme."""
+    if plan.url.scheme != "https" and plan.ca_file is None:
+        return None
+    try:
+        tls = tls_context(plan.verify_tls, plan.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"--ca-file: cannot load {plan.ca_file}: {exc}") from None
+    return tls if plan.url.scheme == "https" else None
 
 
 def _plan(options: LoadOptions, default_workers: int) -> LoadPlan:
@@ -190,8 +215,13 @@ def _cores() -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"latlab load: {' '.join(message.split())}\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(f"latlab load: {' '.join(message.split())}\n")
+        sys.stderr.flush()
+    except OSError:  # a stderr nobody reads (``2>&1 | head``) must not change the exit status
+        devnull = os.open(os.devnull, os.O_WRONLY)  # where what is still buffered goes at exit
+        os.dup2(devnull, 2)
+        os.close(devnull)
     return code
 
 
@@ -308,11 +338,14 @@ def _report(
     }
     if probe is not None:
         report["probe"] = probe.summary()
-    print_summary(job.console, report)
+    # The files first: a reader that stops reading stdout must not cost them.
+    job.created_outputs.clear()
     try:
         write_files(report, totals.rows, job.options.json_path, job.options.csv_path)
     except OSError as exc:
+        print_summary(job.console, report)
         return _fail(f"cannot write the results: {exc}", 1)
+    print_summary(job.console, report)
     if interrupted:
         return INTERRUPTED
     return THRESHOLD_FAILED if not all(t["ok"] for t in report["thresholds"]) else 0

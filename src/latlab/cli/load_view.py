@@ -3,7 +3,8 @@ summary, and the ``--json`` / ``--csv`` files.
 
 On a terminal the live view is redrawn once a second, when a merged second arrives (no
 refresh thread: the side probe shares this process and must not wait on a redraw). Anywhere
-else each second is one plain line, so a log or a pipe reads well.
+else each second is one plain line, so a log or a pipe reads well. A reader that goes away
+(``| head``) silences the output, never the run: the files are still written.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +31,18 @@ LATENCY_COLUMNS: tuple[tuple[str, str], ...] = (
     *(("min", "min"), ("mean", "mean"), ("p50", "p50"), ("p90", "p90")),
     *(("p99", "p99"), ("p99_9", "p99.9"), ("max", "max")),
 )
+
+
+class PipeSafeConsole(Console):
+    """A console whose reader may leave: rich's default ends the process on a broken pipe
+    (exit 1, mid-run, before the files are written); this one goes quiet instead."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        # What is still buffered for the closed pipe is flushed into /dev/null at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.file.fileno())
+        os.close(devnull)
 
 
 def ms(value: float | None) -> str:
@@ -195,12 +209,58 @@ def _unit(verdict: Mapping[str, Any]) -> str:
     return "req/s" if expression.startswith("rps") else "ms"
 
 
-def writable(path: Path | None) -> bool:
-    """Whether an output file can be written: checked before the run, not after it."""
-    if path is None:
-        return True
-    folder = path.parent
-    return not path.is_dir() and folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+class OutputError(ValueError):
+    """An output file that cannot be opened for writing (exit 2, nothing sent)."""
+
+
+def claim_outputs(paths: Mapping[str, Path | None]) -> list[Path]:
+    """Open each output file (by option) for writing before anything is sent: asking
+    ``os.access`` is a guess (root passes it for /proc). A missing file is created, an
+    existing one keeps its contents until the results replace them. The files created."""
+    created: list[Path] = []
+    for option, path in paths.items():
+        if path is None:
+            continue
+        try:
+            if _claim(path):
+                created.append(path)
+        except OSError as exc:
+            remove_outputs(created)
+            raise OutputError(f"{option}: cannot write {path}: {exc.strerror}") from None
+    return created
+
+
+def _claim(path: Path) -> bool:
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:
+        os.close(os.open(path, os.O_WRONLY))
+        return False
+    return True
+
+
+def remove_outputs(paths: list[Path]) -> None:
+    """The files :func:`claim_outputs` created, when the command ends without results."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def open_closed_standard_streams() -> None:
+    """Open /dev/null onto a closed fd 0, 1 or 2, so that no socket ever takes one: uvloop
+    aborts closing such a socket (``uv__close`` asserts), and a print would go to the peer."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: often ``fd`` itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    # Python leaves a stream that was closed at start-up as None; these live as long as it.
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
 
 
 def write_files(
