@@ -205,7 +205,8 @@ def load(
     Exit status 0: done; 99: a threshold failed; 2: bad usage or a refused target (nothing
     sent); 1: the target cannot be reached; 130: interrupted (the summary is still printed).
     """
-    from latlab.cli.load import LoadOptions, run_load
+    from latlab.cli.load import run_load
+    from latlab.cli.load_options import LoadOptions
 
     run_load(
         LoadOptions(
