@@ -15,7 +15,10 @@ import httpx
 import pytest
 
 from harness import CountingTarget, run_api, wait_for
+from latlab.jobs.kinds.load_probe import side_probe_summary
+from latlab.measure.errors import ERROR_KINDS
 from latlab.measure.load.summary import CSV_COLUMNS
+from latlab.measure.stats import LatencyHistogram
 from latlab.settings import Settings
 from load_workers import load_workers
 from services import free_port, wait_for_port
@@ -114,6 +117,18 @@ async def test_a_started_run_completes_with_exactly_n_requests_and_serves_its_se
     assert [int(line["requests"]) for line in table] == [row["requests"] for row in rows]
 
 
+async def test_the_side_probe_figures_have_the_cli_keys_and_every_error_kind(
+    api: httpx.AsyncClient, targets_port: int
+) -> None:
+    fields = body(targets_port, rate=50, duration="1s", probe="0.1s", connections=2)
+    run_id = await create(api, fields, start=True)
+    probe = (await wait_ended(api, run_id))["stats"]["probe"]
+    assert set(probe) == set(side_probe_summary(LatencyHistogram(), 0.1))  # `latlab load --json`
+    assert probe["interval_s"] == 0.1
+    assert probe["count"] > 0
+    assert probe["errors_by_kind"] == dict.fromkeys(ERROR_KINDS, 0)
+
+
 async def test_a_rate_change_takes_effect_within_a_second(
     api: httpx.AsyncClient, targets_process: int
 ) -> None:
@@ -173,6 +188,30 @@ async def test_a_change_out_of_bounds_is_422(
     assert response.json()["detail"][0]["loc"] == (["body", field] if field else ["body"])
 
 
+async def test_connections_may_go_down_to_the_workers_that_actually_run(
+    api: httpx.AsyncClient,
+) -> None:
+    # Four workers asked for, two connections: split() starts two workers, not four.
+    async with slow_closed_run(api, workers=4, connections=2) as run_id:
+        to_two = await api.patch(f"{RUNS}/{run_id}", json={"connections": 2})
+        to_one = await api.patch(f"{RUNS}/{run_id}", json={"connections": 1})
+    assert to_two.status_code == 200, to_two.text
+    assert to_one.status_code == 422
+    assert "the run's 2 worker(s)" in to_one.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize(
+    "change", [{"rate": True}, {"rate": "200"}, {"connections": "3"}, {"connections": True}]
+)
+async def test_a_change_of_the_wrong_type_is_422_naming_its_field(
+    api: httpx.AsyncClient, targets_port: int, change: dict[str, Any]
+) -> None:
+    run_id = await create(api, body(targets_port, rate=100))
+    response = await api.patch(f"{RUNS}/{run_id}", json=change)
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["detail"]] == [["body", *change]]
+
+
 @pytest.mark.parametrize(
     ("fields", "loc"),
     [
@@ -192,6 +231,42 @@ async def test_a_spec_it_cannot_run_is_422_naming_the_field(
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == loc
     assert (await api.get(RUNS)).json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("connections", 20_000), ("duration", "48h"), ("rate", 2e6), ("workers", 100)],
+)
+async def test_a_value_past_a_limit_is_the_input_of_its_422(
+    api: httpx.AsyncClient, field: str, value: object
+) -> None:
+    response = await api.post(RUNS, json={"url": "http://127.0.0.1:9/", field: value})
+    error = response.json()["detail"][0]
+    assert (response.status_code, error["loc"], error["input"]) == (422, ["body", field], value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("duration", True),
+        ("duration", "1e3"),
+        ("probe", True),
+        ("warmup", True),
+        ("connections", "5"),
+        ("connections", True),
+        ("workers", True),
+        ("requests", "10"),
+        ("rate", True),
+        ("rate", "5"),
+        ("insecure", "yes"),
+    ],
+)
+async def test_a_value_of_the_wrong_type_is_422_not_coerced(
+    api: httpx.AsyncClient, field: str, value: object
+) -> None:
+    response = await api.post(RUNS, json={"url": "http://127.0.0.1:9/", field: value})
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["detail"]] == [["body", field]]
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,7 @@ async def test_a_target_the_policy_refuses_fails_the_run_before_any_load(store: 
         done = await ended(manager, store, job.id)
     assert done.state is JobState.FAILED
     assert done.error is not None
-    assert "target not allowed" in done.error
+    assert done.error.startswith("target not allowed: 0.0.0.0 (")  # no exception class name
     assert done.progress.get("seconds", 0) == 0
 
 
@@ -134,7 +134,7 @@ async def test_a_target_nothing_answers_at_fails_the_run_at_once(
         done = await ended(manager, store, job.id)
     assert done.state is JobState.FAILED
     assert done.error is not None
-    assert "cannot reach" in done.error
+    assert done.error.startswith("cannot reach ")
 
 
 def progressed(fields: dict[str, Any], **progress: Any) -> tuple[LoadRunSpec, _Progress]:
@@ -173,9 +173,24 @@ def test_what_is_left_of_a_timed_run_is_its_seconds_at_the_changed_rate_without_
         ({"expect_status": "2xy"}, "expect_status"),
         ({"thresholds": ["p99<10"]}, "thresholds"),
         ({"timeout": "1d"}, "timeout"),
+        ({"duration": True}, "duration"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"workers": "2"}, "workers"),
+        ({"insecure": 1}, "insecure"),
     ],
 )
 def test_a_spec_the_engine_would_refuse_names_its_field(fields: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as caught:
         LoadRunSpec.model_validate({"url": "http://127.0.0.1:1/", **fields})
     assert caught.value.errors()[0]["loc"][0] == field
+
+
+def test_numbers_may_be_ints_or_floats_and_durations_texts_the_cli_reads() -> None:
+    fields = {"duration": 3, "rate": 100, "timeout": 2.5, "probe": "0.2s", "warmup": "500ms"}
+    spec = LoadRunSpec.model_validate({"url": "http://127.0.0.1:1/", **fields})
+    assert (spec.duration_s(), spec.rate, spec.warmup_s(), spec.probe_interval_s()) == (
+        3.0,
+        100.0,
+        0.5,
+        0.2,
+    )

@@ -8,6 +8,7 @@ from harness import CountingTarget, wait_for
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.kinds.load_probe import SideProbe, expected_status, side_probe_target
 from latlab.measure.client import ProbeClient
+from latlab.measure.errors import ERROR_KINDS
 from latlab.measure.load.plan import LoadPlan
 from latlab.measure.request import parse_url
 from latlab.measure.stats import LatencyHistogram
@@ -41,4 +42,5 @@ async def test_a_status_the_load_does_not_expect_is_an_error_of_the_side_probe()
             summary = probe.summary()
             assert summary["interval_s"] == 0.05
             assert summary["errors"] == errors * summary["count"]
-            assert summary["errors_by_kind"] == ({"bad_status": summary["count"]} if errors else {})
+            by_kind = dict.fromkeys(ERROR_KINDS, 0) | {"bad_status": errors * summary["count"]}
+            assert summary["errors_by_kind"] == by_kind  # every kind, as the run's own

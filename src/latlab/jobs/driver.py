@@ -20,6 +20,12 @@ from latlab.storage.records import ProgressUpdate
 log = logging.getLogger("latlab.jobs")
 
 
+class JobFailed(Exception):
+    """A job that cannot go on, for a reason its user is told as it is (``target not
+    allowed: …``): stored as its message alone. Any other exception is a crash, stored with
+    its class name."""
+
+
 class JobDriver:
     def __init__(
         self,
@@ -63,6 +69,10 @@ class JobDriver:
             await runner.run(job, self._ctx, started)
         except StoreUnavailable:
             raise
+        except JobFailed as exc:
+            log.warning("%s job %s failed: %s", job.kind, job.id, exc)
+            await self.finish(job, JobState.FAILED, str(exc))
+            return
         except Exception as exc:
             log.exception("%s job %s failed", job.kind, job.id)
             await self.finish(job, JobState.FAILED, f"{type(exc).__name__}: {exc}")

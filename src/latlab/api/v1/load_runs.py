@@ -34,12 +34,12 @@ from latlab.api.load_run_schemas import (
 )
 from latlab.jobs.kinds.load import KIND, LoadRunner, RetuneRefused
 from latlab.jobs.kinds.load_queries import LoadRunQueries
-from latlab.jobs.kinds.load_spec import LoadRunLimits, LoadRunSpec, change_refusal
+from latlab.jobs.kinds.load_spec import LoadRunLimits, LoadRunSpec
 from latlab.jobs.quota import RunningLimit
 from latlab.jobs.state import Action
 from latlab.measure.load.plan import LoadLimits
 from latlab.measure.load.summary import CSV_COLUMNS
-from latlab.storage import JobState
+from latlab.storage import JobRecord, JobState
 
 router = APIRouter(prefix="/api/v1/load-runs", tags=["load runs"])
 SECONDS_PAGE = 500  # seconds per store read when exporting CSV
@@ -75,6 +75,33 @@ def _running_limit(request: Request) -> RunningLimit:
     settings = app_state(request).settings
     most = settings.max_running_load_runs
     return RunningLimit(most, "LATLAB_MAX_RUNNING_LOAD_RUNS", "load runs")
+
+
+def _running_workers(spec: LoadRunSpec, connections_now: int) -> int:
+    """The most worker processes the run can have now. Each start or resume starts
+    ``min(workers, connections, requests left)`` (:func:`split` starts none idle), and
+    ``connections_now`` is the value it started with or a change accepted against this bound
+    since: never below the workers that run, so no change down to it leaves one idle."""
+    return min(spec.workers, connections_now, spec.requests or connections_now)
+
+
+def _change_refusal(
+    job: JobRecord, change: LoadRunChange, limits: LoadLimits
+) -> tuple[str, str] | None:
+    """``(field, why)`` when a live change is out of bounds, else None."""
+    rate, connections = change.rate, change.connections
+    if rate is not None and rate > limits.max_rate:
+        return "rate", f"rate must be at most {limits.max_rate:g} (LATLAB_LOAD_MAX_RATE)"
+    if connections is None:
+        return None
+    if connections > limits.max_connections:
+        most = limits.max_connections
+        return "connections", f"connections must be at most {most} (LATLAB_LOAD_MAX_CONNECTIONS)"
+    spec = LoadRunSpec.model_validate(job.spec)
+    workers = _running_workers(spec, int(job.progress.get("connections", spec.connections)))
+    if connections < workers:
+        return "connections", f"connections must be at least the run's {workers} worker(s)"
+    return None
 
 
 LoadRunsDep = Annotated[LoadRunQueries, Depends(_queries)]
@@ -164,12 +191,11 @@ async def change(
     and kept should it be paused and resumed."""
     async with jobs.lock((KIND, load_run_id)):  # not while a pause or stop halts it
         job = await runs.get(load_run_id)
-        spec = LoadRunSpec.model_validate(job.spec)
-        limits = LoadLimits.from_settings(settings)
-        refusal = change_refusal(spec, limits, rate=body.rate, connections=body.connections)
+        refusal = _change_refusal(job, body, LoadLimits.from_settings(settings))
         if refusal is not None:
             field, message = refusal
-            error = {"type": "value_error", "loc": ["body", field], "msg": message, "input": None}
+            value = getattr(body, field)
+            error = {"type": "value_error", "loc": ["body", field], "msg": message, "input": value}
             raise RequestValidationError([error])
         try:
             await runner.retune(job, rate=body.rate, connections=body.connections)

@@ -22,6 +22,7 @@ from time import perf_counter
 from typing import Any
 
 from latlab.exporters.base import LoadTags
+from latlab.jobs.driver import JobFailed
 from latlab.jobs.kinds.load_feed import load_second_of
 from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
 from latlab.jobs.kinds.load_spec import LoadRunSpec
@@ -36,7 +37,12 @@ from latlab.jobs.runner import KindRunner, ResumePolicy, RunContext, Started
 from latlab.jobs.supervise import until_stored
 from latlab.measure.load.plan import LoadPlan
 from latlab.measure.load.pool import START_LEAD_S, LoadPool
-from latlab.measure.load.preflight import check_reachable, resolve_target
+from latlab.measure.load.preflight import (
+    TargetRefused,
+    TargetUnreachable,
+    check_reachable,
+    resolve_target,
+)
 from latlab.measure.load.seconds import SecondStats
 from latlab.storage import HistogramUpdate, JobRecord, JobState
 from latlab.storage.records import TOTAL_BUCKET, ProgressUpdate
@@ -142,11 +148,14 @@ class LoadRunner(KindRunner):
         stored = await until_stored(f"load run {job.id}", read)
         plan = remaining_plan(spec, progress, self._ca_file)
         if plan is not None:
-            address = await resolve_target(plan.url, ctx.probes.policy)
-            if progress.seconds == 0:  # a dead target fails a new run at once, as the CLI exits 1
-                https = plan.url.scheme == "https"
-                tls = ctx.probes.tls_context(plan.verify_tls) if https else None
-                await check_reachable(plan.url, address, tls, plan.timeout_s)
+            try:
+                address = await resolve_target(plan.url, ctx.probes.policy)
+                if progress.seconds == 0:  # a dead target fails a new run at once (CLI: exit 1)
+                    https = plan.url.scheme == "https"
+                    tls = ctx.probes.tls_context(plan.verify_tls) if https else None
+                    await check_reachable(plan.url, address, tls, plan.timeout_s)
+            except (TargetRefused, TargetUnreachable) as exc:
+                raise JobFailed(str(exc)) from exc  # the user's to fix: its message alone
             live = _LiveRun(LoadPool(plan, address), progress, ctx, _owner(ctx))
             await self._run_pool(job, spec, live, stored, started)
         started()  # a run with nothing left ends here

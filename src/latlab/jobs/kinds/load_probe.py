@@ -15,6 +15,7 @@ from typing import Any
 from latlab.jobs.clock import Clock
 from latlab.jobs.schedule import SlotSchedule
 from latlab.measure.client import ProbeClient
+from latlab.measure.errors import ERROR_KINDS
 from latlab.measure.http_probe import ProbeTarget, ResponseChecks
 from latlab.measure.load.plan import LoadPlan
 from latlab.measure.load.summary import latency_summary
@@ -54,14 +55,15 @@ def side_probe_target(plan: LoadPlan) -> ProbeTarget:
 
 
 def side_probe_summary(histogram: LatencyHistogram, interval_s: float) -> dict[str, Any]:
-    """The side probe's figures: count, errors and the latency keys of the run's summary."""
+    """The side probe's figures: count, errors and the latency keys of the run's summary,
+    and its errors by kind, every kind listed (0 when none) as in the run's own."""
     stats = histogram.stats()
     return {
         "interval_s": interval_s,
         "count": stats.count,
         "errors": stats.errors,
         **latency_summary(stats),
-        "errors_by_kind": {kind: n for kind, n in stats.errors_by_kind.items() if n},
+        "errors_by_kind": {kind: stats.errors_by_kind.get(kind, 0) for kind in ERROR_KINDS},
     }
 
 

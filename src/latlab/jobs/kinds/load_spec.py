@@ -10,6 +10,7 @@ policy (:meth:`LoadRunSpec.validate_new`); a name is judged on its addresses whe
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -17,6 +18,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -37,8 +43,10 @@ from latlab.measure.policy import TargetPolicy
 from latlab.measure.request import RequestError, RequestSpec, Url, parse_url
 
 MAX_TIMEOUT_S = 300.0
-# Seconds, or a text with a unit: "500ms", "30s", "2m", "1h".
-Duration = Annotated[float | str, Field(union_mode="left_to_right")]
+# Seconds (an int or a float, never a bool), or a text parse_duration reads: "500ms", "30s",
+# "2m", "1h", "30". Strict: "1e3" stays a text, refused as the CLI refuses `-d 1e3`.
+Duration = Annotated[StrictFloat | StrictStr, Field(union_mode="left_to_right")]
+_DURATIONS = ("duration", "timeout", "probe", "warmup")
 _FIELDS_BY_WORD = ("connections", "requests", "duration", "rate", "workers", "timeout", "warmup")
 
 
@@ -62,6 +70,16 @@ def _seconds(value: float | str, option: str) -> float:
         raise ValueError(str(exc)) from None
 
 
+def _duration_input(value: object, option: str) -> object:
+    """A duration as it came: refused here unless a number or a text, so that a bool is
+    one error naming the field instead of one per member of the union."""
+    if isinstance(value, float) and not math.isfinite(value):  # JSON may carry NaN
+        raise ValueError(f"{option} must be a finite number of seconds")
+    if value is None or (isinstance(value, int | float | str) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"{option} must be a number of seconds or a text like 500ms, 30s, 2m, 1h")
+
+
 def _is_zero(value: float | str) -> bool:
     return str(value).strip().rstrip("mshMSH").strip() in ("0", "0.0")
 
@@ -72,17 +90,17 @@ class LoadRunSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     url: str = Field(max_length=4096, description="http(s) URL to load; no scheme means http.")
-    connections: int = Field(64, ge=1, le=1_000_000, description="Connections in all.")
-    requests: int | None = Field(
+    connections: StrictInt = Field(64, ge=1, le=1_000_000, description="Connections in all.")
+    requests: StrictInt | None = Field(
         None, ge=1, le=10**15, description="Requests in all; not with duration."
     )
     duration: Duration | None = Field(
         None, description="'30s', '2m' or seconds; neither this nor requests: 10 s."
     )
-    rate: float | None = Field(
+    rate: StrictFloat | None = Field(
         None, gt=0, description="Requests/s in all (open model); none: closed model."
     )
-    workers: int = Field(1, ge=1, le=1024, description="Worker processes; totals are split.")
+    workers: StrictInt = Field(1, ge=1, le=1024, description="Worker processes; totals are split.")
     method: str = Field("GET", max_length=32, description="HTTP method, upper case.")
     headers: dict[str, str] = Field(
         default_factory=dict, max_length=64, description="Request headers, name to value."
@@ -101,7 +119,7 @@ class LoadRunSpec(BaseModel):
         None, description="Interval of a fresh-connection probe beside the load, like '0.2s'."
     )
     warmup: Duration | None = Field(None, description="Load sent first and not counted.")
-    insecure: bool = Field(False, description="Do not verify the certificate of an https URL.")
+    insecure: StrictBool = Field(False, description="Do not verify an https URL's certificate.")
 
     @field_validator("url")
     @classmethod
@@ -112,6 +130,11 @@ class LoadRunSpec(BaseModel):
             raise ValueError(str(exc)) from None
         check_host(url.host)  # dotted quads only: other IPv4 forms hide the address
         return value
+
+    @field_validator(*_DURATIONS, mode="before")
+    @classmethod
+    def _number_or_text(cls, value: object, info: ValidationInfo) -> object:
+        return _duration_input(value, str(info.field_name))
 
     @field_validator("duration", "timeout", "probe")
     @classmethod
@@ -187,30 +210,38 @@ class LoadRunSpec(BaseModel):
     @model_validator(mode="after")
     def _runnable(self, info: ValidationInfo) -> LoadRunSpec:
         if self.requests is not None and self.duration is not None:
-            raise field_error(
-                "LoadRunSpec",
-                "duration",
-                "value_error",
-                "give either requests or duration, not both",
-                None,
-            )
+            message = "give either requests or duration, not both"
+            raise field_error("LoadRunSpec", "duration", "value_error", message, self.duration)
         try:
             RequestSpec(method=self.method, body=self.body.encode())
         except RequestError as exc:
             raise field_error("LoadRunSpec", "body", "request_error", str(exc), self.body) from None
-        plan = self._checked_plan()
         limits = _limits(info)
+        try:
+            plan = self.plan()
+            if limits is not None:
+                limits.load.check(plan)
+        except PlanError as exc:
+            raise self._plan_refused(exc) from None
         if limits is not None:
-            _check_limits(plan, limits)
+            self._check_target(plan, limits.policy)
         return self
 
-    def _checked_plan(self) -> LoadPlan:
+    def _plan_refused(self, exc: PlanError) -> ValidationError:
+        """The error of the field a :class:`PlanError` names, its value as the input."""
+        field = _field_named(str(exc))
+        value = None if field is None else getattr(self, field)
+        return field_error("LoadRunSpec", field, "value_error", str(exc), value)
+
+    def _check_target(self, plan: LoadPlan, policy: TargetPolicy) -> None:
         try:
-            return self.plan()
-        except PlanError as exc:
-            raise field_error(
-                "LoadRunSpec", _field_named(str(exc)), "value_error", str(exc), None
-            ) from None
+            address = ipaddress.ip_address(plan.url.host)
+        except ValueError:
+            return  # a name: judged on the addresses it resolves to, when the run starts
+        reason = policy.refusal(address, plan.url.port)
+        if reason is not None:
+            message = f"target not allowed: {plan.url.host} ({reason})"
+            raise field_error("LoadRunSpec", "url", "target_not_allowed", message, self.url)
 
     @classmethod
     def validate_new(cls, fields: object, limits: LoadRunLimits) -> LoadRunSpec:
@@ -264,34 +295,3 @@ def _field_named(message: str) -> str | None:
     """The field a :class:`PlanError` is about: its messages start with the option's name."""
     first = message.split(" ", 1)[0].rstrip(":")
     return first if first in _FIELDS_BY_WORD else None
-
-
-def _check_limits(plan: LoadPlan, limits: LoadRunLimits) -> None:
-    try:
-        limits.load.check(plan)
-    except PlanError as exc:
-        raise field_error(
-            "LoadRunSpec", _field_named(str(exc)), "value_error", str(exc), None
-        ) from None
-    try:
-        address = ipaddress.ip_address(plan.url.host)
-    except ValueError:
-        return  # a name: judged on the addresses it resolves to, when the run starts
-    reason = limits.policy.refusal(address, plan.url.port)
-    if reason is not None:
-        message = f"target not allowed: {plan.url.host} ({reason})"
-        raise field_error("LoadRunSpec", "url", "target_not_allowed", message, plan.url.host)
-
-
-def change_refusal(
-    spec: LoadRunSpec, limits: LoadLimits, *, rate: float | None, connections: int | None
-) -> tuple[str, str] | None:
-    """``(field, why)`` when a live change is out of bounds, else None."""
-    if rate is not None and rate > limits.max_rate:
-        return "rate", f"rate must be at most {limits.max_rate:g} (LATLAB_LOAD_MAX_RATE)"
-    if connections is not None and connections > limits.max_connections:
-        most = limits.max_connections
-        return "connections", f"connections must be at most {most} (LATLAB_LOAD_MAX_CONNECTIONS)"
-    if connections is not None and connections < spec.workers:
-        return "connections", f"connections must be at least the run's {spec.workers} worker(s)"
-    return None
