@@ -200,6 +200,16 @@ async def test_connections_may_go_down_to_the_workers_that_actually_run(
     assert "the run's 2 worker(s)" in to_one.json()["detail"][0]["msg"]
 
 
+async def test_after_a_raise_connections_may_go_back_down_to_the_workers_running(
+    api: httpx.AsyncClient,
+) -> None:
+    # Two workers run; connections 2 -> 3 -> 2 leaves each one at least one.
+    async with slow_closed_run(api, workers=4, connections=2) as run_id:
+        up = await api.patch(f"{RUNS}/{run_id}", json={"connections": 3})
+        down = await api.patch(f"{RUNS}/{run_id}", json={"connections": 2})
+    assert (up.status_code, down.status_code) == (200, 200), down.text
+
+
 @pytest.mark.parametrize(
     "change", [{"rate": True}, {"rate": "200"}, {"connections": "3"}, {"connections": True}]
 )

@@ -86,7 +86,7 @@ def _running_workers(spec: LoadRunSpec, connections_now: int) -> int:
 
 
 def _change_refusal(
-    job: JobRecord, change: LoadRunChange, limits: LoadLimits
+    job: JobRecord, change: LoadRunChange, limits: LoadLimits, workers_running: int | None
 ) -> tuple[str, str] | None:
     """``(field, why)`` when a live change is out of bounds, else None."""
     rate, connections = change.rate, change.connections
@@ -97,8 +97,10 @@ def _change_refusal(
     if connections > limits.max_connections:
         most = limits.max_connections
         return "connections", f"connections must be at most {most} (LATLAB_LOAD_MAX_CONNECTIONS)"
-    spec = LoadRunSpec.model_validate(job.spec)
-    workers = _running_workers(spec, int(job.progress.get("connections", spec.connections)))
+    workers = workers_running
+    if workers is None:  # not running here: the most it can have
+        spec = LoadRunSpec.model_validate(job.spec)
+        workers = _running_workers(spec, int(job.progress.get("connections", spec.connections)))
     if connections < workers:
         return "connections", f"connections must be at least the run's {workers} worker(s)"
     return None
@@ -191,7 +193,8 @@ async def change(
     and kept should it be paused and resumed."""
     async with jobs.lock((KIND, load_run_id)):  # not while a pause or stop halts it
         job = await runs.get(load_run_id)
-        refusal = _change_refusal(job, body, LoadLimits.from_settings(settings))
+        running = runner.workers_running(job.id)
+        refusal = _change_refusal(job, body, LoadLimits.from_settings(settings), running)
         if refusal is not None:
             field, message = refusal
             value = getattr(body, field)

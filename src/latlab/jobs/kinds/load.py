@@ -253,6 +253,11 @@ class LoadRunner(KindRunner):
         counting_from = live.progress.counting_from or 0.0
         live.ctx.events.load_second(live.tags, load_second_of(job_id, second, counting_from))
 
+    def workers_running(self, job_id: int) -> int | None:
+        """The worker processes of the run's pool here now, or None if it runs elsewhere."""
+        live = self._live.get(job_id)
+        return None if live is None else live.pool.workers
+
     async def retune(
         self, job: JobRecord, *, rate: float | None = None, connections: int | None = None
     ) -> dict[str, Any]:

@@ -53,6 +53,11 @@ class LoadPool:
         self.rate = plan.rate
 
     @property
+    def workers(self) -> int:
+        """Worker processes of this run (fewer than asked when connections are fewer)."""
+        return len(self._workers)
+
+    @property
     def sent(self) -> int:
         return sum(worker.sent for worker in self._workers)
 
