@@ -240,8 +240,9 @@ class LoadRunner(KindRunner):
         self, job_id: int, live: _LiveRun, second: SecondStats, stored: StoredTotals
     ) -> None:
         """One checkpoint: the second, the run's total (and side probe) and the progress."""
+        began_s = (live.progress.counting_from or 0.0) + second.second
         histograms = [
-            HistogramUpdate(KIND, job_id, second.second, second_payload(second)),
+            HistogramUpdate(KIND, job_id, second.second, second_payload(second, began_s)),
             HistogramUpdate(KIND, job_id, TOTAL_BUCKET, stored.total.to_payload()),
         ]
         if stored.probe is not None:

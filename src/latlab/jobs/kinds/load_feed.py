@@ -13,7 +13,7 @@ from typing import Any
 
 from latlab.exporters.base import LoadSecond
 from latlab.jobs.feeds import READY, FeedEvent, change_of, unseen
-from latlab.jobs.kinds.load_stats import second_row
+from latlab.jobs.kinds.load_stats import stored_second
 from latlab.jobs.live import LOAD, Deleted, LiveHub, Subscription
 from latlab.measure.load.seconds import SecondStats
 from latlab.storage import JobNotFound, JobRecord, Store
@@ -28,8 +28,15 @@ def load_second_of(run_id: int, stats: SecondStats, counting_from_s: float) -> L
     return load_second_from_row(run_id, stats.row(), counting_from_s)
 
 
-def load_second_from_row(run_id: int, row: dict[str, Any], counting_from_s: float) -> LoadSecond:
-    at = datetime.fromtimestamp(counting_from_s, UTC) + timedelta(seconds=row["second"])
+def load_second_from_row(
+    run_id: int, row: dict[str, Any], counting_from_s: float, began_s: float | None = None
+) -> LoadSecond:
+    """``began_s``: when the second began, if stored; else from the latest stretch's start
+    (which is only right for the seconds of that stretch)."""
+    if began_s is not None:
+        at = datetime.fromtimestamp(began_s, UTC)
+    else:
+        at = datetime.fromtimestamp(counting_from_s, UTC) + timedelta(seconds=row["second"])
     return LoadSecond(
         run_id=run_id,
         second=row["second"],
@@ -86,10 +93,10 @@ async def _replay(
     while first < stored and not live.overflowed:
         last = min(first + REPLAY_SECONDS, stored) - 1
         payloads = await store.histograms.read(LOAD, job.id, first, last)
-        seconds = [
-            load_second_from_row(job.id, second_row(payload), counting_from_s)
-            for payload in payloads.values()
-        ]
+        seconds = []
+        for payload in payloads.values():
+            row, began_s = stored_second(payload)
+            seconds.append(load_second_from_row(job.id, row, counting_from_s, began_s))
         if seconds:
             yield seconds
         first = last + 1

@@ -29,16 +29,27 @@ PROBE_BUCKET = -2
 LEFT_OUT_OF_PROGRESS = ("percentiles",)
 
 
-def second_payload(second: SecondStats) -> str:
-    """What is stored for one second: its mergeable histograms plus its row."""
+def second_payload(second: SecondStats, began_s: float | None = None) -> str:
+    """What is stored for one second: its mergeable histograms plus its row, and when it
+    began (epoch seconds: a run paused and resumed has stretches with gaps between them)."""
     document = json.loads(second.to_payload())
     document["row"] = second.row()
+    if began_s is not None:
+        document["began_s"] = began_s
     return json.dumps(document, separators=(",", ":"))
 
 
 def second_row(payload: str) -> dict[str, Any]:
-    row = json.loads(payload).get("row")
-    return dict(row) if isinstance(row, dict) else SecondStats.from_payload(payload).row()
+    return stored_second(payload)[0]
+
+
+def stored_second(payload: str) -> tuple[dict[str, Any], float | None]:
+    """A stored second's row, and when it began if that was stored (epoch seconds)."""
+    document = json.loads(payload)
+    row, began = document.get("row"), document.get("began_s")
+    if not isinstance(row, dict):
+        row = SecondStats.from_payload(payload).row()
+    return dict(row), float(began) if isinstance(began, int | float) else None
 
 
 def run_summary(
