@@ -30,7 +30,7 @@ install: $(STAMP) $(NODE_STAMP) ## Create .venv with LatLab (editable), every ex
 run: install ## Start LatLab: API on 127.0.0.1:8000, targets on :8008, SQLite in ./latlab.db
 	$(BIN)/latlab serve
 
-services: ## Start PostgreSQL and Redis; install influxdb and wrk if missing
+services: ## Start PostgreSQL and Redis; install influxdb, wrk and nginx if missing
 	bash scripts/test-services.sh
 
 lint: install ## ruff: lint and format check
@@ -50,7 +50,7 @@ test: install services lint typecheck ## Everything: services, lint, types, test
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-bench: install services ## Benchmarks: probes, lateness (also with every sink), stats, paging, writer, bots, targets
+bench: install services ## Benchmarks: probes, lateness (also with every sink), stats, paging, writer, bots, targets, load
 	$(BIN)/python bench/probe_latency.py
 	$(BIN)/python bench/schedule_lateness.py
 	$(BIN)/python bench/live_lateness.py
@@ -61,6 +61,7 @@ bench: install services ## Benchmarks: probes, lateness (also with every sink), 
 	$(BIN)/python bench/bots_fleet.py
 	$(BIN)/python bench/bots_restart.py
 	$(BIN)/python bench/targets_throughput.py
+	$(BIN)/python bench/load_throughput.py
 
 clean: ## Remove caches and coverage data (keeps .venv and latlab.db)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.*

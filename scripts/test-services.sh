@@ -68,6 +68,11 @@ ensure_wrk() {
   command -v wrk >/dev/null || apt_install wrk
 }
 
+ensure_nginx() {
+  # bench/load_throughput.py runs its own nginx on a free port; the package must not start one.
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || no_service_starts apt_install nginx
+}
+
 redis_ready() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
 
 ensure_redis() {
@@ -104,6 +109,8 @@ ensure_influxd
 echo "test-services: influxd installed (the tests start their own)"
 ensure_wrk
 echo "test-services: wrk installed (make bench)"
+ensure_nginx
+echo "test-services: nginx installed (make bench)"
 ensure_chromium
 echo "test-services: chromium installed (offline docs test)"
 ensure_unshare
