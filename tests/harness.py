@@ -122,7 +122,12 @@ def latlab_serve(
     finally:
         if process.poll() is None:
             process.terminate()
-            process.wait(timeout=15)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()  # never left behind to load the machine for the next tests
+                process.wait()
+                raise
         log.close()
 
 
