@@ -32,6 +32,7 @@ from latlab.api.deps import (
     SettingsDep,
     StoreDep,
 )
+from latlab.api.load_run_schemas import LoadSecondPublic
 from latlab.api.schemas import ResultPublic
 from latlab.exporters.base import LoadSecond, StateChange
 from latlab.jobs.feeds import FEED_LINGER_S, FeedEvent, Ready, jobs_feed
@@ -74,19 +75,12 @@ class StateEvent(BaseModel):
     at: datetime = Field(description="When the job moved (UTC).")
 
 
-class LoadSecondEvent(BaseModel):
-    """The data of a load run's ``second`` event (its id is the second)."""
+class LoadSecondEvent(LoadSecondPublic):
+    """The data of a load run's ``second`` event (its id is the second): its row of
+    ``/seconds``, with the run and when the second began."""
 
     run_id: int
-    second: int
     at: datetime = Field(description="When the second began (UTC).")
-    requests: int
-    errors: int
-    rps: float
-    p50_ms: float | None
-    p90_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
 
     @classmethod
     def of(cls, second: LoadSecond) -> LoadSecondEvent:

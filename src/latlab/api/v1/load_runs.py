@@ -8,16 +8,16 @@ import io
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from latlab.api.deps import (
-    MAX_ID,
     IdempotencyDep,
     JobsDep,
     Limit,
+    LoadRunIdPath,
     Offset,
     SettingsDep,
     app_state,
@@ -49,7 +49,6 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "The load run's state does not allow this."}
 }
-LoadRunIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Integer id of the load run.")]
 StartQuery = Annotated[bool, Query(description="Start it in the same call.")]
 
 

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from latlab.jobs.kinds.probe_spec import check_host
-from latlab.jobs.kinds.spec_checks import field_error, request_part
+from latlab.jobs.kinds.spec_checks import Headers, Method, field_error
 from latlab.measure.load.plan import (
     DEFAULT_DURATION_S,
     LoadLimits,
@@ -101,10 +101,8 @@ class LoadRunSpec(BaseModel):
         None, gt=0, description="Requests/s in all (open model); none: closed model."
     )
     workers: StrictInt = Field(1, ge=1, le=1024, description="Worker processes; totals are split.")
-    method: str = Field("GET", max_length=32, description="HTTP method, upper case.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, max_length=64, description="Request headers, name to value."
-    )
+    method: Method = "GET"
+    headers: Headers = Field(default_factory=dict)
     body: str = Field("", description="Request body, sent as UTF-8; not with GET or HEAD.")
     timeout: Duration = Field(10.0, description="Timeout of one request, like '2s' or seconds.")
     expect_status: str | None = Field(
@@ -164,18 +162,6 @@ class LoadRunSpec(BaseModel):
         least_s = None if limits is None else limits.min_probe_interval_s
         if value is not None and least_s is not None and _seconds(value, "probe") < least_s:
             raise ValueError(f"probe interval must be at least {least_s} s")
-        return value
-
-    @field_validator("method")
-    @classmethod
-    def _valid_method(cls, value: str) -> str:
-        request_part(method=value)
-        return value
-
-    @field_validator("headers")
-    @classmethod
-    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        request_part(headers=tuple(value.items()))
         return value
 
     @field_validator("body")

@@ -32,11 +32,9 @@ LEFT_OUT_OF_PROGRESS = ("percentiles",)
 def second_payload(second: SecondStats, began_s: float | None = None) -> str:
     """What is stored for one second: its mergeable histograms plus its row, and when it
     began (epoch seconds: a run paused and resumed has stretches with gaps between them)."""
-    document = json.loads(second.to_payload())
-    document["row"] = second.row()
-    if began_s is not None:
-        document["began_s"] = began_s
-    return json.dumps(document, separators=(",", ":"))
+    if began_s is None:
+        return second.to_payload(row=second.row())
+    return second.to_payload(row=second.row(), began_s=began_s)
 
 
 def second_row(payload: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from latlab.jobs.kinds.spec_checks import field_error, request_part
+from latlab.jobs.kinds.spec_checks import Headers, Method, field_error
 from latlab.measure.http_probe import ProbeTarget, ResponseChecks
 from latlab.measure.policy import TargetPolicy
 from latlab.measure.request import RequestError, RequestSpec, parse_expect_status
@@ -107,10 +107,8 @@ class ProbeSpec(BaseModel):
     keep_alive: bool = Field(False, description="Reuse one connection instead of a new one each.")
     timeout_s: Annotated[float, Field(gt=0, le=300, description="Timeout of one probe.")] = 10.0
     verify_tls: bool = Field(True, description="Verify the certificate for https.")
-    method: str = Field("GET", max_length=32, description="HTTP method, upper case.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, max_length=64, description="Request headers, name to value."
-    )
+    method: Method = "GET"
+    headers: Headers = Field(default_factory=dict)
     body: str = Field("", description="Request body, sent as UTF-8; not with GET or HEAD.")
     expect_status: str | None = Field(
         None,
@@ -159,18 +157,6 @@ class ProbeSpec(BaseModel):
             message = f"target not allowed: {self.host} ({reason})"
             raise field_error("ProbeSpec", "host", "target_not_allowed", message, self.host)
         return self
-
-    @field_validator("method")
-    @classmethod
-    def _valid_method(cls, value: str) -> str:
-        request_part(method=value)
-        return value
-
-    @field_validator("headers")
-    @classmethod
-    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        request_part(headers=tuple(value.items()))
-        return value
 
     @field_validator("body", "expect_body_contains")
     @classmethod

@@ -6,9 +6,9 @@ exactly what could not be sent, in the error of the field it came from.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from latlab.measure.request import RequestError, RequestSpec
@@ -32,3 +32,26 @@ def request_part(**part: Any) -> None:
         RequestSpec(**part)
     except RequestError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _method(value: str) -> str:
+    request_part(method=value)
+    return value
+
+
+def _headers(value: dict[str, str]) -> dict[str, str]:
+    request_part(headers=tuple(value.items()))
+    return value
+
+
+# The request parts experiments and load runs both take, checked by the request builder.
+Method = Annotated[
+    str,
+    Field(max_length=32, description="HTTP method, upper case."),
+    AfterValidator(_method),
+]
+Headers = Annotated[
+    dict[str, str],
+    Field(max_length=64, description="Request headers, name to value."),
+    AfterValidator(_headers),
+]

@@ -142,9 +142,11 @@ class SecondStats:
         self.missed_sends += other.missed_sends
         self.span_s = max(self.span_s, other.span_s) if self.second >= 0 else self.span_s
 
-    def to_payload(self) -> str:
+    def to_payload(self, **extra: Any) -> str:
+        """A JSON text that :meth:`from_payload` reads back; ``extra`` keys ride along."""
         corrected = None if self.corrected is None else self.corrected.to_payload()
         return self.service.to_payload(
+            **extra,
             second=self.second,
             status=dict(self.status),
             bad_status=self.bad_status,
