@@ -133,6 +133,9 @@ async def serve(settings: Settings, api_socket: socket.socket, log: StartupLog) 
             state = await stack.enter_async_context(app.router.lifespan_context(app))
             app.router.lifespan_context = _already_open(state or {})
             log.started()
+            # Listening before the announcement: a client that reads it may connect at once
+            # (uvicorn listens again, with its own backlog).
+            api_socket.listen()
             _announce(settings, settings.port)
             await server.serve(sockets=[api_socket])
             deadline.start()  # what the stack closes now (jobs, store, targets) gets a limit
