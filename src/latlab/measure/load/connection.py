@@ -57,7 +57,9 @@ class Slot:
 class LoadConnection(asyncio.Protocol):
     """One TCP connection of a slot; reports each outcome to the worker, then is done with."""
 
-    def __init__(self, worker: Outcomes, slot: Slot, head_only: bool) -> None:
+    head_only = False  # a HEAD answer has no body whatever its headers say
+
+    def __init__(self, worker: Outcomes, slot: Slot) -> None:
         self.worker = worker
         self.slot = slot
         self.transport: asyncio.Transport | None = None
@@ -66,7 +68,6 @@ class LoadConnection(asyncio.Protocol):
         self.counted = False  # sent after the warm-up: its outcome is one of the run's
         self.intended_s = 0.0
         self.served = 0
-        self._head_only = head_only  # a HEAD answer has no body whatever its headers say
         self._parser = httptools.HttpResponseParser(self)
         self._got_bytes = False
         self._dead = False
@@ -100,10 +101,6 @@ class LoadConnection(asyncio.Protocol):
             text = describe_error(exc) if exc is not None else "server closed connection"
             self.worker.failed(self, error_kind(text), text)
 
-    def on_headers_complete(self) -> None:
-        if self._head_only:
-            self.on_message_complete()
-
     def on_message_complete(self) -> None:
         if not self.in_flight:
             return  # an answer to nothing, or the HEAD answer already counted
@@ -115,7 +112,7 @@ class LoadConnection(asyncio.Protocol):
         self._got_bytes = False
         self.served += 1
         keep = self._parser.should_keep_alive()
-        if self._head_only:
+        if self.head_only:
             self._parser = httptools.HttpResponseParser(self)
         if not keep:
             self.close()
@@ -152,3 +149,16 @@ class LoadConnection(asyncio.Protocol):
             self.worker.failed(self, error_kind(text), text)
         else:
             self.worker.dropped(self)
+
+
+class HeadLoadConnection(LoadConnection):
+    """A connection sending HEAD: its answer is complete with its headers.
+
+    Only this class has ``on_headers_complete``: httptools calls the callbacks a protocol
+    has, and for every other method that call per response would be wasted.
+    """
+
+    head_only = True
+
+    def on_headers_complete(self) -> None:
+        self.on_message_complete()

@@ -20,7 +20,7 @@ from time import perf_counter
 
 from latlab.measure.errors import ErrorKind, error_kind
 from latlab.measure.http_probe import describe_error
-from latlab.measure.load.connection import LoadConnection, Slot
+from latlab.measure.load.connection import HeadLoadConnection, LoadConnection, Slot
 from latlab.measure.load.plan import LoadPlan
 from latlab.measure.load.seconds import SecondBook, SecondStats
 
@@ -44,7 +44,8 @@ class LoadWorker:
         self._family, self._address = address
         self._tls = tls
         self._request = plan.encoded_request()
-        self._head_only = plan.request.method == "HEAD"
+        self._connection = HeadLoadConnection if plan.request.method == "HEAD" else LoadConnection
+        self._expect = plan.expect_status
         self._remaining = plan.requests  # sends left; None: until the deadline
         self._rate = plan.rate
         self._share = (plan.share_start, plan.share_of or plan.connections)
@@ -160,9 +161,36 @@ class LoadWorker:
                 corrected = int((done_s - min(conn.intended_s, conn.sent_s)) * 1e6)
                 tally.corrected_us[corrected] = tally.corrected_us.get(corrected, 0) + 1
             tally.statuses[status] = tally.statuses.get(status, 0) + 1
-            if not self.plan.succeeded(status):
+            expect = self._expect
+            if (status >= 400) if expect is None else (status not in expect):
                 tally.bad_status += 1
-        self._after(conn.slot, conn)
+        if not self._send_next_at_once(conn, done_s):
+            self._after(conn.slot, conn)
+
+    def _send_next_at_once(self, conn: LoadConnection, now_s: float) -> bool:
+        """Closed model, the common case: the next request leaves from this very callback.
+
+        The hot path of a closed run (measured: about a fifth more req/s than going through
+        ``_after``); anything unusual (a closed connection, pause, stop, a slot to retire,
+        the last of ``-n``, the end in sight) returns False and takes the general path.
+        """
+        if (
+            self._rate is not None
+            or self._stopping
+            or self._paused_at is not None
+            or conn.transport is None
+            or conn.slot.retiring
+            or now_s >= self._end_s
+        ):
+            return False
+        counted = now_s >= self._count_from_s
+        if counted and self._remaining is not None:
+            if self._remaining == 0:
+                return False
+            self._remaining -= 1
+        self.sent += 1
+        conn.send(self._request, now_s, counted)
+        return True
 
     def failed(self, conn: LoadConnection, kind: ErrorKind, _text: str) -> None:
         done_s = perf_counter()
@@ -234,7 +262,7 @@ class LoadWorker:
         task.add_done_callback(_retrieve)
 
     async def _open(self, slot: Slot, intended_s: float, counted: bool) -> None:
-        conn = LoadConnection(self, slot, self._head_only)
+        conn = self._connection(self, slot)
         conn.counted = counted
         try:
             async with asyncio.timeout(self.plan.timeout_s):
