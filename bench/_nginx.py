@@ -120,8 +120,13 @@ def status_kb(pid: int) -> dict[str, int]:
     }
 
 
-def machine_busy_s() -> float:
-    """CPU time all cores have been busy since boot, time stolen by the hypervisor included."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+def machine_busy_s(core: int | None = None) -> float:
+    """CPU time all cores (or ``core``) have been busy since boot, time stolen by the
+    hypervisor included."""
+    name = "cpu" if core is None else f"cpu{core}"
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields[0] == name:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+            return (user + nice + system + irq + softirq + steal) / CLK_TCK
+    raise ValueError(f"no {name} in /proc/stat")

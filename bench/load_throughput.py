@@ -212,6 +212,8 @@ class Scale:
 class Results:
     rps: dict[str, float]  # median req/s per generator
     others: dict[str, float]  # median share of all cores that other processes used meanwhile
+    server: dict[str, float]  # median share of its core nginx used meanwhile
+    client: dict[str, float]  # median share of the generator's core that was busy meanwhile
     rss: Rss
 
 
@@ -223,14 +225,19 @@ def our_cpu_s(nginx: Nginx) -> float:
     return ours_s + nginx.cpu_s()
 
 
-def watched(nginx: Nginx, run: Callable[[], float]) -> tuple[float, float]:
-    """``run()``'s req/s, and the share of the machine's cores that processes other than
-    ours kept busy meanwhile: when it is high, req/s is understated."""
+def watched(nginx: Nginx, core: int, run: Callable[[], float]) -> tuple[float, ...]:
+    """``run()``'s req/s; the share of the machine's cores that processes other than ours
+    kept busy meanwhile (when it is high, req/s is understated); and the share of its core
+    nginx used (near 100 %, the server, not the generator, set the pace); and the share of
+    the generator's ``core`` that was busy (start-up included)."""
     ours_s, busy_s, wall_s = our_cpu_s(nginx), machine_busy_s(), time.monotonic()
+    server_s, client_s = nginx.cpu_s(), machine_busy_s(core)
     rps = run()
     others_s = machine_busy_s() - busy_s - (our_cpu_s(nginx) - ours_s)
     wall_s = time.monotonic() - wall_s
-    return rps, max(0.0, others_s / (wall_s * (os.cpu_count() or 1)))
+    server = (nginx.cpu_s() - server_s) / wall_s
+    client = (machine_busy_s(core) - client_s) / wall_s
+    return rps, max(0.0, others_s / (wall_s * (os.cpu_count() or 1))), server, client
 
 
 def measure(scale: Scale, with_locust: bool) -> Results:
@@ -244,23 +251,28 @@ def measure(scale: Scale, with_locust: bool) -> Results:
     }
     if with_locust:
         runs[LOCUST] = lambda url: locust_rps(url, *args)
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    samples: dict[str, list[tuple[float, ...]]] = {name: [] for name in runs}
     with nginx_server(server_core) as nginx:
         for _ in range(scale.rounds):  # in turns, so that noise hits every generator alike
             for name, run in runs.items():
-                samples[name].append(watched(nginx, functools.partial(run, nginx.url)))
+                samples[name].append(watched(nginx, client_core, functools.partial(run, nginx.url)))
         rss = worker_peak_rss(nginx.url, client_core, scale.rss_requests, scale.connections)
-    rps = {name: statistics.median(rate for rate, _ in pairs) for name, pairs in samples.items()}
-    others = {name: statistics.median(s for _, s in pairs) for name, pairs in samples.items()}
-    return Results(rps, others, rss)
+    rps, others, server, client = (
+        {name: statistics.median(run[part] for run in runs_of) for name, runs_of in samples.items()}
+        for part in range(4)
+    )
+    return Results(rps, others, server, client, rss)
 
 
 def report(results: Results) -> None:
     rps = results.rps
-    print(f"{'generator':40} {'req/s':>10} {'vs wrk':>7} {'others':>7}")
+    head = f"{'generator':38} {'req/s':>8} {'vs wrk':>6} {'nginx':>5} {'own':>4} {'µs/req':>6}"
+    print(f"{head} {'others':>6}")
     for name, rate in rps.items():
+        server, client = results.server[name], results.client[name]
+        shares = f"{server:>5.0%} {client:>4.0%} {client / rate * 1e6:>6.1f}"
         others = results.others[name]
-        print(f"{name:40} {rate:>10,.0f} {rate / rps[WRK]:>6.2f}x {others:>7.0%}")
+        print(f"{name:38} {rate:>8,.0f} {rate / rps[WRK]:>5.2f}x {shares} {others:>6.0%}")
     ratio = rps[LATLAB] / rps[WRK]
     verdict = "met" if ratio >= 0.6 else "floor met" if ratio >= 0.5 else "NOT met"
     print(f"\ngoal LatLab ≥ 0.6x wrk (floor 0.5x): {ratio:.2f}x, {verdict}")
@@ -276,6 +288,9 @@ def report(results: Results) -> None:
         f"load worker RSS over {rss.requests:,} requests: {rss.start_kb / 1024:.1f} MB after "
         f"its first second, peak {rss.peak_kb / 1024:.1f} MB (goal < 100 MB for 10,000,000)"
     )
+    if results.server[WRK] > 0.9:
+        print("nginx: its core's share; near 100 % with wrk, wrk's req/s is nginx's ceiling")
+    print("own: the generator's core busy; µs/req: that core's CPU per request (start-up in)")
     if max(results.others.values()) > 0.05:
         print("others: the share of both cores other processes used; req/s is understated")
 
