@@ -11,8 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from harness import run_api
-from latlab.api.hosts import same_origin, split_host
 from latlab.api.login import safe_next
+from latlab.serving.hosts import same_origin, split_host
 from latlab.settings import Settings
 
 TOKEN = "s3cret-token-0123456789"

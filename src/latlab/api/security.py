@@ -19,8 +19,8 @@ from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from latlab.api.hosts import host_allowed, same_origin
 from latlab.api.login import SESSION_COOKIE, configured_token, session_value, token_matches
+from latlab.serving.hosts import host_allowed, same_origin
 from latlab.settings import Settings
 
 # Reachable without the token: health checks and the API docs (pages, schema, their assets).

@@ -65,6 +65,7 @@ class HttpProtocol(Answers):
         "_headers",
         "_in_message",
         "_keep_alive",
+        "_kept_headers",
         "_max_head_bytes",
         "_max_headers",
         "_parser",
@@ -96,6 +97,7 @@ class HttpProtocol(Answers):
         self._head_bytes = 0  # of the head's complete headers
         self._headers = 0
         self._head_read = _NO_HEAD  # else bytes of the reads after the one it began in
+        self._kept_headers: dict[bytes, bytes] | None = None  # see HeaderKeepingProtocol
         self._seen_progress = -1  # the sweep's last look
         self._quiet_ticks = 0
 
@@ -203,7 +205,7 @@ class HttpProtocol(Answers):
             self._content_type = None
         if self._body:
             body, self._body, self._body_size = b"".join(self._body), [], 0
-        request = Request(method, path, query, content_type, body)
+        request = Request(method, path, query, content_type, body, self._kept_headers)
         keep_alive = self._keep_alive
         if not keep_alive:
             self._last_request_seen = True  # requests pipelined behind it are dropped
@@ -237,3 +239,19 @@ class HttpProtocol(Answers):
         self._quiet_ticks += 1
         if self._quiet_ticks >= limit:
             self.abort()
+
+
+class HeaderKeepingProtocol(HttpProtocol):
+    """A connection whose requests carry all their headers (``Request.headers``), for a
+    service that checks ``Authorization`` or ``Origin``; not the targets' hot path."""
+
+    __slots__ = ()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._kept_headers = {}
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        assert self._kept_headers is not None
+        self._kept_headers[name.lower()] = value

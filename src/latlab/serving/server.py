@@ -13,7 +13,7 @@ import asyncio
 from latlab.serving.connections import Connections
 from latlab.serving.counting import REQUEST_CELLS, request_counts
 from latlab.serving.limits import ServerLimits
-from latlab.serving.protocol import HttpProtocol
+from latlab.serving.protocol import HeaderKeepingProtocol, HttpProtocol
 from latlab.serving.routes import Router
 
 # How long a shutdown waits for answers in flight before it cuts them.
@@ -22,7 +22,7 @@ GRACE_S = 5.0
 
 class HttpServer:
     """Serves ``router``; counts answers into ``counts`` (``counting.py``'s layout first);
-    holds its clients to ``limits``."""
+    holds its clients to ``limits``; ``keep_headers`` hands every header to the handlers."""
 
     def __init__(
         self,
@@ -30,6 +30,7 @@ class HttpServer:
         counts: list[int] | None = None,
         *,
         limits: ServerLimits | None = None,
+        keep_headers: bool = False,
     ) -> None:
         self.counts = request_counts() if counts is None else counts
         if len(self.counts) < REQUEST_CELLS:
@@ -37,10 +38,11 @@ class HttpServer:
         self.limits = limits or ServerLimits()
         self.connections = Connections(self.limits)
         self._router = router
+        self._protocol = HeaderKeepingProtocol if keep_headers else HttpProtocol
         self._server: asyncio.Server | None = None
 
     def _connection(self) -> HttpProtocol:
-        return HttpProtocol(self._router, self.connections, self.counts, self.limits)
+        return self._protocol(self._router, self.connections, self.counts, self.limits)
 
     async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
         """Start accepting on host:port (0 picks a free port). ``reuse_port`` lets several

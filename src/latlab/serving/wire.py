@@ -32,6 +32,9 @@ class Request:
     query: bytes
     content_type: bytes | None = None
     body: bytes = b""
+    # Every header (names lower-cased) where the server keeps them (``KeepingHeaders``);
+    # None elsewhere: the targets' hot path reads only the two it needs.
+    headers: dict[bytes, bytes] | None = None
 
 
 @dataclass(slots=True)

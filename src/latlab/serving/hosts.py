@@ -1,6 +1,7 @@
 """Host and Origin header checks: which names count as this machine, which origins as our own.
 
-Pure functions over header values, so the middleware stays a few lines per check.
+Pure functions over header values: the control API's middleware and the pipeline client's guard
+both judge requests with them.
 """
 
 from __future__ import annotations
