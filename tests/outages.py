@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -295,9 +296,12 @@ class OwnPostgres(OwnServer):
 
 
 class OwnRedis(OwnServer):
-    """A private ``redis-server`` on a free loopback port, without any persistence."""
+    """A private ``redis-server`` on a free loopback port, without any persistence unless
+    ``appendonly``: then every write is fsynced to an append-only file in its dir before
+    Redis answers, and a start after a stop (or a :meth:`kill`) loads it again."""
 
-    def __init__(self) -> None:
+    def __init__(self, appendonly: bool = False) -> None:
+        self.appendonly = appendonly
         self.port = free_port()
         self.url = f"redis://{HOST}:{self.port}/0"
         self.root = Path(tempfile.mkdtemp(prefix="latlab-redis-"))
@@ -315,16 +319,21 @@ class OwnRedis(OwnServer):
     def _command(self) -> list[str]:
         command = [self._binary, "--port", str(self.port), "--bind", HOST]
         # --dir: a dump (none expected with --save "") must not land in the cwd of the tests.
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.root)]
+        command += ["--save", "", "--dir", str(self.root)]
+        if self.appendonly:
+            command += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            command += ["--appendonly", "no"]
         return [*command, "--daemonize", "no", "--loglevel", "warning"]
 
     def start(self) -> None:
-        """Start on the same port (empty: nothing persists); returns once it listens."""
+        """Start on the same port (empty unless ``appendonly``); returns once it serves."""
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(self._command(), stdout=log, stderr=log)
         try:
-            # Redis loads no data here, so listening means ready.
             wait_for_port(HOST, self.port, START_TIMEOUT_S, self._process)
+            if self.appendonly:  # it listens while loading the file, answering LOADING
+                self._wait_loaded()
         except RuntimeError as exc:
             self._kill()
             raise RuntimeError(f"{exc}\n--- {self.log}:\n{_tail(self.log)}") from None
@@ -339,6 +348,28 @@ class OwnRedis(OwnServer):
         except subprocess.TimeoutExpired:
             self._kill()
         self._process = None
+
+    def _wait_loaded(self) -> None:
+        import redis
+
+        client = redis.Redis(HOST, self.port, socket_timeout=STOP_TIMEOUT_S)
+        deadline_s = time.monotonic() + START_TIMEOUT_S
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.BusyLoadingError:
+                    if time.monotonic() > deadline_s:
+                        raise RuntimeError("redis-server still loading its data") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL, a crash: only what was fsynced survives (with ``appendonly``, every
+        acknowledged write); :meth:`start` brings it up again on the same port and dir."""
+        self._kill()
 
     def _kill(self) -> None:
         if self._process is not None:

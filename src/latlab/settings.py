@@ -202,6 +202,45 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis, e.g. redis://127.0.0.1:6379/0: shared state across processes."
     )
+    pipeline_host: str = Field("127.0.0.1", description="Bind address of the pipeline services.")
+    pipeline_client_port: int = Field(5000, ge=0, le=65535, description="Pipeline client port.")
+    pipeline_receiver_port: int = Field(5001, ge=0, le=65535, description="Receiver port.")
+    pipeline_handler_port: int = Field(5002, ge=0, le=65535, description="Handler port.")
+    pipeline_writer_port: int = Field(5003, ge=0, le=65535, description="Writer port.")
+    pipeline_receiver_url: str = Field(
+        "http://127.0.0.1:5001", description="Where the client sends (the receiver)."
+    )
+    pipeline_handler_url: str = Field(
+        "http://127.0.0.1:5002", description="The handler, for the client's status."
+    )
+    pipeline_writer_url: str = Field(
+        "http://127.0.0.1:5003", description="The writer, for the client's status."
+    )
+    pipeline_out_dir: str = Field("pipeline-out", description="Where the writer's files go.")
+    pipeline_fsync: Literal["always", "batch", "never"] = Field(
+        "batch", description="When the writer fsyncs its files (batch: within 0.2 s)."
+    )
+    pipeline_concurrency: int = Field(
+        10_000, ge=1, description="Most requests the handler processes at once."
+    )
+    pipeline_max_tries: int = Field(
+        5, ge=1, le=1000, description="Deliveries of a request before it is written as ERROR."
+    )
+    pipeline_lease_s: float = Field(
+        30.0, gt=0, description="Redis: work idle this long is taken over from a dead handler."
+    )
+    pipeline_consumer: str = Field(
+        "handler-1", min_length=1, max_length=100, description="Redis consumer name of a handler."
+    )
+    pipeline_max_connections: int = Field(
+        1000, ge=1, description="Most connection_count a client call may ask for."
+    )
+    pipeline_max_requests: int = Field(
+        1_000_000, ge=1, description="Most connection_value a client call may ask for."
+    )
+    pipeline_max_delay_s: float = Field(
+        3600.0, ge=0, description="Longest delay a request may carry (delay_range's bound)."
+    )
     probe_ca_file: str | None = Field(
         None, description="CA bundle to verify https targets with (default: the system's)."
     )

@@ -1,6 +1,6 @@
 """Per-kind ids on existing data: SQL revision 0003 on a SQLite file written by revision 0002
 with real rows (and back down to 0002), and MongoDB's per-kind counters next to the old
-shared one; revision 0004 (histograms) up and down."""
+shared one; revisions 0004 (histograms) and 0005 (the pipeline's queue) up and down."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ async def test_deleting_a_migrated_probe_cascades_to_its_results_only(tmp_path: 
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
     assert {(key.table, key.on_delete) for key in keys} == {("jobs", "CASCADE")}
-    assert version == "0004"
+    assert version == "0005"
 
 
 async def test_mongo_kind_counters_start_after_the_old_shared_counter(mongo_base_url: str) -> None:
@@ -225,8 +225,9 @@ async def test_0004_adds_histograms_and_downgrades_to_0003_keeping_the_jobs(
     finally:
         await store.close()
     assert await _tables_and_version(store_url) == (
-        {"alembic_version", "jobs", "job_counters", "probe_results", "values", "histograms"},
-        "0004",
+        {"alembic_version", "jobs", "job_counters", "probe_results", "values", "histograms"}
+        | {"pipeline_receipts"},
+        "0005",
     )
     await _migrate(store_url, "downgrade", "0003")
     names, version = await _tables_and_version(store_url)
@@ -240,3 +241,16 @@ async def test_0004_adds_histograms_and_downgrades_to_0003_keeping_the_jobs(
         assert await store.histograms.read("probe", job.id, TOTAL_BUCKET, 0) == {0: "again"}
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+async def test_0005_adds_the_pipeline_queue_and_downgrades_to_0004_keeping_the_rest(
+    store_url: str,
+) -> None:
+    store = await SqlStore.open(store_url)
+    await store.close()
+    names, version = await _tables_and_version(store_url)
+    assert ("pipeline_receipts" in names, version) == (True, "0005")
+    await _migrate(store_url, "downgrade", "0004")
+    names, version = await _tables_and_version(store_url)
+    assert ("pipeline_receipts" in names, "histograms" in names, version) == (False, True, "0004")

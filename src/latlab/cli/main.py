@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from latlab.cli.pipeline import pipeline_app
+
 app = typer.Typer(
     name="latlab",
     help="LatLab: latency experiments and load runs against HTTP services.",
@@ -16,6 +18,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
 )
+
+app.add_typer(pipeline_app, name="pipeline")
 
 HostOption = Annotated[str | None, typer.Option(help="Bind address [env LATLAB_HOST].")]
 PortOption = Annotated[int | None, typer.Option(help="Port [env LATLAB_PORT].", min=0, max=65535)]

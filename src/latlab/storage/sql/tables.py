@@ -117,3 +117,19 @@ histograms = Table(
     Column("payload", Text, nullable=False),
     PrimaryKeyConstraint("kind", "job_id", "bucket", name="pk_histograms"),
 )
+
+# The pipeline's durable queue (``latlab.pipeline.queue.sql``): one row per acknowledged
+# request, ``seq`` its place in receipt order (1, 2, 3, … with no gap). ``finished_order``
+# numbers outcomes as they are recorded: the writer's feed of outcomes reads it.
+pipeline_receipts = Table(
+    "pipeline_receipts",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("request_id", String(36), nullable=False),
+    Column("delay_s", Float, nullable=False),
+    Column("receive_time_us", BigInteger, nullable=False),
+    Column("run_id", String(64), nullable=True),
+    Column("tries", Integer, nullable=False, default=0),
+    Column("finished_order", BigInteger, nullable=True, unique=True),
+    Column("error", Text, nullable=True),
+)

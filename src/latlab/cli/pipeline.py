@@ -1,0 +1,170 @@
+"""``latlab pipeline``: the four services of seed 002, together or one by one, and ``send``.
+
+latlab pipeline up --out-dir ./pipeline-out     # all four in one process, embedded queue
+latlab pipeline server --port 5001              # one service (needs LATLAB_REDIS_URL)
+latlab pipeline send -c 100 -n 1000 --delay-range 5
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Collection, Mapping
+from typing import Annotated, Any
+
+import typer
+
+from latlab.cli.startup import StartupError, reporting_startup
+
+logger = logging.getLogger("latlab.pipeline")
+
+pipeline_app = typer.Typer(
+    help="The pipeline: client → receiver → handler → writer, in receipt order.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+Port = Annotated[int | None, typer.Option(min=0, max=65535, show_default=False)]
+OutDir = Annotated[
+    str | None, typer.Option(help="Where 2.txt and 1.txt go [env LATLAB_PIPELINE_OUT_DIR].")
+]
+ServerUrl = Annotated[
+    str | None,
+    typer.Option(help="The receiver's URL [env LATLAB_PIPELINE_RECEIVER_URL]."),
+]
+Host = Annotated[str | None, typer.Option(help="Bind address [env LATLAB_PIPELINE_HOST].")]
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    return {f"pipeline_{name}": value for name, value in options.items() if value is not None}
+
+
+@pipeline_app.command()
+def up(
+    out_dir: OutDir = None,
+    host: Host = None,
+    client_port: Port = None,
+    receiver_port: Port = None,
+    handler_port: Port = None,
+    writer_port: Port = None,
+) -> None:
+    """All four services in this process (ports 5000 to 5003); the queue in LatLab's store."""
+    run_services(
+        _given(
+            out_dir=out_dir,
+            host=host,
+            client_port=client_port,
+            receiver_port=receiver_port,
+            handler_port=handler_port,
+            writer_port=writer_port,
+        ),
+        ("client", "receiver", "handler", "writer"),
+    )
+
+
+@pipeline_app.command()
+def client(port: Port = None, server_url: ServerUrl = None, host: Host = None) -> None:
+    """The client (5000): GET /?connection_count=&connection_value=&delay_range= sends a run."""
+    run_services(_given(client_port=port, receiver_url=server_url, host=host), ("client",))
+
+
+@pipeline_app.command()
+def server(port: Port = None, host: Host = None) -> None:
+    """The receiver (5001): POST /handler enqueues durably and answers at once."""
+    run_services(_given(receiver_port=port, host=host), ("receiver",))
+
+
+@pipeline_app.command()
+def process(port: Port = None, host: Host = None) -> None:
+    """The handler (5002): processes the queue, many requests at once."""
+    run_services(_given(handler_port=port, host=host), ("handler",))
+
+
+@pipeline_app.command()
+def save(port: Port = None, out_dir: OutDir = None, host: Host = None) -> None:
+    """The writer (5003): 2.txt and 1.txt, both in receipt order."""
+    run_services(_given(writer_port=port, out_dir=out_dir, host=host), ("writer",))
+
+
+@pipeline_app.command()
+def send(
+    connections: Annotated[int, typer.Option("-c", "--connections", min=1)] = 10,
+    requests: Annotated[int, typer.Option("-n", "--requests", min=1)] = 10,
+    delay_range: Annotated[int, typer.Option("--delay-range", min=0)] = 5,
+    delay_unit: Annotated[str, typer.Option("--delay-unit", help="s or ms")] = "s",
+    server_url: ServerUrl = None,
+) -> None:
+    """Send one run to the receiver, as the client service's GET / does; print its JSON."""
+    from latlab.serving.runner import run
+
+    overrides = _given(receiver_url=server_url)
+    query = (
+        f"connection_count={connections}&connection_value={requests}"
+        f"&delay_range={delay_range}&delay_unit={delay_unit}"
+    )
+    with reporting_startup(verbose=False):
+        result = run(_send_once(overrides, query))
+    sys.stdout.write(json.dumps(result) + "\n")
+    if result["errors"]:
+        raise SystemExit(1)
+
+
+async def _send_once(overrides: Mapping[str, Any], query: str) -> dict[str, Any]:
+    from latlab.measure.load.preflight import TargetRefused, resolve_target
+    from latlab.pipeline.client import parse_call
+    from latlab.pipeline.receipts import BadRequest
+    from latlab.pipeline.services import PipelineError, client_of
+    from latlab.settings import Settings
+
+    settings = Settings(**overrides)
+    try:
+        client = client_of(settings)
+        call = parse_call(query.encode(), client.limits)
+        address = await resolve_target(client.receiver, client.policy)
+    except (BadRequest, PipelineError, TargetRefused) as exc:
+        raise StartupError(str(exc)) from None
+    return (await client.send(call, address)).to_json()
+
+
+def run_services(overrides: Mapping[str, Any], roles: Collection[str]) -> None:
+    from latlab.serving.runner import run
+
+    with reporting_startup(verbose=False):
+        run(_serve(overrides, roles))
+
+
+async def _serve(overrides: Mapping[str, Any], roles: Collection[str]) -> None:
+    from latlab.cli.binding import is_bind_error
+    from latlab.pipeline.services import PipelineError, Role, open_pipeline
+    from latlab.serving.signals import stop_on_signals
+    from latlab.settings import Settings
+
+    settings = Settings(**overrides)
+    _configure_logging(settings.log_level)
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        try:
+            async with open_pipeline(settings, [Role(role) for role in roles]) as pipeline:
+                for role, running in pipeline.servers.items():
+                    logger.info(
+                        "pipeline %s on http://%s:%d", role, settings.pipeline_host, running.port
+                    )
+                await stop.wait()
+                logger.info("pipeline: shutting down")
+        except PipelineError as exc:
+            raise StartupError(str(exc)) from None
+        except OSError as exc:
+            if not is_bind_error(exc):
+                raise
+            raise StartupError(
+                f"cannot listen: {exc.strerror or exc}: choose other ports"
+            ) from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -1,0 +1,135 @@
+"""The client service: ``GET /?connection_count=&connection_value=&delay_range=`` sends a
+run of requests to the receiver and answers once every one is acknowledged.
+
+Parameters as the original's (defaults 10, 10, 5), checked before anything is sent: a
+mistake is a 422 naming the parameter. ``delay_unit=ms`` makes the delays milliseconds.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from urllib.parse import parse_qs
+
+from latlab.measure.load.preflight import TargetRefused, resolve_target
+from latlab.measure.policy import TargetPolicy
+from latlab.measure.request import Url
+from latlab.pipeline.guard import TrafficGuard
+from latlab.pipeline.receipts import BadRequest
+from latlab.pipeline.sender import SendPlan, SendResult, send_requests
+from latlab.serving.routes import Answer, Router, route
+from latlab.serving.wire import Request, Response, detail, json_response
+
+UNITS_S = {"s": 1.0, "ms": 0.001}
+DEFAULTS = {"connection_count": 10, "connection_value": 10, "delay_range": 5}
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    max_connections: int
+    max_requests: int
+    max_delay_s: float
+
+
+@dataclass(frozen=True)
+class ClientCall:
+    connections: int
+    requests: int
+    delay_range: int
+    delay_unit_s: float
+
+
+def parse_call(query: bytes, limits: ClientLimits) -> ClientCall:
+    """The call's parameters, or :class:`BadRequest` naming the one that is wrong."""
+    try:
+        given = parse_qs(query.decode(), keep_blank_values=True, strict_parsing=bool(query))
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the query string cannot be read") from None
+    unknown = sorted(set(given) - {*DEFAULTS, "delay_unit"})
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0][:40]!r}")
+    repeated = sorted(name for name, values in given.items() if len(values) > 1)
+    if repeated:
+        raise BadRequest(f"{repeated[0]} is given more than once")
+    unit_text = given.get("delay_unit", ["s"])[0]
+    if unit_text not in UNITS_S:
+        raise BadRequest("delay_unit must be s or ms")
+    count = _integer(given, "connection_count", 1, limits.max_connections)
+    value = _integer(given, "connection_value", 1, limits.max_requests)
+    unit_s = UNITS_S[unit_text]
+    delay_range = _integer(given, "delay_range", 0, int(limits.max_delay_s / unit_s) + 1)
+    return ClientCall(count, value, delay_range, unit_s)
+
+
+def _integer(given: dict[str, list[str]], name: str, low: int, high: int) -> int:
+    text = given.get(name, [str(DEFAULTS[name])])[0]
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
+        raise BadRequest(f"{name} must be a whole number, not {text[:40]!r}")
+    number = int(text)
+    if not low <= number <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}")
+    return number
+
+
+Finished = Callable[[SendResult], None]
+
+
+class Client:
+    """Sends to ``receiver`` (its ``/handler`` URL) where ``policy`` allows."""
+
+    def __init__(
+        self,
+        receiver: Url,
+        policy: TargetPolicy,
+        limits: ClientLimits,
+        *,
+        timeout_s: float = 10.0,
+        finished: Finished | None = None,
+        guard: TrafficGuard | None = None,
+    ) -> None:
+        self.receiver = receiver
+        self.policy = policy
+        self.limits = limits
+        self._timeout_s = timeout_s
+        self._finished = finished
+        self._guard = guard
+        self.runs = 0
+
+    def router(self) -> Router:
+        return Router({b"/": route(self.handle)})
+
+    def handle(self, request: Request) -> Answer:
+        refusal = self._guard.refusal(request) if self._guard is not None else None
+        if refusal is not None:
+            return refusal
+        try:
+            call = parse_call(request.query, self.limits)
+        except BadRequest as exc:
+            return detail(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+        return self._run(call)
+
+    async def _run(self, call: ClientCall) -> Response:
+        try:
+            address = await resolve_target(self.receiver, self.policy)
+        except TargetRefused as exc:
+            return detail(HTTPStatus.BAD_GATEWAY, f"receiver {self.receiver.authority}: {exc}")
+        result = await self.send(call, address)
+        return json_response(HTTPStatus.OK, result.to_json())
+
+    async def send(self, call: ClientCall, address: tuple[int, str]) -> SendResult:
+        plan = SendPlan(
+            url=self.receiver,
+            requests=call.requests,
+            connections=call.connections,
+            delay_range=call.delay_range,
+            delay_unit_s=call.delay_unit_s,
+            run_id=secrets.token_hex(8),
+            timeout_s=self._timeout_s,
+        )
+        self.runs += 1
+        result = await send_requests(plan, address)
+        if self._finished is not None:
+            self._finished(result)
+        return result

@@ -1,0 +1,355 @@
+"""The pipeline's queue in Redis Streams: services on any machine, handlers in a group.
+
+Keys, under ``<prefix>:pipeline:``:
+
+- ``receipts``: a stream, one entry per receipt, its ID ``<seq>-0`` (so stream order is
+  receipt order); ``seq`` holds the last seq handed out. One script numbers and adds a
+  batch: all of it or none, so seq has no gap.
+- ``tries``: a hash, seq → how often the receipt was claimed.
+- ``outcomes``: a hash, seq → ``ok`` or ``error: <why>``, set once.
+- ``finished``: a stream, one entry per outcome as it is recorded (``seq``, and ``error``
+  if it failed): the writer's feed; a mark is an entry ID.
+- ``batch:<token>``: the first seq of a batch, for an hour: an append that the client
+  retries (its reply lost with the connection) is not appended twice.
+
+Handlers read ``receipts`` in the consumer group ``handlers``, each under its own consumer
+name. A handler that restarts under its name gets what it held back first; entries held
+elsewhere for longer than ``lease_s`` without a :meth:`RedisQueue.heartbeat` go to whoever
+claims next (that handler died). An entry leaves the group once finished.
+
+``append`` returns once Redis has the receipts; that they survive a crash of Redis itself
+takes ``appendonly yes`` with ``appendfsync always`` on the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import redis.asyncio as redis
+
+from latlab.coordination.redis import open_client
+from latlab.pipeline.queue.base import Outcome, QueueUnavailable
+from latlab.pipeline.receipts import Incoming, Receipt
+from latlab.storage.registry import where
+
+GROUP = "handlers"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+OK = "ok"
+FAILED = "error: "
+
+Entry = tuple[str, dict[str, str]]  # a stream entry: its ID and fields
+T = TypeVar("T")
+
+# KEYS: receipts, seq, the batch's token. ARGV: request_id, delay_s, receive_time_us, run_id
+# ("" for none), per receipt. The token makes a retry (the reply was lost with a connection)
+# return the first seq again instead of appending twice. Checked before anything is written:
+# a script that fails is not rolled back.
+APPEND = """
+local again = redis.call('GET', KEYS[3])
+if again then return tonumber(again) end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if top ~= nil and top[1] ~= string.format('%d-0', last) then
+  return redis.error_reply('receipts stream ends at ' .. top[1] .. ', counter at ' .. last)
+end
+local n = #ARGV / 4
+local first = redis.call('INCRBY', KEYS[2], n) - n + 1
+for i = 0, n - 1 do
+  redis.call('XADD', KEYS[1], string.format('%d-0', first + i),
+    'request_id', ARGV[i * 4 + 1], 'delay_s', ARGV[i * 4 + 2],
+    'receive_time_us', ARGV[i * 4 + 3], 'run_id', ARGV[i * 4 + 4])
+end
+redis.call('SET', KEYS[3], first, 'EX', 3600)
+return first
+"""
+
+# KEYS: outcomes, tries, receipts. ARGV: seqs just claimed. Per seq its tries now, or 0 if
+# it has an outcome already (then it leaves the group instead).
+TAKE = """
+local tries = {}
+for i, seq in ipairs(ARGV) do
+  if redis.call('HEXISTS', KEYS[1], seq) == 1 then
+    redis.call('XACK', KEYS[3], 'handlers', seq .. '-0')
+    tries[i] = 0
+  else
+    tries[i] = redis.call('HINCRBY', KEYS[2], seq, 1)
+  end
+end
+return tries
+"""
+
+# KEYS: outcomes, finished, receipts. ARGV: seq, outcome, and the error if it failed.
+FINISH = """
+local id = ARGV[1] .. '-0'
+if #redis.call('XRANGE', KEYS[3], id, id) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  if ARGV[3] then
+    redis.call('XADD', KEYS[2], '*', 'seq', ARGV[1], 'error', ARGV[3])
+  else
+    redis.call('XADD', KEYS[2], '*', 'seq', ARGV[1])
+  end
+end
+redis.call('XACK', KEYS[3], 'handlers', id)
+return 1
+"""
+
+# KEYS: receipts. ARGV: consumer, entry IDs. Resets the idle time of the entries the
+# consumer still holds (never takes one back from a handler that took it over); their IDs.
+HEARTBEAT = """
+local held = {}
+for i = 2, #ARGV do
+  local entry = redis.call('XPENDING', KEYS[1], 'handlers', ARGV[i], ARGV[i], 1)[1]
+  if entry ~= nil and entry[2] == ARGV[1] then
+    redis.call('XCLAIM', KEYS[1], 'handlers', ARGV[1], 0, ARGV[i], 'JUSTID')
+    held[#held + 1] = ARGV[i]
+  end
+end
+return held
+"""
+
+
+class RedisQueue:
+    """A :class:`~latlab.pipeline.queue.base.PipelineQueue` in Redis Streams.
+
+    Beyond the port: :meth:`heartbeat`, which a handler calls every ``lease_s / 3`` for the
+    receipts it is still processing, so that a long delay is not taken over.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        url: str = "redis://",
+        consumer: str = "handler-1",
+        lease_s: float = 30.0,
+        block_slice_s: float = 2.0,
+    ) -> None:
+        self._redis = client
+        self._where = where(url)
+        self._prefix = prefix
+        self._consumer = consumer
+        self._lease_ms = max(1, round(lease_s * 1000))
+        self._block_slice_s = block_slice_s  # below the socket timeout
+        self._stream, self._counter, self._tries, self._outcomes, self._finished = (
+            f"{prefix}:pipeline:{name}"
+            for name in ("receipts", "seq", "tries", "outcomes", "finished")
+        )
+        self._own_from: str | None = "0"  # what this consumer held before it (re)started
+        self._idle_from = "0-0"  # where the scan for entries idle elsewhere goes on
+        self._append = client.register_script(APPEND)
+        self._take = client.register_script(TAKE)
+        self._finish = client.register_script(FINISH)
+        self._heartbeat = client.register_script(HEARTBEAT)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        prefix: str,
+        *,
+        consumer: str = "handler-1",
+        lease_s: float = 30.0,
+        timeout_s: float = 5.0,
+    ) -> RedisQueue:
+        # Commands are retried on a new connection, so each may run twice: append then
+        # finds its token, finish and heartbeat change nothing more, and a claim's entries
+        # whose reply was lost come back after the lease (a claim may count a try twice).
+        client = open_client(url, timeout_s)
+        queue = cls(
+            client, prefix, url=url, consumer=consumer, lease_s=lease_s, block_slice_s=timeout_s / 2
+        )
+        try:
+            with queue._reachable():
+                await queue._create_group()
+        except BaseException:
+            await client.aclose()
+            raise
+        return queue
+
+    async def _create_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):  # BUSYGROUP: it exists already
+                raise
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            cause = " ".join(str(exc).split()) or type(exc).__name__
+            message = f"the pipeline's queue at {self._where} is not reachable: {cause}"
+            raise QueueUnavailable(message) from exc
+
+    async def append(self, batch: Sequence[Incoming]) -> list[Receipt]:
+        if not batch:
+            return []
+        fields = [_fields(incoming) for incoming in batch]
+        args = [value for one in fields for value in one.values()]
+        token = f"{self._prefix}:pipeline:batch:{secrets.token_hex(8)}"
+        with self._reachable():
+            first = int(await self._append(keys=[self._stream, self._counter, token], args=args))
+        return [_receipt(first + n, one) for n, one in enumerate(fields)]
+
+    async def claim(self, limit: int, wait_s: float) -> list[Receipt]:
+        with self._reachable():
+            entries = await self._held_before(limit)
+            if len(entries) < limit:
+                entries += await self._idle_elsewhere(limit - len(entries))
+            if len(entries) < limit:
+                count = limit - len(entries)
+                entries += await self._blocking(
+                    lambda block_ms: self._new(count, block_ms), 0 if entries else wait_s
+                )
+            return await self._taken(entries)
+
+    async def _held_before(self, limit: int) -> list[Entry]:
+        """This consumer's entries not yet finished: handed out before a restart."""
+        if self._own_from is None:
+            return []
+        reply = await self._redis.xreadgroup(
+            GROUP, self._consumer, {self._stream: self._own_from}, count=limit
+        )
+        entries = _entries(reply)
+        # Fewer than asked: all of them are handed out again, from now on only new ones.
+        self._own_from = entries[-1][0] if len(entries) == limit else None
+        return entries
+
+    async def _idle_elsewhere(self, count: int) -> list[Entry]:
+        """Entries idle past the lease: their handler died (or stopped its heartbeat)."""
+        reply = await self._redis.xautoclaim(
+            self._stream, GROUP, self._consumer, self._lease_ms, self._idle_from, count
+        )
+        self._idle_from = str(reply[0])  # "0-0" once the scan is through: it starts over
+        return [(str(id_), dict(fields)) for id_, fields in reply[1]]
+
+    async def _new(self, count: int, block_ms: int | None) -> list[Entry]:
+        reply = await self._redis.xreadgroup(
+            GROUP, self._consumer, {self._stream: ">"}, count=count, block=block_ms
+        )
+        return _entries(reply)
+
+    async def _taken(self, entries: list[Entry]) -> list[Receipt]:
+        if not entries:
+            return []
+        seqs = [_seq(id_) for id_, _ in entries]
+        keys = [self._outcomes, self._tries, self._stream]
+        tries = await self._take(keys=keys, args=seqs)
+        return [
+            _receipt(seq, fields, tries=int(n))
+            for seq, (_, fields), n in zip(seqs, entries, tries, strict=True)
+            if int(n) > 0
+        ]
+
+    async def heartbeat(self, seqs: Sequence[int]) -> list[int]:
+        """Keep the receipts ``seqs``, in process here, from being taken over: call it for
+        all of them every ``lease_s / 3``. Returns those still held here; one missing was
+        taken over by another handler (after a pause longer than the lease) or finished."""
+        if not seqs:
+            return []
+        with self._reachable():
+            held = await self._heartbeat(
+                keys=[self._stream], args=[self._consumer, *(f"{seq}-0" for seq in seqs)]
+            )
+        return [_seq(id_) for id_ in held]
+
+    async def finish(self, seq: int, error: str | None) -> None:
+        outcome = [OK] if error is None else [FAILED + error, error]
+        with self._reachable():
+            await self._finish(
+                keys=[self._outcomes, self._finished, self._stream], args=[seq, *outcome]
+            )
+
+    async def receipts(self, after: int, limit: int, wait_s: float) -> list[Receipt]:
+        with self._reachable():
+            entries = await self._blocking(
+                lambda block_ms: self._read(self._stream, f"{after}-0", limit, block_ms), wait_s
+            )
+            return await self._as_known_now(entries)
+
+    async def _as_known_now(self, entries: list[Entry]) -> list[Receipt]:
+        seqs = [_seq(id_) for id_, _ in entries]
+        if not seqs:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._outcomes, seqs)
+            pipe.hmget(self._tries, seqs)
+            outcomes, tries = await pipe.execute()
+        return [
+            _receipt(seq, fields, tries=int(n or 0), outcome=outcome)
+            for seq, (_, fields), outcome, n in zip(seqs, entries, outcomes, tries, strict=True)
+        ]
+
+    async def mark(self) -> str:
+        with self._reachable():
+            last = await self._redis.xrevrange(self._finished, count=1)
+        return str(last[0][0]) if last else "0-0"
+
+    async def finished(self, mark: str, limit: int, wait_s: float) -> tuple[list[Outcome], str]:
+        with self._reachable():
+            entries = await self._blocking(
+                lambda block_ms: self._read(self._finished, mark, limit, block_ms), wait_s
+            )
+        outcomes = [Outcome(int(fields["seq"]), fields.get("error")) for _, fields in entries]
+        return outcomes, entries[-1][0] if entries else mark
+
+    async def _read(self, stream: str, after: str, count: int, block_ms: int | None) -> list[Entry]:
+        return _entries(await self._redis.xread({stream: after}, count=count, block=block_ms))
+
+    async def _blocking(
+        self, read: Callable[[int | None], Awaitable[list[T]]], wait_s: float
+    ) -> list[T]:
+        """``read(block_ms)`` until it finds something or ``wait_s`` is over. Redis blocks in
+        slices shorter than the socket timeout: a longer silence would read as a dead server.
+        """
+        deadline_s = time.monotonic() + wait_s
+        found = await read(None)  # None: no blocking (BLOCK 0 would wait for ever)
+        while not found and (left_s := deadline_s - time.monotonic()) > 0:
+            found = await read(max(1, round(min(left_s, self._block_slice_s) * 1000)))
+        return found
+
+
+def _entries(reply: Any) -> list[Entry]:
+    """The entries of a one-stream XREAD or XREADGROUP reply (nothing: ``None`` or [])."""
+    return [(str(id_), dict(fields)) for id_, fields in reply[0][1]] if reply else []
+
+
+def _seq(entry_id: str) -> int:
+    return int(entry_id.partition("-")[0])
+
+
+def _fields(incoming: Incoming) -> dict[str, str]:
+    """A receipt's fields in its stream entry, in the order the append script takes them."""
+    moment = incoming.receive_time.astimezone(UTC) - EPOCH
+    micros = (moment.days * 86_400 + moment.seconds) * 1_000_000 + moment.microseconds
+    return {
+        "request_id": incoming.request_id,
+        "delay_s": repr(incoming.delay_s),
+        "receive_time_us": str(micros),
+        "run_id": incoming.run_id or "",
+    }
+
+
+def _receipt(
+    seq: int, fields: dict[str, str], *, tries: int = 0, outcome: str | None = None
+) -> Receipt:
+    return Receipt(
+        seq=seq,
+        request_id=fields["request_id"],
+        delay_s=float(fields["delay_s"]),
+        receive_time=EPOCH + timedelta(microseconds=int(fields["receive_time_us"])),
+        run_id=fields["run_id"] or None,
+        tries=tries,
+        done=outcome is not None,
+        error=outcome.removeprefix(FAILED) if outcome and outcome != OK else None,
+    )

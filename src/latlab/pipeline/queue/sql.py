@@ -1,0 +1,263 @@
+"""The pipeline's queue in LatLab's SQL store (SQLite by default): ``pipeline up``'s.
+
+One process owns it (``pipeline up`` runs all four services), which allows two things:
+
+- **Group commit**: appends, outcomes and claims that arrive while a transaction runs go
+  into the next one, so an acknowledgement waits for about two transactions however busy
+  the handler is.
+- **A mirror in memory** of what this process appended and recorded: the handler and the
+  writer read it there, not from the table. The table is what survives a crash; after one,
+  every receipt without an outcome is handed out again with ``tries`` one higher (a request
+  that keeps killing its handler fails for good), and reads before the mirror's start go to
+  the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
+from itertools import chain
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from latlab.pipeline.queue import sql_rows as rows
+from latlab.pipeline.queue.base import Outcome
+from latlab.pipeline.receipts import Incoming, Receipt
+from latlab.storage.sql.engine import create_engine, migrate
+
+FEED_KEPT = 100_000  # outcomes kept in memory for the writer's feed
+
+
+class SqlQueue:
+    """A :class:`~latlab.pipeline.queue.base.PipelineQueue` on an SQL database."""
+
+    def __init__(self, engine: AsyncEngine, last_seq: int, last_order: int) -> None:
+        self._engine = engine
+        self._last_seq, self._last_order = last_seq, last_order  # committed numbering
+        self._mirror_from_seq, self._mirror_from_order = last_seq, last_order
+        self._recent: dict[int, Receipt] = {}  # appended or handed out here, kept until read
+        self._reader_at = 0  # the writer has read receipts up to here
+        self._unclaimed: deque[int] = deque()
+        self._backlog_loaded = False  # receipts left unfinished by an earlier process
+        self._feed: deque[tuple[int, int, str | None]] = deque()  # (order, seq, error)
+        self._changed = asyncio.Event()  # replaced at each change: a waiter misses none
+        self._appends: list[tuple[Sequence[Incoming], asyncio.Future[list[Receipt]]]] = []
+        self._finishes: list[tuple[int, str | None, asyncio.Future[None]]] = []
+        self._claims: list[tuple[list[int], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, url: str) -> SqlQueue:
+        engine = create_engine(url)
+        await migrate(engine)
+        async with engine.connect() as conn:
+            last_seq, last_order = await rows.tops(conn)
+        return cls(engine, last_seq, last_order)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer
+        await self._engine.dispose()
+
+    # --- writes: one transaction at a time, each taking everything that waits ---
+
+    async def append(self, batch: Sequence[Incoming]) -> list[Receipt]:
+        future: asyncio.Future[list[Receipt]] = asyncio.get_running_loop().create_future()
+        self._appends.append((batch, future))
+        self._write_soon()
+        return await future
+
+    async def finish(self, seq: int, error: str | None) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finishes.append((seq, error, future))
+        self._write_soon()
+        await future
+
+    def _write_soon(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+
+    async def _write_all(self) -> None:
+        while self._appends or self._finishes or self._claims:
+            appends, self._appends = self._appends, []
+            finishes, self._finishes = self._finishes, []
+            claims, self._claims = self._claims, []
+            others = [f for *_, f in finishes] + [f for _, f in claims]
+            try:
+                receipts, recorded = await self._commit(appends, finishes, claims)
+            except Exception as exc:
+                for future in [f for _, f in appends] + others:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self._mirror(receipts, recorded)
+            for (_, appended), batch_receipts in zip(appends, receipts, strict=True):
+                if not appended.done():
+                    appended.set_result(batch_receipts)
+            for other in others:
+                if not other.done():
+                    other.set_result(None)
+            self._notify()
+
+    async def _commit(
+        self,
+        appends: list[tuple[Sequence[Incoming], asyncio.Future[list[Receipt]]]],
+        finishes: list[tuple[int, str | None, asyncio.Future[None]]],
+        claims: list[tuple[list[int], asyncio.Future[None]]],
+    ) -> tuple[list[list[Receipt]], list[tuple[int, int, str | None]]]:
+        """One transaction; the numbering moves on only once it committed."""
+        seq, receipts = self._last_seq, []
+        for batch, _ in appends:
+            receipts.append([rows.receipt_from(seq + n, item) for n, item in enumerate(batch, 1)])
+            seq += len(batch)
+        order, known, unknown, seen = self._last_order, [], [], set()
+        for finished_seq, error, _ in finishes:
+            mirrored = self._recent.get(finished_seq)
+            if finished_seq in seen or (mirrored is not None and mirrored.done):
+                continue  # a repeat changes nothing
+            seen.add(finished_seq)
+            if mirrored is None:
+                unknown.append((finished_seq, error))
+            else:
+                order += 1
+                known.append((finished_seq, order, error))
+        async with self._engine.begin() as conn:
+            await rows.insert(conn, list(chain(*receipts)))
+            await rows.record(conn, known)
+            for unknown_seq, error in unknown:  # not handed out here: rare, one by one
+                if await rows.record_one(conn, unknown_seq, order + 1, error):
+                    order += 1
+                    known.append((unknown_seq, order, error))
+            await rows.add_tries(conn, list(chain(*(seqs for seqs, _ in claims))))
+        self._last_seq, self._last_order = seq, order
+        return receipts, known
+
+    def _mirror(
+        self, receipts: list[list[Receipt]], recorded: list[tuple[int, int, str | None]]
+    ) -> None:
+        for receipt in chain(*receipts):
+            self._recent[receipt.seq] = receipt
+            self._unclaimed.append(receipt.seq)
+        for seq, order, error in recorded:
+            self._feed.append((order, seq, error))
+            mirrored = self._recent.get(seq)
+            if seq <= self._reader_at:
+                self._recent.pop(seq, None)  # read and finished: nobody asks for it again
+            elif mirrored is not None:
+                self._recent[seq] = mirrored.finished(error)
+        while len(self._feed) > FEED_KEPT:
+            self._feed.popleft()
+
+    # --- the handler's side ---
+
+    async def claim(self, limit: int, wait_s: float) -> list[Receipt]:
+        if not self._backlog_loaded:
+            await self._load_backlog()
+        change = self._changed
+        seqs = self._take(limit)
+        if not seqs and await self._waited(change, wait_s):
+            seqs = self._take(limit)
+        if not seqs:
+            return []
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._claims.append((seqs, future))
+        self._write_soon()
+        await future
+        claimed = []
+        for seq in seqs:
+            receipt = self._recent[seq]
+            self._recent[seq] = receipt = replace(receipt, tries=receipt.tries + 1)
+            claimed.append(receipt)
+        return claimed
+
+    def _take(self, limit: int) -> list[int]:
+        taken: list[int] = []
+        while self._unclaimed and len(taken) < limit:
+            seq = self._unclaimed.popleft()
+            receipt = self._recent.get(seq)
+            if receipt is not None and not receipt.done:
+                taken.append(seq)
+        return taken
+
+    async def _load_backlog(self) -> None:
+        """What an earlier process left unfinished goes out first, in order."""
+        async with self._engine.connect() as conn:
+            found = await rows.read(conn, rows.unfinished_through(self._mirror_from_seq))
+        self._backlog_loaded = True
+        backlog = [receipt for receipt, _ in found if receipt.seq not in self._recent]
+        for receipt in backlog:
+            self._recent[receipt.seq] = receipt
+        self._unclaimed.extendleft(receipt.seq for receipt in reversed(backlog))
+
+    async def heartbeat(self, seqs: Sequence[int]) -> list[int]:
+        """Claims never lapse here (one process, one handler): all are still held."""
+        return list(seqs)
+
+    # --- the writer's side ---
+
+    async def receipts(self, after: int, limit: int, wait_s: float) -> list[Receipt]:
+        change = self._changed
+        found = await self._receipts(after, limit)
+        if not found and await self._waited(change, wait_s):
+            found = await self._receipts(after, limit)
+        return found
+
+    async def _receipts(self, after: int, limit: int) -> list[Receipt]:
+        self._forget_read(after)
+        if after >= self._mirror_from_seq:
+            last = min(self._last_seq, after + limit)
+            mirrored = [self._recent.get(seq) for seq in range(after + 1, last + 1)]
+            if all(receipt is not None for receipt in mirrored):
+                return [receipt for receipt in mirrored if receipt is not None]
+        async with self._engine.connect() as conn:
+            return [receipt for receipt, _ in await rows.read(conn, rows.after_seq(after, limit))]
+
+    def _forget_read(self, after: int) -> None:
+        """The writer asks from ``after`` on: finished receipts up to it are done with."""
+        for seq in range(self._reader_at + 1, after + 1):
+            receipt = self._recent.get(seq)
+            if receipt is not None and receipt.done:
+                del self._recent[seq]
+        self._reader_at = max(self._reader_at, after)
+
+    async def mark(self) -> str:
+        return str(self._last_order)
+
+    async def finished(self, mark: str, limit: int, wait_s: float) -> tuple[list[Outcome], str]:
+        change = self._changed
+        found = await self._finished(int(mark), limit)
+        if not found and await self._waited(change, wait_s):
+            found = await self._finished(int(mark), limit)
+        if not found:
+            return [], mark
+        return [Outcome(seq, error) for _, seq, error in found], str(found[-1][0])
+
+    async def _finished(self, after: int, limit: int) -> list[tuple[int, int, str | None]]:
+        feed = self._feed
+        first = feed[0][0] if feed else self._last_order + 1
+        if after >= max(self._mirror_from_order, first - 1):
+            return [entry for entry in feed if entry[0] > after][:limit]
+        async with self._engine.connect() as conn:
+            found = await rows.read(conn, rows.after_order(after, limit))
+        return [(order or 0, receipt.seq, receipt.error) for receipt, order in found]
+
+    # --- waiting ---
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _waited(self, change: asyncio.Event, wait_s: float) -> bool:
+        """Whether ``change`` (taken before a read that found nothing) came within ``wait_s``."""
+        if wait_s <= 0:
+            return False
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # comes as the event is set, and the caller's loop would never stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await change.wait()
+        return change.is_set()

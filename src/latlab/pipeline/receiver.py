@@ -1,0 +1,65 @@
+"""The receiver: ``POST /handler`` validates, stamps, makes the request durable, answers.
+
+"Ok" means durable, never processed: the answer waits only for the group commit
+(``commits.py``), so ack latency does not depend on a request's ``delay``. A body the
+receiver refuses gets a 422 saying why, and nothing is enqueued.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http import HTTPStatus
+
+from latlab.pipeline.commits import GroupCommit
+from latlab.pipeline.queue.base import PipelineQueue
+from latlab.pipeline.receipts import BadRequest, Incoming, parse_request
+from latlab.serving.routes import Answer, Router, route
+from latlab.serving.wire import Request, Response, detail, json_response
+
+logger = logging.getLogger(__name__)
+
+OK = json_response(HTTPStatus.OK, {"asyncAnswer": "Ok"})
+NOT_DURABLE = detail(HTTPStatus.SERVICE_UNAVAILABLE, "the queue is unavailable: not acknowledged")
+
+
+class Receiver:
+    def __init__(
+        self,
+        queue: PipelineQueue,
+        *,
+        max_delay_s: float,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._commits = GroupCommit(queue.append)
+        self._max_delay_s = max_delay_s
+        self._now = now
+        self.received = 0
+        self.refused = 0
+
+    def router(self) -> Router:
+        return Router({b"/handler": route(self.handle, ("POST",)), b"/stats": route(self.stats)})
+
+    def handle(self, request: Request) -> Answer:
+        try:
+            incoming = parse_request(request.body, self._max_delay_s, self._now())
+        except BadRequest as exc:
+            self.refused += 1
+            return detail(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+        return self._acknowledge(incoming)
+
+    async def _acknowledge(self, incoming: Incoming) -> Response:
+        try:
+            await self._commits.add(incoming)
+        except Exception:
+            logger.exception("enqueueing a request failed")
+            return NOT_DURABLE
+        self.received += 1
+        return OK
+
+    def stats(self, _request: Request) -> Response:
+        return json_response(HTTPStatus.OK, {"received": self.received, "refused": self.refused})
+
+    async def close(self) -> None:
+        await self._commits.close()

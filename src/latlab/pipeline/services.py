@@ -1,0 +1,195 @@
+"""The pipeline's services assembled from settings, in this process.
+
+``open_pipeline(settings, roles)`` opens the queue (if a role needs it), serves each role on
+its port and runs the handler's and writer's loops; everything closes on exit. ``pipeline
+up`` asks for all four roles; ``pipeline server`` (say) for one, which needs Redis: two
+processes cannot share the embedded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass, field
+from enum import StrEnum
+from http import HTTPStatus
+from pathlib import Path
+
+from latlab.measure.policy import TargetPolicy
+from latlab.measure.request import RequestError, parse_url
+from latlab.pipeline.client import Client, ClientLimits
+from latlab.pipeline.files import Fsync
+from latlab.pipeline.guard import TrafficGuard
+from latlab.pipeline.handler import Handler
+from latlab.pipeline.queue import PipelineQueue, QueueUnavailable, open_queue
+from latlab.pipeline.receiver import Receiver
+from latlab.pipeline.writer import OrderedWriter
+from latlab.serving.routes import Router, route
+from latlab.serving.server import HttpServer
+from latlab.serving.wire import Request, Response, json_response
+from latlab.settings import Settings
+
+
+class Role(StrEnum):
+    CLIENT = "client"
+    RECEIVER = "receiver"
+    HANDLER = "handler"
+    WRITER = "writer"
+
+
+ALL_ROLES = tuple(Role)
+QUEUE_ROLES = (Role.RECEIVER, Role.HANDLER, Role.WRITER)
+
+
+class PipelineError(RuntimeError):
+    """A pipeline that cannot start as configured (one line for the user)."""
+
+
+@dataclass
+class Pipeline:
+    """What runs in this process: each role's server (its ``port``) and component."""
+
+    servers: dict[Role, HttpServer] = field(default_factory=dict)
+    client: Client | None = None
+    receiver: Receiver | None = None
+    handler: Handler | None = None
+    writer: OrderedWriter | None = None
+
+    def port(self, role: Role) -> int:
+        return self.servers[role].port
+
+
+@contextlib.asynccontextmanager
+async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIterator[Pipeline]:
+    pipeline = Pipeline()
+    async with contextlib.AsyncExitStack() as stack:
+        queue = await _open_queue(settings, roles, stack)
+        tasks: list[asyncio.Task[None]] = []
+        stack.push_async_callback(_stop, tasks)  # before the queue closes
+        if Role.WRITER in roles and queue is not None:
+            pipeline.writer = _writer(settings, queue)
+            tasks.append(asyncio.create_task(pipeline.writer.run()))
+        if Role.HANDLER in roles and queue is not None:
+            pipeline.handler = Handler(
+                queue,
+                concurrency=settings.pipeline_concurrency,
+                max_tries=settings.pipeline_max_tries,
+                lease_s=settings.pipeline_lease_s,
+            )
+            tasks.append(asyncio.create_task(pipeline.handler.run()))
+        for role in sorted(roles, key=ALL_ROLES.index, reverse=True):  # the client last
+            if role is Role.CLIENT and Role.RECEIVER in pipeline.servers:
+                # The client of ``pipeline up`` sends to the receiver beside it.
+                local = _local_url(settings.pipeline_host, pipeline.port(Role.RECEIVER))
+                settings = settings.model_copy(update={"pipeline_receiver_url": local})
+            router = _router(role, pipeline, settings, queue)
+            server = HttpServer(router, keep_headers=role is Role.CLIENT)
+            await server.listen(settings.pipeline_host, _port(settings, role))
+            stack.push_async_callback(server.close)
+            pipeline.servers[role] = server
+        if pipeline.receiver is not None:
+            stack.push_async_callback(pipeline.receiver.close)
+        yield pipeline
+
+
+async def _open_queue(
+    settings: Settings, roles: Collection[Role], stack: contextlib.AsyncExitStack
+) -> PipelineQueue | None:
+    if set(roles) <= {Role.CLIENT}:
+        return None  # the client only sends: it needs no queue
+    if settings.redis_url is None and set(roles) != set(ALL_ROLES):
+        alone = ", ".join(sorted(role.value for role in roles))
+        raise PipelineError(
+            f"the {alone} service needs LATLAB_REDIS_URL: without Redis the queue is "
+            "embedded in one process, so run all four with `latlab pipeline up`"
+        )
+    try:
+        queue = await open_queue(
+            redis_url=settings.redis_url,
+            storage_url=settings.storage_url,
+            redis_prefix=settings.redis_prefix,
+            consumer=settings.pipeline_consumer,
+            lease_s=settings.pipeline_lease_s,
+        )
+    except QueueUnavailable as exc:
+        raise PipelineError(str(exc)) from None
+    stack.push_async_callback(queue.close)
+    return queue
+
+
+def _router(
+    role: Role, pipeline: Pipeline, settings: Settings, queue: PipelineQueue | None
+) -> Router:
+    if role is Role.CLIENT:
+        pipeline.client = client_of(settings)
+        return pipeline.client.router()
+    assert queue is not None
+    if role is Role.RECEIVER:
+        pipeline.receiver = Receiver(queue, max_delay_s=settings.pipeline_max_delay_s)
+        return pipeline.receiver.router()
+    return Router({b"/stats": route(lambda request: _stats(role, pipeline, request))})
+
+
+def client_of(settings: Settings) -> Client:
+    """The client service's sender, from the settings (``latlab pipeline send`` uses it)."""
+    try:
+        receiver = parse_url(settings.pipeline_receiver_url.rstrip("/") + "/handler")
+    except RequestError as exc:
+        raise PipelineError(f"LATLAB_PIPELINE_RECEIVER_URL: {exc}") from None
+    limits = ClientLimits(
+        settings.pipeline_max_connections,
+        settings.pipeline_max_requests,
+        settings.pipeline_max_delay_s,
+    )
+    guard = TrafficGuard(settings.api_token, settings.allowed_hosts)
+    return Client(receiver, TargetPolicy.from_settings(settings), limits, guard=guard)
+
+
+def _stats(role: Role, pipeline: Pipeline, _request: Request) -> Response:
+    if role is Role.HANDLER and pipeline.handler is not None:
+        handler = pipeline.handler
+        counts = {"in_flight": handler.in_flight, "processed": handler.processed}
+        return json_response(HTTPStatus.OK, {**counts, "failed": handler.failed})
+    writer = pipeline.writer
+    assert writer is not None
+    return json_response(
+        HTTPStatus.OK,
+        {
+            "receipts_written": writer.receipts.lines,
+            "results_written": writer.results.lines,
+            "waiting": writer.waiting,
+        },
+    )
+
+
+def _local_url(host: str, port: int) -> str:
+    """The URL of a service of this process listening on ``host`` (any address: loopback)."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _port(settings: Settings, role: Role) -> int:
+    ports = {
+        Role.CLIENT: settings.pipeline_client_port,
+        Role.RECEIVER: settings.pipeline_receiver_port,
+        Role.HANDLER: settings.pipeline_handler_port,
+        Role.WRITER: settings.pipeline_writer_port,
+    }
+    return ports[role]
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _writer(settings: Settings, queue: PipelineQueue) -> OrderedWriter:
+    out_dir = Path(settings.pipeline_out_dir).expanduser()
+    try:
+        return OrderedWriter(queue, out_dir, Fsync(settings.pipeline_fsync))
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"LATLAB_PIPELINE_OUT_DIR {str(out_dir)!r}: {exc}") from None

@@ -1,0 +1,140 @@
+"""The writer: both files in receipt order, whatever order processing ends in.
+
+It follows two feeds of the queue: receipts in order (each becomes a line of ``2.txt`` at
+once) and outcomes as they are recorded. A finished result waits in ``_window`` until every
+earlier receipt's line is in ``1.txt``; then the run of finished results at the head of the
+window is written in one go. Positions come from the files (``files.py``), so a restart
+goes on where the files end, and a receipt delivered twice is still one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from latlab.pipeline.files import BATCH_FSYNC_S, AppendOnlyFile, Fsync
+from latlab.pipeline.queue.base import Outcome, PipelineQueue
+from latlab.pipeline.receipts import (
+    RECEIPTS_FILE,
+    RECEIPTS_HEADER,
+    RESULTS_FILE,
+    RESULTS_HEADER,
+    Receipt,
+    receipt_line,
+    result_line,
+)
+
+logger = logging.getLogger(__name__)
+
+READ_BATCH = 1000
+WAIT_S = 1.0  # a feed's longest wait before it looks again (and sees a stop)
+RETRY_S = 1.0  # after the queue failed
+
+Written = Callable[[list[Receipt], datetime], None]  # results just written, and when
+
+
+class OrderedWriter:
+    """Writes ``2.txt`` and ``1.txt`` in ``out_dir`` from ``queue``; ``written`` hears of each
+    batch of results it writes (for run statistics)."""
+
+    def __init__(
+        self,
+        queue: PipelineQueue,
+        out_dir: Path,
+        fsync: Fsync = Fsync.BATCH,
+        written: Written | None = None,
+    ) -> None:
+        self._queue = queue
+        self.receipts = AppendOnlyFile(out_dir / RECEIPTS_FILE, RECEIPTS_HEADER, fsync)
+        self.results = AppendOnlyFile(out_dir / RESULTS_FILE, RESULTS_HEADER, fsync)
+        self._written = written
+        self._window: dict[int, Receipt] = {}  # read, result not written yet
+        self._early: dict[int, str | None] = {}  # outcomes of receipts not read yet
+        self._read_through = min(self.receipts.lines, self.results.lines)
+
+    @property
+    def waiting(self) -> int:
+        """Receipts read whose result line is not written yet."""
+        return len(self._window)
+
+    async def run(self) -> None:
+        """Follow both feeds until cancelled; the files are synced and closed at the end."""
+        while True:
+            try:
+                mark = await self._queue.mark()  # before reading: no later outcome is missed
+                break
+            except Exception:
+                await _pause_after_failure("reading the outcomes' end")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._follow_receipts())
+                group.create_task(self._follow_outcomes(mark))
+                group.create_task(self._sync_in_batches())
+        finally:
+            self.receipts.close()
+            self.results.close()
+
+    async def _follow_receipts(self) -> None:
+        while True:
+            try:
+                found = await self._queue.receipts(self._read_through, READ_BATCH, WAIT_S)
+            except Exception:
+                await _pause_after_failure("reading receipts")
+                continue
+            for read in found:
+                early = read.seq in self._early
+                receipt = read.finished(self._early.pop(read.seq)) if early else read
+                if receipt.seq > self.results.lines:
+                    self._window[receipt.seq] = receipt
+            if found:
+                self._read_through = found[-1].seq
+                fresh = [r for r in found if r.seq > self.receipts.lines]
+                self.receipts.append([receipt_line(receipt) for receipt in fresh])
+                self._write_results()
+
+    async def _follow_outcomes(self, mark: str) -> None:
+        while True:
+            try:
+                outcomes, mark = await self._queue.finished(mark, READ_BATCH, WAIT_S)
+            except Exception:
+                await _pause_after_failure("reading outcomes")
+                continue
+            for outcome in outcomes:
+                self._apply(outcome)
+            if outcomes:
+                self._write_results()
+
+    async def _sync_in_batches(self) -> None:
+        while True:
+            await asyncio.sleep(BATCH_FSYNC_S)
+            self.receipts.sync_if_due()
+            self.results.sync_if_due()
+
+    def _apply(self, outcome: Outcome) -> None:
+        waiting = self._window.get(outcome.seq)
+        if waiting is not None:
+            self._window[outcome.seq] = waiting.finished(outcome.error)
+        elif outcome.seq > self._read_through:
+            self._early[outcome.seq] = outcome.error
+
+    def _write_results(self) -> None:
+        """Write the finished results at the head of the window, in order."""
+        ready: list[Receipt] = []
+        next_seq = self.results.lines + 1
+        while (receipt := self._window.get(next_seq)) is not None and receipt.done:
+            ready.append(self._window.pop(next_seq))
+            next_seq += 1
+        if ready:
+            now = datetime.now(UTC)
+            self.results.append([result_line(receipt, now) for receipt in ready])
+            if self._written is not None:
+                self._written(ready, now)
+
+
+async def _pause_after_failure(doing: str) -> None:
+    """A queue that fails (Redis restarting, say) is tried again in a moment, not given up."""
+    logger.warning("writer: %s failed; trying again in %g s", doing, RETRY_S, exc_info=True)
+    await asyncio.sleep(RETRY_S)

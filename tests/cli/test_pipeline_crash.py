@@ -1,0 +1,111 @@
+"""A pipeline killed mid-run and started again finishes every acknowledged request, each
+written once, in receipt order: ``pipeline up`` on its embedded queue (SQLite), and the
+handler alone on Redis Streams (``redis-server --appendonly yes``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from outages import OwnRedis
+from pipeline_files import lines_after_header, read_table, wait_for_results
+from services import free_port, wait_for_port
+
+ROLES = ("client", "receiver", "handler", "writer")
+
+
+def pipeline_env(root: Path, ports: dict[str, int], redis_url: str | None) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{root / 'latlab.db'}",
+        "LATLAB_PIPELINE_OUT_DIR": str(root / "out"),
+        "LATLAB_PIPELINE_RECEIVER_URL": f"http://127.0.0.1:{ports['receiver']}",
+        **{f"LATLAB_PIPELINE_{role.upper()}_PORT": str(port) for role, port in ports.items()},
+    }
+    env.pop("LATLAB_REDIS_URL", None)
+    if redis_url is not None:
+        env["LATLAB_REDIS_URL"] = redis_url
+    return env
+
+
+@contextmanager
+def pipeline(
+    root: Path, ports: dict[str, int], command: str, redis_url: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``latlab pipeline <command>``, up once the port of its role (up: the client) listens."""
+    env = pipeline_env(root, ports, redis_url)
+    role = {"up": "client", "server": "receiver", "process": "handler", "save": "writer"}[command]
+    argv = [sys.executable, "-m", "latlab", "pipeline", command]
+    with (root / f"{command}.log").open("ab") as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port("127.0.0.1", ports[role], 30, process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+def assert_written_once_in_receipt_order(out_dir: Path, count: int) -> None:
+    receipts = read_table(out_dir / "2.txt")
+    results = read_table(out_dir / "1.txt")
+    assert len(receipts) == len(results) == count
+    assert [row[0] for row in results] == [row[0] for row in receipts]
+    assert len({row[0] for row in results}) == count
+    assert [row[1] for row in receipts] == sorted(row[1] for row in receipts)
+
+
+async def test_a_sigkilled_pipeline_finishes_every_acknowledged_request_once_after_restart(
+    tmp_path: Path,
+) -> None:
+    ports = {role: free_port() for role in ROLES}
+    query = "connection_count=20&connection_value=300&delay_range=1500&delay_unit=ms"
+    with pipeline(tmp_path, ports, "up") as process:
+        async with httpx.AsyncClient(timeout=30) as http:
+            run = (await http.get(f"http://127.0.0.1:{ports['client']}/?{query}")).json()
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert run["acked"] == 300
+    assert lines_after_header(tmp_path / "out" / "1.txt") < 300  # killed mid-run
+    with pipeline(tmp_path, ports, "up"):
+        await wait_for_results(tmp_path / "out", 300)
+    assert_written_once_in_receipt_order(tmp_path / "out", 300)
+
+
+def send(ports: dict[str, int], root: Path, redis_url: str) -> dict[str, object]:
+    """``latlab pipeline send``: 300 requests, delays up to 1.5 s."""
+    argv = [sys.executable, "-m", "latlab", "pipeline", "send", "-c", "20", "-n", "300"]
+    argv += ["--delay-range", "1500", "--delay-unit", "ms"]
+    env = pipeline_env(root, ports, redis_url)
+    done = subprocess.run(argv, env=env, capture_output=True, timeout=60, check=True)
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+async def test_with_redis_a_sigkilled_handler_restarted_finishes_every_request_once(
+    tmp_path: Path,
+) -> None:
+    ports = {role: free_port() for role in ROLES}
+    with (
+        OwnRedis(appendonly=True) as redis,
+        pipeline(tmp_path, ports, "server", redis.url),
+        pipeline(tmp_path, ports, "save", redis.url),
+    ):
+        with pipeline(tmp_path, ports, "process", redis.url) as handler:
+            run = send(ports, tmp_path, redis.url)
+            handler.send_signal(signal.SIGKILL)
+            handler.wait()
+        assert run["acked"] == 300
+        assert lines_after_header(tmp_path / "out" / "1.txt") < 300  # killed mid-run
+        with pipeline(tmp_path, ports, "process", redis.url):
+            await wait_for_results(tmp_path / "out", 300)
+    assert_written_once_in_receipt_order(tmp_path / "out", 300)
