@@ -11,6 +11,7 @@ import pytest
 
 from latlab.pipeline.services import ALL_ROLES, Pipeline, Role, open_pipeline
 from pipeline_files import pipeline_settings
+from services import free_port
 
 CALL = "/?connection_count=1&connection_value=2&delay_range=0"
 TOKEN = "s3cret-token"
@@ -73,3 +74,13 @@ async def test_with_a_token_a_call_without_it_gets_401(pipeline: Pipeline) -> No
     assert received(pipeline) == 0
     answer = await get(pipeline, {"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 200
+    assert answer.json()["acked"] == 2  # the client gave the receiver the token too
+
+
+async def test_a_receiver_that_does_not_answer_gets_502_and_nothing_sent(tmp_path: Path) -> None:
+    receiver = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = pipeline_settings(tmp_path, pipeline_receiver_url=receiver)
+    async with open_pipeline(settings, [Role.CLIENT]) as alone:
+        answer = await get(alone, {})
+    assert answer.status_code == 502
+    assert "cannot reach" in answer.json()["detail"]

@@ -14,6 +14,7 @@ import pytest
 
 from latlab.pipeline.services import ALL_ROLES, Pipeline, Role, open_pipeline
 from pipeline_files import pipeline_settings, read_table, wait_for_results
+from services import free_port
 
 
 @pytest.fixture
@@ -83,3 +84,30 @@ async def test_the_ack_comes_before_processing_whatever_the_delay(
     assert pipeline.handler is not None
     assert pipeline.handler.processed < 50  # answered while work was still waiting
     await asyncio.wait_for(wait_for_results(tmp_path / "out", 50), 10)
+
+
+async def test_the_clients_stats_show_every_service_of_the_run(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    await call_client(pipeline, "connection_count=5&connection_value=30&delay_range=0")
+    await wait_for_results(tmp_path / "out", 30)
+    base = f"http://127.0.0.1:{pipeline.port(Role.CLIENT)}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        stats = (await http.get("/stats")).json()
+    assert stats["client"] == {"runs": 1, "acked": 30, "errors": 0}
+    assert stats["receiver"]["received"] == 30
+    assert stats["handler"]["processed"] == 30
+    assert stats["writer"]["results_written"] == 30
+
+
+async def test_a_service_that_does_not_answer_shows_as_an_error_in_the_stats(
+    tmp_path: Path,
+) -> None:
+    silent = f"http://127.0.0.1:{free_port()}"
+    settings = pipeline_settings(tmp_path, pipeline_handler_url=silent)
+    async with open_pipeline(settings, [Role.CLIENT]) as alone:
+        base = f"http://127.0.0.1:{alone.port(Role.CLIENT)}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            stats = (await http.get("/stats")).json()
+    assert stats["client"]["runs"] == 0
+    assert "error" in stats["handler"]

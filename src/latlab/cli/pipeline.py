@@ -12,11 +12,14 @@ import json
 import logging
 import sys
 from collections.abc import Collection, Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from latlab.cli.startup import StartupError, reporting_startup
+from latlab.cli.startup import UNREACHABLE, StartupError, reporting_startup
+
+if TYPE_CHECKING:
+    from latlab.settings import Settings
 
 logger = logging.getLogger("latlab.pipeline")
 
@@ -112,7 +115,7 @@ def send(
 
 
 async def _send_once(overrides: Mapping[str, Any], query: str) -> dict[str, Any]:
-    from latlab.measure.load.preflight import TargetRefused, resolve_target
+    from latlab.measure.load.preflight import TargetRefused, TargetUnreachable
     from latlab.pipeline.client import parse_call
     from latlab.pipeline.receipts import BadRequest
     from latlab.pipeline.services import PipelineError, client_of
@@ -122,9 +125,11 @@ async def _send_once(overrides: Mapping[str, Any], query: str) -> dict[str, Any]
     try:
         client = client_of(settings)
         call = parse_call(query.encode(), client.limits)
-        address = await resolve_target(client.receiver, client.policy)
+        address = await client.reach()
     except (BadRequest, PipelineError, TargetRefused) as exc:
         raise StartupError(str(exc)) from None
+    except TargetUnreachable as exc:
+        raise StartupError(f"receiver {client.receiver.authority}: {exc}", 1) from None
     return (await client.send(call, address)).to_json()
 
 
@@ -137,12 +142,13 @@ def run_services(overrides: Mapping[str, Any], roles: Collection[str]) -> None:
 
 async def _serve(overrides: Mapping[str, Any], roles: Collection[str]) -> None:
     from latlab.cli.binding import is_bind_error
-    from latlab.pipeline.services import PipelineError, Role, open_pipeline
+    from latlab.pipeline.services import PipelineError, QueueUnreachable, Role, open_pipeline
     from latlab.serving.signals import stop_on_signals
     from latlab.settings import Settings
 
     settings = Settings(**overrides)
     _configure_logging(settings.log_level)
+    _check_exposure(settings)
     stop = asyncio.Event()
     with stop_on_signals(stop):
         try:
@@ -153,6 +159,8 @@ async def _serve(overrides: Mapping[str, Any], roles: Collection[str]) -> None:
                     )
                 await stop.wait()
                 logger.info("pipeline: shutting down")
+        except QueueUnreachable as exc:
+            raise StartupError(str(exc), UNREACHABLE) from None
         except PipelineError as exc:
             raise StartupError(str(exc)) from None
         except OSError as exc:
@@ -161,6 +169,18 @@ async def _serve(overrides: Mapping[str, Any], roles: Collection[str]) -> None:
             raise StartupError(
                 f"cannot listen: {exc.strerror or exc}: choose other ports"
             ) from None
+
+
+def _check_exposure(settings: Settings) -> None:
+    """As ``latlab serve``: no service beyond this machine without a token, unless told."""
+    from latlab.cli.binding import has_token, is_loopback
+
+    if has_token(settings) or settings.insecure or is_loopback(settings.pipeline_host):
+        return
+    raise StartupError(
+        f"refusing to serve the pipeline on {settings.pipeline_host} without a token: set "
+        "LATLAB_API_TOKEN, or LATLAB_INSECURE=true to serve it to the network unprotected"
+    )
 
 
 def _configure_logging(level: str) -> None:

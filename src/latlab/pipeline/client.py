@@ -7,18 +7,25 @@ mistake is a 422 naming the parameter. ``delay_unit=ms`` makes the delays millis
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
-from latlab.measure.load.preflight import TargetRefused, resolve_target
+from latlab.measure.load.preflight import (
+    TargetRefused,
+    TargetUnreachable,
+    check_reachable,
+    resolve_target,
+)
 from latlab.measure.policy import TargetPolicy
 from latlab.measure.request import Url
 from latlab.pipeline.guard import TrafficGuard
 from latlab.pipeline.receipts import BadRequest
 from latlab.pipeline.sender import SendPlan, SendResult, send_requests
+from latlab.pipeline.status import service_stats
 from latlab.serving.routes import Answer, Router, route
 from latlab.serving.wire import Request, Response, detail, json_response
 
@@ -88,6 +95,8 @@ class Client:
         timeout_s: float = 10.0,
         finished: Finished | None = None,
         guard: TrafficGuard | None = None,
+        token: str | None = None,
+        services: dict[str, str] | None = None,
     ) -> None:
         self.receiver = receiver
         self.policy = policy
@@ -95,10 +104,23 @@ class Client:
         self._timeout_s = timeout_s
         self._finished = finished
         self._guard = guard
+        self._token = token  # what the receiver asks for, when the API has a token
+        self._services = services or {}  # role -> base URL, for /stats
+        self.acked = self.errors = 0
         self.runs = 0
 
     def router(self) -> Router:
-        return Router({b"/": route(self.handle)})
+        return Router({b"/": route(self.handle), b"/stats": route(self.stats)})
+
+    def stats(self, request: Request) -> Answer:
+        refusal = self._guard.refusal(request) if self._guard is not None else None
+        return refusal if refusal is not None else self._stats()
+
+    async def _stats(self) -> Response:
+        names = list(self._services)
+        found = await asyncio.gather(*(service_stats(self._services[n]) for n in names))
+        own = {"runs": self.runs, "acked": self.acked, "errors": self.errors}
+        return json_response(HTTPStatus.OK, {"client": own, **dict(zip(names, found, strict=True))})
 
     def handle(self, request: Request) -> Answer:
         refusal = self._guard.refusal(request) if self._guard is not None else None
@@ -112,11 +134,18 @@ class Client:
 
     async def _run(self, call: ClientCall) -> Response:
         try:
-            address = await resolve_target(self.receiver, self.policy)
-        except TargetRefused as exc:
+            address = await self.reach()
+        except (TargetRefused, TargetUnreachable) as exc:
             return detail(HTTPStatus.BAD_GATEWAY, f"receiver {self.receiver.authority}: {exc}")
         result = await self.send(call, address)
         return json_response(HTTPStatus.OK, result.to_json())
+
+    async def reach(self) -> tuple[int, str]:
+        """The receiver's address, once the policy allows it and it answers: a run that
+        could send nothing is refused before its first request."""
+        address = await resolve_target(self.receiver, self.policy)
+        await check_reachable(self.receiver, address, None, self._timeout_s)
+        return address
 
     async def send(self, call: ClientCall, address: tuple[int, str]) -> SendResult:
         plan = SendPlan(
@@ -127,9 +156,12 @@ class Client:
             delay_unit_s=call.delay_unit_s,
             run_id=secrets.token_hex(8),
             timeout_s=self._timeout_s,
+            token=self._token,
         )
         self.runs += 1
         result = await send_requests(plan, address)
+        self.acked += result.acked
+        self.errors += result.errors
         if self._finished is not None:
             self._finished(result)
         return result

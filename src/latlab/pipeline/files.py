@@ -10,16 +10,16 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from time import monotonic
 from typing import BinaryIO
 
 READ_CHUNK_BYTES = 1 << 20
+LAST_LINE_BYTES = 4096  # more than any line the writer writes
 BATCH_FSYNC_S = 0.2  # with fsync "batch": at most this long between a write and its fsync
 
 
 class Fsync(StrEnum):
     ALWAYS = "always"  # after every write: a line written is on disk
-    BATCH = "batch"  # at most BATCH_FSYNC_S later (and on close)
+    BATCH = "batch"  # within BATCH_FSYNC_S (and on close)
     NEVER = "never"  # when the OS decides; a crash of the process loses nothing still
 
 
@@ -31,7 +31,7 @@ class AppendOnlyFile:
         self._fsync = fsync
         self.lines = _recover(path, header.encode())
         self._file: BinaryIO = path.open("ab")
-        self._unsynced_since: float | None = None
+        self._unsynced = False
 
     def append(self, lines: list[str]) -> None:
         if not lines:
@@ -42,16 +42,25 @@ class AppendOnlyFile:
         if self._fsync is Fsync.ALWAYS:
             os.fsync(self._file.fileno())
         elif self._fsync is Fsync.BATCH:
-            self._unsynced_since = self._unsynced_since or monotonic()
-            self.sync_if_due()
+            self._unsynced = True  # the writer's loop syncs every BATCH_FSYNC_S
 
-    def sync_if_due(self) -> None:
-        since = self._unsynced_since
-        if since is not None and monotonic() - since >= BATCH_FSYNC_S:
+    def last_line(self) -> str:
+        """The last whole line ("" when only the header is there)."""
+        if self.lines == 0:
+            return ""
+        with self.path.open("rb") as file:
+            end = file.seek(0, os.SEEK_END)
+            file.seek(max(0, end - LAST_LINE_BYTES))
+            tail = file.read().rstrip(b"\n")
+        return tail.rsplit(b"\n", 1)[-1].decode()
+
+    def sync_pending(self) -> None:
+        """fsync, if anything was written since the last one."""
+        if self._unsynced:
             self.sync()
 
     def sync(self) -> None:
-        self._unsynced_since = None
+        self._unsynced = False
         os.fsync(self._file.fileno())
 
     def close(self) -> None:

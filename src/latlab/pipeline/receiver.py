@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 
 from latlab.pipeline.commits import GroupCommit
+from latlab.pipeline.guard import TrafficGuard
 from latlab.pipeline.queue.base import PipelineQueue
 from latlab.pipeline.receipts import BadRequest, Incoming, parse_request
 from latlab.serving.routes import Answer, Router, route
@@ -21,6 +22,7 @@ from latlab.serving.wire import Request, Response, detail, json_response
 logger = logging.getLogger(__name__)
 
 OK = json_response(HTTPStatus.OK, {"asyncAnswer": "Ok"})
+NOT_JSON = detail(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
 NOT_DURABLE = detail(HTTPStatus.SERVICE_UNAVAILABLE, "the queue is unavailable: not acknowledged")
 
 
@@ -30,8 +32,10 @@ class Receiver:
         queue: PipelineQueue,
         *,
         max_delay_s: float,
+        guard: TrafficGuard | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._guard = guard
         self._commits = GroupCommit(queue.append)
         self._max_delay_s = max_delay_s
         self._now = now
@@ -42,6 +46,13 @@ class Receiver:
         return Router({b"/handler": route(self.handle, ("POST",)), b"/stats": route(self.stats)})
 
     def handle(self, request: Request) -> Answer:
+        refusal = self._guard.refusal(request) if self._guard is not None else None
+        if refusal is None and not _is_json(request.content_type):
+            # A web page can POST text/plain anywhere without asking; JSON it cannot.
+            refusal = NOT_JSON
+        if refusal is not None:
+            self.refused += 1
+            return refusal
         try:
             incoming = parse_request(request.body, self._max_delay_s, self._now())
         except BadRequest as exc:
@@ -63,3 +74,10 @@ class Receiver:
 
     async def close(self) -> None:
         await self._commits.close()
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    return (
+        content_type is not None
+        and content_type.split(b";")[0].strip().lower() == b"application/json"
+    )

@@ -51,6 +51,7 @@ class SendPlan:
     delay_unit_s: float
     run_id: str
     timeout_s: float = 10.0
+    token: str | None = None  # sent as a bearer token: the receiver asks for the API's
 
     def __post_init__(self) -> None:
         if self.requests < 0:
@@ -77,7 +78,10 @@ class SendPlan:
         """The bytes of one request: a new id, a new delay."""
         request = {"id": str(uuid.uuid4()), "delay": self.delay_of(rng), "run_id": self.run_id}
         body = json.dumps({"request": request}, separators=(",", ":")).encode()
-        return RequestSpec("POST", _HEADERS, body).encode(self.url, keep_alive=True)
+        headers = (
+            _HEADERS if not self.token else (*_HEADERS, ("Authorization", f"Bearer {self.token}"))
+        )
+        return RequestSpec("POST", headers, body).encode(self.url, keep_alive=True)
 
 
 @dataclass

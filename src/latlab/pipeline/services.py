@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
@@ -24,11 +24,13 @@ from latlab.pipeline.guard import TrafficGuard
 from latlab.pipeline.handler import Handler
 from latlab.pipeline.queue import PipelineQueue, QueueUnavailable, open_queue
 from latlab.pipeline.receiver import Receiver
-from latlab.pipeline.writer import OrderedWriter
+from latlab.pipeline.writer import FilesMismatch, OrderedWriter
+from latlab.reachable import until_reachable
 from latlab.serving.routes import Router, route
 from latlab.serving.server import HttpServer
 from latlab.serving.wire import Request, Response, json_response
 from latlab.settings import Settings
+from latlab.storage.registry import normalize_url
 
 
 class Role(StrEnum):
@@ -44,6 +46,10 @@ QUEUE_ROLES = (Role.RECEIVER, Role.HANDLER, Role.WRITER)
 
 class PipelineError(RuntimeError):
     """A pipeline that cannot start as configured (one line for the user)."""
+
+
+class QueueUnreachable(PipelineError):
+    """The queue did not answer within ``LATLAB_STARTUP_TIMEOUT_S``."""
 
 
 @dataclass
@@ -69,6 +75,10 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
         stack.push_async_callback(_stop, tasks)  # before the queue closes
         if Role.WRITER in roles and queue is not None:
             pipeline.writer = _writer(settings, queue)
+            try:
+                await pipeline.writer.check_files()
+            except FilesMismatch as exc:
+                raise PipelineError(str(exc)) from None
             tasks.append(asyncio.create_task(pipeline.writer.run()))
         if Role.HANDLER in roles and queue is not None:
             pipeline.handler = Handler(
@@ -79,12 +89,12 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
             )
             tasks.append(asyncio.create_task(pipeline.handler.run()))
         for role in sorted(roles, key=ALL_ROLES.index, reverse=True):  # the client last
-            if role is Role.CLIENT and Role.RECEIVER in pipeline.servers:
-                # The client of ``pipeline up`` sends to the receiver beside it.
-                local = _local_url(settings.pipeline_host, pipeline.port(Role.RECEIVER))
-                settings = settings.model_copy(update={"pipeline_receiver_url": local})
+            if role is Role.CLIENT:
+                # The client of ``pipeline up`` sends to (and reports on) the services beside it.
+                settings = settings.model_copy(update=_local_urls(settings, pipeline))
             router = _router(role, pipeline, settings, queue)
-            server = HttpServer(router, keep_headers=role is Role.CLIENT)
+            guarded = role in (Role.CLIENT, Role.RECEIVER)
+            server = HttpServer(router, keep_headers=guarded)
             await server.listen(settings.pipeline_host, _port(settings, role))
             stack.push_async_callback(server.close)
             pipeline.servers[role] = server
@@ -98,22 +108,33 @@ async def _open_queue(
 ) -> PipelineQueue | None:
     if set(roles) <= {Role.CLIENT}:
         return None  # the client only sends: it needs no queue
-    if settings.redis_url is None and set(roles) != set(ALL_ROLES):
-        alone = ", ".join(sorted(role.value for role in roles))
+    if settings.redis_url is None and not set(QUEUE_ROLES) <= set(roles):
+        alone = " and ".join(role.value for role in QUEUE_ROLES if role in roles)
         raise PipelineError(
-            f"the {alone} service needs LATLAB_REDIS_URL: without Redis the queue is "
-            "embedded in one process, so run all four with `latlab pipeline up`"
+            f"the {alone} needs LATLAB_REDIS_URL: without Redis the queue is embedded in one "
+            "process, so run the services together with `latlab pipeline up`"
         )
-    try:
-        queue = await open_queue(
+    if settings.redis_url is None:
+        _check_sql_store(settings.storage_url)
+
+    def opener() -> Awaitable[PipelineQueue]:
+        return open_queue(
             redis_url=settings.redis_url,
             storage_url=settings.storage_url,
             redis_prefix=settings.redis_prefix,
             consumer=settings.pipeline_consumer,
             lease_s=settings.pipeline_lease_s,
         )
-    except QueueUnavailable as exc:
-        raise PipelineError(str(exc)) from None
+
+    hint = "start it, or give it longer with LATLAB_STARTUP_TIMEOUT_S"
+    queue = await until_reachable(
+        opener,
+        settings.startup_timeout_s,
+        transient=(QueueUnavailable, OSError),
+        gave_up=lambda cause: QueueUnreachable(
+            f"the pipeline's queue is unreachable: {cause}: {hint}"
+        ),
+    )
     stack.push_async_callback(queue.close)
     return queue
 
@@ -126,9 +147,21 @@ def _router(
         return pipeline.client.router()
     assert queue is not None
     if role is Role.RECEIVER:
-        pipeline.receiver = Receiver(queue, max_delay_s=settings.pipeline_max_delay_s)
+        pipeline.receiver = Receiver(
+            queue, max_delay_s=settings.pipeline_max_delay_s, guard=_guard(settings)
+        )
         return pipeline.receiver.router()
     return Router({b"/stats": route(lambda request: _stats(role, pipeline, request))})
+
+
+def _check_sql_store(storage_url: str) -> None:
+    """The embedded queue needs an SQL store: said at once, not after the start-up wait."""
+    scheme = normalize_url(storage_url).partition("://")[0]
+    if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise PipelineError(
+            "the pipeline's embedded queue needs an SQL store (LATLAB_STORAGE_URL sqlite or "
+            "postgresql) or LATLAB_REDIS_URL"
+        )
 
 
 def client_of(settings: Settings) -> Client:
@@ -142,8 +175,21 @@ def client_of(settings: Settings) -> Client:
         settings.pipeline_max_requests,
         settings.pipeline_max_delay_s,
     )
-    guard = TrafficGuard(settings.api_token, settings.allowed_hosts)
-    return Client(receiver, TargetPolicy.from_settings(settings), limits, guard=guard)
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    policy = TargetPolicy.from_settings(settings)
+    services = {
+        "receiver": settings.pipeline_receiver_url,
+        "handler": settings.pipeline_handler_url,
+        "writer": settings.pipeline_writer_url,
+    }
+    return Client(
+        receiver, policy, limits, guard=_guard(settings), token=token or None, services=services
+    )
+
+
+def _guard(settings: Settings) -> TrafficGuard:
+    """The control API's Host, token and Origin rules, for the services that take traffic."""
+    return TrafficGuard(settings.api_token, settings.allowed_hosts)
 
 
 def _stats(role: Role, pipeline: Pipeline, _request: Request) -> Response:
@@ -161,6 +207,14 @@ def _stats(role: Role, pipeline: Pipeline, _request: Request) -> Response:
             "waiting": writer.waiting,
         },
     )
+
+
+def _local_urls(settings: Settings, pipeline: Pipeline) -> dict[str, str]:
+    host = settings.pipeline_host
+    return {
+        f"pipeline_{role.value}_url": _local_url(host, server.port)
+        for role, server in pipeline.servers.items()
+    }
 
 
 def _local_url(host: str, port: int) -> str:

@@ -33,6 +33,11 @@ READ_BATCH = 1000
 WAIT_S = 1.0  # a feed's longest wait before it looks again (and sees a stop)
 RETRY_S = 1.0  # after the queue failed
 
+
+class FilesMismatch(ValueError):
+    """The out dir's files were written from another queue."""
+
+
 Written = Callable[[list[Receipt], datetime], None]  # results just written, and when
 
 
@@ -59,6 +64,21 @@ class OrderedWriter:
     def waiting(self) -> int:
         """Receipts read whose result line is not written yet."""
         return len(self._window)
+
+    async def check_files(self) -> None:
+        """Raise :class:`FilesMismatch` if ``2.txt`` was not written from this queue: its
+        last line must name the receipt of that number, or the writer would skip (or
+        repeat) lines without a word."""
+        lines = self.receipts.lines
+        if lines == 0:
+            return
+        found = await self._queue.receipts(lines - 1, 1, 0)
+        last = self.receipts.last_line()
+        if not found or found[0].seq != lines or found[0].request_id not in last:
+            raise FilesMismatch(
+                f"{self.receipts.path} has {lines} lines that do not match the queue's "
+                "receipts: give this queue its own out dir (or empty this one)"
+            )
 
     async def run(self) -> None:
         """Follow both feeds until cancelled; the files are synced and closed at the end."""
@@ -110,8 +130,8 @@ class OrderedWriter:
     async def _sync_in_batches(self) -> None:
         while True:
             await asyncio.sleep(BATCH_FSYNC_S)
-            self.receipts.sync_if_due()
-            self.results.sync_if_due()
+            self.receipts.sync_pending()
+            self.results.sync_pending()
 
     def _apply(self, outcome: Outcome) -> None:
         waiting = self._window.get(outcome.seq)

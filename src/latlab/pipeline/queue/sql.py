@@ -90,6 +90,8 @@ class SqlQueue:
             try:
                 receipts, recorded = await self._commit(appends, finishes, claims)
             except Exception as exc:
+                # Claimed receipts whose tries were not counted go out again, first.
+                self._unclaimed.extendleft(reversed([s for seqs, _ in claims for s in seqs]))
                 for future in [f for _, f in appends] + others:
                     if not future.done():
                         future.set_exception(exc)
