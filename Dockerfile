@@ -1,0 +1,24 @@
+# LatLab in a container: `docker run IMAGE <latlab command>`, e.g. `pipeline save`.
+# compose.yaml builds it once for the pipeline's four services (docs/pipeline.md).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Only what the package is built from: the work tree's .venv, node_modules and databases
+# stay out. Redis support (redis-py) is a core dependency: no extra needed.
+WORKDIR /build
+COPY pyproject.toml README.md .gitignore ./
+COPY src ./src
+RUN pip install . && rm -rf /build
+
+# A user of its own; /data is created here so that a named volume mounted on it (the
+# writer's files) belongs to that user, not to root.
+RUN useradd --create-home --uid 10001 latlab && mkdir /data && chown latlab:latlab /data
+USER latlab
+WORKDIR /home/latlab
+
+ENTRYPOINT ["latlab"]
+CMD ["--help"]
