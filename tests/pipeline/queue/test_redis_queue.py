@@ -222,3 +222,16 @@ async def test_append_writes_nothing_when_the_counter_disagrees_with_the_stream(
         assert await client.xlen(f"{PREFIX}:pipeline:receipts") == 2
     finally:
         await client.aclose()
+
+
+async def test_a_thousand_finishes_at_once_are_each_recorded_on_a_100_connection_pool(
+    open_queue: Opener,
+) -> None:
+    # A handler finishes as many at once as it processes: one connection each ran the pool
+    # dry ("Too many connections") and left outcomes unrecorded until the lease ran out.
+    queue = await open_queue()
+    receipts = await queue.append(batch(1000))
+    assert len(await queue.claim(1000, 0)) == 1000
+    await asyncio.gather(*(queue.finish(receipt.seq, None) for receipt in receipts))
+    outcomes, _ = await queue.finished("0-0", 2000, 0)
+    assert sorted(outcome.seq for outcome in outcomes) == list(range(1, 1001))

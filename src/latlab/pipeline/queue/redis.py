@@ -23,6 +23,7 @@ takes ``appendonly yes`` with ``appendfsync always`` on the server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import time
@@ -34,6 +35,7 @@ import redis.asyncio as redis
 
 from latlab.coordination.redis import open_client
 from latlab.pipeline.queue.base import Outcome, QueueUnavailable
+from latlab.pipeline.queue.redis_scripts import APPEND, FINISH, HEARTBEAT, TAKE
 from latlab.pipeline.receipts import Incoming, Receipt
 from latlab.storage.registry import where
 
@@ -43,76 +45,15 @@ OK = "ok"
 FAILED = "error: "
 
 Entry = tuple[str, dict[str, str]]  # a stream entry: its ID and fields
+FINISH_BATCH = 500  # outcomes in one pipeline
+
 T = TypeVar("T")
+
 
 # KEYS: receipts, seq, the batch's token. ARGV: request_id, delay_s, receive_time_us, run_id
 # ("" for none), per receipt. The token makes a retry (the reply was lost with a connection)
 # return the first seq again instead of appending twice. Checked before anything is written:
 # a script that fails is not rolled back.
-APPEND = """
-local again = redis.call('GET', KEYS[3])
-if again then return tonumber(again) end
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-if top ~= nil and top[1] ~= string.format('%d-0', last) then
-  return redis.error_reply('receipts stream ends at ' .. top[1] .. ', counter at ' .. last)
-end
-local n = #ARGV / 4
-local first = redis.call('INCRBY', KEYS[2], n) - n + 1
-for i = 0, n - 1 do
-  redis.call('XADD', KEYS[1], string.format('%d-0', first + i),
-    'request_id', ARGV[i * 4 + 1], 'delay_s', ARGV[i * 4 + 2],
-    'receive_time_us', ARGV[i * 4 + 3], 'run_id', ARGV[i * 4 + 4])
-end
-redis.call('SET', KEYS[3], first, 'EX', 3600)
-return first
-"""
-
-# KEYS: outcomes, tries, receipts. ARGV: seqs just claimed. Per seq its tries now, or 0 if
-# it has an outcome already (then it leaves the group instead).
-TAKE = """
-local tries = {}
-for i, seq in ipairs(ARGV) do
-  if redis.call('HEXISTS', KEYS[1], seq) == 1 then
-    redis.call('XACK', KEYS[3], 'handlers', seq .. '-0')
-    tries[i] = 0
-  else
-    tries[i] = redis.call('HINCRBY', KEYS[2], seq, 1)
-  end
-end
-return tries
-"""
-
-# KEYS: outcomes, finished, receipts. ARGV: seq, outcome, and the error if it failed.
-FINISH = """
-local id = ARGV[1] .. '-0'
-if #redis.call('XRANGE', KEYS[3], id, id) == 0 then return 0 end
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  if ARGV[3] then
-    redis.call('XADD', KEYS[2], '*', 'seq', ARGV[1], 'error', ARGV[3])
-  else
-    redis.call('XADD', KEYS[2], '*', 'seq', ARGV[1])
-  end
-end
-redis.call('XACK', KEYS[3], 'handlers', id)
-return 1
-"""
-
-# KEYS: receipts. ARGV: consumer, entry IDs. Resets the idle time of the entries the
-# consumer still holds (never takes one back from a handler that took it over); their IDs.
-HEARTBEAT = """
-local held = {}
-for i = 2, #ARGV do
-  local entry = redis.call('XPENDING', KEYS[1], 'handlers', ARGV[i], ARGV[i], 1)[1]
-  if entry ~= nil and entry[2] == ARGV[1] then
-    redis.call('XCLAIM', KEYS[1], 'handlers', ARGV[1], 0, ARGV[i], 'JUSTID')
-    held[#held + 1] = ARGV[i]
-  end
-end
-return held
-"""
-
-
 class RedisQueue:
     """A :class:`~latlab.pipeline.queue.base.PipelineQueue` in Redis Streams.
 
@@ -146,6 +87,8 @@ class RedisQueue:
         self._take = client.register_script(TAKE)
         self._finish = client.register_script(FINISH)
         self._heartbeat = client.register_script(HEARTBEAT)
+        self._finishes: list[tuple[int, str | None, asyncio.Future[None]]] = []
+        self._finisher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -264,11 +207,38 @@ class RedisQueue:
         return [_seq(id_) for id_ in held]
 
     async def finish(self, seq: int, error: str | None) -> None:
-        outcome = [OK] if error is None else [FAILED + error, error]
+        # Batched: a handler finishes thousands at once, and a call each would need a
+        # connection each (the pool has 100) and a round trip each.
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finishes.append((seq, error, future))
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.get_running_loop().create_task(self._finish_all())
+        await future
+
+    async def _finish_all(self) -> None:
+        """What waits goes in one pipeline of FINISH calls; what comes meanwhile, next."""
+        while self._finishes:
+            batch = self._finishes[:FINISH_BATCH]
+            del self._finishes[:FINISH_BATCH]
+            try:
+                await self._finish_batch([(seq, error) for seq, error, _ in batch])
+            except Exception as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for *_, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _finish_batch(self, outcomes: list[tuple[int, str | None]]) -> None:
+        keys = [self._outcomes, self._finished, self._stream]
         with self._reachable():
-            await self._finish(
-                keys=[self._outcomes, self._finished, self._stream], args=[seq, *outcome]
-            )
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for seq, error in outcomes:
+                    outcome = [OK] if error is None else [FAILED + error, error]
+                    await self._finish(keys=keys, args=[seq, *outcome], client=pipe)
+                await pipe.execute()
 
     async def receipts(self, after: int, limit: int, wait_s: float) -> list[Receipt]:
         with self._reachable():

@@ -1,0 +1,64 @@
+"""The Redis queue's Lua scripts: each runs atomically in Redis, all or nothing."""
+
+APPEND = """
+local again = redis.call('GET', KEYS[3])
+if again then return tonumber(again) end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if top ~= nil and top[1] ~= string.format('%d-0', last) then
+  return redis.error_reply('receipts stream ends at ' .. top[1] .. ', counter at ' .. last)
+end
+local n = #ARGV / 4
+local first = redis.call('INCRBY', KEYS[2], n) - n + 1
+for i = 0, n - 1 do
+  redis.call('XADD', KEYS[1], string.format('%d-0', first + i),
+    'request_id', ARGV[i * 4 + 1], 'delay_s', ARGV[i * 4 + 2],
+    'receive_time_us', ARGV[i * 4 + 3], 'run_id', ARGV[i * 4 + 4])
+end
+redis.call('SET', KEYS[3], first, 'EX', 3600)
+return first
+"""
+
+# KEYS: outcomes, tries, receipts. ARGV: seqs just claimed. Per seq its tries now, or 0 if
+# it has an outcome already (then it leaves the group instead).
+TAKE = """
+local tries = {}
+for i, seq in ipairs(ARGV) do
+  if redis.call('HEXISTS', KEYS[1], seq) == 1 then
+    redis.call('XACK', KEYS[3], 'handlers', seq .. '-0')
+    tries[i] = 0
+  else
+    tries[i] = redis.call('HINCRBY', KEYS[2], seq, 1)
+  end
+end
+return tries
+"""
+
+# KEYS: outcomes, finished, receipts. ARGV: seq, outcome, and the error if it failed.
+FINISH = """
+local id = ARGV[1] .. '-0'
+if #redis.call('XRANGE', KEYS[3], id, id) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  if ARGV[3] then
+    redis.call('XADD', KEYS[2], '*', 'seq', ARGV[1], 'error', ARGV[3])
+  else
+    redis.call('XADD', KEYS[2], '*', 'seq', ARGV[1])
+  end
+end
+redis.call('XACK', KEYS[3], 'handlers', id)
+return 1
+"""
+
+# KEYS: receipts. ARGV: consumer, entry IDs. Resets the idle time of the entries the
+# consumer still holds (never takes one back from a handler that took it over); their IDs.
+HEARTBEAT = """
+local held = {}
+for i = 2, #ARGV do
+  local entry = redis.call('XPENDING', KEYS[1], 'handlers', ARGV[i], ARGV[i], 1)[1]
+  if entry ~= nil and entry[2] == ARGV[1] then
+    redis.call('XCLAIM', KEYS[1], 'handlers', ARGV[1], 0, ARGV[i], 'JUSTID')
+    held[#held + 1] = ARGV[i]
+  end
+end
+return held
+"""
