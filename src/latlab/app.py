@@ -23,7 +23,7 @@ from latlab.api.security import PUBLIC_PATHS, SecurityMiddleware
 from latlab.api.state import AppState
 from latlab.api.v1 import bots as v1_bots
 from latlab.api.v1 import events as v1_events
-from latlab.api.v1 import experiments, load_runs
+from latlab.api.v1 import experiments, load_runs, pipeline_runs
 from latlab.coordination import open_coordinator
 from latlab.exporters.influx import InfluxExporter, open_exporter
 from latlab.exporters.influx_load import InfluxLoadSink
@@ -168,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v1_events.router)
     app.include_router(v1_bots.router)
     app.include_router(load_runs.router)
+    app.include_router(pipeline_runs.router)
     app.include_router(bots.router)
     app.include_router(seed.router)
     # The original served these under /api; same handlers, kept out of the schema twice over.

@@ -1,6 +1,6 @@
 """Per-kind ids on existing data: SQL revision 0003 on a SQLite file written by revision 0002
 with real rows (and back down to 0002), and MongoDB's per-kind counters next to the old
-shared one; revisions 0004 (histograms) and 0005 (the pipeline's queue) up and down."""
+shared one; revisions 0004 (histograms) and 0005 (the pipeline's queue and runs) up and down."""
 
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ async def test_0004_adds_histograms_and_downgrades_to_0003_keeping_the_jobs(
         await store.close()
     assert await _tables_and_version(store_url) == (
         {"alembic_version", "jobs", "job_counters", "probe_results", "values", "histograms"}
-        | {"pipeline_receipts"},
+        | {"pipeline_receipts", "pipeline_runs"},
         "0005",
     )
     await _migrate(store_url, "downgrade", "0003")
@@ -244,13 +244,17 @@ async def test_0004_adds_histograms_and_downgrades_to_0003_keeping_the_jobs(
 
 
 @pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
-async def test_0005_adds_the_pipeline_queue_and_downgrades_to_0004_keeping_the_rest(
+async def test_0005_adds_the_pipeline_queue_and_runs_and_downgrades_to_0004_keeping_the_rest(
     store_url: str,
 ) -> None:
     store = await SqlStore.open(store_url)
     await store.close()
+    pipeline = {"pipeline_receipts", "pipeline_runs"}
     names, version = await _tables_and_version(store_url)
-    assert ("pipeline_receipts" in names, version) == (True, "0005")
+    assert (pipeline <= names, version) == (True, "0005")
     await _migrate(store_url, "downgrade", "0004")
     names, version = await _tables_and_version(store_url)
-    assert ("pipeline_receipts" in names, "histograms" in names, version) == (False, True, "0004")
+    assert (pipeline & names, "histograms" in names, version) == (set(), True, "0004")
+    await _migrate(store_url, "upgrade", "head")  # the indexes went with their tables
+    names, version = await _tables_and_version(store_url)
+    assert (pipeline <= names, version) == (True, "0005")

@@ -118,19 +118,24 @@ async def _send_once(overrides: Mapping[str, Any], query: str) -> dict[str, Any]
     from latlab.measure.load.preflight import TargetRefused, TargetUnreachable
     from latlab.pipeline.client import parse_call
     from latlab.pipeline.receipts import BadRequest
+    from latlab.pipeline.runs import RunRecorder
     from latlab.pipeline.services import PipelineError, client_of
     from latlab.settings import Settings
 
     settings = Settings(**overrides)
+    recorder = await RunRecorder.open(settings.storage_url)  # the run, for the control API
     try:
-        client = client_of(settings)
-        call = parse_call(query.encode(), client.limits)
-        address = await client.reach()
-    except (BadRequest, PipelineError, TargetRefused) as exc:
-        raise StartupError(str(exc)) from None
-    except TargetUnreachable as exc:
-        raise StartupError(f"receiver {client.receiver.authority}: {exc}", 1) from None
-    return (await client.send(call, address)).to_json()
+        try:
+            client = client_of(settings, recorder)
+            call = parse_call(query.encode(), client.limits)
+            address = await client.reach()
+        except (BadRequest, PipelineError, TargetRefused) as exc:
+            raise StartupError(str(exc)) from None
+        except TargetUnreachable as exc:
+            raise StartupError(f"receiver {client.receiver.authority}: {exc}", 1) from None
+        return (await client.send(call, address)).to_json()
+    finally:
+        await recorder.close()
 
 
 def run_services(overrides: Mapping[str, Any], roles: Collection[str]) -> None:

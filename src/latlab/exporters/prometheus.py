@@ -151,7 +151,7 @@ class ProbeMetrics(SinkBase, Collector):
                 buckets = list(series.buckets)
                 results.add_metric([label, klass], series.results)
                 if klass != ERROR:
-                    durations.add_metric([label, klass], _cumulative(buckets), series.sum_ms / 1e3)
+                    durations.add_metric([label, klass], cumulative(buckets), series.sum_ms / 1e3)
         return [durations, results]
 
 
@@ -207,13 +207,14 @@ class LoadMetrics(SinkBase, Collector):
         return [requests, errors, rate, latency]
 
 
-def _cumulative(buckets: list[int]) -> list[tuple[str, float]]:
+def cumulative(buckets: list[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts as the text format wants them: cumulative, labelled by bound."""
     total = 0
-    cumulative: list[tuple[str, float]] = []
+    running: list[tuple[str, float]] = []
     for label, count in zip(BUCKET_LABELS, buckets, strict=True):
         total += count
-        cumulative.append((label, total))
-    return cumulative
+        running.append((label, total))
+    return running
 
 
 class WriterGauges(Protocol):

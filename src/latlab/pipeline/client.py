@@ -8,8 +8,9 @@ mistake is a 422 naming the parameter. ``delay_unit=ms`` makes the delays millis
 from __future__ import annotations
 
 import asyncio
+import inspect
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs
@@ -80,7 +81,8 @@ def _integer(given: dict[str, list[str]], name: str, low: int, high: int) -> int
     return number
 
 
-Finished = Callable[[SendResult], None]
+Started = Callable[[SendPlan], Awaitable[None]]  # awaited before the first request
+Finished = Callable[[SendResult], Awaitable[None] | None]  # awaited if it returns an awaitable
 
 
 class Client:
@@ -94,6 +96,7 @@ class Client:
         *,
         timeout_s: float = 10.0,
         finished: Finished | None = None,
+        started: Started | None = None,
         guard: TrafficGuard | None = None,
         token: str | None = None,
         services: dict[str, str] | None = None,
@@ -103,6 +106,7 @@ class Client:
         self.limits = limits
         self._timeout_s = timeout_s
         self._finished = finished
+        self._started = started
         self._guard = guard
         self._token = token  # what the receiver asks for, when the API has a token
         self._services = services or {}  # role -> base URL, for /stats
@@ -159,9 +163,13 @@ class Client:
             token=self._token,
         )
         self.runs += 1
+        if self._started is not None:
+            await self._started(plan)
         result = await send_requests(plan, address)
         self.acked += result.acked
         self.errors += result.errors
         if self._finished is not None:
-            self._finished(result)
+            pending = self._finished(result)
+            if inspect.isawaitable(pending):
+                await pending
         return result

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
+from prometheus_client.core import Metric
+
+from latlab.pipeline.metrics import counter, gauge
 from latlab.pipeline.queue.base import PipelineQueue
 from latlab.pipeline.receipts import Receipt
 
@@ -36,6 +40,11 @@ class Handler:
     @property
     def in_flight(self) -> int:
         return len(self._working)
+
+    def figures(self) -> Iterable[Metric]:
+        yield counter("latlab_pipeline_processed", "Requests processed", self.processed)
+        yield counter("latlab_pipeline_failed", "Requests failed for good (ERROR)", self.failed)
+        yield gauge("latlab_pipeline_in_flight", "Requests being processed", self.in_flight)
 
     async def run(self) -> None:
         """Take and process work until cancelled; then cancel the work in hand."""

@@ -8,12 +8,16 @@ receiver refuses gets a 422 saying why, and nothing is enqueued.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from http import HTTPStatus
+from time import perf_counter
+
+from prometheus_client.core import Metric
 
 from latlab.pipeline.commits import GroupCommit
 from latlab.pipeline.guard import TrafficGuard
+from latlab.pipeline.metrics import LatencyBuckets, MetricsPage, counter
 from latlab.pipeline.queue.base import PipelineQueue
 from latlab.pipeline.receipts import BadRequest, Incoming, parse_request
 from latlab.serving.routes import Answer, Router, route
@@ -41,9 +45,17 @@ class Receiver:
         self._now = now
         self.received = 0
         self.refused = 0
+        self.failed = 0  # valid, but the queue could not take it: not acknowledged
+        self.enqueue = LatencyBuckets()  # request in -> durable
 
     def router(self) -> Router:
-        return Router({b"/handler": route(self.handle, ("POST",)), b"/stats": route(self.stats)})
+        return Router(
+            {
+                b"/handler": route(self.handle, ("POST",)),
+                b"/stats": route(self.stats),
+                b"/metrics": route(MetricsPage(self.figures).handle),
+            }
+        )
 
     def handle(self, request: Request) -> Answer:
         refusal = self._guard.refusal(request) if self._guard is not None else None
@@ -61,16 +73,30 @@ class Receiver:
         return self._acknowledge(incoming)
 
     async def _acknowledge(self, incoming: Incoming) -> Response:
+        began_s = perf_counter()
         try:
             await self._commits.add(incoming)
         except Exception:
             logger.exception("enqueueing a request failed")
+            self.failed += 1
             return NOT_DURABLE
+        self.enqueue.add((perf_counter() - began_s) * 1000)
         self.received += 1
         return OK
 
+    def figures(self) -> Iterable[Metric]:
+        yield counter("latlab_pipeline_received", "Requests acknowledged (durable)", self.received)
+        yield counter("latlab_pipeline_refused", "Requests refused (4xx)", self.refused)
+        yield counter(
+            "latlab_pipeline_enqueue_failed", "Requests the queue could not take", self.failed
+        )
+        yield self.enqueue.family(
+            "latlab_pipeline_enqueue_seconds", "From a request's arrival to it being durable"
+        )
+
     def stats(self, _request: Request) -> Response:
-        return json_response(HTTPStatus.OK, {"received": self.received, "refused": self.refused})
+        counts = {"received": self.received, "refused": self.refused, "failed": self.failed}
+        return json_response(HTTPStatus.OK, counts)
 
     async def close(self) -> None:
         await self._commits.close()

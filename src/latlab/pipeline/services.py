@@ -22,8 +22,10 @@ from latlab.pipeline.client import Client, ClientLimits
 from latlab.pipeline.files import Fsync
 from latlab.pipeline.guard import TrafficGuard
 from latlab.pipeline.handler import Handler
+from latlab.pipeline.metrics import MetricsPage
 from latlab.pipeline.queue import PipelineQueue, QueueUnavailable, open_queue
 from latlab.pipeline.receiver import Receiver
+from latlab.pipeline.runs import RunRecorder
 from latlab.pipeline.writer import FilesMismatch, OrderedWriter
 from latlab.reachable import until_reachable
 from latlab.serving.routes import Router, route
@@ -61,6 +63,7 @@ class Pipeline:
     receiver: Receiver | None = None
     handler: Handler | None = None
     writer: OrderedWriter | None = None
+    recorder: RunRecorder | None = None  # runs in the SQL store, for /api/v1/pipeline-runs
 
     def port(self, role: Role) -> int:
         return self.servers[role].port
@@ -71,10 +74,11 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
     pipeline = Pipeline()
     async with contextlib.AsyncExitStack() as stack:
         queue = await _open_queue(settings, roles, stack)
+        pipeline.recorder = await _open_recorder(settings, roles, stack)
         tasks: list[asyncio.Task[None]] = []
-        stack.push_async_callback(_stop, tasks)  # before the queue closes
+        stack.push_async_callback(_stop, tasks)  # before the queue and the recorder close
         if Role.WRITER in roles and queue is not None:
-            pipeline.writer = _writer(settings, queue)
+            pipeline.writer = _writer(settings, queue, pipeline.recorder)
             try:
                 await pipeline.writer.check_files()
             except FilesMismatch as exc:
@@ -139,11 +143,22 @@ async def _open_queue(
     return queue
 
 
+async def _open_recorder(
+    settings: Settings, roles: Collection[Role], stack: contextlib.AsyncExitStack
+) -> RunRecorder | None:
+    """The client records its calls and the writer its lines, when the store is SQL."""
+    if not {Role.CLIENT, Role.WRITER} & set(roles):
+        return None
+    recorder = await RunRecorder.open(settings.storage_url)
+    stack.push_async_callback(recorder.close)
+    return recorder
+
+
 def _router(
     role: Role, pipeline: Pipeline, settings: Settings, queue: PipelineQueue | None
 ) -> Router:
     if role is Role.CLIENT:
-        pipeline.client = client_of(settings)
+        pipeline.client = client_of(settings, pipeline.recorder)
         return pipeline.client.router()
     assert queue is not None
     if role is Role.RECEIVER:
@@ -151,7 +166,14 @@ def _router(
             queue, max_delay_s=settings.pipeline_max_delay_s, guard=_guard(settings)
         )
         return pipeline.receiver.router()
-    return Router({b"/stats": route(lambda request: _stats(role, pipeline, request))})
+    component = pipeline.handler if role is Role.HANDLER else pipeline.writer
+    assert component is not None
+    return Router(
+        {
+            b"/stats": route(lambda request: _stats(role, pipeline, request)),
+            b"/metrics": route(MetricsPage(component.figures).handle),
+        }
+    )
 
 
 def _check_sql_store(storage_url: str) -> None:
@@ -164,8 +186,9 @@ def _check_sql_store(storage_url: str) -> None:
         )
 
 
-def client_of(settings: Settings) -> Client:
-    """The client service's sender, from the settings (``latlab pipeline send`` uses it)."""
+def client_of(settings: Settings, recorder: RunRecorder | None = None) -> Client:
+    """The client service's sender, from the settings (``latlab pipeline send`` uses it);
+    ``recorder`` hears of each call's start and end."""
     try:
         receiver = parse_url(settings.pipeline_receiver_url.rstrip("/") + "/handler")
     except RequestError as exc:
@@ -182,8 +205,16 @@ def client_of(settings: Settings) -> Client:
         "handler": settings.pipeline_handler_url,
         "writer": settings.pipeline_writer_url,
     }
+    hooks = recorder if recorder is not None and recorder.enabled else None
     return Client(
-        receiver, policy, limits, guard=_guard(settings), token=token or None, services=services
+        receiver,
+        policy,
+        limits,
+        started=None if hooks is None else hooks.started,
+        finished=None if hooks is None else hooks.finished,
+        guard=_guard(settings),
+        token=token or None,
+        services=services,
     )
 
 
@@ -241,9 +272,12 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
             await task
 
 
-def _writer(settings: Settings, queue: PipelineQueue) -> OrderedWriter:
+def _writer(
+    settings: Settings, queue: PipelineQueue, recorder: RunRecorder | None
+) -> OrderedWriter:
     out_dir = Path(settings.pipeline_out_dir).expanduser()
+    written = recorder.written if recorder is not None and recorder.enabled else None
     try:
-        return OrderedWriter(queue, out_dir, Fsync(settings.pipeline_fsync))
+        return OrderedWriter(queue, out_dir, Fsync(settings.pipeline_fsync), written)
     except (OSError, ValueError) as exc:
         raise PipelineError(f"LATLAB_PIPELINE_OUT_DIR {str(out_dir)!r}: {exc}") from None

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prometheus_client.core import Metric
+
 from latlab.pipeline.files import BATCH_FSYNC_S, AppendOnlyFile, Fsync
+from latlab.pipeline.metrics import LatencyBuckets, counter, gauge
 from latlab.pipeline.queue.base import Outcome, PipelineQueue
 from latlab.pipeline.receipts import (
     RECEIPTS_FILE,
@@ -59,11 +62,20 @@ class OrderedWriter:
         self._window: dict[int, Receipt] = {}  # read, result not written yet
         self._early: dict[int, str | None] = {}  # outcomes of receipts not read yet
         self._read_through = min(self.receipts.lines, self.results.lines)
+        self.end_to_end = LatencyBuckets()  # receive_time -> result line written
 
     @property
     def waiting(self) -> int:
         """Receipts read whose result line is not written yet."""
         return len(self._window)
+
+    def figures(self) -> Iterable[Metric]:
+        yield counter("latlab_pipeline_receipts_written", "Lines of 2.txt", self.receipts.lines)
+        yield counter("latlab_pipeline_results_written", "Lines of 1.txt", self.results.lines)
+        yield gauge("latlab_pipeline_waiting", "Receipts whose result line waits", self.waiting)
+        yield self.end_to_end.family(
+            "latlab_pipeline_end_to_end_seconds", "From receive_time to the result line written"
+        )
 
     async def check_files(self) -> None:
         """Raise :class:`FilesMismatch` if ``2.txt`` was not written from this queue: its
@@ -150,6 +162,8 @@ class OrderedWriter:
         if ready:
             now = datetime.now(UTC)
             self.results.append([result_line(receipt, now) for receipt in ready])
+            for receipt in ready:
+                self.end_to_end.add((now - receipt.receive_time).total_seconds() * 1000)
             if self._written is not None:
                 self._written(ready, now)
 

@@ -29,6 +29,7 @@ from latlab.storage.records import (
 from latlab.storage.sql.engine import create_engine, migrate
 from latlab.storage.sql.errors import translated, unstorable
 from latlab.storage.sql.histograms import SqlHistograms
+from latlab.storage.sql.pipeline_runs import PipelineRuns
 from latlab.storage.sql.progress import save_progress
 from latlab.storage.sql.results import SqlProbeResults, SqlResults
 from latlab.storage.sql.tables import job_counters, jobs, values
@@ -55,6 +56,7 @@ class SqlStore:
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self.probe_results = SqlProbeResults(engine)
         self.histograms = SqlHistograms(engine)
+        self.pipeline_runs = PipelineRuns(engine)  # read by /api/v1/pipeline-runs
         # A new kind of record: its stream here, under its kind.
         self._streams: dict[str, SqlResults[Any]] = {ProbeResult.kind: self.probe_results}
         upsert = dialect.insert(values)

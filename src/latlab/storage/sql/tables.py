@@ -132,4 +132,26 @@ pipeline_receipts = Table(
     Column("tries", Integer, nullable=False, default=0),
     Column("finished_order", BigInteger, nullable=True, unique=True),
     Column("error", Text, nullable=True),
+    Index("ix_pipeline_receipts_run_id", "run_id"),  # a run's received / processed counts
+)
+
+# One row per pipeline client call (``latlab.storage.sql.pipeline_runs``): the client writes
+# the start and the end of its call, the writer adds what it wrote (``written``, and the
+# end-to-end latencies as a histogram payload). ``requests`` and ``connections`` are null in
+# a row the writer made first (the client's start was not recorded).
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("requests", Integer, nullable=True),
+    Column("connections", Integer, nullable=True),
+    Column("sent", Integer, nullable=False, default=0),
+    Column("acked", Integer, nullable=False, default=0),
+    Column("errors", Integer, nullable=False, default=0),
+    Column("ack_histogram", Text, nullable=True),
+    Column("written", BigInteger, nullable=False, default=0),
+    Column("e2e_histogram", Text, nullable=True),
+    Index("ix_pipeline_runs_started_at", "started_at"),  # pages, newest first
 )
