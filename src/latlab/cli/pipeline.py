@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from latlab.settings import Settings
 
 logger = logging.getLogger("latlab.pipeline")
+
+BACKGROUND_NICE = 10  # the handler's and writer's niceness when they run on their own
 
 pipeline_app = typer.Typer(
     help="The pipeline: client → receiver → handler → writer, in receipt order.",
@@ -154,6 +157,10 @@ async def _serve(overrides: Mapping[str, Any], roles: Collection[str]) -> None:
     settings = Settings(**overrides)
     _configure_logging(settings.log_level)
     _check_exposure(settings)
+    if not {"client", "receiver"} & set(roles):
+        # Processing and writing are throughput work: on a shared machine they yield the
+        # CPU to the receiver, whose acknowledgements are what clients wait for.
+        os.nice(BACKGROUND_NICE)
     stop = asyncio.Event()
     with stop_on_signals(stop):
         try:
