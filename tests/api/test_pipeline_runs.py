@@ -14,6 +14,7 @@ from harness import run_api, wait_for
 from latlab.pipeline.services import ALL_ROLES, Pipeline, Role, open_pipeline
 from latlab.settings import Settings
 from pipeline_files import pipeline_settings, wait_for_results
+from sse import rest
 
 RUNS = "/api/v1/pipeline-runs"
 
@@ -84,3 +85,26 @@ async def test_a_store_without_pipeline_runs_has_none_to_show(api: httpx.AsyncCl
     listed = await api.get(RUNS, params={"offset": 0, "limit": 10})
     assert listed.json() == {"data": [], "count": 0, "offset": 0, "limit": 10}
     assert (await api.get(f"{RUNS}/0123456789abcdef")).status_code == 404
+
+
+async def test_a_runs_events_follow_it_until_every_request_is_written(
+    api_and_pipeline: tuple[httpx.AsyncClient, Pipeline],
+) -> None:
+    api, pipeline = api_and_pipeline
+    query = "connection_count=5&connection_value=40&delay_range=300&delay_unit=ms"
+    run_id = (await client_call(pipeline, query))["run_id"]
+    events = await rest(api, f"{RUNS}/{run_id}/events")
+    assert {event.event for event in events} == {"run"}
+    runs = [event.json() for event in events]
+    assert runs[0]["run_id"] == run_id
+    written = [run["written"] for run in runs]
+    assert written == sorted(written)  # each event a later look at the same run
+    assert (runs[-1]["acked"], runs[-1]["written"]) == (40, 40)
+    assert runs[-1]["finished_at"] is not None
+
+
+async def test_the_events_of_an_unknown_run_are_404(
+    api_and_pipeline: tuple[httpx.AsyncClient, Pipeline],
+) -> None:
+    api, _ = api_and_pipeline
+    assert (await api.get(f"{RUNS}/no-such-run/events")).status_code == 404

@@ -103,7 +103,8 @@ class _FeedResponse(EventSourceResponse):
             log.warning("closed a live feed whose client stopped reading (%s)", scope["path"])
 
 
-def _response(settings: Settings, chunks: AsyncIterator[bytes]) -> _FeedResponse:
+def feed_response(settings: Settings, chunks: AsyncIterator[bytes]) -> _FeedResponse:
+    """A live feed of ``chunks``, with heartbeats and a send timeout from the settings."""
     interval = settings.events_heartbeat_s
     return _FeedResponse(chunks, ping=interval, send_timeout=interval)
 
@@ -196,7 +197,7 @@ async def experiment_events(
     feed = await experiments.feed(live, experiment_id, start, reconnect=reconnect)
     if feed is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return _response(settings, _chunks(feed, _experiment_result))
+    return feed_response(settings, _chunks(feed, _experiment_result))
 
 
 @router.get(
@@ -223,7 +224,7 @@ async def load_run_events(
     if last_event_id is not None and nothing_after_second(job, last_event_id):
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     feed = load_run_feed(store, live, run_id, start, linger_s=FEED_LINGER_S)
-    return _response(settings, _chunks(feed, _any_result))
+    return feed_response(settings, _chunks(feed, _any_result))
 
 
 @router.get("/api/v1/events", response_model=None, responses=_STREAM)
@@ -233,4 +234,4 @@ async def all_events(
     """`state` events of every job of every kind, live; `?include=results` adds `result`
     events of every experiment (their data carries `experiment_id`, and they have no id)."""
     feed = jobs_feed(live, results=include == "results", linger_s=FEED_LINGER_S)
-    return _response(settings, _chunks(feed, _any_result))
+    return feed_response(settings, _chunks(feed, _any_result))
