@@ -3,13 +3,19 @@ host, not from a web page; a refused request enqueues nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from latlab.pipeline.queue.sql import SqlQueue
+from latlab.pipeline.receiver import Receiver
 from latlab.pipeline.services import Pipeline, Role, open_pipeline
+from latlab.serving.wire import Request, Response
 from pipeline_files import pipeline_settings
 
 BODY = '{"request": {"id": "8b9cad0e-1d0b-4c8e-9b5a-0a6f7d3f0c11", "delay": 0}}'
@@ -77,3 +83,26 @@ async def test_a_bad_body_gets_422_saying_why_and_enqueues_nothing(
     assert answer.status_code == 422
     assert answer.json()["detail"]
     assert received(pipeline) == 0
+
+
+async def test_a_request_whose_client_left_during_its_commit_is_counted_once_durable(
+    tmp_path: Path,
+) -> None:
+    queue = await SqlQueue.open(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
+    receiver = Receiver(queue, max_delay_s=10)
+    request = Request(b"POST", b"/handler", b"", b"application/json", BODY.encode())
+    answer = receiver.handle(request)
+    assert not isinstance(answer, Response)
+    task = asyncio.ensure_future(answer)
+    await asyncio.sleep(0)  # submitted: its commit is under way
+    task.cancel()  # the client hung up, as the serving kit cancels its answer
+    await receiver.close()  # the commit under way ends
+    await queue.close()
+    assert receiver.received == 1
+    assert len(stored_receipts(tmp_path)) == 1
+
+
+def stored_receipts(root: Path) -> list[tuple[int]]:
+    with contextlib.closing(sqlite3.connect(root / "q.db")) as db:
+        rows: list[tuple[int]] = db.execute("SELECT seq FROM pipeline_receipts").fetchall()
+    return rows

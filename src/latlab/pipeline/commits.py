@@ -23,11 +23,15 @@ class GroupCommit:
 
     async def add(self, incoming: Incoming) -> Receipt:
         """``incoming``'s receipt, once it is durable (raises what the write raised)."""
+        return await self.submit(incoming)
+
+    def submit(self, incoming: Incoming) -> asyncio.Future[Receipt]:
+        """A future of ``incoming``'s receipt: it is written even if nobody waits for it."""
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self._waiting.append((incoming, future))
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
-        return await future
+        return future
 
     async def _write_all(self) -> None:
         try:

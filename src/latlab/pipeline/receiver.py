@@ -7,6 +7,8 @@ receiver refuses gets a 422 saying why, and nothing is enqueued.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ from latlab.pipeline.commits import GroupCommit
 from latlab.pipeline.guard import TrafficGuard
 from latlab.pipeline.metrics import LatencyBuckets, MetricsPage, counter
 from latlab.pipeline.queue.base import PipelineQueue
-from latlab.pipeline.receipts import BadRequest, Incoming, parse_request
+from latlab.pipeline.receipts import BadRequest, Incoming, Receipt, parse_request
 from latlab.serving.routes import Answer, Router, route
 from latlab.serving.wire import Request, Response, detail, json_response
 
@@ -73,16 +75,22 @@ class Receiver:
         return self._acknowledge(incoming)
 
     async def _acknowledge(self, incoming: Incoming) -> Response:
-        began_s = perf_counter()
+        durable = self._commits.submit(incoming)
+        # Counted when durable, whether or not the client is still there to hear it.
+        durable.add_done_callback(functools.partial(self._counted, perf_counter()))
         try:
-            await self._commits.add(incoming)
+            await asyncio.shield(durable)
         except Exception:
             logger.exception("enqueueing a request failed")
-            self.failed += 1
             return NOT_DURABLE
+        return OK
+
+    def _counted(self, began_s: float, durable: asyncio.Future[Receipt]) -> None:
+        if durable.cancelled() or durable.exception() is not None:
+            self.failed += 1
+            return
         self.enqueue.add((perf_counter() - began_s) * 1000)
         self.received += 1
-        return OK
 
     def figures(self) -> Iterable[Metric]:
         yield counter("latlab_pipeline_received", "Requests acknowledged (durable)", self.received)
