@@ -3,7 +3,8 @@
 ``open_pipeline(settings, roles)`` opens the queue (if a role needs it), serves each role on
 its port and runs the handler's and writer's loops; everything closes on exit. ``pipeline
 up`` asks for all four roles; ``pipeline server`` (say) for one, which needs Redis: two
-processes cannot share the embedded queue.
+processes cannot share the embedded queue. With ``LATLAB_INFLUX_URL`` set, the services of
+this process are also one InfluxDB point each a second (``exporters/influx_pipeline.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from enum import StrEnum
 from http import HTTPStatus
 from pathlib import Path
 
+from latlab.exporters.influx_pipeline import (
+    PipelineReporter,
+    ServiceTally,
+    handler_tally,
+    open_pipeline_reporter,
+    receiver_tally,
+    writer_tally,
+)
 from latlab.measure.policy import TargetPolicy
 from latlab.measure.request import RequestError, parse_url
 from latlab.pipeline.client import Client, ClientLimits
@@ -75,6 +84,7 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
     async with contextlib.AsyncExitStack() as stack:
         queue = await _open_queue(settings, roles, stack)
         pipeline.recorder = await _open_recorder(settings, roles, stack)
+        reporter = _open_reporter(settings, stack)  # closes once the loops below have stopped
         tasks: list[asyncio.Task[None]] = []
         stack.push_async_callback(_stop, tasks)  # before the queue and the recorder close
         if Role.WRITER in roles and queue is not None:
@@ -83,6 +93,7 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
                 await pipeline.writer.check_files()
             except FilesMismatch as exc:
                 raise PipelineError(str(exc)) from None
+            _watch(reporter, writer_tally(pipeline.writer))
             tasks.append(asyncio.create_task(pipeline.writer.run()))
         if Role.HANDLER in roles and queue is not None:
             pipeline.handler = Handler(
@@ -91,12 +102,15 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
                 max_tries=settings.pipeline_max_tries,
                 lease_s=settings.pipeline_lease_s,
             )
+            _watch(reporter, handler_tally(pipeline.handler))
             tasks.append(asyncio.create_task(pipeline.handler.run()))
         for role in sorted(roles, key=ALL_ROLES.index, reverse=True):  # the client last
             if role is Role.CLIENT:
                 # The client of ``pipeline up`` sends to (and reports on) the services beside it.
                 settings = settings.model_copy(update=_local_urls(settings, pipeline))
             router = _router(role, pipeline, settings, queue)
+            if role is Role.RECEIVER and pipeline.receiver is not None:
+                _watch(reporter, receiver_tally(pipeline.receiver))
             guarded = role in (Role.CLIENT, Role.RECEIVER)
             server = HttpServer(router, keep_headers=guarded)
             await server.listen(settings.pipeline_host, _port(settings, role))
@@ -152,6 +166,21 @@ async def _open_recorder(
     recorder = await RunRecorder.open(settings.storage_url)
     stack.push_async_callback(recorder.close)
     return recorder
+
+
+def _open_reporter(settings: Settings, stack: contextlib.AsyncExitStack) -> PipelineReporter | None:
+    """The ``pipeline`` points to InfluxDB, when ``LATLAB_INFLUX_URL`` is set."""
+    reporter = open_pipeline_reporter(settings)
+    if reporter is not None:
+        reporter.start()
+        stack.push_async_callback(reporter.close)
+    return reporter
+
+
+def _watch(reporter: PipelineReporter | None, tally: ServiceTally) -> None:
+    """Made as the service is: its counts from its first request on."""
+    if reporter is not None:
+        reporter.watch(tally)
 
 
 def _router(
