@@ -107,6 +107,7 @@ async def test_a_run_of_50_shows_in_the_points_of_each_service(
     assert {point["host"] for point in points} == {"127.0.0.1"}
     assert total(points, "receiver", "received") == 50
     assert total(points, "receiver", "refused") == 0
+    assert total(points, "receiver", "enqueue_failed") == 0
     assert total(points, "handler", "processed") == 50
     assert total(points, "writer", "receipts_written") == 50
     written = [p for p in points if p["service"] == "writer" and p["results_written"]]

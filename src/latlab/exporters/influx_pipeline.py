@@ -117,7 +117,11 @@ class ServiceTally:
 
 
 def receiver_tally(receiver: Receiver) -> ServiceTally:
-    counters = {"received": lambda: receiver.received, "refused": lambda: receiver.refused}
+    counters = {
+        "received": lambda: receiver.received,
+        "refused": lambda: receiver.refused,
+        "enqueue_failed": lambda: receiver.failed,  # valid, but the queue could not take it
+    }
     return ServiceTally("receiver", counters)
 
 
