@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from latlab.api.login import SESSION_COOKIE, configured_token, session_value, token_matches
-from latlab.serving.hosts import host_allowed, same_origin
+from latlab.serving.hosts import HostCheck, same_origin
 from latlab.settings import Settings
 
 # Reachable without the token: health checks and the API docs (pages, schema, their assets).
@@ -46,7 +46,6 @@ STATE_CHANGING_GETS = re.compile(r"^(?:/api)?/(?:stop/[^/]*|test-latency)/?$")
 
 CROSS_SITE_FETCHES = frozenset({"cross-site", "same-site"})
 CHECKED_HEADERS = frozenset({b"host", b"authorization", b"cookie", b"origin", b"sec-fetch-site"})
-MAX_HOSTS_SEEN = 1024
 
 
 def changes_state(method: str, path: str) -> bool:
@@ -63,11 +62,9 @@ class SecurityMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.token: SecretStr | None = configured_token(settings.api_token)
-        self.allowed_hosts = frozenset(host.strip().lower() for host in settings.allowed_hosts)
-        self.check_host = self.token is None or bool(self.allowed_hosts)
+        self.host_allowed = HostCheck(settings.allowed_hosts)
+        self.check_host = self.token is None or bool(self.host_allowed.allowed_hosts)
         self.session = None if self.token is None else session_value(self.token).encode()
-        # Host header -> allowed: parsing an address costs more than the rest of the checks.
-        self.hosts_seen: dict[str | None, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -88,15 +85,6 @@ class SecurityMiddleware:
         if changes_state(scope["method"], path) and _cross_site(headers):
             return _refusal(403, "cross-site request refused: send it from LatLab's own origin")
         return None
-
-    def host_allowed(self, host: str | None) -> bool:
-        allowed = self.hosts_seen.get(host)
-        if allowed is None:
-            allowed = host_allowed(host, self.allowed_hosts)
-            if len(self.hosts_seen) >= MAX_HOSTS_SEEN:  # a client inventing Hosts gains nothing
-                self.hosts_seen.clear()
-            self.hosts_seen[host] = allowed
-        return allowed
 
     def authorized(self, headers: dict[str, str], path: str) -> bool:
         if self.token is None or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):

@@ -19,12 +19,10 @@ partial second is reported, then the exporter gets its bounded last try to write
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 from latlab.exporters.influx import InfluxExporter, escape_tag, open_exporter
+from latlab.exporters.periods import PeriodicReporter
 from latlab.exporters.prometheus import BUCKET_BOUNDS_MS
 from latlab.pipeline.handler import Handler
 from latlab.pipeline.metrics import LatencyBuckets
@@ -139,64 +137,23 @@ def writer_tally(writer: OrderedWriter) -> ServiceTally:
     return ServiceTally("writer", counters, gauges, LatencyTally("end_to_end", writer.end_to_end))
 
 
-async def _sleep_until(wall_ns: int) -> None:
-    while True:
-        remaining_ns = wall_ns - time.time_ns()
-        if remaining_ns <= 0:
-            return
-        await asyncio.sleep(remaining_ns / 1e9)  # timers may fire early: check again
-
-
-class PipelineReporter:
+class PipelineReporter(PeriodicReporter):
     """Every ``period_s`` of wall-clock time, a point per watched service to ``exporter``."""
 
     def __init__(self, exporter: InfluxExporter, host: str, period_s: float = PERIOD_S) -> None:
-        self._exporter = exporter
+        super().__init__(exporter, period_s)
         self._host = host
-        self._period_ns = max(1, round(period_s * 1e9))
         self._tallies: list[ServiceTally] = []
-        self._interval_start_ns = time.time_ns()
-        self._task: asyncio.Task[None] | None = None
 
     def watch(self, tally: ServiceTally) -> None:
         """Report this service too, from now on."""
         self._tallies.append(tally)
 
-    def start(self) -> None:
-        self._exporter.start()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            boundary_ns = (time.time_ns() // self._period_ns + 1) * self._period_ns
-            await _sleep_until(boundary_ns)
-            # Woken more than a period late (a suspended machine): close at the last boundary.
-            latest_ns = time.time_ns() // self._period_ns * self._period_ns
-            self.close_interval(max(boundary_ns, latest_ns))
-
-    def close_interval(self, end_ns: int) -> None:
-        """Report the services' figures since the last boundary, as of the period that ends
-        at ``end_ns``; never blocks (the exporter queues, within its bound)."""
-        if end_ns <= self._interval_start_ns:
-            return
-        period_start_ns = (end_ns - 1) // self._period_ns * self._period_ns
-        stamp_ns = max(period_start_ns, self._interval_start_ns)
-        self._interval_start_ns = end_ns
-        lines = [
+    def period_lines(self, stamp_ns: int) -> list[str]:
+        return [
             pipeline_line(tally.service, self._host, tally.fields(), stamp_ns)
             for tally in self._tallies
         ]
-        if lines:
-            self._exporter.submit("\n".join(lines), len(lines))
-
-    async def close(self) -> None:
-        """Report the partial period up to now, then let the exporter flush (bounded)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.close_interval(time.time_ns())
-        await self._exporter.close()
 
 
 def open_pipeline_reporter(settings: Settings) -> PipelineReporter | None:

@@ -13,10 +13,9 @@ from http import HTTPStatus
 
 from pydantic import SecretStr
 
-from latlab.serving.hosts import host_allowed, same_origin
+from latlab.serving.hosts import HostCheck, same_origin
 from latlab.serving.wire import Request, Response, detail, json_response
 
-MAX_HOSTS_SEEN = 1024
 CROSS_SITE_FETCHES = frozenset({b"cross-site", b"same-site"})
 HOST_REFUSED = detail(HTTPStatus.BAD_REQUEST, "host not allowed")
 CROSS_SITE = detail(HTTPStatus.FORBIDDEN, "cross-site request refused")
@@ -31,15 +30,13 @@ class TrafficGuard:
     def __init__(self, token: SecretStr | None, allowed_hosts: list[str]) -> None:
         value = token.get_secret_value() if token is not None else ""
         self._token = value.encode() or None  # an empty token is none, as for the API
-        self._allowed_hosts = frozenset(host.strip().lower() for host in allowed_hosts)
-        # Host header -> allowed: parsing an address costs more than all the other checks.
-        self._hosts_seen: dict[str | None, bool] = {}
+        self._host_allowed = HostCheck(allowed_hosts)
 
     def refusal(self, request: Request) -> Response | None:
         """The answer that refuses ``request``, or None to let it through."""
         headers = request.headers or {}
         host = headers.get(b"host", b"").decode("latin-1") or None
-        check_host = self._token is None or bool(self._allowed_hosts)
+        check_host = self._token is None or bool(self._host_allowed.allowed_hosts)
         if check_host and not self._host_allowed(host):
             return HOST_REFUSED
         if self._token is not None and not self._authorized(headers):
@@ -50,15 +47,6 @@ class TrafficGuard:
         if origin is not None and not same_origin(origin.decode("latin-1"), host):
             return CROSS_SITE
         return None
-
-    def _host_allowed(self, host: str | None) -> bool:
-        allowed = self._hosts_seen.get(host)
-        if allowed is None:
-            allowed = host_allowed(host, self._allowed_hosts)
-            if len(self._hosts_seen) >= MAX_HOSTS_SEEN:  # a client inventing Hosts gains nothing
-                self._hosts_seen.clear()
-            self._hosts_seen[host] = allowed
-        return allowed
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         assert self._token is not None

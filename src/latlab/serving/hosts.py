@@ -75,3 +75,24 @@ def same_origin(origin: str, host: str | None) -> bool:
     default = DEFAULT_PORTS[parts.scheme]
     target_name, target_port = target
     return (parts.hostname, origin_port or default) == (target_name, target_port or default)
+
+
+MAX_HOSTS_SEEN = 1024
+
+
+class HostCheck:
+    """:func:`host_allowed` with the operator's list, remembering its answers: parsing an
+    address costs more than all the other checks of a request."""
+
+    def __init__(self, allowed_hosts: Collection[str]) -> None:
+        self.allowed_hosts = frozenset(host.strip().lower() for host in allowed_hosts)
+        self._seen: dict[str | None, bool] = {}
+
+    def __call__(self, host: str | None) -> bool:
+        allowed = self._seen.get(host)
+        if allowed is None:
+            allowed = host_allowed(host, self.allowed_hosts)
+            if len(self._seen) >= MAX_HOSTS_SEEN:  # a client inventing Hosts gains nothing
+                self._seen.clear()
+            self._seen[host] = allowed
+        return allowed
