@@ -9,6 +9,7 @@ shutdown. A subclass says what one period's points are (``period_lines``).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import time
@@ -25,7 +26,7 @@ class BatchSink(Protocol):
     async def close(self) -> None: ...
 
 
-class PeriodicReporter:
+class PeriodicReporter(abc.ABC):
     """Every ``period_s`` of wall-clock time, ``period_lines`` to ``exporter``."""
 
     def __init__(self, exporter: BatchSink, period_s: float) -> None:
@@ -39,9 +40,9 @@ class PeriodicReporter:
         """Where the interval being counted began (the start-up time, at first)."""
         return self._interval_start_ns
 
+    @abc.abstractmethod
     def period_lines(self, stamp_ns: int) -> list[str]:
         """The points of the interval that ends now, stamped ``stamp_ns``."""
-        raise NotImplementedError
 
     def start(self) -> None:
         self._exporter.start()
