@@ -89,7 +89,7 @@ class RedisCoordinator:
                 if message is not None:
                     self._halts.put_nowait(parse_member(str(message["data"])))
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     async def adopt(self, running: RunningJobs) -> list[JobKey]:
         """Jobs whose owner is gone, if this process wins the race to take them over.
