@@ -4,8 +4,10 @@ handler alone on Redis Streams (``redis-server --appendonly yes``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,6 +110,53 @@ async def test_with_redis_a_sigkilled_handler_restarted_finishes_every_request_o
             handler.wait()
         assert run["acked"] == 300
         assert lines_after_header(tmp_path / "out" / "1.txt") < 300  # killed mid-run
+        with pipeline(tmp_path, ports, "process", redis.url):
+            await wait_for_results(tmp_path / "out", 300)
+    assert_written_once_in_receipt_order(tmp_path / "out", 300)
+
+
+def logged(log: Path) -> str:
+    return log.read_text()
+
+
+async def wait_for_line(log: Path, text: str, timeout_s: float = 20.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while text not in logged(log):  # noqa: ASYNC110 (another process writes it)
+            await asyncio.sleep(0.05)
+
+
+async def wait_for_failed_calls(port: int, count: int, timeout_s: float = 20.0) -> None:
+    """Until the handler's /metrics counts ``count`` calls to the queue that failed."""
+    async with httpx.AsyncClient(timeout=5) as http, asyncio.timeout(timeout_s):
+        while True:
+            page = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            found = re.search(r"^latlab_pipeline_queue_failures_total (\S+)$", page, re.M)
+            if found and float(found[1]) >= count:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_with_redis_down_the_handler_says_so_once_stops_on_sigterm_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    ports = {role: free_port() for role in ROLES}
+    log = tmp_path / "process.log"
+    with (
+        OwnRedis(appendonly=True) as redis,
+        pipeline(tmp_path, ports, "server", redis.url),
+        pipeline(tmp_path, ports, "save", redis.url),
+    ):
+        with pipeline(tmp_path, ports, "process", redis.url) as handler:
+            assert send(ports, tmp_path, redis.url)["acked"] == 300
+            redis.stop()  # with most of the 300 still being processed
+            await wait_for_line(log, "retrying until the queue answers")
+            await wait_for_failed_calls(ports["handler"], 100)  # outcomes, not only claims
+            handler.send_signal(signal.SIGTERM)
+            assert handler.wait(timeout=15) == 0
+        said = logged(log)
+        assert said.count("retrying until the queue answers") == 1
+        assert "Traceback" not in said
+        redis.start()
         with pipeline(tmp_path, ports, "process", redis.url):
             await wait_for_results(tmp_path / "out", 300)
     assert_written_once_in_receipt_order(tmp_path / "out", 300)

@@ -3,25 +3,28 @@ many at once (at most ``concurrency``), then records the outcome for the writer.
 
 At-least-once: work a dead handler held is handed out again (``tries`` one higher); past
 ``max_tries`` a receipt is finished as failed, so one poisonous request never blocks the
-files. Stopping cancels the work in hand: it is redelivered, never lost.
+files. Stopping cancels the work in hand: it is redelivered, never lost. A queue that fails
+for a while (Redis restarting) is tried again until it answers; the outcomes of the work
+done meanwhile are recorded then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable
 
 from prometheus_client.core import Metric
 
 from latlab.pipeline.metrics import counter, gauge
+from latlab.pipeline.outage import OutageLog
 from latlab.pipeline.queue.base import PipelineQueue
 from latlab.pipeline.receipts import Receipt
 
 logger = logging.getLogger(__name__)
 
 CLAIM_WAIT_S = 1.0
-FINISH_RETRY_S = (0.05, 0.2, 1.0)  # pauses between attempts to record an outcome
 
 
 class Handler:
@@ -34,6 +37,7 @@ class Handler:
         self._lease_s = lease_s
         self._working: dict[asyncio.Task[None], int] = {}  # task -> the receipt it processes
         self._room = asyncio.Event()
+        self.outage = OutageLog(logger, "handler")
         self.processed = 0
         self.failed = 0
 
@@ -45,6 +49,9 @@ class Handler:
         yield counter("latlab_pipeline_processed", "Requests processed", self.processed)
         yield counter("latlab_pipeline_failed", "Requests failed for good (ERROR)", self.failed)
         yield gauge("latlab_pipeline_in_flight", "Requests being processed", self.in_flight)
+        yield counter(
+            "latlab_pipeline_queue_failures", "Calls to the queue that failed", self.outage.failures
+        )
 
     async def run(self) -> None:
         """Take and process work until cancelled; then cancel the work in hand."""
@@ -56,13 +63,8 @@ class Handler:
                     self._room.clear()
                     await self._room.wait()
                     continue
-                try:
-                    claimed = await self._queue.claim(free, CLAIM_WAIT_S)
-                except Exception:
-                    logger.warning("handler: claiming work failed; again in 1 s", exc_info=True)
-                    await asyncio.sleep(CLAIM_WAIT_S)
-                    continue
-                for receipt in claimed:
+                claim = functools.partial(self._queue.claim, free, CLAIM_WAIT_S)
+                for receipt in await self.outage.retry("claiming work", claim):
                     self._start(receipt)
         finally:
             heartbeat.cancel()
@@ -75,10 +77,8 @@ class Handler:
         a delay longer than the lease is not taken over as if this handler had died."""
         while True:
             await asyncio.sleep(self._lease_s / 3)
-            try:
-                await self._queue.heartbeat(list(self._working.values()))
-            except Exception:
-                logger.warning("handler: heartbeat failed", exc_info=True)
+            beat = functools.partial(self._queue.heartbeat, list(self._working.values()))
+            await self.outage.retry("keeping its claims", beat)
 
     def _start(self, receipt: Receipt) -> None:
         task = asyncio.get_running_loop().create_task(self._process(receipt))
@@ -99,16 +99,10 @@ class Handler:
         await self._finish(receipt, None)
 
     async def _finish(self, receipt: Receipt, error: str | None) -> None:
-        """Record the outcome, retrying a queue that fails for a moment."""
-        for pause_s in (*FINISH_RETRY_S, None):
-            try:
-                await self._queue.finish(receipt.seq, error)
-                break
-            except Exception:
-                if pause_s is None:
-                    raise  # redelivered once this handler is restarted or its lease lapses
-                logger.warning("recording receipt %d failed; retrying", receipt.seq)
-                await asyncio.sleep(pause_s)
+        """Record the outcome, however long the queue takes to answer again (stopped
+        meanwhile, the receipt is redelivered: its outcome is recorded once in any case)."""
+        finish = functools.partial(self._queue.finish, receipt.seq, error)
+        await self.outage.retry("recording an outcome", finish)
         if error is None:
             self.processed += 1
         else:

@@ -10,6 +10,7 @@ goes on where the files end, and a receipt delivered twice is still one line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from prometheus_client.core import Metric
 
 from latlab.pipeline.files import BATCH_FSYNC_S, AppendOnlyFile, Fsync
 from latlab.pipeline.metrics import LatencyBuckets, counter, gauge
+from latlab.pipeline.outage import OutageLog
 from latlab.pipeline.queue.base import Outcome, PipelineQueue
 from latlab.pipeline.receipts import (
     RECEIPTS_FILE,
@@ -34,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 READ_BATCH = 1000
 WAIT_S = 1.0  # a feed's longest wait before it looks again (and sees a stop)
-RETRY_S = 1.0  # after the queue failed
 
 
 class FilesMismatch(ValueError):
@@ -63,6 +64,7 @@ class OrderedWriter:
         self._early: dict[int, str | None] = {}  # outcomes of receipts not read yet
         self._read_through = min(self.receipts.lines, self.results.lines)
         self.end_to_end = LatencyBuckets()  # receive_time -> result line written
+        self.outage = OutageLog(logger, "writer")  # Redis restarting: said once, waited for
 
     @property
     def waiting(self) -> int:
@@ -73,6 +75,9 @@ class OrderedWriter:
         yield counter("latlab_pipeline_receipts_written", "Lines of 2.txt", self.receipts.lines)
         yield counter("latlab_pipeline_results_written", "Lines of 1.txt", self.results.lines)
         yield gauge("latlab_pipeline_waiting", "Receipts whose result line waits", self.waiting)
+        yield counter(
+            "latlab_pipeline_queue_failures", "Calls to the queue that failed", self.outage.failures
+        )
         yield self.end_to_end.family(
             "latlab_pipeline_end_to_end_seconds", "From receive_time to the result line written"
         )
@@ -94,12 +99,8 @@ class OrderedWriter:
 
     async def run(self) -> None:
         """Follow both feeds until cancelled; the files are synced and closed at the end."""
-        while True:
-            try:
-                mark = await self._queue.mark()  # before reading: no later outcome is missed
-                break
-            except Exception:
-                await _pause_after_failure("reading the outcomes' end")
+        # The mark is taken before reading: no later outcome is missed.
+        mark = await self.outage.retry("reading the outcomes' end", self._queue.mark)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._follow_receipts())
@@ -111,11 +112,10 @@ class OrderedWriter:
 
     async def _follow_receipts(self) -> None:
         while True:
-            try:
-                found = await self._queue.receipts(self._read_through, READ_BATCH, WAIT_S)
-            except Exception:
-                await _pause_after_failure("reading receipts")
-                continue
+            read_more = functools.partial(
+                self._queue.receipts, self._read_through, READ_BATCH, WAIT_S
+            )
+            found = await self.outage.retry("reading receipts", read_more)
             for read in found:
                 early = read.seq in self._early
                 receipt = read.finished(self._early.pop(read.seq)) if early else read
@@ -129,11 +129,8 @@ class OrderedWriter:
 
     async def _follow_outcomes(self, mark: str) -> None:
         while True:
-            try:
-                outcomes, mark = await self._queue.finished(mark, READ_BATCH, WAIT_S)
-            except Exception:
-                await _pause_after_failure("reading outcomes")
-                continue
+            read_more = functools.partial(self._queue.finished, mark, READ_BATCH, WAIT_S)
+            outcomes, mark = await self.outage.retry("reading outcomes", read_more)
             for outcome in outcomes:
                 self._apply(outcome)
             if outcomes:
@@ -166,9 +163,3 @@ class OrderedWriter:
                 self.end_to_end.add((now - receipt.receive_time).total_seconds() * 1000)
             if self._written is not None:
                 self._written(ready, now)
-
-
-async def _pause_after_failure(doing: str) -> None:
-    """A queue that fails (Redis restarting, say) is tried again in a moment, not given up."""
-    logger.warning("writer: %s failed; trying again in %g s", doing, RETRY_S, exc_info=True)
-    await asyncio.sleep(RETRY_S)
