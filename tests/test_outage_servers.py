@@ -12,9 +12,9 @@ from typing import Literal
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry
 
 from outages import HOST, OwnPostgres, OwnRedis, missing, require_outage_binaries
 
