@@ -235,3 +235,37 @@ async def test_a_thousand_finishes_at_once_are_each_recorded_on_a_100_connection
     await asyncio.gather(*(queue.finish(receipt.seq, None) for receipt in receipts))
     outcomes, _ = await queue.finished("0-0", 2000, 0)
     assert sorted(outcome.seq for outcome in outcomes) == list(range(1, 1001))
+
+
+async def redis_calls(url: str, command: str) -> int:
+    """How often Redis ran ``command`` since it started (INFO commandstats)."""
+    client = redis.Redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_claims_under_load_scan_for_idle_work_once_per_third_of_the_lease(
+    server: OwnRedis, open_queue: Opener
+) -> None:
+    queue = await open_queue(lease_s=30.0)
+    await queue.append(batch(50))
+    for _ in range(50):  # a busy handler: one claim every few milliseconds
+        assert len(await queue.claim(1, 0)) == 1
+    assert await redis_calls(server.url, "xautoclaim") == 1
+
+
+async def test_a_batch_of_outcomes_is_one_script_call_and_failures_keep_their_reason(
+    server: OwnRedis, open_queue: Opener
+) -> None:
+    queue = await open_queue()
+    receipts = await queue.append(batch(300))
+    assert len(await queue.claim(300, 0)) == 300
+    before = await redis_calls(server.url, "evalsha")
+    reasons = {r.seq: (None if r.seq % 3 else f"gave up {r.seq}") for r in receipts}
+    await asyncio.gather(*(queue.finish(seq, why) for seq, why in reasons.items()))
+    assert await redis_calls(server.url, "evalsha") - before <= 2  # one, or two if split
+    outcomes, _ = await queue.finished("0-0", 1000, 0)
+    assert {o.seq: o.error for o in outcomes} == reasons

@@ -45,7 +45,7 @@ OK = "ok"
 FAILED = "error: "
 
 Entry = tuple[str, dict[str, str]]  # a stream entry: its ID and fields
-FINISH_BATCH = 500  # outcomes in one pipeline
+FINISH_BATCH = 500  # outcomes in one script call
 
 T = TypeVar("T")
 
@@ -83,6 +83,7 @@ class RedisQueue:
         )
         self._own_from: str | None = "0"  # what this consumer held before it (re)started
         self._idle_from = "0-0"  # where the scan for entries idle elsewhere goes on
+        self._next_scan_s = 0.0  # monotonic time the next scan may begin
         self._append = client.register_script(APPEND)
         self._take = client.register_script(TAKE)
         self._finish = client.register_script(FINISH)
@@ -169,11 +170,17 @@ class RedisQueue:
         return entries
 
     async def _idle_elsewhere(self, count: int) -> list[Entry]:
-        """Entries idle past the lease: their handler died (or stopped its heartbeat)."""
+        """Entries idle past the lease: their handler died (or stopped its heartbeat).
+        A scan begins at most every ``lease_s / 3``: one per claim would cost Redis a pass
+        over the pending entries every few milliseconds under load."""
+        if self._idle_from == "0-0" and time.monotonic() < self._next_scan_s:
+            return []
         reply = await self._redis.xautoclaim(
             self._stream, GROUP, self._consumer, self._lease_ms, self._idle_from, count
         )
         self._idle_from = str(reply[0])  # "0-0" once the scan is through: it starts over
+        if self._idle_from == "0-0":
+            self._next_scan_s = time.monotonic() + self._lease_ms / 3000
         return [(str(id_), dict(fields)) for id_, fields in reply[1]]
 
     async def _new(self, count: int, block_ms: int | None) -> list[Entry]:
@@ -216,7 +223,7 @@ class RedisQueue:
         await future
 
     async def _finish_all(self) -> None:
-        """What waits goes in one pipeline of FINISH calls; what comes meanwhile, next."""
+        """What waits goes in one FINISH call; what comes meanwhile, in the next."""
         while self._finishes:
             batch = self._finishes[:FINISH_BATCH]
             del self._finishes[:FINISH_BATCH]
@@ -233,12 +240,11 @@ class RedisQueue:
 
     async def _finish_batch(self, outcomes: list[tuple[int, str | None]]) -> None:
         keys = [self._outcomes, self._finished, self._stream]
+        args: list[str | int] = []
+        for seq, error in outcomes:
+            args += [seq, OK, ""] if error is None else [seq, FAILED + error, error]
         with self._reachable():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for seq, error in outcomes:
-                    outcome = [OK] if error is None else [FAILED + error, error]
-                    await self._finish(keys=keys, args=[seq, *outcome], client=pipe)
-                await pipe.execute()
+            await self._finish(keys=keys, args=args)
 
     async def receipts(self, after: int, limit: int, wait_s: float) -> list[Receipt]:
         with self._reachable():
