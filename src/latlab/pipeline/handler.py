@@ -25,6 +25,10 @@ from latlab.pipeline.receipts import Receipt
 logger = logging.getLogger(__name__)
 
 CLAIM_WAIT_S = 1.0
+# After a claim that got less than it could take: a moment for more to come. Under load a
+# claim then takes dozens of receipts instead of a few, each round trip and script call
+# shared by all of them; a request waits this long at most before it is processed.
+LINGER_S = 0.005
 
 
 class Handler:
@@ -64,8 +68,11 @@ class Handler:
                     await self._room.wait()
                     continue
                 claim = functools.partial(self._queue.claim, free, CLAIM_WAIT_S)
-                for receipt in await self.outage.retry("claiming work", claim):
+                claimed = await self.outage.retry("claiming work", claim)
+                for receipt in claimed:
                     self._start(receipt)
+                if 0 < len(claimed) < free:
+                    await asyncio.sleep(LINGER_S)
         finally:
             heartbeat.cancel()
             for task in (heartbeat, *self._working):

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 READ_BATCH = 1000
 WAIT_S = 1.0  # a feed's longest wait before it looks again (and sees a stop)
+LINGER_S = 0.005  # after a short read: a moment for more, so reads under load are batches
 
 
 class FilesMismatch(ValueError):
@@ -126,6 +127,8 @@ class OrderedWriter:
                 fresh = [r for r in found if r.seq > self.receipts.lines]
                 self.receipts.append([receipt_line(receipt) for receipt in fresh])
                 self._write_results()
+            if 0 < len(found) < READ_BATCH:
+                await asyncio.sleep(LINGER_S)
 
     async def _follow_outcomes(self, mark: str) -> None:
         while True:
@@ -135,6 +138,8 @@ class OrderedWriter:
                 self._apply(outcome)
             if outcomes:
                 self._write_results()
+            if 0 < len(outcomes) < READ_BATCH:
+                await asyncio.sleep(LINGER_S)
 
     async def _sync_in_batches(self) -> None:
         while True:

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from itertools import chain
+from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,7 +52,7 @@ class SqlQueue:
         self._writer: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, url: str) -> SqlQueue:
+    async def open(cls, url: str) -> Self:
         engine = create_engine(url)
         await migrate(engine)
         async with engine.connect() as conn:
