@@ -105,6 +105,7 @@ async def test_with_redis_a_sigkilled_handler_restarted_finishes_every_request_o
         with pipeline(tmp_path, ports, "process", redis.url) as handler:
             # Processing yields the CPU to the receiver, whose acks clients wait for.
             assert os.getpriority(os.PRIO_PROCESS, handler.pid) == min(os.nice(0) + 10, 19)
+            assert os.sched_getscheduler(handler.pid) == os.SCHED_IDLE
             run = send(ports, tmp_path, redis.url)
             handler.send_signal(signal.SIGKILL)
             handler.wait()
