@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from latlab.pipeline.queue.sql import SqlQueue
 from latlab.pipeline.receiver import Receiver
 from latlab.pipeline.services import Pipeline, Role, open_pipeline
 from latlab.serving.wire import Request, Response
+from outages import OwnRedis
 from pipeline_files import pipeline_settings
 
 BODY = '{"request": {"id": "8b9cad0e-1d0b-4c8e-9b5a-0a6f7d3f0c11", "delay": 0}}'
@@ -106,3 +108,21 @@ def stored_receipts(root: Path) -> list[tuple[int]]:
     with contextlib.closing(sqlite3.connect(root / "q.db")) as db:
         rows: list[tuple[int]] = db.execute("SELECT seq FROM pipeline_receipts").fetchall()
     return rows
+
+
+async def test_redis_down_is_503_for_each_request_and_one_warning_not_a_traceback_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with OwnRedis() as redis:
+        settings = pipeline_settings(tmp_path).model_copy(update={"redis_url": redis.url})
+        async with open_pipeline(settings, (Role.RECEIVER,)) as alone:
+            assert (await post(alone, BODY, JSON)).status_code == 200
+            async with redis.outage():
+                answers = await asyncio.gather(*(post(alone, BODY, JSON) for _ in range(20)))
+                assert {answer.status_code for answer in answers} == {503}
+            assert (await post(alone, BODY, JSON)).status_code == 200
+    said = [r for r in caplog.records if r.name == "latlab.pipeline.receiver"]
+    assert [r.levelno for r in said] == [logging.WARNING, logging.WARNING]
+    assert "retrying until" not in said[0].getMessage()  # the receiver answers 503 meanwhile
+    assert said[0].exc_info is None
+    assert "answers again" in said[1].getMessage()

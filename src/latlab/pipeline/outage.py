@@ -34,9 +34,15 @@ class OutageLog:
     """Calls to the queue, each tried until it answers: one warning when they start
     failing, one when they work again."""
 
-    def __init__(self, logger: logging.Logger, who: str) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        who: str,
+        meanwhile: str = "retrying until the queue answers",
+    ) -> None:
         self._logger = logger
         self._who = who
+        self._meanwhile = meanwhile  # what the service does until the queue is back
         self._since_s: float | None = None  # monotonic time of the first failure
         self._over_s = float("-inf")  # when the last outage was seen to end
         self._failed_now = 0
@@ -53,14 +59,15 @@ class OutageLog:
             try:
                 result = await call()
             except Exception as exc:
-                self._failed(doing, exc, started_s)
+                self.failed(doing, exc, started_s)
                 await asyncio.sleep(pause_s)
                 continue
-            self._succeeded(started_s)
+            self.succeeded(started_s)
             return result
         raise AssertionError("pauses() never ends")
 
-    def _failed(self, doing: str, exc: Exception, started_s: float) -> None:
+    def failed(self, doing: str, exc: BaseException, started_s: float) -> None:
+        """A call begun at ``started_s`` (``time.monotonic()``) failed."""
         self.failures += 1
         self._failed_now += 1
         # Already said, or a call begun before the queue came back: nothing new.
@@ -71,15 +78,12 @@ class OutageLog:
         trace = None if isinstance(exc, QueueUnavailable) else exc
         why = str(exc) or type(exc).__name__
         self._logger.warning(
-            "%s: %s failed; retrying until the queue answers: %s",
-            self._who,
-            doing,
-            why,
-            exc_info=trace,
+            "%s: %s failed; %s: %s", self._who, doing, self._meanwhile, why, exc_info=trace
         )
 
-    def _succeeded(self, started_s: float) -> None:
-        # A call begun before the first failure says nothing about the queue now.
+    def succeeded(self, started_s: float) -> None:
+        """A call begun at ``started_s`` worked (one begun before the first failure says
+        nothing about the queue now)."""
         if self._since_s is None or started_s < self._since_s:
             return
         self._over_s = time.monotonic()

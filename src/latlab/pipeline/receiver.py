@@ -13,13 +13,14 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from http import HTTPStatus
-from time import perf_counter
+from time import monotonic
 
 from prometheus_client.core import Metric
 
 from latlab.pipeline.commits import GroupCommit
 from latlab.pipeline.guard import TrafficGuard
 from latlab.pipeline.metrics import LatencyBuckets, MetricsPage, counter
+from latlab.pipeline.outage import OutageLog
 from latlab.pipeline.queue.base import PipelineQueue
 from latlab.pipeline.receipts import BadRequest, Incoming, Receipt, parse_request
 from latlab.serving.routes import Answer, Router, route
@@ -49,6 +50,8 @@ class Receiver:
         self.refused = 0
         self.failed = 0  # valid, but the queue could not take it: not acknowledged
         self.enqueue = LatencyBuckets()  # request in -> durable
+        # Redis down under load: one warning, not a traceback per request.
+        self._outage = OutageLog(logger, "receiver", "answering 503 until the queue answers")
 
     def router(self) -> Router:
         return Router(
@@ -77,19 +80,24 @@ class Receiver:
     async def _acknowledge(self, incoming: Incoming) -> Response:
         durable = self._commits.submit(incoming)
         # Counted when durable, whether or not the client is still there to hear it.
-        durable.add_done_callback(functools.partial(self._counted, perf_counter()))
+        durable.add_done_callback(functools.partial(self._counted, monotonic()))
         try:
             await asyncio.shield(durable)
         except Exception:
-            logger.exception("enqueueing a request failed")
-            return NOT_DURABLE
+            return NOT_DURABLE  # logged by _counted
         return OK
 
     def _counted(self, began_s: float, durable: asyncio.Future[Receipt]) -> None:
-        if durable.cancelled() or durable.exception() is not None:
+        if durable.cancelled():
             self.failed += 1
             return
-        self.enqueue.add((perf_counter() - began_s) * 1000)
+        failure = durable.exception()
+        if failure is not None:
+            self.failed += 1
+            self._outage.failed("enqueueing a request", failure, began_s)
+            return
+        self._outage.succeeded(began_s)
+        self.enqueue.add((monotonic() - began_s) * 1000)
         self.received += 1
 
     def figures(self) -> Iterable[Metric]:
