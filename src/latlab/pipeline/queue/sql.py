@@ -31,6 +31,7 @@ from latlab.pipeline.receipts import Incoming, Receipt
 from latlab.storage.sql.engine import create_engine, migrate
 
 FEED_KEPT = 100_000  # outcomes kept in memory for the writer's feed
+SHARE_COMMIT_S = 0.005  # claims and outcomes wait this long at most for an append to join
 
 
 class SqlQueue:
@@ -50,6 +51,7 @@ class SqlQueue:
         self._finishes: list[tuple[int, str | None, asyncio.Future[None]]] = []
         self._claims: list[tuple[list[int], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._append_came = asyncio.Event()
 
     @classmethod
     async def open(cls, url: str) -> Self:
@@ -70,6 +72,7 @@ class SqlQueue:
     async def append(self, batch: Sequence[Incoming]) -> list[Receipt]:
         future: asyncio.Future[list[Receipt]] = asyncio.get_running_loop().create_future()
         self._appends.append((batch, future))
+        self._append_came.set()
         self._write_soon()
         return await future
 
@@ -85,6 +88,8 @@ class SqlQueue:
 
     async def _write_all(self) -> None:
         while self._appends or self._finishes or self._claims:
+            if not self._appends:
+                await self._wait_for_an_append()
             appends, self._appends = self._appends, []
             finishes, self._finishes = self._finishes, []
             claims, self._claims = self._claims, []
@@ -106,6 +111,15 @@ class SqlQueue:
                 if not other.done():
                     other.set_result(None)
             self._notify()
+
+    async def _wait_for_an_append(self) -> None:
+        """The handler's claims and outcomes wait a moment for the receiver's next batch, so
+        that they share its transaction: a commit of their own would make that batch, whose
+        acknowledgements clients wait for, wait behind it."""
+        self._append_came = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHARE_COMMIT_S):
+                await self._append_came.wait()
 
     async def _commit(
         self,
