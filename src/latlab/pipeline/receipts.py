@@ -32,6 +32,10 @@ class Incoming:
     receive_time: datetime
     run_id: str | None = None
 
+    def receipt(self, seq: int) -> Receipt:
+        """Its receipt once the queue numbered it ``seq``."""
+        return Receipt(seq, self.request_id, self.delay_s, self.receive_time, self.run_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Receipt:

@@ -143,7 +143,7 @@ class RedisQueue:
         token = f"{self._prefix}:pipeline:batch:{secrets.token_hex(8)}"
         with self._reachable():
             first = int(await self._append(keys=[self._stream, self._counter, token], args=args))
-        return [_receipt(first + n, one) for n, one in enumerate(fields)]
+        return [incoming.receipt(first + n) for n, incoming in enumerate(batch)]
 
     async def claim(self, limit: int, wait_s: float) -> list[Receipt]:
         with self._reachable():

@@ -130,7 +130,7 @@ class SqlQueue:
         """One transaction; the numbering moves on only once it committed."""
         seq, receipts = self._last_seq, []
         for batch, _ in appends:
-            receipts.append([rows.receipt_from(seq + n, item) for n, item in enumerate(batch, 1)])
+            receipts.append([item.receipt(seq + n) for n, item in enumerate(batch, 1)])
             seq += len(batch)
         order, known, unknown, seen = self._last_order, [], [], set()
         for finished_seq, error, _ in finishes:

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from latlab.pipeline.receipts import Incoming, Receipt
+from latlab.pipeline.receipts import Receipt
 from latlab.storage.sql.tables import pipeline_receipts as table
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -82,12 +82,6 @@ async def read(conn: AsyncConnection, query: sa.Select[Any]) -> list[tuple[Recei
     """The receipts ``query`` selects, each with its place in the outcome feed."""
     rows = (await conn.execute(query)).mappings().all()
     return [(receipt_of(row), row["finished_order"]) for row in rows]
-
-
-def receipt_from(seq: int, incoming: Incoming) -> Receipt:
-    return Receipt(
-        seq, incoming.request_id, incoming.delay_s, incoming.receive_time, incoming.run_id
-    )
 
 
 def row_of(receipt: Receipt) -> dict[str, Any]:
