@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from latlab.exporters.prometheus import BUCKET_BOUNDS_MS
 from latlab.pipeline.metrics import LatencyBuckets
 from latlab.pipeline.services import ALL_ROLES, Pipeline, Role, open_pipeline
 from pipeline_files import pipeline_settings, wait_for_results
+from services import REDIS_URL
 
 SERVICES = {"receiver", "handler", "writer"}
 
@@ -57,6 +60,9 @@ def test_a_point_has_escaped_tags_integer_counts_and_float_latencies() -> None:
         "received=3i,refused=0i,end_to_end_p50_ms=2.0 1700000000000000000"
     )
     assert pipeline_line("writer", "", {"waiting": 0}, 5) == "pipeline,service=writer waiting=0i 5"
+    assert pipeline_line("handler", "lab", {"in_flight": 1}, 5, instance="5002") == (
+        "pipeline,host=lab,instance=5002,service=handler in_flight=1i 5"
+    )
 
 
 def test_a_quantile_is_interpolated_within_its_bucket() -> None:
@@ -104,7 +110,11 @@ async def test_a_run_of_50_shows_in_the_points_of_each_service(
     await wait_for(counted, timeout_s=10, what="the run's points")
     points = influx.points("pipeline", "pipe")
     assert {point["service"] for point in points} == SERVICES
-    assert {point["host"] for point in points} == {"127.0.0.1"}
+    assert {point["host"] for point in points} == {socket.gethostname()}
+    ports = {role.value: str(pipeline.port(role)) for role in ALL_ROLES}
+    assert {(point["service"], point["instance"]) for point in points} == {
+        (service, ports[service]) for service in SERVICES
+    }
     assert total(points, "receiver", "received") == 50
     assert total(points, "receiver", "refused") == 0
     assert total(points, "receiver", "enqueue_failed") == 0
@@ -135,3 +145,21 @@ async def test_the_pipeline_runs_and_stops_promptly_while_influxdb_is_down(
         await send_run(pipeline, 20)
         await wait_for_results(tmp_path / "out", 20)
     assert time.monotonic() - began_s < 5  # the last try to write is bounded, and fails fast
+
+
+async def test_two_handlers_on_one_host_are_two_series_not_one_overwritten(
+    tmp_path: Path, influx: InfluxServer
+) -> None:
+    settings = pipeline_settings(tmp_path, influx_url=influx.url, influx_database="pipe")
+    settings = settings.model_copy(
+        update={"redis_url": REDIS_URL, "redis_prefix": f"latlab-test-{uuid.uuid4().hex}"}
+    )
+    roles = (Role.HANDLER,)
+    async with open_pipeline(settings, roles) as first, open_pipeline(settings, roles) as second:
+        ports = {str(first.port(Role.HANDLER)), str(second.port(Role.HANDLER))}
+
+        async def both_reported() -> bool:
+            points = influx.points("pipeline", "pipe")
+            return {point["instance"] for point in points} == ports
+
+        await wait_for(both_reported, timeout_s=10, what="a point of each handler")

@@ -1,15 +1,16 @@
 """The pipeline's services, second by second, as InfluxDB points through the ``InfluxExporter``.
 
-    pipeline,host=127.0.0.1,service=writer receipts_written=50i,results_written=48i,
+    pipeline,host=lab-1,instance=5003,service=writer receipts_written=50i,results_written=48i,
         waiting=2i,end_to_end_p50_ms=41.25,end_to_end_p99_ms=97.5 1700000000000000000
 
-(one line). Every second, one point per service running in this process (receiver, handler,
-writer), idle or not: a gap means "not running", never "idle". Counts are those of that
-second (the difference of the services' counters, which they keep anyway); gauges are read
-at its end. The writer's latency percentiles come from the difference of its ``/metrics``
-histogram buckets, interpolated within a bucket as Prometheus's ``histogram_quantile`` does,
-so a second costs a copy of 17 integers, nothing per request; a second without a result line
-has none (line protocol has no null).
+(one line), tagged by the machine's host name, the port the service listens on (``instance``:
+two handlers on one machine are two series) and the service. Every second, one point per
+service running in this process (receiver, handler, writer), idle or not: a gap means "not
+running", never "idle". Counts are those of that second (the difference of the services'
+counters, which they keep anyway); gauges are read at its end. The writer's latency percentiles
+come from the difference of its ``/metrics`` histogram buckets, interpolated within a bucket as
+Prometheus's ``histogram_quantile`` does, so a second costs a copy of 17 integers, nothing per
+request; a second without a result line has none (line protocol has no null).
 
 Seconds are wall-clock seconds and a point is stamped with the start of its second; the first
 interval after start-up is stamped with the start time instead, so that a restart within a
@@ -19,6 +20,7 @@ partial second is reported, then the exporter gets its bounded last try to write
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping, Sequence
 
 from latlab.exporters.influx import InfluxExporter, escape_tag, open_exporter
@@ -39,14 +41,18 @@ Fields = dict[str, int | float]
 Read = Callable[[], int]
 
 
-def pipeline_line(service: str, host: str, fields: Fields, stamp_ns: int) -> str:
-    """One point; integers get line protocol's ``i``, floats their shortest ``repr``."""
-    tags = f",host={escape_tag(host)}" if host else ""  # an empty tag value is not allowed
+def pipeline_line(
+    service: str, host: str, fields: Fields, stamp_ns: int, instance: str = ""
+) -> str:
+    """One point; integers get line protocol's ``i``, floats their shortest ``repr``. Tags in
+    key order, as InfluxDB keeps them; an empty one is left out (line protocol forbids it)."""
+    tags = {"host": host, "instance": instance, "service": service}
+    tag_text = "".join(f",{key}={escape_tag(value)}" for key, value in tags.items() if value)
     values = ",".join(
         f"{name}={value}i" if isinstance(value, int) else f"{name}={float(value)!r}"
         for name, value in fields.items()
     )
-    return f"{MEASUREMENT}{tags},service={escape_tag(service)} {values} {stamp_ns}"
+    return f"{MEASUREMENT}{tag_text} {values} {stamp_ns}"
 
 
 def bucket_quantile(counts: Sequence[int], quantile: float) -> float:
@@ -98,6 +104,7 @@ class ServiceTally:
         latency: LatencyTally | None = None,
     ) -> None:
         self.service = service
+        self.instance = ""  # the port it serves on, once known: two on one host stay apart
         self._counters = counters
         self._gauges = gauges or {}
         self._latency = latency
@@ -151,7 +158,7 @@ class PipelineReporter(PeriodicReporter):
 
     def period_lines(self, stamp_ns: int) -> list[str]:
         return [
-            pipeline_line(tally.service, self._host, tally.fields(), stamp_ns)
+            pipeline_line(tally.service, self._host, tally.fields(), stamp_ns, tally.instance)
             for tally in self._tallies
         ]
 
@@ -161,4 +168,4 @@ def open_pipeline_reporter(settings: Settings) -> PipelineReporter | None:
     exporter = open_exporter(settings, retry_max_s=RETRY_MAX_S)
     if exporter is None:
         return None
-    return PipelineReporter(exporter, settings.pipeline_host)
+    return PipelineReporter(exporter, socket.gethostname())

@@ -85,6 +85,7 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
         queue = await _open_queue(settings, roles, stack)
         pipeline.recorder = await _open_recorder(settings, roles, stack)
         reporter = _open_reporter(settings, stack)  # closes once the loops below have stopped
+        tallies: dict[Role, ServiceTally] = {}  # each gets its port once it listens
         tasks: list[asyncio.Task[None]] = []
         stack.push_async_callback(_stop, tasks)  # before the queue and the recorder close
         if Role.WRITER in roles and queue is not None:
@@ -93,7 +94,7 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
                 await pipeline.writer.check_files()
             except FilesMismatch as exc:
                 raise PipelineError(str(exc)) from None
-            _watch(reporter, writer_tally(pipeline.writer))
+            tallies[Role.WRITER] = _watch(reporter, writer_tally(pipeline.writer))
             tasks.append(asyncio.create_task(pipeline.writer.run()))
         if Role.HANDLER in roles and queue is not None:
             pipeline.handler = Handler(
@@ -102,7 +103,7 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
                 max_tries=settings.pipeline_max_tries,
                 lease_s=settings.pipeline_lease_s,
             )
-            _watch(reporter, handler_tally(pipeline.handler))
+            tallies[Role.HANDLER] = _watch(reporter, handler_tally(pipeline.handler))
             tasks.append(asyncio.create_task(pipeline.handler.run()))
         for role in sorted(roles, key=ALL_ROLES.index, reverse=True):  # the client last
             if role is Role.CLIENT:
@@ -110,12 +111,14 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
                 settings = settings.model_copy(update=_local_urls(settings, pipeline))
             router = _router(role, pipeline, settings, queue)
             if role is Role.RECEIVER and pipeline.receiver is not None:
-                _watch(reporter, receiver_tally(pipeline.receiver))
+                tallies[Role.RECEIVER] = _watch(reporter, receiver_tally(pipeline.receiver))
             guarded = role in (Role.CLIENT, Role.RECEIVER)
             server = HttpServer(router, keep_headers=guarded)
             await server.listen(settings.pipeline_host, _port(settings, role))
             stack.push_async_callback(server.close)
             pipeline.servers[role] = server
+            if role in tallies:
+                tallies[role].instance = str(server.port)
         if pipeline.receiver is not None:
             stack.push_async_callback(pipeline.receiver.close)
         yield pipeline
@@ -177,10 +180,11 @@ def _open_reporter(settings: Settings, stack: contextlib.AsyncExitStack) -> Pipe
     return reporter
 
 
-def _watch(reporter: PipelineReporter | None, tally: ServiceTally) -> None:
+def _watch(reporter: PipelineReporter | None, tally: ServiceTally) -> ServiceTally:
     """Made as the service is: its counts from its first request on."""
     if reporter is not None:
         reporter.watch(tally)
+    return tally
 
 
 def _router(
