@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from latlab.pipeline.queue import PipelineQueue
 from latlab.settings import Settings
+
+Reopen = Callable[[], Awaitable[PipelineQueue]]  # opens the test's queue; again: a restart
 
 HEADERS = {"2.txt": " | id | receive_time |", "1.txt": " | id | receive_time | write_time |"}
 

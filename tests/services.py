@@ -144,3 +144,16 @@ def require_redis() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+async def drop_redis_keys(url: str, prefix: str) -> None:
+    """Delete a test's keys (``<prefix>:*``) from the shared Redis."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 READ_BATCH = 1000
 WAIT_S = 1.0  # a feed's longest wait before it looks again (and sees a stop)
 LINGER_S = 0.005  # after a short read: a moment for more, so reads under load are batches
+FORGET_EVERY_S = 1.0  # how often the queue hears which receipts are written for good
 
 
 class FilesMismatch(ValueError):
@@ -107,6 +109,7 @@ class OrderedWriter:
                 group.create_task(self._follow_receipts())
                 group.create_task(self._follow_outcomes(mark))
                 group.create_task(self._sync_in_batches())
+                group.create_task(self._forget_written())
         finally:
             self.receipts.close()
             self.results.close()
@@ -146,6 +149,27 @@ class OrderedWriter:
             await asyncio.sleep(BATCH_FSYNC_S)
             self.receipts.sync_pending()
             self.results.sync_pending()
+
+    async def _forget_written(self) -> None:
+        """Every second, the queue may drop the receipts whose two lines are on disk: without
+        it Redis would keep an entry per request for ever. The last line of 2.txt is kept for
+        :meth:`check_files` after a restart."""
+        told = 0
+        while True:
+            await asyncio.sleep(FORGET_EVERY_S)
+            through = min(self.results.lines, self.receipts.lines - 1)
+            if through <= told:
+                continue
+            self.receipts.sync_pending()
+            self.results.sync_pending()
+            started_s = time.monotonic()
+            try:
+                await self._queue.forget(through)
+            except Exception as exc:  # tried again in a second
+                self.outage.failed("forgetting written receipts", exc, started_s)
+                continue
+            self.outage.succeeded(started_s)
+            told = through
 
     def _apply(self, outcome: Outcome) -> None:
         waiting = self._window.get(outcome.seq)

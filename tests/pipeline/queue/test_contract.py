@@ -10,23 +10,20 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
-import redis.asyncio as redis
 
 from latlab.pipeline.queue import Outcome, PipelineQueue, QueueUnavailable, open_queue
 from latlab.pipeline.queue.redis import RedisQueue
 from latlab.pipeline.queue.sql import SqlQueue
 from latlab.pipeline.receipts import Incoming, Receipt
-from services import require_redis
+from pipeline_files import Reopen
+from services import drop_redis_keys, require_redis
 
 WAIT_S = 30.0
 WOKEN_S = 10.0
-Reopen = Callable[[], Awaitable[PipelineQueue]]
 
 
 def batch(n: int) -> list[Incoming]:
@@ -39,54 +36,6 @@ def batch(n: int) -> list[Incoming]:
 
 def as_incoming(receipt: Receipt) -> Incoming:
     return Incoming(receipt.request_id, receipt.delay_s, receipt.receive_time, receipt.run_id)
-
-
-async def _empty_postgres_queue_table(url: str) -> None:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=5)
-    try:
-        await conn.execute("TRUNCATE pipeline_receipts")
-    finally:
-        await conn.close()
-
-
-async def _drop_redis_keys(url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture(params=["sqlite", "postgres", "redis"])
-async def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Reopen]:
-    """Opens a queue on this test's (empty) data; each call after the first is a restart."""
-    redis_url, storage_url, prefix = None, "memory://", f"latlab-test-{secrets.token_hex(4)}"
-    if request.param == "sqlite":
-        storage_url = f"sqlite+aiosqlite:///{tmp_path / 'latlab.db'}"
-    elif request.param == "postgres":
-        storage_url = request.getfixturevalue("postgres_url")
-    else:
-        redis_url = require_redis()
-    opened: list[PipelineQueue] = []
-
-    async def open_one() -> PipelineQueue:
-        queue = await open_queue(redis_url=redis_url, storage_url=storage_url, redis_prefix=prefix)
-        opened.append(queue)
-        return queue
-
-    if request.param == "postgres":  # the session's database: other tests' receipts go
-        await (await open_one()).close()  # migrated, so the table exists
-        opened.clear()
-        await _empty_postgres_queue_table(storage_url)
-    try:
-        yield open_one
-    finally:
-        for queue in opened:
-            await queue.close()
-        if redis_url is not None:
-            await _drop_redis_keys(redis_url, prefix)
 
 
 @pytest.fixture
@@ -258,6 +207,32 @@ async def test_a_restart_numbers_on_and_keeps_outcomes(
     ]
 
 
+async def _finished_in_order(queue: PipelineQueue, count: int) -> None:
+    await queue.append(batch(count))
+    assert len(await queue.claim(limit=count, wait_s=0)) == count
+    for seq in range(1, count + 1):
+        await queue.finish(seq, None)
+
+
+async def test_forget_drops_the_written_receipts_and_nothing_after(queue: PipelineQueue) -> None:
+    await _finished_in_order(queue, 5)
+    await queue.forget(3)
+    await queue.forget(2)  # behind: changes nothing
+    stored = await queue.receipts(after=0, limit=10, wait_s=0)
+    assert [(r.seq, r.done) for r in stored] == [(4, True), (5, True)]
+
+
+async def test_forget_keeps_the_newest_receipt_so_a_restart_numbers_on(
+    queue: PipelineQueue, reopen: Reopen
+) -> None:
+    await _finished_in_order(queue, 3)
+    await queue.forget(3)
+    assert [r.seq for r in await queue.receipts(after=0, limit=10, wait_s=0)] == [3]
+    restarted = await reopen()
+    assert [r.seq for r in await restarted.append(batch(1))] == [4]
+    assert [r.seq for r in await restarted.claim(limit=10, wait_s=0)] == [4]
+
+
 async def test_open_queue_picks_redis_when_configured_else_the_sql_store(tmp_path: Path) -> None:
     sqlite_url = f"sqlite:///{tmp_path / 'latlab.db'}"
     sql = await open_queue(redis_url=None, storage_url=sqlite_url, redis_prefix="x")
@@ -270,7 +245,7 @@ async def test_open_queue_picks_redis_when_configured_else_the_sql_store(tmp_pat
     finally:
         await sql.close()
         await in_redis.close()
-        await _drop_redis_keys(require_redis(), prefix)
+        await drop_redis_keys(require_redis(), prefix)
 
 
 @pytest.mark.parametrize("storage_url", ["memory://", "mongodb://127.0.0.1:1/latlab"])

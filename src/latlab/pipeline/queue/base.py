@@ -12,6 +12,9 @@ Adapters: ``sql.py`` (LatLab's SQL store; one process, ``pipeline up``) and ``re
 - The writer reads ``receipts(after=n)`` in order, and learns of outcomes from ``finished``:
   a feed of ``(seq, error)`` from a ``mark``; ``mark()`` is the feed's end now, so that
   outcomes from then on are seen even while ``receipts`` is being read.
+- ``forget(through=n)``: the writer has both lines of receipts 1…n on disk; the queue drops
+  them (and the outcomes the writer has read), so that it does not grow by one entry per
+  request for ever. The last receipt is always kept: numbering goes on after a restart.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ class PipelineQueue(Protocol):
     async def finished(self, mark: str, limit: int, wait_s: float) -> tuple[list[Outcome], str]:
         """Outcomes recorded after ``mark`` (up to ``limit``, waiting up to ``wait_s`` for
         one), and the mark after them."""
+        ...
+
+    async def forget(self, through: int) -> None:
+        """Receipts ``1..through`` are written for good: drop them (keeping the last one)."""
         ...
 
     async def close(self) -> None: ...

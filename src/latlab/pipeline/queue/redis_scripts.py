@@ -15,7 +15,7 @@ for i = 0, n - 1 do
     'request_id', ARGV[i * 4 + 1], 'delay_s', ARGV[i * 4 + 2],
     'receive_time_us', ARGV[i * 4 + 3], 'run_id', ARGV[i * 4 + 4])
 end
-redis.call('SET', KEYS[3], first, 'EX', 3600)
+redis.call('SET', KEYS[3], first, 'EX', 60)
 return first
 """
 
@@ -67,4 +67,34 @@ for i = 2, #ARGV do
   end
 end
 return held
+"""
+
+# KEYS: receipts, tries, outcomes, finished, forgotten. ARGV: through, the finished feed's
+# mark read through (or ''), most seqs per call. Drops receipts from the last forgotten one
+# up to ``through`` (never the newest: APPEND checks the stream's top against the counter),
+# their tries and outcomes, and the feed's entries before the mark. Bounded per call, so a
+# first call after a long run does not hold Redis for long. Returns the seq forgotten through.
+FORGET = """
+local from = tonumber(redis.call('GET', KEYS[5]) or '0')
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if top == nil then return from end
+local newest = tonumber(string.match(top[1], '^(%d+)'))
+local through = math.min(tonumber(ARGV[1]), newest - 1, from + tonumber(ARGV[3]))
+if through > from then
+  local seqs = {}
+  for seq = from + 1, through do
+    seqs[#seqs + 1] = seq
+    if #seqs == 500 or seq == through then
+      redis.call('HDEL', KEYS[2], unpack(seqs))
+      redis.call('HDEL', KEYS[3], unpack(seqs))
+      seqs = {}
+    end
+  end
+  redis.call('XTRIM', KEYS[1], 'MINID', (through + 1) .. '-0')
+  redis.call('SET', KEYS[5], through)
+else
+  through = from
+end
+if ARGV[2] ~= '' then redis.call('XTRIM', KEYS[4], 'MINID', ARGV[2]) end
+return through
 """

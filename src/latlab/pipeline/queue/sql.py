@@ -50,6 +50,9 @@ class SqlQueue:
         self._appends: list[tuple[Sequence[Incoming], asyncio.Future[list[Receipt]]]] = []
         self._finishes: list[tuple[int, str | None, asyncio.Future[None]]] = []
         self._claims: list[tuple[list[int], asyncio.Future[None]]] = []
+        self._forgets: list[asyncio.Future[None]] = []  # each done once its delete committed
+        self._forget_through = 0  # receipts up to here may go (forget)
+        self._forgotten = 0  # and up to here they are gone
         self._writer: asyncio.Task[None] | None = None
         self._append_came = asyncio.Event()
 
@@ -87,13 +90,14 @@ class SqlQueue:
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
 
     async def _write_all(self) -> None:
-        while self._appends or self._finishes or self._claims:
+        while self._appends or self._finishes or self._claims or self._forgets:
             if not self._appends:
                 await self._wait_for_an_append()
             appends, self._appends = self._appends, []
             finishes, self._finishes = self._finishes, []
             claims, self._claims = self._claims, []
-            others = [f for *_, f in finishes] + [f for _, f in claims]
+            others = [f for *_, f in finishes] + [f for _, f in claims] + self._forgets
+            self._forgets = []
             try:
                 receipts, recorded = await self._commit(appends, finishes, claims)
             except Exception as exc:
@@ -151,6 +155,14 @@ class SqlQueue:
                     order += 1
                     known.append((unknown_seq, order, error))
             await rows.add_tries(conn, list(chain(*(seqs for seqs, _ in claims))))
+            # Never the newest receipt, nor the one holding the newest outcome: a restart
+            # numbers on from them.
+            forget_through = min(self._forget_through, seq - 1)
+            if forget_through > self._forgotten:
+                await rows.forget(conn, forget_through, order)
+        for gone in range(self._forgotten + 1, forget_through + 1):
+            self._recent.pop(gone, None)  # read from the table from now on: what is left
+        self._forgotten = max(self._forgotten, forget_through)
         self._last_seq, self._last_order = seq, order
         return receipts, known
 
@@ -210,6 +222,13 @@ class SqlQueue:
         for receipt in backlog:
             self._recent[receipt.seq] = receipt
         self._unclaimed.extendleft(receipt.seq for receipt in reversed(backlog))
+
+    async def forget(self, through: int) -> None:
+        self._forget_through = max(self._forget_through, through)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._forgets.append(future)
+        self._write_soon()
+        await future
 
     async def heartbeat(self, seqs: Sequence[int]) -> list[int]:
         """Claims never lapse here (one process, one handler): all are still held."""

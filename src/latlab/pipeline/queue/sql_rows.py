@@ -57,6 +57,18 @@ async def record_one(conn: AsyncConnection, seq: int, order: int, error: str | N
     return bool(result.rowcount)
 
 
+async def forget(conn: AsyncConnection, through: int, last_order: int) -> None:
+    """Drop the finished receipts up to ``through``, except the one holding ``last_order``."""
+    if through > 0:
+        await conn.execute(
+            table.delete().where(
+                table.c.seq <= through,
+                table.c.finished_order.is_not(None),
+                table.c.finished_order < last_order,
+            )
+        )
+
+
 def after_seq(after: int, limit: int) -> sa.Select[Any]:
     return sa.select(table).where(table.c.seq > after).order_by(table.c.seq).limit(limit)
 
