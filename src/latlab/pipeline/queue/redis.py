@@ -32,23 +32,26 @@ import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis.asyncio as redis
 
 from latlab.coordination.redis import open_client
 from latlab.pipeline.queue.base import Outcome, QueueUnavailable
+from latlab.pipeline.queue.redis_entries import (
+    FAILED,
+    OK,
+    Entry,
+    entries_of,
+    fields_of,
+    receipt_of,
+    seq_of,
+)
 from latlab.pipeline.queue.redis_scripts import APPEND, FINISH, FORGET, HEARTBEAT, TAKE
 from latlab.pipeline.receipts import Incoming, Receipt
 from latlab.storage.registry import where
 
 GROUP = "handlers"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-OK = "ok"
-FAILED = "error: "
-
-Entry = tuple[str, dict[str, str]]  # a stream entry: its ID and fields
 FINISH_BATCH = 500  # outcomes in one script call
 FORGET_BATCH = 50_000  # receipts dropped in one script call
 
@@ -146,7 +149,7 @@ class RedisQueue:
     async def append(self, batch: Sequence[Incoming]) -> list[Receipt]:
         if not batch:
             return []
-        fields = [_fields(incoming) for incoming in batch]
+        fields = [fields_of(incoming) for incoming in batch]
         args = [value for one in fields for value in one.values()]
         token = f"{self._prefix}:pipeline:batch:{secrets.token_hex(8)}"
         with self._reachable():
@@ -172,7 +175,7 @@ class RedisQueue:
         reply = await self._redis.xreadgroup(
             GROUP, self._consumer, {self._stream: self._own_from}, count=limit
         )
-        entries = _entries(reply)
+        entries = entries_of(reply)
         # Fewer than asked: all of them are handed out again, from now on only new ones.
         self._own_from = entries[-1][0] if len(entries) == limit else None
         return entries
@@ -195,16 +198,16 @@ class RedisQueue:
         reply = await self._redis.xreadgroup(
             GROUP, self._consumer, {self._stream: ">"}, count=count, block=block_ms
         )
-        return _entries(reply)
+        return entries_of(reply)
 
     async def _taken(self, entries: list[Entry]) -> list[Receipt]:
         if not entries:
             return []
-        seqs = [_seq(id_) for id_, _ in entries]
+        seqs = [seq_of(id_) for id_, _ in entries]
         keys = [self._outcomes, self._tries, self._stream]
         tries = await self._take(keys=keys, args=seqs)
         return [
-            _receipt(seq, fields, tries=int(n))
+            receipt_of(seq, fields, tries=int(n))
             for seq, (_, fields), n in zip(seqs, entries, tries, strict=True)
             if int(n) > 0
         ]
@@ -219,7 +222,7 @@ class RedisQueue:
             held = await self._heartbeat(
                 keys=[self._stream], args=[self._consumer, *(f"{seq}-0" for seq in seqs)]
             )
-        return [_seq(id_) for id_ in held]
+        return [seq_of(id_) for id_ in held]
 
     async def finish(self, seq: int, error: str | None) -> None:
         # Batched: a handler finishes thousands at once, and a call each would need a
@@ -262,7 +265,7 @@ class RedisQueue:
             return await self._as_known_now(entries)
 
     async def _as_known_now(self, entries: list[Entry]) -> list[Receipt]:
-        seqs = [_seq(id_) for id_, _ in entries]
+        seqs = [seq_of(id_) for id_, _ in entries]
         if not seqs:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -270,7 +273,7 @@ class RedisQueue:
             pipe.hmget(self._tries, seqs)
             outcomes, tries = await pipe.execute()
         return [
-            _receipt(seq, fields, tries=int(n or 0), outcome=outcome)
+            receipt_of(seq, fields, tries=int(n or 0), outcome=outcome)
             for seq, (_, fields), outcome, n in zip(seqs, entries, outcomes, tries, strict=True)
         ]
 
@@ -300,7 +303,7 @@ class RedisQueue:
                 previous = done
 
     async def _read(self, stream: str, after: str, count: int, block_ms: int | None) -> list[Entry]:
-        return _entries(await self._redis.xread({stream: after}, count=count, block=block_ms))
+        return entries_of(await self._redis.xread({stream: after}, count=count, block=block_ms))
 
     async def _blocking(
         self, read: Callable[[int | None], Awaitable[list[T]]], wait_s: float
@@ -313,39 +316,3 @@ class RedisQueue:
         while not found and (left_s := deadline_s - time.monotonic()) > 0:
             found = await read(max(1, round(min(left_s, self._block_slice_s) * 1000)))
         return found
-
-
-def _entries(reply: Any) -> list[Entry]:
-    """The entries of a one-stream XREAD or XREADGROUP reply (nothing: ``None`` or [])."""
-    return [(str(id_), dict(fields)) for id_, fields in reply[0][1]] if reply else []
-
-
-def _seq(entry_id: str) -> int:
-    return int(entry_id.partition("-")[0])
-
-
-def _fields(incoming: Incoming) -> dict[str, str]:
-    """A receipt's fields in its stream entry, in the order the append script takes them."""
-    moment = incoming.receive_time.astimezone(UTC) - EPOCH
-    micros = (moment.days * 86_400 + moment.seconds) * 1_000_000 + moment.microseconds
-    return {
-        "request_id": incoming.request_id,
-        "delay_s": repr(incoming.delay_s),
-        "receive_time_us": str(micros),
-        "run_id": incoming.run_id or "",
-    }
-
-
-def _receipt(
-    seq: int, fields: dict[str, str], *, tries: int = 0, outcome: str | None = None
-) -> Receipt:
-    return Receipt(
-        seq=seq,
-        request_id=fields["request_id"],
-        delay_s=float(fields["delay_s"]),
-        receive_time=EPOCH + timedelta(microseconds=int(fields["receive_time_us"])),
-        run_id=fields["run_id"] or None,
-        tries=tries,
-        done=outcome is not None,
-        error=outcome.removeprefix(FAILED) if outcome and outcome != OK else None,
-    )
