@@ -38,6 +38,13 @@ async def client_call(pipeline: Pipeline, query: str) -> dict[str, Any]:
     return found
 
 
+async def written_run(pipeline: Pipeline, query: str, out_dir: Path, count: int) -> str:
+    """A client call's run id, once its ``count`` result lines are in ``out_dir``."""
+    run_id: str = (await client_call(pipeline, query))["run_id"]
+    await wait_for_results(out_dir, count)
+    return run_id
+
+
 async def pipeline_run(api: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
     response = await api.get(f"{RUNS}/{run_id}")
     assert response.status_code == 200, response.text
@@ -56,8 +63,7 @@ async def test_a_client_call_is_a_run_counted_at_every_step(
 ) -> None:
     api, pipeline = api_and_pipeline
     query = "connection_count=5&connection_value=50&delay_range=20&delay_unit=ms"
-    run_id = (await client_call(pipeline, query))["run_id"]
-    await wait_for_results(tmp_path / "out", 50)
+    run_id = await written_run(pipeline, query, tmp_path / "out", 50)
 
     async def all_written() -> bool:
         return bool((await pipeline_run(api, run_id))["written"] == 50)
@@ -108,3 +114,21 @@ async def test_the_events_of_an_unknown_run_are_404(
 ) -> None:
     api, _ = api_and_pipeline
     assert (await api.get(f"{RUNS}/no-such-run/events")).status_code == 404
+
+
+async def test_a_runs_counts_stay_once_the_queue_forgets_its_written_receipts(
+    api_and_pipeline: tuple[httpx.AsyncClient, Pipeline], tmp_path: Path
+) -> None:
+    api, pipeline = api_and_pipeline
+    run_id = await written_run(
+        pipeline, "connection_count=2&connection_value=20&delay_range=0", tmp_path / "out", 20
+    )
+    writer = pipeline.writer
+    assert writer is not None
+
+    async def forgotten() -> bool:
+        return writer.forgotten_through == 19  # all but the last line of 2.txt
+
+    await wait_for(forgotten, 10, "the writer to let the queue forget")
+    run = await pipeline_run(api, run_id)
+    assert (run["received"], run["processed"]) == (20, 20)

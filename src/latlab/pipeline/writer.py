@@ -68,6 +68,7 @@ class OrderedWriter:
         self._read_through = min(self.receipts.lines, self.results.lines)
         self.end_to_end = LatencyBuckets()  # receive_time -> result line written
         self.outage = OutageLog(logger, "writer")  # Redis restarting: said once, waited for
+        self.forgotten_through = 0  # the queue was told it may drop receipts up to here
 
     @property
     def waiting(self) -> int:
@@ -86,18 +87,26 @@ class OrderedWriter:
         )
 
     async def check_files(self) -> None:
-        """Raise :class:`FilesMismatch` if ``2.txt`` was not written from this queue: its
-        last line must name the receipt of that number, or the writer would skip (or
-        repeat) lines without a word."""
+        """Raise :class:`FilesMismatch` unless the files go with this queue: the last line of
+        ``2.txt`` names the receipt of that number, and the queue still holds the receipt
+        the writer goes on from (it forgets those written for good). Otherwise the writer
+        would skip (or repeat) lines without a word."""
         lines = self.receipts.lines
-        if lines == 0:
-            return
-        found = await self._queue.receipts(lines - 1, 1, 0)
-        last = self.receipts.last_line()
-        if not found or found[0].seq != lines or found[0].request_id not in last:
+        if lines > 0:
+            found = await self._queue.receipts(lines - 1, 1, 0)
+            last = self.receipts.last_line()
+            if not found or found[0].seq != lines or found[0].request_id not in last:
+                raise FilesMismatch(
+                    f"{self.receipts.path} has {lines} lines that do not match the queue's "
+                    "receipts: give this queue its own out dir (or empty this one)"
+                )
+        written = min(lines, self.results.lines)
+        found = await self._queue.receipts(written, 1, 0)
+        if found and found[0].seq != written + 1:
             raise FilesMismatch(
-                f"{self.receipts.path} has {lines} lines that do not match the queue's "
-                "receipts: give this queue its own out dir (or empty this one)"
+                f"{self.results.path} has {written} results, but the queue has forgotten "
+                f"receipts {written + 1} to {found[0].seq - 1}, written for good to other "
+                "files: point this writer at the out dir it used before"
             )
 
     async def run(self) -> None:
@@ -154,14 +163,15 @@ class OrderedWriter:
         """Every second, the queue may drop the receipts whose two lines are on disk: without
         it Redis would keep an entry per request for ever. The last line of 2.txt is kept for
         :meth:`check_files` after a restart."""
-        told = 0
         while True:
             await asyncio.sleep(FORGET_EVERY_S)
             through = min(self.results.lines, self.receipts.lines - 1)
-            if through <= told:
+            if through <= self.forgotten_through:
                 continue
-            self.receipts.sync_pending()
-            self.results.sync_pending()
+            # On disk first, whatever LATLAB_PIPELINE_FSYNC says: the queue is what a lost
+            # line would be written again from.
+            self.receipts.sync()
+            self.results.sync()
             started_s = time.monotonic()
             try:
                 await self._queue.forget(through)
@@ -169,7 +179,7 @@ class OrderedWriter:
                 self.outage.failed("forgetting written receipts", exc, started_s)
                 continue
             self.outage.succeeded(started_s)
-            told = through
+            self.forgotten_through = through
 
     def _apply(self, outcome: Outcome) -> None:
         waiting = self._window.get(outcome.seq)

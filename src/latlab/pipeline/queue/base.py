@@ -14,7 +14,8 @@ Adapters: ``sql.py`` (LatLab's SQL store; one process, ``pipeline up``) and ``re
   outcomes from then on are seen even while ``receipts`` is being read.
 - ``forget(through=n)``: the writer has both lines of receipts 1…n on disk; the queue drops
   them (and the outcomes the writer has read), so that it does not grow by one entry per
-  request for ever. The last receipt is always kept: numbering goes on after a restart.
+  request for ever. The last receipt is always kept: numbering goes on after a restart. The
+  SQL store also keeps the receipts of a client run (``/api/v1/pipeline-runs`` counts them).
 """
 
 from __future__ import annotations

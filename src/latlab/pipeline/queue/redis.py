@@ -53,7 +53,7 @@ from latlab.storage.registry import where
 
 GROUP = "handlers"
 FINISH_BATCH = 500  # outcomes in one script call
-FORGET_BATCH = 50_000  # receipts dropped in one script call
+FORGET_BATCH = 10_000  # receipts dropped in one script call: a few ms of Redis
 
 T = TypeVar("T")
 

@@ -52,7 +52,7 @@ class SqlQueue:
         self._claims: list[tuple[list[int], asyncio.Future[None]]] = []
         self._forgets: list[asyncio.Future[None]] = []  # each done once its delete committed
         self._forget_through = 0  # receipts up to here may go (forget)
-        self._forgotten = 0  # and up to here they are gone
+        self._forgotten = 0  # and up to here they are gone (or kept on purpose)
         self._writer: asyncio.Task[None] | None = None
         self._append_came = asyncio.Event()
 
@@ -157,12 +157,16 @@ class SqlQueue:
             await rows.add_tries(conn, list(chain(*(seqs for seqs, _ in claims))))
             # Never the newest receipt, nor the one holding the newest outcome: a restart
             # numbers on from them.
+            # In bounded steps: a first call on a long history must not hold the
+            # transaction the receiver's acknowledgements wait for.
             forget_through = min(self._forget_through, seq - 1)
-            if forget_through > self._forgotten:
-                await rows.forget(conn, forget_through, order)
-        for gone in range(self._forgotten + 1, forget_through + 1):
-            self._recent.pop(gone, None)  # read from the table from now on: what is left
-        self._forgotten = max(self._forgotten, forget_through)
+            if (
+                forget_through > self._forgotten
+                and await rows.forget(conn, forget_through, order) < rows.FORGET_BATCH
+            ):
+                self._forgotten = forget_through
+        for gone in [mirrored for mirrored in self._recent if mirrored <= forget_through]:
+            del self._recent[gone]  # read from the table from now on: what is left
         self._last_seq, self._last_order = seq, order
         return receipts, known
 

@@ -13,6 +13,7 @@ from latlab.pipeline.receipts import Receipt
 from latlab.storage.sql.tables import pipeline_receipts as table
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FORGET_BATCH = 10_000  # receipts dropped in one statement
 
 
 async def tops(conn: AsyncConnection) -> tuple[int, int]:
@@ -57,16 +58,22 @@ async def record_one(conn: AsyncConnection, seq: int, order: int, error: str | N
     return bool(result.rowcount)
 
 
-async def forget(conn: AsyncConnection, through: int, last_order: int) -> None:
-    """Drop the finished receipts up to ``through``, except the one holding ``last_order``."""
-    if through > 0:
-        await conn.execute(
-            table.delete().where(
-                table.c.seq <= through,
-                table.c.finished_order.is_not(None),
-                table.c.finished_order < last_order,
-            )
+async def forget(conn: AsyncConnection, through: int, last_order: int) -> int:
+    """Drop up to ``FORGET_BATCH`` finished receipts up to ``through``; how many went. Kept:
+    the one holding ``last_order`` (outcomes number on from it after a restart) and those of
+    a client run (``/api/v1/pipeline-runs`` counts them)."""
+    doomed = (
+        sa.select(table.c.seq)
+        .where(
+            table.c.seq <= through,
+            table.c.finished_order < last_order,
+            table.c.run_id.is_(None),
         )
+        .order_by(table.c.seq)
+        .limit(FORGET_BATCH)
+    )
+    result = await conn.execute(table.delete().where(table.c.seq.in_(doomed.scalar_subquery())))
+    return int(result.rowcount)
 
 
 def after_seq(after: int, limit: int) -> sa.Select[Any]:
