@@ -53,6 +53,7 @@ class SqlQueue:
         self._forgets: list[asyncio.Future[None]] = []  # each done once its delete committed
         self._forget_through = 0  # receipts up to here may go (forget)
         self._forgotten = 0  # and up to here they are gone (or kept on purpose)
+        self._mirror_forgot = 0  # and up to here they are out of _recent
         self._writer: asyncio.Task[None] | None = None
         self._append_came = asyncio.Event()
 
@@ -165,8 +166,10 @@ class SqlQueue:
                 and await rows.forget(conn, forget_through, order) < rows.FORGET_BATCH
             ):
                 self._forgotten = forget_through
-        for gone in [mirrored for mirrored in self._recent if mirrored <= forget_through]:
-            del self._recent[gone]  # read from the table from now on: what is left
+        if forget_through > self._mirror_forgot:  # once per forget, not per commit
+            for gone in [mirrored for mirrored in self._recent if mirrored <= forget_through]:
+                del self._recent[gone]  # read from the table from now on: what is left
+            self._mirror_forgot = forget_through
         self._last_seq, self._last_order = seq, order
         return receipts, known
 
