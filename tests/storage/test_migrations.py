@@ -1,6 +1,7 @@
 """Per-kind ids on existing data: SQL revision 0003 on a SQLite file written by revision 0002
 with real rows (and back down to 0002), and MongoDB's per-kind counters next to the old
-shared one; revisions 0004 (histograms) and 0005 (the pipeline's queue and runs) up and down."""
+shared one; revisions 0004 (histograms), 0005 (the pipeline's queue and runs) and 0006 (a run's
+forgotten receipts) up and down."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from latlab.storage import TOTAL_BUCKET, HistogramUpdate, JobState, open_store
 from latlab.storage.sql.engine import alembic_config
 from latlab.storage.sql.store import SqlStore
-from latlab.storage.sql.tables import UtcDateTime
+from latlab.storage.sql.tables import UtcDateTime, pipeline_runs
+
+HEAD = "0006"  # the newest revision
 
 _OLD_JOBS = [  # kinds interleaved on the shared sequence, as revision 0002 handed them out
     (1, "probe", "completed", '{"host": "a"}', '{"done": 2}'),
@@ -116,7 +119,7 @@ async def test_deleting_a_migrated_probe_cascades_to_its_results_only(tmp_path: 
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
     assert {(key.table, key.on_delete) for key in keys} == {("jobs", "CASCADE")}
-    assert version == "0005"
+    assert version == HEAD
 
 
 async def test_mongo_kind_counters_start_after_the_old_shared_counter(mongo_base_url: str) -> None:
@@ -227,7 +230,7 @@ async def test_0004_adds_histograms_and_downgrades_to_0003_keeping_the_jobs(
     assert await _tables_and_version(store_url) == (
         {"alembic_version", "jobs", "job_counters", "probe_results", "values", "histograms"}
         | {"pipeline_receipts", "pipeline_runs"},
-        "0005",
+        HEAD,
     )
     await _migrate(store_url, "downgrade", "0003")
     names, version = await _tables_and_version(store_url)
@@ -251,10 +254,55 @@ async def test_0005_adds_the_pipeline_queue_and_runs_and_downgrades_to_0004_keep
     await store.close()
     pipeline = {"pipeline_receipts", "pipeline_runs"}
     names, version = await _tables_and_version(store_url)
-    assert (pipeline <= names, version) == (True, "0005")
+    assert (pipeline <= names, version) == (True, HEAD)
     await _migrate(store_url, "downgrade", "0004")
     names, version = await _tables_and_version(store_url)
     assert (pipeline & names, "histograms" in names, version) == (set(), True, "0004")
     await _migrate(store_url, "upgrade", "head")  # the indexes went with their tables
     names, version = await _tables_and_version(store_url)
-    assert (pipeline <= names, version) == (True, "0005")
+    assert (pipeline <= names, version) == (True, HEAD)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+async def test_0006_counts_a_runs_forgotten_receipts_and_downgrades_keeping_its_runs(
+    store_url: str,
+) -> None:
+    store = await SqlStore.open(store_url)
+    await store.close()
+    run_id = f"run-{secrets.token_hex(4)}"
+    engine = create_async_engine(store_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                pipeline_runs.insert().values(
+                    run_id=run_id, started_at=datetime.now(UTC), sent=0, acked=0, errors=0
+                )
+            )
+            await conn.execute(pipeline_runs.update().values(forgotten=7))
+    finally:
+        await engine.dispose()
+    await _migrate(store_url, "downgrade", "0005")
+    assert "forgotten" not in await _columns(store_url, "pipeline_runs")
+    await _migrate(store_url, "upgrade", "head")
+    assert "forgotten" in await _columns(store_url, "pipeline_runs")
+    assert await _runs_forgotten(store_url, run_id) == 0  # the run stayed, its count reset
+
+
+async def _columns(url: str, table: str) -> set[str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda sync: sa.inspect(sync).get_columns(table))
+    finally:
+        await engine.dispose()
+    return {column["name"] for column in found}
+
+
+async def _runs_forgotten(url: str, run_id: str) -> int | None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            query = sa.select(pipeline_runs.c.forgotten).where(pipeline_runs.c.run_id == run_id)
+            return (await conn.execute(query)).scalar()
+    finally:
+        await engine.dispose()

@@ -209,8 +209,8 @@ async def test_a_restart_numbers_on_and_keeps_outcomes(
 
 
 async def _finished_in_order(queue: PipelineQueue, count: int) -> None:
-    """``count`` receipts outside any run (the SQL store keeps a run's: its counts), each
-    finished in seq order."""
+    """``count`` receipts outside any run (the SQL store keeps a run's until the run has a
+    row), each finished in seq order."""
     await queue.append([replace(incoming, run_id=None) for incoming in batch(count)])
     assert len(await queue.claim(limit=count, wait_s=0)) == count
     for seq in range(1, count + 1):

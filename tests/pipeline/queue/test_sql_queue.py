@@ -9,16 +9,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from latlab.pipeline.queue import sql
 from latlab.pipeline.queue.sql import SqlQueue
 from latlab.pipeline.receipts import Incoming
+from latlab.storage.sql.tables import pipeline_runs
 
 
 def incoming() -> Incoming:
@@ -77,3 +81,31 @@ async def test_an_outcome_with_no_append_coming_is_committed_after_the_wait(
         assert [(o.seq, o.error) for o in outcomes] == [(first.seq, "gave up")]
     finally:
         await queue.close()
+
+
+async def test_a_runs_forgotten_receipts_go_and_are_counted_on_its_row(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'q.db'}"
+    queue = await SqlQueue.open(url)
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                pipeline_runs.insert().values(
+                    run_id="run-1", started_at=datetime.now(UTC), sent=0, acked=0, errors=0
+                )
+            )
+        await queue.append([replace(incoming(), run_id=run) for run in ("run-1", "run-2") * 3])
+        await queue.claim(6, 0)
+        for seq in range(1, 7):
+            await queue.finish(seq, None)
+        await queue.forget(5)
+        left = await queue.receipts(after=0, limit=10, wait_s=0)
+        async with engine.connect() as conn:
+            query = sa.select(pipeline_runs.c.forgotten).where(pipeline_runs.c.run_id == "run-1")
+            forgotten = (await conn.execute(query)).scalar()
+    finally:
+        await engine.dispose()
+        await queue.close()
+    # run-1 (seqs 1, 3, 5) has a row: its receipts go; run-2's wait for theirs; 6 is the newest.
+    assert [(r.seq, r.run_id) for r in left] == [(2, "run-2"), (4, "run-2"), (6, "run-2")]
+    assert forgotten == 3

@@ -15,7 +15,8 @@ Adapters: ``sql.py`` (LatLab's SQL store; one process, ``pipeline up``) and ``re
 - ``forget(through=n)``: the writer has both lines of receipts 1…n on disk; the queue drops
   them (and the outcomes the writer has read), so that it does not grow by one entry per
   request for ever. The last receipt is always kept: numbering goes on after a restart. The
-  SQL store also keeps the receipts of a client run (``/api/v1/pipeline-runs`` counts them).
+  SQL store counts a client run's dropped receipts on its ``pipeline_runs`` row (and keeps
+  them until the run has one).
 """
 
 from __future__ import annotations

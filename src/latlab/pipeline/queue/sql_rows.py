@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from latlab.pipeline.receipts import Receipt
 from latlab.storage.sql.tables import pipeline_receipts as table
+from latlab.storage.sql.tables import pipeline_runs as runs
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FORGET_BATCH = 10_000  # receipts dropped in one statement
@@ -60,20 +62,29 @@ async def record_one(conn: AsyncConnection, seq: int, order: int, error: str | N
 
 async def forget(conn: AsyncConnection, through: int, last_order: int) -> int:
     """Drop up to ``FORGET_BATCH`` finished receipts up to ``through``; how many went. Kept:
-    the one holding ``last_order`` (outcomes number on from it after a restart) and those of
-    a client run (``/api/v1/pipeline-runs`` counts them)."""
+    the one holding ``last_order`` (outcomes number on from it after a restart), and those of
+    a run with no row in ``pipeline_runs`` yet; a run's dropped receipts are added to its
+    ``forgotten`` count (``/api/v1/pipeline-runs`` counts them)."""
     doomed = (
-        sa.select(table.c.seq)
+        sa.select(table.c.seq, table.c.run_id)
         .where(
             table.c.seq <= through,
             table.c.finished_order < last_order,
-            table.c.run_id.is_(None),
+            sa.or_(table.c.run_id.is_(None), table.c.run_id.in_(sa.select(runs.c.run_id))),
         )
         .order_by(table.c.seq)
         .limit(FORGET_BATCH)
     )
-    result = await conn.execute(table.delete().where(table.c.seq.in_(doomed.scalar_subquery())))
-    return int(result.rowcount)
+    found = (await conn.execute(doomed)).all()
+    if not found:
+        return 0
+    await conn.execute(table.delete().where(table.c.seq.in_([row.seq for row in found])))
+    per_run = Counter(row.run_id for row in found if row.run_id is not None)
+    for run_id, count in per_run.items():
+        await conn.execute(
+            runs.update().where(runs.c.run_id == run_id).values(forgotten=runs.c.forgotten + count)
+        )
+    return len(found)
 
 
 def after_seq(after: int, limit: int) -> sa.Select[Any]:

@@ -1,5 +1,6 @@
 """Pipeline runs on SQL: one row per client call in ``pipeline_runs``; a run's received and
-processed counts from the embedded queue's ``pipeline_receipts``.
+processed counts from the embedded queue's ``pipeline_receipts``, plus the run's receipts the
+queue has dropped once written (``forgotten``).
 
 The client writes a run's start and end (``start``, ``finish``), the writer what it wrote
 (``add_written``, batched: at most twice a second); each makes the row if the other side has
@@ -167,7 +168,12 @@ async def _with_counts(conn: AsyncConnection, rows: Sequence[sa.Row[Any]]) -> li
 
 
 def _run(row: sa.Row[Any], counts: tuple[int, int] | None) -> PipelineRun:
-    received, processed = counts if counts is not None else (None, None)
+    """Counts: the run's receipts in the queue, plus those it forgot (received, processed)."""
+    if counts is None and row.forgotten:
+        counts = (0, 0)
+    received, processed = (
+        (counts[0] + row.forgotten, counts[1] + row.forgotten) if counts else (None, None)
+    )
     return PipelineRun(
         run_id=row.run_id,
         started_at=row.started_at,

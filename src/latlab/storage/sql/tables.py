@@ -153,5 +153,8 @@ pipeline_runs = Table(
     Column("ack_histogram", Text, nullable=True),
     Column("written", BigInteger, nullable=False, default=0),
     Column("e2e_histogram", Text, nullable=True),
+    # Receipts of the run the queue dropped once written for good (counted as received and
+    # processed: their rows are gone).
+    Column("forgotten", BigInteger, nullable=False, default=0, server_default="0"),
     Index("ix_pipeline_runs_started_at", "started_at"),  # pages, newest first
 )
