@@ -45,3 +45,10 @@ def pipeline_settings(root: Path, **extra: object) -> Settings:
         **ports,  # type: ignore[arg-type]
         **extra,  # type: ignore[arg-type]
     )
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the services' loops a test started, and wait until they are done."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

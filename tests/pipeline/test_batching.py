@@ -19,7 +19,7 @@ from latlab.pipeline.queue.base import Outcome
 from latlab.pipeline.queue.sql import SqlQueue
 from latlab.pipeline.receipts import Incoming, Receipt
 from latlab.pipeline.writer import OrderedWriter
-from pipeline_files import wait_for_results
+from pipeline_files import stop_tasks, wait_for_results
 
 REQUESTS = 60
 TIMER_SLACK_S = 0.001  # a loop may run a timer up to its clock's resolution early
@@ -30,22 +30,25 @@ class RecordingQueue(SqlQueue):
 
     reads: dict[str, list[tuple[float, float, int]]]
 
+    def _note(self, read: str, began_s: float, got: int) -> None:
+        self.reads.setdefault(read, []).append((began_s, time.monotonic(), got))
+
     async def claim(self, limit: int, wait_s: float) -> list[Receipt]:
         began_s = time.monotonic()
         found = await super().claim(limit, wait_s)
-        self.reads.setdefault("claim", []).append((began_s, time.monotonic(), len(found)))
+        self._note("claim", began_s, len(found))
         return found
 
     async def receipts(self, after: int, limit: int, wait_s: float) -> list[Receipt]:
         began_s = time.monotonic()
         found = await super().receipts(after, limit, wait_s)
-        self.reads.setdefault("receipts", []).append((began_s, time.monotonic(), len(found)))
+        self._note("receipts", began_s, len(found))
         return found
 
     async def finished(self, mark: str, limit: int, wait_s: float) -> tuple[list[Outcome], str]:
         began_s = time.monotonic()
         found, mark = await super().finished(mark, limit, wait_s)
-        self.reads.setdefault("finished", []).append((began_s, time.monotonic(), len(found)))
+        self._note("finished", began_s, len(found))
         return found, mark
 
 
@@ -68,9 +71,7 @@ async def test_the_handler_and_the_writer_pause_after_a_short_read(tmp_path: Pat
             await asyncio.sleep(0.002)
         await wait_for_results(tmp_path / "out", REQUESTS)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks)
         await queue.close()
     claims = pauses_after_short_reads(queue.reads["claim"], asked=1000)
     reads = pauses_after_short_reads(queue.reads["receipts"], writer_module.READ_BATCH)

@@ -19,7 +19,7 @@ from latlab.pipeline.handler import Handler
 from latlab.pipeline.queue import PipelineQueue
 from latlab.pipeline.receipts import Incoming
 from latlab.pipeline.writer import FilesMismatch, OrderedWriter
-from pipeline_files import Reopen, read_table, wait_for_results
+from pipeline_files import Reopen, read_table, stop_tasks, wait_for_results
 
 
 def incoming(count: int) -> list[Incoming]:
@@ -46,9 +46,7 @@ async def run_until_written(queue: PipelineQueue, out: Path, count: int) -> None
 
         await wait_for(forgotten, timeout_s=10, what="the writer to forget written receipts")
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks)
 
 
 async def test_written_receipts_are_forgotten_and_a_restarted_writer_goes_on(
@@ -105,7 +103,5 @@ async def test_before_forgetting_the_files_are_fsynced_even_with_fsync_never(
     try:
         await wait_for(forgot, timeout_s=10, what="a forget")
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks)
     assert synced == paths

@@ -20,7 +20,7 @@ from latlab.pipeline.queue.redis import RedisQueue
 from latlab.pipeline.receipts import Incoming
 from latlab.pipeline.writer import OrderedWriter
 from outages import OwnRedis
-from pipeline_files import read_table, wait_for_results
+from pipeline_files import read_table, stop_tasks, wait_for_results
 
 IN_FLIGHT = 200
 OUTAGE_S = 2.0  # longer than the handler's old retries of one outcome (1.25 s in all)
@@ -50,12 +50,6 @@ async def running(*coroutines: Coroutine[Any, Any, None]) -> list[asyncio.Task[N
     return [asyncio.create_task(coroutine) for coroutine in coroutines]
 
 
-async def stopped(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
 def said(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == logger and r.levelno >= logging.WARNING]
 
@@ -73,7 +67,7 @@ async def test_the_handler_logs_an_outage_twice_and_finishes_the_work_in_flight_
             await asyncio.sleep(OUTAGE_S)
         await until(lambda: handler.processed == IN_FLIGHT)
     finally:
-        await stopped(tasks)
+        await stop_tasks(tasks)
     records = said(caplog, "latlab.pipeline.handler")
     assert [r.levelno for r in records] == [logging.WARNING, logging.WARNING]
     assert "retrying until the queue answers" in records[0].getMessage()
@@ -97,7 +91,7 @@ async def test_the_writer_logs_an_outage_twice_and_writes_what_came_meanwhile(
         await queue.append([incoming(0.0) for _ in range(10)])
         await wait_for_results(tmp_path / "out", 11)
     finally:
-        await stopped(tasks)
+        await stop_tasks(tasks)
     records = said(caplog, "latlab.pipeline.writer")
     assert len(records) == 2, [r.getMessage() for r in records]
     assert records[0].exc_info is None

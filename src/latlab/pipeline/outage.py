@@ -48,10 +48,6 @@ class OutageLog:
         self._failed_now = 0
         self.failures = 0  # calls that failed, over the process's life
 
-    @property
-    def failing(self) -> bool:
-        return self._since_s is not None
-
     async def retry(self, doing: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` until it returns, pausing between tries; ``doing`` names it in the log."""
         for pause_s in pauses():

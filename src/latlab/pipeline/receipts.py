@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 RECEIPTS_FILE = "2.txt"
 RESULTS_FILE = "1.txt"
 RECEIPTS_HEADER = " | id | receive_time |\n"
 RESULTS_HEADER = " | id | receive_time | write_time |\n"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # receive_time is kept as microseconds since
 
 
 class BadRequest(ValueError):
@@ -94,6 +95,17 @@ def _run_id(value: object) -> str | None:
     if not isinstance(value, str) or not 0 < len(value) <= 64:
         raise BadRequest("request.run_id must be a string of 1 to 64 characters")
     return value
+
+
+def micros_of(moment: datetime) -> int:
+    """Microseconds since the Unix epoch: how both queues store a ``receive_time``."""
+    delta = moment.astimezone(UTC) - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def moment_of(micros: int) -> datetime:
+    """The UTC moment ``micros`` microseconds after the Unix epoch."""
+    return EPOCH + timedelta(microseconds=micros)
 
 
 def utc_text(moment: datetime) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,13 +171,8 @@ class OrderedWriter:
             # line would be written again from.
             self.receipts.sync()
             self.results.sync()
-            started_s = time.monotonic()
-            try:
-                await self._queue.forget(through)
-            except Exception as exc:  # tried again in a second
-                self.outage.failed("forgetting written receipts", exc, started_s)
-                continue
-            self.outage.succeeded(started_s)
+            forget = functools.partial(self._queue.forget, through)
+            await self.outage.retry("forgetting written receipts", forget)
             self.forgotten_through = through
 
     def _apply(self, outcome: Outcome) -> None:

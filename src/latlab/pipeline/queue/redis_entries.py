@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from latlab.pipeline.receipts import Incoming, Receipt
+from latlab.pipeline.receipts import Incoming, Receipt, micros_of, moment_of
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OK = "ok"
 FAILED = "error: "
 
@@ -25,12 +23,10 @@ def seq_of(entry_id: str) -> int:
 
 def fields_of(incoming: Incoming) -> dict[str, str]:
     """A receipt's fields in its stream entry, in the order the append script takes them."""
-    moment = incoming.receive_time.astimezone(UTC) - EPOCH
-    micros = (moment.days * 86_400 + moment.seconds) * 1_000_000 + moment.microseconds
     return {
         "request_id": incoming.request_id,
         "delay_s": repr(incoming.delay_s),
-        "receive_time_us": str(micros),
+        "receive_time_us": str(micros_of(incoming.receive_time)),
         "run_id": incoming.run_id or "",
     }
 
@@ -42,7 +38,7 @@ def receipt_of(
         seq=seq,
         request_id=fields["request_id"],
         delay_s=float(fields["delay_s"]),
-        receive_time=EPOCH + timedelta(microseconds=int(fields["receive_time_us"])),
+        receive_time=moment_of(int(fields["receive_time_us"])),
         run_id=fields["run_id"] or None,
         tries=tries,
         done=outcome is not None,

@@ -53,7 +53,6 @@ class SqlQueue:
         self._forgets: list[asyncio.Future[None]] = []  # each done once its delete committed
         self._forget_through = 0  # receipts up to here may go (forget)
         self._forgotten = 0  # and up to here they are gone (or kept on purpose)
-        self._mirror_forgot = 0  # and up to here they are out of _recent
         self._writer: asyncio.Task[None] | None = None
         self._append_came = asyncio.Event()
 
@@ -156,20 +155,14 @@ class SqlQueue:
                     order += 1
                     known.append((unknown_seq, order, error))
             await rows.add_tries(conn, list(chain(*(seqs for seqs, _ in claims))))
-            # Never the newest receipt, nor the one holding the newest outcome: a restart
-            # numbers on from them.
-            # In bounded steps: a first call on a long history must not hold the
-            # transaction the receiver's acknowledgements wait for.
+            # Never the newest receipt (a restart numbers on from it), and in bounded steps:
+            # a long history must not hold the transaction acknowledgements wait for.
             forget_through = min(self._forget_through, seq - 1)
             if (
                 forget_through > self._forgotten
                 and await rows.forget(conn, forget_through, order) < rows.FORGET_BATCH
             ):
                 self._forgotten = forget_through
-        if forget_through > self._mirror_forgot:  # once per forget, not per commit
-            for gone in [mirrored for mirrored in self._recent if mirrored <= forget_through]:
-                del self._recent[gone]  # read from the table from now on: what is left
-            self._mirror_forgot = forget_through
         self._last_seq, self._last_order = seq, order
         return receipts, known
 
@@ -231,7 +224,11 @@ class SqlQueue:
         self._unclaimed.extendleft(receipt.seq for receipt in reversed(backlog))
 
     async def forget(self, through: int) -> None:
-        self._forget_through = max(self._forget_through, through)
+        if through > self._forget_through:
+            # Written and read: from now on what is left of them is read from the table.
+            for gone in [mirrored for mirrored in self._recent if mirrored <= through]:
+                del self._recent[gone]
+            self._forget_through = through
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._forgets.append(future)
         self._write_soon()

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from latlab.pipeline.receipts import Receipt
+from latlab.pipeline.receipts import Receipt, micros_of, moment_of
 from latlab.storage.sql.tables import pipeline_receipts as table
 from latlab.storage.sql.tables import pipeline_runs as runs
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FORGET_BATCH = 10_000  # receipts dropped in one statement
 
 
@@ -119,7 +117,7 @@ def row_of(receipt: Receipt) -> dict[str, Any]:
         "seq": receipt.seq,
         "request_id": receipt.request_id,
         "delay_s": receipt.delay_s,
-        "receive_time_us": _micros(receipt.receive_time),
+        "receive_time_us": micros_of(receipt.receive_time),
         "run_id": receipt.run_id,
         "tries": receipt.tries,
         "finished_order": None,
@@ -127,17 +125,12 @@ def row_of(receipt: Receipt) -> dict[str, Any]:
     }
 
 
-def _micros(moment: datetime) -> int:
-    delta = moment.astimezone(UTC) - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def receipt_of(row: Any) -> Receipt:
     return Receipt(
         seq=row["seq"],
         request_id=row["request_id"],
         delay_s=row["delay_s"],
-        receive_time=EPOCH + timedelta(microseconds=row["receive_time_us"]),
+        receive_time=moment_of(row["receive_time_us"]),
         run_id=row["run_id"],
         tries=row["tries"],
         done=row["finished_order"] is not None,

@@ -169,11 +169,10 @@ async def _with_counts(conn: AsyncConnection, rows: Sequence[sa.Row[Any]]) -> li
 
 def _run(row: sa.Row[Any], counts: tuple[int, int] | None) -> PipelineRun:
     """Counts: the run's receipts in the queue, plus those it forgot (received, processed)."""
-    if counts is None and row.forgotten:
-        counts = (0, 0)
-    received, processed = (
-        (counts[0] + row.forgotten, counts[1] + row.forgotten) if counts else (None, None)
-    )
+    received = processed = None
+    if counts is not None or row.forgotten:
+        got, done = counts or (0, 0)
+        received, processed = got + row.forgotten, done + row.forgotten
     return PipelineRun(
         run_id=row.run_id,
         started_at=row.started_at,
