@@ -25,6 +25,7 @@ from latlab.measure.load.plan import LoadPlan
 from latlab.measure.load.seconds import SecondBook, SecondStats
 
 LATE_AFTER_S = 0.010  # a send this far behind its intended time is late
+SAME_MOMENT_S = 1e-6  # intended times closer than this are one (float rounding)
 SWEEP_EVERY_S = 0.1  # timeouts are checked this often
 
 Emit = Callable[[SecondStats], None]
@@ -244,7 +245,9 @@ class LoadWorker:
             if self._remaining == 0:
                 return
             self._remaining -= 1
-        if max(now_s, intended_s) >= self._end_s:  # a timer may fire a millisecond early
+        # A timer may fire a millisecond early, and an intended time is a sum of intervals:
+        # rounding can put the send due at the end a hair before it (a 1,001st of 1,000).
+        if max(now_s, intended_s) >= self._end_s - SAME_MOMENT_S:
             self._done()
             return
         self.sent += 1
