@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import Protocol
 
+from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination import JobKey
 from latlab.jobs.executor import Executor
 from latlab.jobs.runner import RunContext
@@ -107,6 +108,7 @@ class Ownership:
 
     async def _lease_loop(self) -> None:
         while True:
+            deliver_lost_cancel()  # the last renewal's Redis call may have swallowed a stop
             await asyncio.sleep(self._coordinator.lease_s / 3)
             await self._renew()
             if self._adopt_after_recovery or await self._coordinator.orphans_exist():

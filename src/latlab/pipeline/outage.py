@@ -7,7 +7,8 @@ of a traceback per call. Between tries it pauses (:func:`pauses`): briefly at fi
 is over at once), then a second at most.
 
 Every try first delivers a cancellation the previous call swallowed
-(:func:`deliver_lost_cancel`): without it a stopped handler or writer could run on for ever.
+(:func:`~latlab.cancellation.deliver_lost_cancel`): without it a stopped handler or writer
+could run on for ever.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
+from latlab.cancellation import deliver_lost_cancel
 from latlab.pipeline.queue.base import QueueUnavailable
 
 RETRY_PAUSES_S = (0.05, 0.2, 0.5)
@@ -31,20 +33,6 @@ def pauses() -> Iterator[float]:
     yield from RETRY_PAUSES_S
     while True:
         yield LONGEST_PAUSE_S
-
-
-def deliver_lost_cancel() -> None:
-    """Raise the ``CancelledError`` of a cancellation this task asked for but never saw.
-
-    On Python 3.11 ``asyncio.wait_for`` returns its awaitable's result when a cancel arrives
-    just as that awaitable completes (CPython gh-86296), and redis-py sends every command
-    through it: the task stays "cancelling" but runs on, and a loop of queue calls would
-    never end (seen as a writer that ignored its stop after a Redis restart, one test run in
-    about twenty under load). Nothing in this package uncancels a task on purpose.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class OutageLog:
