@@ -200,13 +200,31 @@ async def test_a_batch_gathers_what_arrives_while_it_lingers() -> None:
         assert [e.seq for e in await batch if isinstance(e, ProbeResult)] == [0, 1, 2]
 
 
+async def test_a_batch_stops_lingering_once_the_buffer_is_half_full() -> None:
+    """Found by a test that failed on a faster machine: a probe every 5 ms filled a buffer of
+    10 within the 50 ms linger, and a client that read as fast as it could was dropped."""
+    hub = LiveHub(buffer=10)
+    with hub.subscribe(results=True) as live:
+        hub.probed(4, TAGS, [result(4, 0)])
+        batch = asyncio.create_task(live.batch(linger_s=60))
+        await asyncio.sleep(0)  # lingering
+        for seq in range(1, 5):
+            hub.probed(4, TAGS, [result(4, seq)])
+        first = await asyncio.wait_for(batch, 5)
+        for seq in range(5, 11):
+            hub.probed(4, TAGS, [result(4, seq)])
+        second = await asyncio.wait_for(live.batch(linger_s=60), 5)
+    assert [e.seq for e in first if isinstance(e, ProbeResult)] == list(range(5))
+    assert [e.seq for e in second if isinstance(e, ProbeResult)] == list(range(5, 11))
+
+
 async def test_an_overflow_while_lingering_ends_the_batches() -> None:
-    hub = LiveHub(buffer=2)
+    hub = LiveHub(buffer=4)
     with hub.subscribe(results=True) as live:
         hub.probed(4, TAGS, [result(4, 0)])
         batch = asyncio.create_task(live.batch(linger_s=0.05))
         await asyncio.sleep(0)
-        hub.probed(4, TAGS, [result(4, 1), result(4, 2)])
+        hub.probed(4, TAGS, [result(4, n) for n in range(1, 5)])
         assert await batch == [OVERFLOW]
         assert await live.batch() == []
 

@@ -10,6 +10,7 @@ so and ends. A slow client therefore costs at most its buffer, never a probe's t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -57,6 +58,7 @@ class Subscription:
         self._size = size
         self._buffer: deque[LiveEvent] = deque()
         self._wakeup = asyncio.Event()
+        self._half_full = asyncio.Event()  # ends a linger: our batching must not overflow it
 
     def push(self, events: Sequence[LiveEvent]) -> None:
         """Buffer ``events``, or mark the subscription overflowed; never blocks."""
@@ -67,6 +69,8 @@ class Subscription:
             self._buffer.clear()  # the client will not get them: free the memory now
         else:
             self._buffer.extend(events)
+            if 2 * len(self._buffer) >= self._size:
+                self._half_full.set()
         self._wakeup.set()
 
     def __enter__(self) -> Self:
@@ -91,13 +95,16 @@ class Subscription:
 
     async def batch(self, linger_s: float = 0.0) -> list[LiveEvent | Overflow]:
         """Everything buffered, at least one event, after ``linger_s`` more for others to
-        gather (one write for many events is what keeps many clients cheap); ``[OVERFLOW]``
-        once after an overflow, then ``[]`` for the end."""
+        gather (one write for many events is what keeps many clients cheap) or until the
+        buffer is half full; ``[OVERFLOW]`` once after an overflow, then ``[]`` for the end."""
         while not self._buffer and not self.overflowed:
             self._wakeup.clear()
             await self._wakeup.wait()
-        if linger_s and not self.overflowed:
-            await asyncio.sleep(linger_s)
+        if linger_s and not self.overflowed and not self._half_full.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(linger_s):
+                    await self._half_full.wait()
+        self._half_full.clear()
         if self.overflowed:
             if self._told:
                 return []
