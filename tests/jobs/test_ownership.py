@@ -1,4 +1,4 @@
-"""The lease loop ends when cancelled, even if a renewal's Redis call swallowed the cancel."""
+"""Ownership loops end when cancelled, even if a Redis call swallowed the cancel."""
 
 from __future__ import annotations
 
@@ -44,3 +44,45 @@ async def test_the_lease_loop_ends_although_a_renewal_swallowed_the_cancel() -> 
 
     await ends_when_cancelled(asyncio.create_task(renew()), coordinator.renewing)
     assert coordinator.renewals == 1
+
+
+class SwallowingHalts:
+    """Its first announcement swallows the cancel of its task, then halts job 1."""
+
+    lease_s = 3.0
+
+    def __init__(self) -> None:
+        self.waits = 0
+        self.waiting = asyncio.Event()
+
+    async def next_halt(self) -> tuple[str, int] | None:
+        self.waits += 1
+        if self.waits == 1:
+            await swallow_the_cancel(self.waiting)
+            return ("probe", 1)
+        await asyncio.Event().wait()  # nothing more is ever announced
+        return None
+
+    async def listen(self) -> None:  # Ownership.services() names it; not run here
+        raise AssertionError("not listened to in this test")
+
+
+class NothingRunsHere:
+    def is_running(self, kind: str, job_id: int) -> bool:
+        return False
+
+    def touch(self, key: tuple[str, int]) -> None:
+        return None
+
+
+async def test_the_halt_loop_ends_although_handling_a_halt_swallowed_the_cancel() -> None:
+    coordinator, nothing = SwallowingHalts(), NothingRunsHere()
+    context = cast(RunContext, SimpleNamespace(coordinator=coordinator))
+    ownership = Ownership(context, cast(Executor, nothing), cast(Jobs, nothing))
+    halt_loop = dict(ownership.services())["halts"]
+
+    async def listen() -> None:
+        await halt_loop()
+
+    await ends_when_cancelled(asyncio.create_task(listen()), coordinator.waiting)
+    assert coordinator.waits == 1

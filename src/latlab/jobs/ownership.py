@@ -124,6 +124,7 @@ class Ownership:
 
     async def _guard_loop(self) -> None:
         while True:
+            deliver_lost_cancel()  # giving jobs up renews the lease through Redis
             await asyncio.sleep(GUARD_EVERY_S)
             if not self._coordinator.lease_fresh() and self._executor.running():
                 await self._give_up_jobs()
@@ -141,7 +142,10 @@ class Ownership:
     async def _halt_loop(self) -> None:
         if self._resync_pending:  # the last run failed while handling an announcement
             await self._resync()
-        while (key := await self._coordinator.next_halt()) is not None:
+        while True:
+            deliver_lost_cancel()  # handling the last one called Redis, which may swallow it
+            if (key := await self._coordinator.next_halt()) is None:
+                return
             self._resync_pending = True
             if key[0]:
                 await self._halt_unless_running(key)
