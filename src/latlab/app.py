@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -23,7 +25,7 @@ from latlab.api.security import PUBLIC_PATHS, SecurityMiddleware
 from latlab.api.state import AppState
 from latlab.api.v1 import bots as v1_bots
 from latlab.api.v1 import events as v1_events
-from latlab.api.v1 import experiments, load_runs, pipeline_runs
+from latlab.api.v1 import experiments, load_runs, pipeline_runs, workers
 from latlab.coordination import open_coordinator
 from latlab.exporters.influx import InfluxExporter, open_exporter
 from latlab.exporters.influx_load import InfluxLoadSink
@@ -31,14 +33,16 @@ from latlab.exporters.influx_probes import InfluxProbeSink
 from latlab.exporters.prometheus import ControlMetricsPage, LoadMetrics, ProbeMetrics
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.events import Events
-from latlab.jobs.executor import InProcessExecutor
+from latlab.jobs.executor import Executor, InProcessExecutor
+from latlab.jobs.fleet import FleetExecutor, FleetWatch
 from latlab.jobs.kinds import builtin_runners
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.probe_spec import probe_limits
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import count_jobs
-from latlab.jobs.runner import RunContext
+from latlab.jobs.runner import JobRunner, RunContext
+from latlab.jobs.supervise import supervise
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
 from latlab.storage import Store, open_store
@@ -48,7 +52,7 @@ log = logging.getLogger("latlab")
 
 
 @dataclass(frozen=True, slots=True)
-class _Sinks:
+class Sinks:
     """Where the event seam delivers, besides the store."""
 
     events: Events
@@ -58,7 +62,7 @@ class _Sinks:
     load_metrics: LoadMetrics
 
 
-async def _open_sinks(settings: Settings, stack: AsyncExitStack) -> _Sinks:
+async def _open_sinks(settings: Settings, stack: AsyncExitStack) -> Sinks:
     events = Events()
     live = LiveHub(settings.events_buffer)
     probe_metrics = ProbeMetrics(settings.metrics_max_experiments)
@@ -72,11 +76,11 @@ async def _open_sinks(settings: Settings, stack: AsyncExitStack) -> _Sinks:
         stack.push_async_callback(influx.close)
         events.subscribe(InfluxProbeSink(influx))
         events.subscribe(InfluxLoadSink(influx))
-    return _Sinks(events, live, probe_metrics, influx, load_metrics)
+    return Sinks(events, live, probe_metrics, influx, load_metrics)
 
 
 def _metrics_page(
-    sinks: _Sinks, store: Store, jobs: JobManager, writer: BatchWriter
+    sinks: Sinks, store: Store, jobs: JobManager, writer: BatchWriter
 ) -> ControlMetricsPage:
     return ControlMetricsPage(
         sinks.probe_metrics,
@@ -89,33 +93,75 @@ def _metrics_page(
     )
 
 
+async def _open_executor(
+    settings: Settings, lease_s: float, stack: AsyncExitStack
+) -> tuple[Executor, FleetWatch | None]:
+    """In-process alone without Redis; with Redis, on workers whenever one is up."""
+    local = InProcessExecutor()
+    if settings.redis_url is None:
+        return local, None
+    from latlab.coordination.dispatch import Dispatcher
+    from latlab.coordination.fleet import Fleet
+    from latlab.coordination.redis import open_client
+
+    client = open_client(settings.redis_url, lease_s / 3)
+    stack.push_async_callback(client.aclose)
+    fleet = FleetWatch(Fleet(client, settings.redis_prefix, lease_s), lease_s / 3)
+    dispatcher = Dispatcher(settings.redis_url, settings.redis_prefix)
+    stack.push_async_callback(dispatcher.close)
+    with contextlib.suppress(Exception):  # Redis was reachable a moment ago; else the watch
+        await fleet.refresh()
+    return FleetExecutor(local, dispatcher.dispatch, fleet.has_workers), fleet
+
+
+def _watch(fleet: FleetWatch) -> asyncio.Task[None]:
+    return asyncio.create_task(supervise("fleet view", fleet.watch), name="latlab-fleet-view")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def open_run_context(settings: Settings, stack: AsyncExitStack) -> tuple[RunContext, Sinks]:
+    """What jobs run with (store, writer, Redis or local coordination, probes) and where
+    measurements go; everything closed by ``stack``. The API and a worker open the same."""
+    sinks = await _open_sinks(settings, stack)
+    store = await open_store(settings.storage_url, settings.startup_timeout_s)
+    stack.push_async_callback(store.close)
+    writer = await stack.enter_async_context(
+        BatchWriter(
+            store,
+            max_results=settings.write_batch_size,
+            delay_s=settings.write_batch_delay_s,
+            committed=sinks.events.committed,  # the seam: sinks hear of results once stored
+        )
+    )
+    coordinator = await open_coordinator(
+        settings.redis_url, settings.redis_prefix, settings.startup_timeout_s
+    )
+    stack.push_async_callback(coordinator.close)
+    probes = ProbeClient.from_settings(settings)
+    return RunContext(store, writer, SystemClock(), probes, coordinator, sinks.events), sinks
+
+
+def job_runners(settings: Settings) -> list[JobRunner]:
+    return builtin_runners(
+        bot_tick_s=settings.bots_tick_s,
+        bot_log_ticks=settings.bots_log_ticks,
+        stats_flush_results=settings.stats_flush_results,
+        load_ca_file=settings.probe_ca_file,
+    )
+
+
 @asynccontextmanager
 async def _resources(settings: Settings) -> AsyncIterator[AppState]:
     async with AsyncExitStack() as stack:
-        sinks = await _open_sinks(settings, stack)
-        store = await open_store(settings.storage_url, settings.startup_timeout_s)
-        stack.push_async_callback(store.close)
-        writer = await stack.enter_async_context(
-            BatchWriter(
-                store,
-                max_results=settings.write_batch_size,
-                delay_s=settings.write_batch_delay_s,
-                committed=sinks.events.committed,  # the seam: sinks hear of results once stored
-            )
-        )
-        coordinator = await open_coordinator(
-            settings.redis_url, settings.redis_prefix, settings.startup_timeout_s
-        )
-        stack.push_async_callback(coordinator.close)
-        probes = ProbeClient.from_settings(settings)
-        ctx = RunContext(store, writer, SystemClock(), probes, coordinator, sinks.events)
-        runners = builtin_runners(
-            bot_tick_s=settings.bots_tick_s,
-            bot_log_ticks=settings.bots_log_ticks,
-            stats_flush_results=settings.stats_flush_results,
-            load_ca_file=settings.probe_ca_file,
-        )
-        jobs = JobManager(ctx, InProcessExecutor(), runners)
+        ctx, sinks = await open_run_context(settings, stack)
+        store, writer, coordinator, probes = ctx.store, ctx.writer, ctx.coordinator, ctx.probes
+        runners = job_runners(settings)
+        executor, fleet = await _open_executor(settings, coordinator.lease_s, stack)
+        jobs = JobManager(ctx, executor, runners)
         # Registered before start() so that a failed start still cancels what it launched.
         stack.push_async_callback(jobs.shutdown)
         if settings.freeze_gc:
@@ -124,6 +170,8 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
             gc.collect()
             gc.freeze()
         await jobs.start()
+        if fleet is not None:
+            stack.push_async_callback(_cancel, _watch(fleet))
         bot_runner = jobs.runner("bot")
         assert isinstance(bot_runner, BotRunner)
         yield AppState(
@@ -136,6 +184,7 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
             idempotency=Idempotency(store),
             live=sinks.live,
             metrics=_metrics_page(sinks, store, jobs, writer),
+            fleet=fleet,
         )
 
 
@@ -169,6 +218,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v1_bots.router)
     app.include_router(load_runs.router)
     app.include_router(pipeline_runs.router)
+    app.include_router(workers.router)
     app.include_router(bots.router)
     app.include_router(seed.router)
     # The original served these under /api; same handlers, kept out of the schema twice over.

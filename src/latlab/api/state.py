@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from latlab.api.idempotency import Idempotency
 from latlab.api.quotas import CreateRate
 from latlab.exporters.prometheus import ControlMetricsPage
+from latlab.jobs.fleet import FleetWatch
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.probe_spec import ProbeLimits
 from latlab.jobs.live import LiveHub
@@ -27,4 +28,5 @@ class AppState:
     idempotency: Idempotency
     live: LiveHub
     metrics: ControlMetricsPage
+    fleet: FleetWatch | None = None  # the workers, when Redis is configured
     create_rate: CreateRate = field(default_factory=CreateRate)  # per process, in memory

@@ -222,6 +222,44 @@ def load(
 
 
 @app.command()
+def worker(
+    location: Annotated[
+        str,
+        typer.Option(help="Where this worker probes from; jobs pinned elsewhere skip it."),
+    ] = "any",
+    capacity: Annotated[
+        int, typer.Option(help="Experiments and load runs it runs at once.", min=1, max=10_000)
+    ] = 4,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run dispatched jobs on this machine (needs LATLAB_REDIS_URL and the API's store).
+
+    SIGTERM hands its jobs to other workers. Exit status 2: a configuration mistake; 3: the
+    store or Redis unreachable at start-up.
+    """
+    from latlab.cli.logs import StartupLog
+    from latlab.cli.startup import reporting_startup
+    from latlab.cli.worker import run_worker
+    from latlab.settings import Settings
+
+    log = StartupLog()
+    with reporting_startup(verbose, log):
+        settings = Settings()
+        log.set_level(settings.log_level)
+        run_worker(settings, location=location, capacity=capacity, log=log)
+
+
+@app.command()
+def workers(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
+    """The live workers: location, capacity, jobs, last heartbeat (from LATLAB_REDIS_URL)."""
+    from latlab.cli.fleet_view import show_workers
+
+    show_workers(as_json=as_json)
+
+
+@app.command()
 def version() -> None:
     """Print LatLab's version."""
     from latlab import __version__

@@ -29,6 +29,10 @@ class Coordinator(Protocol):
         """Whether an owner died since the last look (then ``adopt`` is worth a store scan)."""
         ...
 
+    async def alive(self, owner: str) -> bool:
+        """Whether ``owner`` holds its lease now (a job naming it is not to be taken)."""
+        ...
+
     async def joined(self, keys: Collection[JobKey]) -> None:
         """These jobs run here from now on."""
         ...

@@ -33,6 +33,9 @@ class LocalCoordinator:
     async def orphans_exist(self) -> bool:
         return False
 
+    async def alive(self, owner: str) -> bool:
+        return owner == self.owner_id
+
     async def joined(self, keys: Collection[JobKey]) -> None:
         for kind, job_id in keys:
             self._active.setdefault(kind, set()).add(job_id)

@@ -21,6 +21,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination.base import JobKey, RunningJobs
 
 log = logging.getLogger("latlab.coordination")
@@ -85,6 +86,7 @@ class RedisCoordinator:
             await pubsub.subscribe(self._key("jobs", "halted"))
             self._halts.put_nowait(RESYNC)  # anything announced before we listened is missed
             while not self._closed:
+                deliver_lost_cancel()  # the last read may have swallowed a stop (gh-86296)
                 message = await pubsub.get_message(timeout=self.lease_s / 3)
                 if message is not None:
                     self._halts.put_nowait(parse_member(str(message["data"])))
@@ -131,6 +133,9 @@ class RedisCoordinator:
         if won:
             await self._redis.srem(self._key("fleets"), owner)
         return bool(won)
+
+    async def alive(self, owner: str) -> bool:
+        return owner == self.owner_id or bool(await self._redis.exists(self._key("fleet", owner)))
 
     async def joined(self, keys: Collection[JobKey]) -> None:
         by_kind: dict[str, dict[str, int]] = {}

@@ -44,6 +44,9 @@ class JobDriver:
         """The record the job's next run starts from, instead of reading it again."""
         self._records[(job.kind, job.id)] = job
 
+    def forget(self, key: JobKey) -> None:
+        self._records.pop(key, None)
+
     async def drive(self, kind: str, job_id: int, started: Started) -> None:
         """One job's task: load it, run it, and run it again after a store outage."""
         job = self._records.pop((kind, job_id), None)

@@ -83,6 +83,12 @@ class InProcessExecutor:
         task = self._tasks.get((kind, job_id))
         return task is not None and not task.done()
 
+    async def until_done(self, kind: str, job_id: int) -> None:
+        """Wait until the job's work here has ended (at once if none runs)."""
+        task = self._tasks.get((kind, job_id))
+        if task is not None:
+            await asyncio.wait([task])
+
     async def cancel(self, kind: str, job_id: int) -> None:
         task = self._tasks.get((kind, job_id))
         if task is None:

@@ -40,8 +40,18 @@ class UnknownKind(ValueError):
 class JobManager:
     """Creates, starts, pauses, resumes, stops and deletes jobs of every registered kind."""
 
-    def __init__(self, ctx: RunContext, executor: Executor, runners: Sequence[JobRunner]) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        executor: Executor,
+        runners: Sequence[JobRunner],
+        *,
+        adopts: bool = True,
+    ) -> None:
+        """``adopts=False`` for a worker: it runs what it is dispatched, and the control
+        plane re-dispatches the jobs of an owner that died."""
         self._ctx = ctx
+        self._adopts = adopts
         self._executor = executor
         self._runners = {runner.kind: runner for runner in runners}
         self._locks: weakref.WeakValueDictionary[JobKey, asyncio.Lock] = (
@@ -84,6 +94,9 @@ class JobManager:
                 self._spawn(service.name, service.work)
         for name, work in self.ownership.services():
             self._spawn(name, work)
+        if not self._adopts:
+            self._first_adopted.set_result(0)
+            return
         adoption = asyncio.create_task(self._first_adoption(), name="latlab-adoption")
         self._services.append(adoption)
 
@@ -118,7 +131,7 @@ class JobManager:
 
     async def adopt(self) -> int:
         """Run the orphaned running jobs here; fail those whose kind cannot resume."""
-        if self._closing:
+        if self._closing or not self._adopts:
             return 0
         # One at a time: the touched set belongs to the adoption that lists the jobs.
         async with self._adopting:
@@ -191,7 +204,7 @@ class JobManager:
         for job in jobs:
             self._ctx.events.state_changed(job)
         if start:
-            await self._launch(jobs)
+            await self.launch(jobs)
         return jobs
 
     def _quota(
@@ -330,8 +343,19 @@ class JobManager:
             if not self._executor.is_running(job.kind, job.id):
                 self._driver.preload(job)
             started.append(self._executor.submit(job.kind, job.id))
+            if not self._executor.is_running(job.kind, job.id):
+                self._driver.forget((job.kind, job.id))  # dispatched: it runs elsewhere
         return started
 
-    async def _launch(self, jobs: Collection[JobRecord]) -> None:
+    async def run_dispatched(self, key: JobKey) -> None:
+        """Run a job this worker has just claimed; return once it has started.
+
+        Not preloaded: its run reads it afresh, so a stop since the claim is seen.
+        """
+        await self._executor.submit(*key)
+        await self.ownership.announce([key])
+
+    async def launch(self, jobs: Collection[JobRecord]) -> None:
+        """Run ``jobs`` (running in the store, claimed by this process); return once started."""
         await asyncio.gather(*self._submit(jobs))
         await self.ownership.announce([(job.kind, job.id) for job in jobs])

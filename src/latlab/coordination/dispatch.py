@@ -1,0 +1,147 @@
+"""Handing jobs to workers: taskiq over Redis streams, for dispatch only.
+
+A message says "run ``(kind, job_id)``"; it carries no authority. The worker that takes it
+claims the job in the store (a compare-and-set on the owner its checkpoint names) and holds
+it with its lease, so a message delivered twice, or to a worker that dies, costs nothing:
+liveness is the lease's, never taskiq's redelivery (which in taskiq-redis 1.2 reclaims a dead
+worker's message only after unrelated traffic, and duplicates a long task).
+
+Two lanes per location: ``heavy`` (experiments and load runs, bounded by a worker's
+capacity) and ``light`` (bots, spread by count). A worker reads its location's streams and
+the ``any`` location's. Consumer groups start at ``0``, not ``$``: a job dispatched before
+the first worker of its location started is still read.
+
+The broker's connections have no socket timeout (redis-py 8 sets 5 s by default): with one,
+redis-py sends through ``asyncio.wait_for``, which on Python 3.11 can swallow the
+cancellation that stops an idle worker (CPython gh-86296). Reads block server-side for
+``READ_BLOCK_MS`` at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from taskiq import AckableMessage, AsyncBroker
+from taskiq.kicker import AsyncKicker
+from taskiq_redis import RedisStreamBroker
+
+from latlab.cancellation import deliver_lost_cancel
+
+TASK_NAME = "latlab.run_job"
+ANY_LOCATION = "any"
+READ_BLOCK_MS = 1000
+STREAM_MAXLEN = 100_000  # acknowledged messages are trimmed, approximately, past this many
+Lane = Literal["heavy", "light"]
+RunJob = Callable[[str, int], Awaitable[None]]
+
+log = logging.getLogger("latlab.worker")
+
+
+def lane_of(kind: str) -> Lane:
+    return "light" if kind == "bot" else "heavy"
+
+
+def stream_name(prefix: str, lane: Lane, location: str) -> str:
+    return f"{prefix}:dispatch:{lane}:{location}"
+
+
+def _broker(url: str, prefix: str, streams: list[str], consumer: str = "") -> RedisStreamBroker:
+    return RedisStreamBroker(
+        url,
+        queue_name=streams[0],
+        consumer_group_name=f"{prefix}:workers",
+        consumer_name=consumer or None,
+        consumer_id="0",
+        additional_streams={stream: ">" for stream in streams[1:]},
+        xread_block=READ_BLOCK_MS,
+        xread_count=1,  # take one job at a time: the rest stay for workers with room
+        maxlen=STREAM_MAXLEN,
+        idle_timeout=2**31 - 1,  # never reclaim: messages are acknowledged on receipt
+        socket_timeout=None,  # redis-py 8 defaults to 5 s, which brings the wait_for hole
+        socket_keepalive=True,
+    )
+
+
+class Dispatcher:
+    """The API's side: sends a job to a lane and location."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._brokers: dict[str, AsyncBroker] = {}
+
+    async def dispatch(self, kind: str, job_id: int, location: str = ANY_LOCATION) -> None:
+        stream = stream_name(self._prefix, lane_of(kind), location)
+        broker = self._brokers.get(stream)
+        if broker is None:
+            broker = _broker(self._url, self._prefix, [stream])
+            await broker.startup()  # creates the group at 0 before any worker reads
+            self._brokers[stream] = broker
+        kicker: AsyncKicker[[str, int], None] = AsyncKicker(
+            TASK_NAME, broker, labels={"queue_name": stream}
+        )
+        await kicker.kiq(kind, job_id)
+
+    async def close(self) -> None:
+        for broker in self._brokers.values():
+            await broker.shutdown()
+        self._brokers.clear()
+
+
+async def receive(
+    url: str, prefix: str, *, lane: Lane, location: str, consumer: str, slots: int, run: RunJob
+) -> None:
+    """Run ``run(kind, job_id)`` for each message of the lane, at most ``slots`` at once.
+
+    A message is read only when a slot is free (so the rest wait for workers with room) and
+    acknowledged when received. Runs until cancelled; running calls are cancelled with it.
+
+    The loop is ours, over taskiq-redis's stream consumer and taskiq's message format:
+    taskiq 0.13's ``Receiver`` could not be cancelled once it had run a task (its read, in an
+    anyio task group, stayed "cancelling" forever), and a worker must stop on SIGTERM.
+    """
+    streams = [stream_name(prefix, lane, name) for name in dict.fromkeys([location, ANY_LOCATION])]
+    broker = _broker(url, prefix, streams, consumer)
+    free = asyncio.Semaphore(slots)
+    running: set[asyncio.Task[None]] = set()
+    await broker.startup()
+    try:
+        messages = broker.listen()
+        while True:
+            deliver_lost_cancel()
+            await free.acquire()
+            data = await _received(await anext(messages))
+            task = asyncio.create_task(_run_one(broker, data, run, free.release))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        await broker.shutdown()
+
+
+async def _received(message: bytes | AckableMessage) -> bytes:
+    """The message's data, acknowledged: liveness is the lease's, not redelivery's."""
+    if isinstance(message, bytes):
+        return message
+    acknowledged = message.ack()
+    if acknowledged is not None:
+        await acknowledged
+    return message.data
+
+
+async def _run_one(broker: AsyncBroker, data: bytes, run: RunJob, done: Callable[[], None]) -> None:
+    try:
+        message = broker.formatter.loads(data)
+        kind, job_id = message.args
+        if message.task_name != TASK_NAME or not isinstance(kind, str) or type(job_id) is not int:
+            raise ValueError(f"not a job to run: {message.task_name} {message.args!r}")
+        await run(kind, job_id)
+    except Exception:
+        log.exception("dispatched job not run")
+    finally:
+        done()

@@ -1,0 +1,59 @@
+"""``GET /api/v1/workers``: the fleet as the control API sees it."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from harness import run_api
+from latlab.coordination.fleet import Fleet, WorkerInfo
+from latlab.coordination.redis import open_client
+from latlab.settings import Settings
+from outages import OwnRedis
+from services import drop_redis_keys, require_redis
+
+
+async def test_without_redis_there_is_no_fleet() -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        response = await api.get("/api/v1/workers")
+    assert response.status_code == 200
+    assert response.json() == {"data": []}
+
+
+async def test_live_workers_are_listed_with_their_jobs() -> None:
+    url, prefix = require_redis(), f"route-{secrets.token_hex(4)}"
+    client = open_client(url, 1.0)
+    beat = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    try:
+        fleet = Fleet(client, prefix, lease_s=30)
+        await fleet.heartbeat(WorkerInfo("w1", "eu-1", 4, [("probe", 7), ("bot", 2)], beat))
+        settings = Settings(storage_url="memory://", redis_url=url, redis_prefix=prefix)
+        async with run_api(settings.model_copy(update={"freeze_gc": False})) as api:
+            listed = (await api.get("/api/v1/workers")).json()["data"]
+            await fleet.leave("w1")
+            after = (await api.get("/api/v1/workers")).json()["data"]
+    finally:
+        await client.aclose()
+        await drop_redis_keys(url, prefix)
+    assert listed == [
+        {
+            "id": "w1",
+            "location": "eu-1",
+            "capacity": 4,
+            "jobs": [{"kind": "probe", "id": 7}, {"kind": "bot", "id": 2}],
+            "last_heartbeat": "2026-12-04T12:00:00Z",
+        }
+    ]
+    assert after == []
+
+
+async def test_redis_away_answers_503_with_retry_after() -> None:
+    with OwnRedis() as redis:
+        settings = Settings(storage_url="memory://", redis_url=redis.url, freeze_gc=False)
+        async with run_api(settings) as api:
+            redis.stop()
+            response = await api.get("/api/v1/workers")
+            redis.start()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "Redis is unavailable" in response.json()["detail"]

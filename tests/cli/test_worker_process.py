@@ -1,0 +1,209 @@
+"""``latlab worker`` processes beside ``latlab serve``, on one SQLite store and the local Redis.
+
+Failover is timed on the results' own timestamps: the gap between the last probe of the
+killed worker and the first of the one that took over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fleet import WorkerProcess, fleet_env, holder, latlab_worker, workers
+from harness import bound_port, latlab_serve, start_targets, wait_for, wait_state
+from latlab.storage import open_store
+from services import postgres_database, require_redis
+
+COUNT = 200
+SPEC = {"host": "127.0.0.1", "interval_s": 0.02, "count": COUNT}
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    return fleet_env(require_redis())
+
+
+@pytest.fixture
+async def target_port() -> AsyncIterator[int]:
+    server = await start_targets()
+    yield bound_port(server)
+    server.close()
+    await server.wait_closed()
+
+
+async def results(api: httpx.AsyncClient, experiment_id: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    while True:  # pages of 1,000, the most the API gives at once
+        page = await api.get(
+            f"/api/v1/experiments/{experiment_id}/results",
+            params={"offset": len(rows), "limit": 1000},
+        )
+        page.raise_for_status()
+        rows += page.json()["data"]
+        if len(rows) >= page.json()["count"]:
+            return rows
+
+
+async def start_experiment(api: httpx.AsyncClient, port: int, count: int = COUNT) -> int:
+    created = await api.post(
+        "/api/v1/experiments?start=true", json={**SPEC, "port": port, "count": count}
+    )
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+async def wait_held(api: httpx.AsyncClient, experiment_id: int, done: int) -> str:
+    """The worker running the experiment, once it has ``done`` probes."""
+
+    async def running_there() -> bool:
+        state = (await api.get(f"/api/v1/experiments/{experiment_id}")).json()
+        return (
+            int(state["done"]) >= done and await holder(api, ("probe", experiment_id)) is not None
+        )
+
+    await wait_for(running_there, what=f"experiment {experiment_id} on a worker")
+    found = await holder(api, ("probe", experiment_id))
+    assert found is not None
+    return found
+
+
+@asynccontextmanager
+async def api_and_two_workers(
+    db: Path, env: dict[str, str]
+) -> AsyncIterator[tuple[httpx.AsyncClient, WorkerProcess, WorkerProcess]]:
+    with (
+        latlab_serve(db, "--no-targets", env=env) as (_, url),
+        latlab_worker(db, env, name="a") as a,
+        latlab_worker(db, env, name="b") as b,
+    ):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+            await wait_for(lambda: _both_listed(api, a.id, b.id), what="both workers listed")
+            yield api, a, b
+
+
+def running_first(
+    running: str, a: WorkerProcess, b: WorkerProcess
+) -> tuple[WorkerProcess, WorkerProcess]:
+    """(the worker whose id is ``running``, the other one)."""
+    return (a, b) if running == a.id else (b, a)
+
+
+def largest_gap_s(rows: list[dict[str, Any]]) -> float:
+    moments = sorted(datetime.fromisoformat(row["timestamp"]) for row in rows)
+    return max((b - a).total_seconds() for a, b in itertools.pairwise(moments))
+
+
+async def test_an_experiment_runs_on_a_worker_not_in_the_api_process(
+    tmp_path: Path, env: dict[str, str], target_port: int
+) -> None:
+    db = tmp_path / "latlab.db"
+    with (
+        latlab_serve(db, "--no-targets", env=env) as (_, url),
+        latlab_worker(db, env, "--location", "eu-1", "--capacity", "3") as worker,
+    ):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+            await wait_for(lambda: _listed(api, worker.id), what="the worker in the fleet")
+            listed = (await api.get("/api/v1/workers")).json()["data"]
+            experiment_id = await start_experiment(api, target_port, count=20)
+            await wait_state(api, experiment_id, "completed")
+            assert sorted(r["seq"] for r in await results(api, experiment_id)) == list(range(20))
+    assert [(w["id"], w["location"], w["capacity"]) for w in listed] == [(worker.id, "eu-1", 3)]
+    assert f"probe job {experiment_id} claimed" in worker.output()
+
+
+async def _listed(api: httpx.AsyncClient, worker_id: str) -> bool:
+    return worker_id in await workers(api)
+
+
+async def test_sigkill_of_the_running_worker_hands_the_experiment_on_with_every_probe_once(
+    tmp_path: Path, env: dict[str, str], target_port: int
+) -> None:
+    async with api_and_two_workers(tmp_path / "latlab.db", env) as (api, a, b):
+        experiment_id = await start_experiment(api, target_port)
+        running = await wait_held(api, experiment_id, done=COUNT // 2)
+        victim, survivor = running_first(running, a, b)
+        victim.process.send_signal(signal.SIGKILL)
+        await wait_state(api, experiment_id, "completed", timeout_s=60)
+        rows = await results(api, experiment_id)
+    assert sorted(row["seq"] for row in rows) == list(range(COUNT))
+    assert f"probe job {experiment_id} claimed" in survivor.output()
+    assert largest_gap_s(rows) < 5.0  # lease (3 s) + the control plane's look (1 s) + claim
+
+
+async def _both_listed(api: httpx.AsyncClient, *ids: str) -> bool:
+    return set(ids) <= set(await workers(api))
+
+
+async def test_sigterm_ends_an_idle_worker_within_two_seconds(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    with latlab_worker(tmp_path / "latlab.db", env) as worker:
+        await asyncio.sleep(1.5)  # idle in its blocking reads, past the first read's timeout
+        sent_s = time.monotonic()
+        worker.process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.process.wait, 10)
+        took_s = time.monotonic() - sent_s
+    assert code == 0, worker.output()
+    assert took_s < 2.0, f"an idle worker took {took_s:.2f} s to stop on SIGTERM"
+
+
+async def test_sigterm_on_a_busy_worker_hands_its_experiment_off_nothing_lost(
+    tmp_path: Path, env: dict[str, str], target_port: int
+) -> None:
+    async with api_and_two_workers(tmp_path / "latlab.db", env) as (api, a, b):
+        experiment_id = await start_experiment(api, target_port)
+        running = await wait_held(api, experiment_id, done=COUNT // 3)
+        leaving, staying = running_first(running, a, b)
+        sent_s = time.monotonic()
+        leaving.process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(leaving.process.wait, 10)
+        took_s = time.monotonic() - sent_s
+        await wait_state(api, experiment_id, "completed", timeout_s=60)
+        rows = await results(api, experiment_id)
+    assert code == 0, leaving.output()
+    assert took_s < 2.0, f"a busy worker took {took_s:.2f} s to hand off and stop"
+    assert sorted(row["seq"] for row in rows) == list(range(COUNT))
+    assert f"probe job {experiment_id} claimed" in staying.output()
+
+
+async def test_a_frozen_worker_is_handed_off_and_halts_when_it_wakes(
+    tmp_path: Path, env: dict[str, str], target_port: int
+) -> None:
+    """SIGSTOP for 6 s (twice the lease) on PostgreSQL, where a frozen process cannot hold
+    the whole store the way it can hold SQLite's one write lock."""
+    with postgres_database() as url:
+        env = {**env, "LATLAB_STORAGE_URL": url}
+        async with api_and_two_workers(tmp_path / "latlab.db", env) as (api, a, b):
+            experiment_id = await start_experiment(api, target_port)
+            running = await wait_held(api, experiment_id, done=COUNT // 4)
+            frozen, other = running_first(running, a, b)
+            frozen.process.send_signal(signal.SIGSTOP)
+            stopped_s = time.monotonic()
+            await wait_for(lambda: _held_by(api, experiment_id, other.id), what="the handoff")
+            await asyncio.sleep(max(0.0, stopped_s + 6.0 - time.monotonic()))
+            frozen.process.send_signal(signal.SIGCONT)
+            await wait_state(api, experiment_id, "completed", timeout_s=60)
+            rows = await results(api, experiment_id)
+            store = await open_store(url)
+            try:
+                job = await store.get_job("probe", experiment_id)
+            finally:
+                await store.close()
+    assert sorted(row["seq"] for row in rows) == list(range(COUNT))
+    assert job.progress["fleet"] == other.id
+    assert "lease not renewed in time: halting 1 job(s) here" in frozen.output()
+
+
+async def _held_by(api: httpx.AsyncClient, experiment_id: int, worker_id: str) -> bool:
+    return await holder(api, ("probe", experiment_id)) == worker_id

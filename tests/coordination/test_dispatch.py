@@ -1,0 +1,159 @@
+"""Dispatch over Redis streams (taskiq's broker and message format, our receiving loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from latlab.coordination.dispatch import Dispatcher, Lane, receive, stream_name
+from services import drop_redis_keys, require_redis
+
+Got = list[tuple[str, int]]
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    prefix = f"dispatch-{secrets.token_hex(4)}"
+    yield prefix
+    await drop_redis_keys(require_redis(), prefix)
+
+
+@pytest.fixture
+async def dispatcher(prefix: str) -> AsyncIterator[Dispatcher]:
+    dispatcher = Dispatcher(require_redis(), prefix)
+    yield dispatcher
+    await dispatcher.close()
+
+
+def receiving(
+    prefix: str,
+    run: Callable[[str, int], Awaitable[None]],
+    *,
+    lane: Lane = "heavy",
+    location: str = "eu-1",
+    slots: int = 4,
+) -> asyncio.Task[None]:
+    work = receive(
+        require_redis(), prefix, lane=lane, location=location, consumer="c", slots=slots, run=run
+    )
+    return asyncio.create_task(work)
+
+
+async def stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done, "the receiving loop did not end when cancelled"
+
+
+def recorder(got: Got, until: int) -> tuple[Callable[[str, int], Awaitable[None]], asyncio.Event]:
+    enough = asyncio.Event()
+
+    async def run(kind: str, job_id: int) -> None:
+        got.append((kind, job_id))
+        if len(got) >= until:
+            enough.set()
+
+    return run, enough
+
+
+async def test_a_job_dispatched_before_any_worker_listens_is_still_run(
+    prefix: str, dispatcher: Dispatcher
+) -> None:
+    await dispatcher.dispatch("probe", 1)  # the consumer group starts at 0, not at "$"
+    got: Got = []
+    run, enough = recorder(got, 1)
+    task = receiving(prefix, run)
+    await asyncio.wait_for(enough.wait(), 10)
+    await stopped(task)
+    assert got == [("probe", 1)]
+
+
+async def test_a_worker_reads_its_location_and_any_but_not_another_location(
+    prefix: str, dispatcher: Dispatcher
+) -> None:
+    got: Got = []
+    run, enough = recorder(got, 2)
+    task = receiving(prefix, run, location="eu-1")
+    await dispatcher.dispatch("probe", 1, "us-1")
+    await dispatcher.dispatch("probe", 2, "eu-1")
+    await dispatcher.dispatch("probe", 3)
+    await asyncio.wait_for(enough.wait(), 10)
+    await stopped(task)
+    assert sorted(got) == [("probe", 2), ("probe", 3)]
+    redis = aioredis.Redis.from_url(require_redis())
+    try:
+        assert await redis.xlen(stream_name(prefix, "heavy", "us-1")) == 1  # left for us-1
+    finally:
+        await redis.aclose()
+
+
+async def test_bots_go_to_the_light_lane(prefix: str, dispatcher: Dispatcher) -> None:
+    got: Got = []
+    run, enough = recorder(got, 1)
+    light = receiving(prefix, run, lane="light")
+    await dispatcher.dispatch("bot", 9)
+    await asyncio.wait_for(enough.wait(), 10)
+    await stopped(light)
+    assert got == [("bot", 9)]
+
+
+async def test_no_more_jobs_are_taken_than_there_are_slots(
+    prefix: str, dispatcher: Dispatcher
+) -> None:
+    release, started = asyncio.Event(), asyncio.Queue[int]()
+
+    async def run(_kind: str, job_id: int) -> None:
+        started.put_nowait(job_id)
+        await release.wait()
+
+    task = receiving(prefix, run, slots=2)
+    for job_id in (1, 2, 3):
+        await dispatcher.dispatch("probe", job_id)
+    first_two = {await asyncio.wait_for(started.get(), 10) for _ in range(2)}
+    redis = aioredis.Redis.from_url(require_redis())
+    try:
+        groups = await redis.xinfo_groups(stream_name(prefix, "heavy", "any"))
+    finally:
+        await redis.aclose()
+    release.set()
+    third = await asyncio.wait_for(started.get(), 10)
+    await stopped(task)
+    assert first_two == {1, 2}
+    assert third == 3
+    assert groups[0]["lag"] == 1  # the third stayed in the stream for a worker with room
+
+
+async def test_the_loop_stops_when_cancelled_after_running_jobs(
+    prefix: str, dispatcher: Dispatcher
+) -> None:
+    """taskiq 0.13's own Receiver never finished its cancellation once it had run a task."""
+    got: Got = []
+    run, enough = recorder(got, 3)
+    task = receiving(prefix, run)
+    for job_id in (1, 2, 3):
+        await dispatcher.dispatch("probe", job_id)
+    await asyncio.wait_for(enough.wait(), 10)
+    await stopped(task)
+
+
+async def test_a_message_that_is_not_a_job_is_skipped_and_reading_goes_on(
+    prefix: str, dispatcher: Dispatcher
+) -> None:
+    redis = aioredis.Redis.from_url(require_redis())
+    try:
+        stream = stream_name(prefix, "heavy", "eu-1")
+        await redis.xadd(stream, {b"data": b'{"task_name": "other", "args": []}'})
+        await redis.xadd(stream, {b"data": b"not json"})
+    finally:
+        await redis.aclose()
+    got: Got = []
+    run, enough = recorder(got, 1)
+    task = receiving(prefix, run)
+    await dispatcher.dispatch("probe", 5, "eu-1")
+    await asyncio.wait_for(enough.wait(), 10)
+    await stopped(task)
+    assert got == [("probe", 5)]

@@ -1,0 +1,177 @@
+"""A worker's side of dispatch: the claim (a fenced compare-and-set) and running the job."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from harness import wait_for
+from latlab.coordination.redis import RedisCoordinator
+from latlab.jobs.clock import SystemClock
+from latlab.jobs.events import Events
+from latlab.jobs.executor import InProcessExecutor
+from latlab.jobs.manager import JobManager
+from latlab.jobs.runner import JobRunner, KindRunner, RunContext, Started
+from latlab.jobs.worker import Worker
+from latlab.measure.client import ProbeClient
+from latlab.storage import JobRecord, JobState
+from latlab.storage.memory import MemoryStore
+from latlab.storage.records import ProgressUpdate
+from latlab.storage.writer import BatchWriter
+from services import drop_redis_keys, require_redis
+
+
+class Quick(KindRunner):
+    kind = "quick"
+
+    def __init__(self) -> None:
+        self.ran: list[int] = []
+
+    async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
+        self.ran.append(job.id)
+        started()
+
+
+class Holding(KindRunner):
+    """Runs until halted; ``kind`` chooses the lane (``bot`` is light)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.running = asyncio.Event()
+
+    async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
+        started()
+        self.running.set()
+        await asyncio.Event().wait()
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    prefix = f"worker-{secrets.token_hex(4)}"
+    yield prefix
+    await drop_redis_keys(require_redis(), prefix)
+
+
+@asynccontextmanager
+async def worker_on(store: MemoryStore, prefix: str, *runners: JobRunner) -> AsyncIterator[Worker]:
+    coordinator = await RedisCoordinator.open(require_redis(), prefix)
+    async with BatchWriter(store, delay_s=0) as writer:
+        ctx = RunContext(store, writer, SystemClock(), ProbeClient(), coordinator, Events())
+        executor = InProcessExecutor()
+        manager = JobManager(ctx, executor, list(runners), adopts=False)
+        await manager.start()
+        try:
+            yield Worker(ctx, manager, executor, location="eu-1", capacity=2)
+        finally:
+            await manager.shutdown()
+            await coordinator.close()
+
+
+async def running(store: MemoryStore, kind: str, fleet: str | None = None) -> int:
+    (job,) = await store.create_jobs(kind, [{}], state=JobState.RUNNING)
+    if fleet is not None:
+        await store.checkpoint([], [ProgressUpdate(kind, job.id, {"fleet": fleet})])
+    return job.id
+
+
+async def owner_of(store: MemoryStore, kind: str, job_id: int) -> object:
+    return (await store.get_job(kind, job_id)).progress.get("fleet")
+
+
+async def test_an_unclaimed_job_is_claimed_and_run_here(prefix: str) -> None:
+    store, quick = MemoryStore(), Quick()
+    job_id = await running(store, "quick")
+    async with worker_on(store, prefix, quick) as worker:
+        await worker.run_job("quick", job_id)
+        me = worker.info().id
+    assert quick.ran == [job_id]
+    assert await owner_of(store, "quick", job_id) == me
+
+
+async def test_a_job_whose_owner_is_alive_is_left_to_it(prefix: str) -> None:
+    store, quick = MemoryStore(), Quick()
+    owner = await RedisCoordinator.open(require_redis(), prefix)
+    try:
+        job_id = await running(store, "quick", fleet=owner.owner_id)
+        async with worker_on(store, prefix, quick) as worker:
+            await worker.run_job("quick", job_id)
+    finally:
+        await owner.close()
+    assert quick.ran == []
+    assert await owner_of(store, "quick", job_id) == owner.owner_id
+
+
+async def test_a_dead_owners_job_is_taken_and_the_old_owner_is_fenced_out(prefix: str) -> None:
+    store, quick = MemoryStore(), Quick()
+    job_id = await running(store, "quick", fleet="gone-owner")
+    async with worker_on(store, prefix, quick) as worker:
+        await worker.run_job("quick", job_id)
+    woken = ProgressUpdate("quick", job_id, {"done": 1}, owner="gone-owner")
+    assert await store.checkpoint([], [woken]) == {("quick", job_id)}  # a frozen one waking
+    assert quick.ran == [job_id]
+    assert "done" not in (await store.get_job("quick", job_id)).progress
+
+
+async def test_of_two_workers_racing_for_one_job_one_runs_it(prefix: str) -> None:
+    store, quick = MemoryStore(), Quick()
+    job_id = await running(store, "quick")
+    async with (
+        worker_on(store, prefix, quick) as first,
+        worker_on(store, prefix, quick) as second,
+    ):
+        await asyncio.gather(first.run_job("quick", job_id), second.run_job("quick", job_id))
+    assert quick.ran == [job_id]
+
+
+async def test_a_job_no_longer_running_is_not_run(prefix: str) -> None:
+    store, quick = MemoryStore(), Quick()
+    (job,) = await store.create_jobs("quick", [{}], state=JobState.PAUSED)
+    async with worker_on(store, prefix, quick) as worker:
+        await worker.run_job("quick", job.id)
+        await worker.run_job("quick", job.id + 1)  # gone altogether
+    assert quick.ran == []
+
+
+async def test_a_kind_the_worker_does_not_run_is_refused(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryStore()
+    job_id = await running(store, "unknown")
+    async with worker_on(store, prefix, Quick()) as worker:
+        await worker.run_job("unknown", job_id)
+    assert await owner_of(store, "unknown", job_id) is None
+    assert "a kind this worker does not run" in caplog.text
+
+
+async def test_a_heavy_job_holds_its_slot_until_it_ends_a_bot_only_until_it_starts(
+    prefix: str,
+) -> None:
+    store, heavy, bot = MemoryStore(), Holding("probe"), Holding("bot")
+    probe_id, bot_id = await running(store, "probe"), await running(store, "bot")
+    async with worker_on(store, prefix, heavy, bot) as worker:
+        await worker.run_job("bot", bot_id)  # returns: the bot runs on
+        holding = asyncio.create_task(worker.run_job("probe", probe_id))
+        await heavy.running.wait()
+        assert not holding.done()
+        assert sorted(worker.info().jobs) == [("bot", bot_id), ("probe", probe_id)]
+    await asyncio.wait_for(holding, 5)  # the worker's shutdown halted it
+
+
+async def test_a_worker_adopts_nothing_itself(prefix: str) -> None:
+    store, quick = MemoryStore(), Quick()
+    await running(store, "quick", fleet="gone-owner")
+    async with worker_on(store, prefix, quick) as worker:
+        await wait_for(worker_adopted_nothing(worker), what="the first adoption")
+        assert await worker._manager.adopt() == 0
+    assert quick.ran == []
+
+
+def worker_adopted_nothing(worker: Worker):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return await worker._manager.adopted() == 0
+
+    return check
