@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -41,12 +42,17 @@ from latlab.jobs.kinds.probe_spec import probe_limits
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import count_jobs
+from latlab.jobs.relay import RelaySink
+from latlab.jobs.relay import listen as listen_relay
 from latlab.jobs.runner import JobRunner, RunContext
 from latlab.jobs.supervise import supervise
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
 from latlab.storage import Store, open_store
 from latlab.storage.writer import BatchWriter
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger("latlab")
 
@@ -94,9 +100,10 @@ def _metrics_page(
 
 
 async def _open_executor(
-    settings: Settings, lease_s: float, stack: AsyncExitStack
+    settings: Settings, lease_s: float, stack: AsyncExitStack, sinks: Sinks
 ) -> tuple[Executor, FleetWatch | None]:
-    """In-process alone without Redis; with Redis, on workers whenever one is up."""
+    """In-process alone without Redis; with Redis, on workers whenever one is up, and the
+    events of every process relayed to this one's live feed and metrics."""
     local = InProcessExecutor()
     if settings.redis_url is None:
         return local, None
@@ -106,12 +113,26 @@ async def _open_executor(
 
     client = open_client(settings.redis_url, lease_s / 3)
     stack.push_async_callback(client.aclose)
+    _start_relay(f"{settings.redis_prefix}:events", client, sinks, stack)
     fleet = FleetWatch(Fleet(client, settings.redis_prefix, lease_s), lease_s / 3)
     dispatcher = Dispatcher(settings.redis_url, settings.redis_prefix)
     stack.push_async_callback(dispatcher.close)
     with contextlib.suppress(Exception):  # Redis was reachable a moment ago; else the watch
         await fleet.refresh()
     return FleetExecutor(local, dispatcher.dispatch, fleet.has_workers), fleet
+
+
+def _start_relay(channel: str, client: Redis, sinks: Sinks, stack: AsyncExitStack) -> None:
+    relay = RelaySink(channel)
+    sinks.events.subscribe(relay)
+    local = [sinks.live, sinks.probe_metrics, sinks.load_metrics]  # InfluxDB: by the origin
+    loops = {
+        "relay out": functools.partial(relay.publish, client),
+        "relay in": functools.partial(listen_relay, client, channel, relay.origin, local),
+    }
+    for name, loop in loops.items():
+        task = asyncio.create_task(supervise(name, loop), name=f"latlab-{name}")
+        stack.push_async_callback(_cancel, task)
 
 
 def _watch(fleet: FleetWatch) -> asyncio.Task[None]:
@@ -160,7 +181,7 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
         ctx, sinks = await open_run_context(settings, stack)
         store, writer, coordinator, probes = ctx.store, ctx.writer, ctx.coordinator, ctx.probes
         runners = job_runners(settings)
-        executor, fleet = await _open_executor(settings, coordinator.lease_s, stack)
+        executor, fleet = await _open_executor(settings, coordinator.lease_s, stack, sinks)
         jobs = JobManager(ctx, executor, runners)
         # Registered before start() so that a failed start still cancels what it launched.
         stack.push_async_callback(jobs.shutdown)

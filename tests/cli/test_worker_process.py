@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from fleet import WorkerProcess, fleet_env, holder, latlab_worker, workers
-from harness import bound_port, latlab_serve, start_targets, wait_for, wait_state
+from harness import latlab_serve, wait_for, wait_state
 from latlab.storage import open_store
 from services import postgres_database, require_redis
 
@@ -32,14 +32,6 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def env() -> dict[str, str]:
     return fleet_env(require_redis())
-
-
-@pytest.fixture
-async def target_port() -> AsyncIterator[int]:
-    server = await start_targets()
-    yield bound_port(server)
-    server.close()
-    await server.wait_closed()
 
 
 async def results(api: httpx.AsyncClient, experiment_id: int) -> list[dict[str, Any]]:
@@ -105,7 +97,7 @@ def largest_gap_s(rows: list[dict[str, Any]]) -> float:
 
 
 async def test_an_experiment_runs_on_a_worker_not_in_the_api_process(
-    tmp_path: Path, env: dict[str, str], target_port: int
+    tmp_path: Path, env: dict[str, str], targets_port: int
 ) -> None:
     db = tmp_path / "latlab.db"
     with (
@@ -115,9 +107,16 @@ async def test_an_experiment_runs_on_a_worker_not_in_the_api_process(
         async with httpx.AsyncClient(base_url=url, timeout=10) as api:
             await wait_for(lambda: _listed(api, worker.id), what="the worker in the fleet")
             listed = (await api.get("/api/v1/workers")).json()["data"]
-            experiment_id = await start_experiment(api, target_port, count=20)
+            experiment_id = await start_experiment(api, targets_port, count=20)
             await wait_state(api, experiment_id, "completed")
             assert sorted(r["seq"] for r in await results(api, experiment_id)) == list(range(20))
+            series = f'experiment="{experiment_id}",status_class="2xx"'
+            counted = f"latlab_probe_results_total{{{series}}} 20.0"
+
+            async def relayed() -> bool:  # only the worker saw the probes: the relay told the API
+                return counted in (await api.get("/metrics")).text
+
+            await wait_for(relayed, what="the API's /metrics to count the worker's probes")
     assert [(w["id"], w["location"], w["capacity"]) for w in listed] == [(worker.id, "eu-1", 3)]
     assert f"probe job {experiment_id} claimed" in worker.output()
 
@@ -127,10 +126,10 @@ async def _listed(api: httpx.AsyncClient, worker_id: str) -> bool:
 
 
 async def test_sigkill_of_the_running_worker_hands_the_experiment_on_with_every_probe_once(
-    tmp_path: Path, env: dict[str, str], target_port: int
+    tmp_path: Path, env: dict[str, str], targets_port: int
 ) -> None:
     async with api_and_two_workers(tmp_path / "latlab.db", env) as (api, a, b):
-        experiment_id = await start_experiment(api, target_port)
+        experiment_id = await start_experiment(api, targets_port)
         running = await wait_held(api, experiment_id, done=COUNT // 2)
         victim, survivor = running_first(running, a, b)
         victim.process.send_signal(signal.SIGKILL)
@@ -159,10 +158,10 @@ async def test_sigterm_ends_an_idle_worker_within_two_seconds(
 
 
 async def test_sigterm_on_a_busy_worker_hands_its_experiment_off_nothing_lost(
-    tmp_path: Path, env: dict[str, str], target_port: int
+    tmp_path: Path, env: dict[str, str], targets_port: int
 ) -> None:
     async with api_and_two_workers(tmp_path / "latlab.db", env) as (api, a, b):
-        experiment_id = await start_experiment(api, target_port)
+        experiment_id = await start_experiment(api, targets_port)
         running = await wait_held(api, experiment_id, done=COUNT // 3)
         leaving, staying = running_first(running, a, b)
         sent_s = time.monotonic()
@@ -178,14 +177,14 @@ async def test_sigterm_on_a_busy_worker_hands_its_experiment_off_nothing_lost(
 
 
 async def test_a_frozen_worker_is_handed_off_and_halts_when_it_wakes(
-    tmp_path: Path, env: dict[str, str], target_port: int
+    tmp_path: Path, env: dict[str, str], targets_port: int
 ) -> None:
     """SIGSTOP for 6 s (twice the lease) on PostgreSQL, where a frozen process cannot hold
     the whole store the way it can hold SQLite's one write lock."""
     with postgres_database() as url:
         env = {**env, "LATLAB_STORAGE_URL": url}
         async with api_and_two_workers(tmp_path / "latlab.db", env) as (api, a, b):
-            experiment_id = await start_experiment(api, target_port)
+            experiment_id = await start_experiment(api, targets_port)
             running = await wait_held(api, experiment_id, done=COUNT // 4)
             frozen, other = running_first(running, a, b)
             frozen.process.send_signal(signal.SIGSTOP)

@@ -113,7 +113,9 @@ async def test_a_dead_owners_job_is_taken_and_the_old_owner_is_fenced_out(prefix
     woken = ProgressUpdate("quick", job_id, {"done": 1}, owner="gone-owner")
     assert await store.checkpoint([], [woken]) == {("quick", job_id)}  # a frozen one waking
     assert quick.ran == [job_id]
-    assert "done" not in (await store.get_job("quick", job_id)).progress
+    progress = (await store.get_job("quick", job_id)).progress
+    assert "done" not in progress
+    assert progress["handed_from"] == "gone-owner"  # a bot counts on from its heartbeat
 
 
 async def test_of_two_workers_racing_for_one_job_one_runs_it(prefix: str) -> None:

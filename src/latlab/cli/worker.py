@@ -65,6 +65,7 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
     from latlab.coordination.redis import open_client
     from latlab.jobs.executor import InProcessExecutor
     from latlab.jobs.manager import JobManager
+    from latlab.jobs.relay import RelaySink
     from latlab.jobs.supervise import supervise
     from latlab.jobs.worker import Worker
 
@@ -79,6 +80,8 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
         worker = Worker(ctx, jobs, executor, location=location, capacity=capacity)
         client = open_client(redis_url, ctx.coordinator.lease_s / 3)
         stack.push_async_callback(client.aclose)
+        relay = RelaySink(f"{settings.redis_prefix}:events")  # to the API processes' sinks
+        ctx.events.subscribe(relay)
         fleet = Fleet(client, settings.redis_prefix, ctx.coordinator.lease_s)
         await fleet.heartbeat(worker.info())
         stack.push_async_callback(_leave, fleet, worker)
@@ -96,6 +99,7 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
 
         loops = {
             "fleet heartbeat": lambda: worker.heartbeat(fleet),
+            "relay out": lambda: relay.publish(client),
             "dispatch (heavy)": lane("heavy", capacity),
             "dispatch (light)": lane("light", LIGHT_SLOTS),
         }

@@ -87,7 +87,9 @@ class Worker:
             if holder not in (None, me) and await self._ctx.coordinator.alive(str(holder)):
                 return False
             # Fenced by the owner read above: of two workers racing, one moves it.
-            claim = ProgressUpdate(*key, {"fleet": me}, owner=str(holder or me))
+            # ``handed_from``: whose heartbeat tells where a bot stopped printing.
+            claimed = {"fleet": me, "handed_from": holder}
+            claim = ProgressUpdate(*key, claimed, owner=str(holder or me))
             lost = await self._ctx.store.checkpoint([], [claim])
         if key in lost:
             return False

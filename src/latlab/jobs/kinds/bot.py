@@ -88,7 +88,8 @@ class BotRunner(KindRunner):
         at_ms = self.scheduler.add(job.id, number) + self._epoch_offset_ms
         started()
         try:
-            checkpoint = {"number": number, "at_ms": at_ms, "fleet": ctx.coordinator.owner_id}
+            owner = ctx.coordinator.owner_id
+            checkpoint = {"number": number, "at_ms": at_ms, "fleet": owner, "handed_from": None}
             update = ProgressUpdate(KIND, job.id, checkpoint)
             await until_stored(f"bot {job.id} checkpoint", lambda: ctx.writer.write([], [update]))
             await asyncio.Future()  # a bot runs until it is halted
@@ -127,7 +128,7 @@ class BotRunner(KindRunner):
     async def _next_number(self, job: JobRecord, ctx: RunContext) -> int:
         if "number" not in job.progress:  # started but never checkpointed: as the user asked
             return BotSpec.model_validate(job.spec).start_number
-        heartbeat_ms = await self._heartbeat_of(str(job.progress.get("fleet", "local")), ctx)
+        heartbeat_ms = await self._heartbeat_of(printed_by(job.progress, ctx), ctx)
         return last_printed(job.progress, heartbeat_ms, self.tick_ms) + 1
 
     async def _heartbeat_of(self, owner_id: str, ctx: RunContext) -> int | None:
@@ -153,6 +154,15 @@ class BotRunner(KindRunner):
             value = {"at_ms": done_ms + self._epoch_offset_ms}
             await ctx.store.set_value(heartbeat_key(owner_id), value)
             self._written = (owner_id, done_ms)
+
+
+def printed_by(progress: Mapping[str, Any], ctx: RunContext) -> str:
+    """The owner whose heartbeat counts the bot's printed numbers: the one its checkpoint
+    names, or, if a worker has just claimed it (``handed_from``), the one before."""
+    owner = progress.get("fleet", "local")
+    if owner == ctx.coordinator.owner_id and progress.get("handed_from"):
+        owner = progress["handed_from"]
+    return str(owner)
 
 
 async def _read_heartbeat(owner_id: str, ctx: RunContext) -> int | None:

@@ -1,0 +1,127 @@
+"""Every process's measurements and state changes, to every API process, over Redis pub/sub.
+
+With workers, a job's results are stored by the process that runs it; the API processes'
+live feed and ``/metrics`` hear of them through this relay. Each process publishes what its
+own event seam delivers (after the store committed it) on one channel, tagged with where it
+came from, and every API process feeds what the others published to its local sinks (not to
+InfluxDB: the process that ran the job writes it there). Fire and forget, like the seam's
+other sinks: if Redis is away a batch is dropped and counted; the store has every result,
+and a live client replays from it when it reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from latlab.cancellation import deliver_lost_cancel
+from latlab.exporters.base import LoadSecond, LoadTags, ProbeTags, Sink, SinkBase, StateChange
+from latlab.storage.records import JobState, ProbeResult
+
+if TYPE_CHECKING:
+    import redis.asyncio as redis
+
+log = logging.getLogger("latlab.relay")
+MAX_PENDING = 10_000  # events waiting to be published; past it they are dropped
+Event = dict[str, Any]
+
+
+def _plain(value: object) -> dict[str, Any]:
+    fields = dataclasses.asdict(value)  # type: ignore[call-overload]
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}
+
+
+def _dated(fields: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {**fields, **{name: datetime.fromisoformat(fields[name]) for name in names}}
+
+
+class RelaySink(SinkBase):
+    """The publishing side: a sink of this process's seam, and a loop that publishes."""
+
+    def __init__(self, channel: str) -> None:
+        self.origin = uuid.uuid4().hex
+        self.dropped = 0
+        self._channel = channel
+        self._pending: list[Event] = []
+        self._wakeup = asyncio.Event()
+
+    def _add(self, event: Event) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            self.dropped += 1
+            return
+        self._pending.append(event)
+        self._wakeup.set()
+
+    def probed(self, experiment_id: int, tags: ProbeTags, results: Sequence[ProbeResult]) -> None:
+        encoded = [_plain(result) for result in results]
+        self._add({"probed": experiment_id, "tags": _plain(tags), "results": encoded})
+
+    def load_second(self, tags: LoadTags, second: LoadSecond) -> None:
+        self._add({"load_second": _plain(second), "tags": _plain(tags)})
+
+    def state_changed(self, change: StateChange) -> None:
+        self._add({"state_changed": _plain(change)})
+
+    def deleted(self, kind: str, job_id: int) -> None:
+        self._add({"deleted": [kind, job_id]})
+
+    async def publish(self, client: redis.Redis) -> None:
+        """Publish what the seam delivers until cancelled (supervised)."""
+        while True:
+            deliver_lost_cancel()  # a publish may have swallowed a stop (gh-86296)
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._pending = self._pending, []
+            message = json.dumps({"origin": self.origin, "events": batch})
+            try:
+                await client.publish(self._channel, message)
+            except Exception:
+                self.dropped += len(batch)
+                raise
+
+
+def deliver(event: Event, sinks: Sequence[Sink]) -> None:
+    """One relayed event to ``sinks``, as the seam would have told them."""
+    for sink in sinks:
+        try:
+            _deliver_to(sink, event)
+        except Exception:
+            log.exception("sink %r failed on a relayed event", sink)
+
+
+def _deliver_to(sink: Sink, event: Event) -> None:
+    if "probed" in event:
+        results = [ProbeResult(**_dated(r, "timestamp", "scheduled_at")) for r in event["results"]]
+        sink.probed(event["probed"], ProbeTags(**event["tags"]), results)
+    elif "load_second" in event:
+        second = LoadSecond(**_dated(event["load_second"], "at"))
+        sink.load_second(LoadTags(**event["tags"]), second)
+    elif "state_changed" in event:
+        fields = _dated(event["state_changed"], "at")
+        sink.state_changed(StateChange(**{**fields, "state": JobState(fields["state"])}))
+    elif "deleted" in event:
+        sink.deleted(*event["deleted"])
+
+
+async def listen(client: redis.Redis, channel: str, origin: str, sinks: Sequence[Sink]) -> None:
+    """Feed others' events to ``sinks`` until the connection fails (supervised)."""
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(channel)
+        while True:
+            deliver_lost_cancel()  # the last read may have swallowed a stop (gh-86296)
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            relayed = json.loads(message["data"])
+            if relayed["origin"] != origin:
+                for event in relayed["events"]:
+                    deliver(event, sinks)
+    finally:
+        await pubsub.aclose()

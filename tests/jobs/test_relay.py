@@ -1,0 +1,123 @@
+"""The event relay over the local Redis: what one process's seam delivers, another's sinks get."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as aioredis
+
+from harness import wait_for
+from latlab.coordination.redis import open_client
+from latlab.exporters.base import LoadSecond, LoadTags, ProbeTags, SinkBase, StateChange
+from latlab.jobs import relay
+from latlab.jobs.relay import RelaySink, listen
+from latlab.storage.records import JobState, ProbeResult
+from services import require_redis
+
+AT = datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=UTC)
+TAGS = ProbeTags("127.0.0.1", 8008, "/api/latency")
+
+
+class Recording(SinkBase):
+    def __init__(self) -> None:
+        self.got: list[object] = []
+        self.count = asyncio.Event()
+
+    def probed(self, experiment_id: int, tags: ProbeTags, results: Sequence[ProbeResult]) -> None:
+        self._got(("probed", experiment_id, tags, list(results)))
+
+    def load_second(self, tags: LoadTags, second: LoadSecond) -> None:
+        self._got(("load_second", tags, second))
+
+    def state_changed(self, change: StateChange) -> None:
+        self._got(("state_changed", change))
+
+    def deleted(self, kind: str, job_id: int) -> None:
+        self._got(("deleted", kind, job_id))
+
+    def _got(self, event: object) -> None:
+        self.got.append(event)
+        self.count.set()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aioredis.Redis]:
+    redis = open_client(require_redis(), 1.0)
+    yield redis
+    await redis.aclose()
+
+
+async def until_listening(client: aioredis.Redis, channel: str, listeners: int = 1) -> None:
+    async def subscribed() -> bool:
+        return bool((await client.pubsub_numsub(channel))[0][1] >= listeners)
+
+    await wait_for(subscribed, 5, f"{listeners} listener(s) on {channel}")
+
+
+async def test_every_kind_of_event_reaches_the_other_process_as_it_was(
+    client: aioredis.Redis,
+) -> None:
+    channel = f"relay-{secrets.token_hex(4)}:events"
+    out, sink = RelaySink(channel), Recording()
+    listening = asyncio.create_task(listen(client, channel, "another process", [sink]))
+    publishing = asyncio.create_task(out.publish(client))
+    await until_listening(client, channel)
+    result = ProbeResult(7, 0, 200, 1.25, AT, AT, connect_ms=0.5, error=None)
+    second = LoadSecond(3, 0, AT, 100, 1, 99.5, 1.0, 2.0, 3.0, None)
+    change = StateChange("probe", 7, JobState.COMPLETED, None, AT)
+    out.probed(7, TAGS, [result])
+    out.load_second(LoadTags("h", 1, "/", "POST"), second)
+    out.state_changed(change)
+    out.deleted("probe", 7)
+    while len(sink.got) < 4:
+        sink.count.clear()
+        await asyncio.wait_for(sink.count.wait(), 5)
+    for task in (listening, publishing):
+        task.cancel()
+    await asyncio.gather(listening, publishing, return_exceptions=True)
+    assert sink.got == [
+        ("probed", 7, TAGS, [result]),
+        ("load_second", LoadTags("h", 1, "/", "POST"), second),
+        ("state_changed", change),
+        ("deleted", "probe", 7),
+    ]
+
+
+async def test_a_process_does_not_hear_its_own_events(client: aioredis.Redis) -> None:
+    channel = f"relay-{secrets.token_hex(4)}:events"
+    out, own, other = RelaySink(channel), Recording(), Recording()
+    tasks = [
+        asyncio.create_task(listen(client, channel, out.origin, [own])),
+        asyncio.create_task(listen(client, channel, "another process", [other])),
+        asyncio.create_task(out.publish(client)),
+    ]
+    await until_listening(client, channel, 2)
+    out.deleted("bot", 1)
+    await asyncio.wait_for(other.count.wait(), 5)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert own.got == []
+    assert other.got == [("deleted", "bot", 1)]
+
+
+def test_past_the_bound_events_are_dropped_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay, "MAX_PENDING", 3)
+    out = RelaySink("nowhere")
+    for job_id in range(5):
+        out.deleted("bot", job_id)
+    assert out.dropped == 2
+
+
+def test_a_sink_that_fails_does_not_keep_the_others_from_the_event() -> None:
+    class Failing(SinkBase):
+        def deleted(self, kind: str, job_id: int) -> None:
+            raise RuntimeError("broken sink")
+
+    sink = Recording()
+    relay.deliver({"deleted": ["probe", 2]}, [Failing(), sink])
+    assert sink.got == [("deleted", "probe", 2)]
