@@ -57,3 +57,28 @@ async def test_redis_away_answers_503_with_retry_after() -> None:
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert "Redis is unavailable" in response.json()["detail"]
+
+
+async def test_a_location_without_workers_is_refused_and_nothing_is_created() -> None:
+    spec = {"host": "127.0.0.1", "port": 9, "location": "eu-1"}
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        response = await api.post("/api/v1/experiments", json=spec)
+        created = (await api.get("/api/v1/experiments")).json()["count"]
+    assert response.status_code == 422
+    assert "a location needs workers" in response.text
+    assert created == 0
+
+
+async def test_a_location_is_a_plain_name() -> None:
+    url, prefix = require_redis(), f"route-{secrets.token_hex(4)}"
+    settings = Settings(storage_url="memory://", redis_url=url, redis_prefix=prefix)
+    async with run_api(settings.model_copy(update={"freeze_gc": False})) as api:
+        answers = [
+            await api.post(
+                "/api/v1/experiments", json={"host": "127.0.0.1", "port": 9, "location": name}
+            )
+            for name in ("eu:1", "eu 1", "", "x" * 65, "eu-1.b_2")
+        ]
+    await drop_redis_keys(url, prefix)
+    assert [a.status_code for a in answers] == [422, 422, 422, 422, 201]
+    assert answers[-1].json()["settings"]["location"] == "eu-1.b_2"

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -206,3 +209,46 @@ async def test_a_frozen_worker_is_handed_off_and_halts_when_it_wakes(
 
 async def _held_by(api: httpx.AsyncClient, experiment_id: int, worker_id: str) -> bool:
     return await holder(api, ("probe", experiment_id)) == worker_id
+
+
+async def test_a_job_pinned_to_a_location_waits_for_a_worker_there(
+    tmp_path: Path, env: dict[str, str], targets_port: int
+) -> None:
+    db = tmp_path / "latlab.db"
+    spec = {**SPEC, "port": targets_port, "count": 10, "location": "us-1"}
+    with (
+        latlab_serve(db, "--no-targets", env=env) as (_, url),
+        latlab_worker(db, env, "--location", "eu-1", name="eu") as elsewhere,
+    ):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+            await wait_for(lambda: _listed(api, elsewhere.id), what="the eu-1 worker listed")
+            created = (await api.post("/api/v1/experiments?start=true", json=spec)).json()
+            experiment_id = created["id"]
+            waiting = await wait_state(api, experiment_id, "running")
+            with latlab_worker(db, env, "--location", "us-1", name="us") as there:
+                done = await wait_state(api, experiment_id, "completed")
+    assert created["waiting_for"] == waiting["waiting_for"] == "us-1"
+    assert waiting["done"] == 0
+    assert done["waiting_for"] is None
+    assert f"probe job {experiment_id} claimed" in there.output()
+    assert "claimed" not in elsewhere.output()
+
+
+@pytest.mark.parametrize(
+    ("args", "redis", "said"),
+    [
+        (["--location", "eu:1"], True, b"--location 'eu:1': use letters, digits"),
+        ([], False, b"a worker needs Redis: set LATLAB_REDIS_URL"),
+    ],
+)
+def test_a_worker_refuses_to_start_on_a_mistake_with_one_line(
+    tmp_path: Path, env: dict[str, str], args: list[str], redis: bool, said: bytes
+) -> None:
+    environment = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{tmp_path}/l.db"}
+    environment.pop("LATLAB_REDIS_URL", None)
+    if redis:
+        environment.update(env)
+    command = [sys.executable, "-m", "latlab", "worker", *args]
+    ended = subprocess.run(command, env=environment, capture_output=True, timeout=60, check=False)
+    assert ended.returncode == 2
+    assert ended.stderr.startswith(b"latlab: " + said)

@@ -11,13 +11,13 @@ from latlab.jobs.runner import Started
 
 class Recorder:
     def __init__(self, fails: bool = False) -> None:
-        self.sent: list[tuple[str, int]] = []
+        self.sent: list[tuple[str, int, str]] = []
         self.fails = fails
 
-    async def dispatch(self, kind: str, job_id: int) -> None:
+    async def dispatch(self, kind: str, job_id: int, location: str) -> None:
         if self.fails:
             raise ConnectionError("Redis went away")
-        self.sent.append((kind, job_id))
+        self.sent.append((kind, job_id, location))
 
 
 def executor_with(dispatch: Recorder, workers: list[str]) -> tuple[FleetExecutor, list[int]]:
@@ -50,7 +50,7 @@ async def test_with_a_live_worker_a_job_is_dispatched_not_run_here() -> None:
     sent = Recorder()
     executor, ran = executor_with(sent, workers=["w1"])
     await executor.submit("probe", 2)
-    assert sent.sent == [("probe", 2)]
+    assert sent.sent == [("probe", 2, "any")]
     assert ran == []
     assert not executor.is_running("probe", 2)
     await executor.shutdown()
@@ -75,4 +75,14 @@ async def test_a_job_that_cannot_be_dispatched_runs_here() -> None:
     assert executor.running() == [("probe", 4)]
     assert ran == [4]
     await executor.cancel_many([("probe", 4)])
+    await executor.shutdown()
+
+
+async def test_a_job_pinned_to_a_location_is_dispatched_even_with_no_worker_up() -> None:
+    sent = Recorder()
+    executor, ran = executor_with(sent, workers=[])
+    await executor.submit("probe", 5, "us-1")
+    await executor.submit("probe", 6, "any")  # not pinned: no worker, so here
+    assert sent.sent == [("probe", 5, "us-1")]
+    assert ran == [6]
     await executor.shutdown()

@@ -75,6 +75,12 @@ def _live(request: Request) -> LiveHub:
     return app_state(request).live
 
 
+def _live_locations(request: Request) -> set[str] | None:
+    """Where workers are up, as of the fleet view (refreshed every second); None without Redis."""
+    fleet = app_state(request).fleet
+    return None if fleet is None else {worker.location for worker in fleet.workers}
+
+
 def _experiments_limit(request: Request) -> RunningLimit:
     return running_limit(app_state(request).settings, PROBE)
 
@@ -149,6 +155,7 @@ ProbeLimitsDep = Annotated[ProbeLimits, Depends(_probe_limits)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]
 LiveDep = Annotated[LiveHub, Depends(_live)]
+LiveLocationsDep = Annotated[set[str] | None, Depends(_live_locations)]
 ExperimentsLimitDep = Annotated[RunningLimit, Depends(_experiments_limit)]
 BotsLimitDep = Annotated[RunningLimit, Depends(_bots_limit)]
 

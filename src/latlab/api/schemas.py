@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -83,9 +84,21 @@ class ExperimentPublic(BaseModel):
     error: str | None = None
     created_at: datetime
     updated_at: datetime
+    waiting_for: str | None = Field(
+        None,
+        description="Running but pinned to this location, where no worker is up: it goes on "
+        "once one starts there.",
+    )
 
     @classmethod
-    def of(cls, job: JobRecord) -> ExperimentPublic:
+    def of(cls, job: JobRecord, live_locations: Collection[str] | None = None) -> ExperimentPublic:
+        """``live_locations``: where workers are up (None: no workers in this deployment)."""
+        location = job.spec.get("location")
+        waits = (
+            job.state is JobState.RUNNING
+            and live_locations is not None
+            and location not in (None, "any", *live_locations)
+        )
         return cls(
             id=job.id,
             state=job.state,
@@ -95,6 +108,7 @@ class ExperimentPublic(BaseModel):
             error=job.error,
             created_at=job.created_at,
             updated_at=job.updated_at,
+            waiting_for=str(location) if waits else None,
         )
 
 

@@ -24,8 +24,11 @@ class Executor(Protocol):
         """The driver that runs one job; set once, before the first submit."""
         ...
 
-    def submit(self, kind: str, job_id: int) -> asyncio.Future[None]:
-        """Run the job unless it already runs; the future is done once it has started."""
+    def submit(self, kind: str, job_id: int, location: str | None = None) -> asyncio.Future[None]:
+        """Run the job unless it already runs; the future is done once it has started.
+
+        ``location``: where the job asked to run (a worker's ``--location``), if anywhere.
+        """
         ...
 
     def running(self) -> list[JobKey]:
@@ -55,7 +58,7 @@ class InProcessExecutor:
     def bind(self, drive: Driver) -> None:
         self._drive = drive
 
-    def submit(self, kind: str, job_id: int) -> asyncio.Future[None]:
+    def submit(self, kind: str, job_id: int, location: str | None = None) -> asyncio.Future[None]:
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.is_running(kind, job_id):
             started.set_result(None)

@@ -17,7 +17,8 @@ from latlab.coordination.fleet import Fleet, WorkerInfo
 from latlab.jobs.executor import Driver, InProcessExecutor
 
 log = logging.getLogger("latlab.jobs")
-Dispatch = Callable[[str, int], Awaitable[None]]
+Dispatch = Callable[[str, int, str], Awaitable[None]]
+ANY_LOCATION = "any"
 
 
 class FleetWatch:
@@ -55,17 +56,22 @@ class FleetExecutor:
     def bind(self, drive: Driver) -> None:
         self._local.bind(drive)
 
-    def submit(self, kind: str, job_id: int) -> asyncio.Future[None]:
-        if self._local.is_running(kind, job_id) or not self._has_workers():
+    def submit(self, kind: str, job_id: int, location: str | None = None) -> asyncio.Future[None]:
+        """A job pinned to a location always goes to the workers, and waits for one there."""
+        pinned = location not in (None, ANY_LOCATION)
+        if self._local.is_running(kind, job_id) or not (pinned or self._has_workers()):
             return self._local.submit(kind, job_id)
-        sending = asyncio.create_task(self._send(kind, job_id), name=f"latlab-dispatch-{kind}")
+        where = location if location is not None else ANY_LOCATION
+        sending = asyncio.create_task(
+            self._send(kind, job_id, where), name=f"latlab-dispatch-{kind}"
+        )
         self._sending.add(sending)
         sending.add_done_callback(self._sending.discard)
         return sending
 
-    async def _send(self, kind: str, job_id: int) -> None:
+    async def _send(self, kind: str, job_id: int, location: str) -> None:
         try:
-            await self._dispatch(kind, job_id)
+            await self._dispatch(kind, job_id, location)
         except Exception as exc:  # Redis away: run it here; a worker will not take it over
             log.warning("could not dispatch %s job %s, running it here: %s", kind, job_id, exc)
             await self._local.submit(kind, job_id)

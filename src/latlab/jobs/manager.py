@@ -342,7 +342,9 @@ class JobManager:
         for job in jobs:
             if not self._executor.is_running(job.kind, job.id):
                 self._driver.preload(job)
-            started.append(self._executor.submit(job.kind, job.id))
+            location = job.spec.get("location")
+            where = location if isinstance(location, str) else None
+            started.append(self._executor.submit(job.kind, job.id, where))
             if not self._executor.is_running(job.kind, job.id):
                 self._driver.forget((job.kind, job.id))  # dispatched: it runs elsewhere
         return started

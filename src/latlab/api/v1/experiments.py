@@ -22,6 +22,7 @@ from latlab.api.deps import (
     IdempotencyDep,
     JobsDep,
     Limit,
+    LiveLocationsDep,
     Offset,
     ProbeLimitsDep,
     SettingsDep,
@@ -145,6 +146,7 @@ async def create(
     probe_limits: ProbeLimitsDep,
     idempotency: IdempotencyDep,
     limit: ExperimentsLimitDep,
+    locations: LiveLocationsDep,
     key: IdempotencyKey = None,
     start: StartQuery = False,
 ) -> Response:
@@ -153,7 +155,7 @@ async def create(
 
     async def created() -> ExperimentPublic | ExperimentsCreated:
         made = await jobs.create_many(KIND, specs, start=start, limit=limit)
-        data = [ExperimentPublic.of(job) for job in made]
+        data = [ExperimentPublic.of(job, locations) for job in made]
         if isinstance(body, dict):
             return data[0]
         return ExperimentsCreated(data=data, count=len(data))
@@ -164,18 +166,21 @@ async def create(
 @router.get("", response_model=ExperimentsPublic)
 async def list_experiments(
     experiments: ExperimentsDep,
+    locations: LiveLocationsDep,
     state: Annotated[JobState | None, Query(description="Only experiments in this state.")] = None,
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> ExperimentsPublic:
     page = await experiments.page(state, offset=offset, limit=limit)
-    data = [ExperimentPublic.of(job) for job in page.items]
+    data = [ExperimentPublic.of(job, locations) for job in page.items]
     return ExperimentsPublic(data=data, count=page.total, offset=offset, limit=limit)
 
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic, responses=_NOT_FOUND)
-async def get(experiment_id: ExperimentIdPath, experiments: ExperimentsDep) -> ExperimentPublic:
-    return ExperimentPublic.of(await experiments.get(experiment_id))
+async def get(
+    experiment_id: ExperimentIdPath, experiments: ExperimentsDep, locations: LiveLocationsDep
+) -> ExperimentPublic:
+    return ExperimentPublic.of(await experiments.get(experiment_id), locations)
 
 
 @router.post(
@@ -184,10 +189,15 @@ async def get(experiment_id: ExperimentIdPath, experiments: ExperimentsDep) -> E
     responses={**_NOT_FOUND, **_CONFLICT, 429: {"description": "Too many running."}},
 )
 async def act(
-    experiment_id: ExperimentIdPath, action: Action, jobs: JobsDep, limit: ExperimentsLimitDep
+    experiment_id: ExperimentIdPath,
+    action: Action,
+    jobs: JobsDep,
+    limit: ExperimentsLimitDep,
+    locations: LiveLocationsDep,
 ) -> ExperimentPublic:
     """start, pause, resume or stop. Starting a running or pausing a paused one is a no-op."""
-    return ExperimentPublic.of(await jobs.act(KIND, experiment_id, action, limit=limit))
+    job = await jobs.act(KIND, experiment_id, action, limit=limit)
+    return ExperimentPublic.of(job, locations)
 
 
 @router.delete("/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)

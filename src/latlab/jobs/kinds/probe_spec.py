@@ -67,6 +67,9 @@ def check_host(value: str) -> str:
     return host.lower()
 
 
+LOCATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # also a Redis key part: no ':' or spaces
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProbeLimits:
     """What the API lets a new experiment ask for; pass as the validation context.
@@ -75,6 +78,7 @@ class ProbeLimits:
     min_interval_s: float
     max_results: int
     policy: TargetPolicy
+    workers: bool = False  # Redis is configured: a location can be asked for
 
 
 def probe_limits(settings: Settings, policy: TargetPolicy | None = None) -> ProbeLimits:
@@ -84,6 +88,7 @@ def probe_limits(settings: Settings, policy: TargetPolicy | None = None) -> Prob
         min_interval_s=settings.min_interval_s,
         max_results=settings.max_results,
         policy=policy if policy is not None else TargetPolicy.from_settings(settings),
+        workers=settings.redis_url is not None,
     )
 
 
@@ -121,11 +126,26 @@ class ProbeSpec(BaseModel):
     expect_max_latency_ms: float | None = Field(
         None, gt=0, description="Latency above which a probe fails."
     )
+    location: str | None = Field(
+        None,
+        max_length=64,
+        pattern=LOCATION_PATTERN,
+        description="Probe only from workers at this location (`latlab worker --location`); "
+        "null: any worker, or the API process when no worker is up.",
+    )
 
     @field_validator("host")
     @classmethod
     def _valid_host(cls, value: str) -> str:
         return check_host(value)
+
+    @field_validator("location")
+    @classmethod
+    def _location_needs_workers(cls, value: str | None, info: ValidationInfo) -> str | None:
+        limits = _limits(info)
+        if value is not None and limits is not None and not limits.workers:
+            raise ValueError("a location needs workers: set LATLAB_REDIS_URL and run latlab worker")
+        return value
 
     @field_validator("interval_s")
     @classmethod
