@@ -59,7 +59,9 @@ async def test_histogram_counts_equal_the_stored_results(
     assert inf == 12
     stats = (await api.get(f"/api/v1/experiments/{ok}/stats")).json()
     seconds = value(samples, "latlab_probe_duration_seconds_sum", experiment=str(ok))
-    assert seconds == pytest.approx(stats["mean_ms"] * 12 / 1000, rel=1e-3)
+    # Stats count each latency to the µs and round the mean to the µs: up to 1 µs a probe
+    # apart, 0.26 % of a 0.38 ms mean (a relative 0.1 % failed one run in three here).
+    assert seconds == pytest.approx(stats["mean_ms"] * 12 / 1000, abs=12 * 1e-6)
     errors = value(samples, "latlab_probe_results_total", experiment=str(failed))
     assert errors == 3 == value(samples, "latlab_probe_results_total", status_class="error")
     assert value(samples, "latlab_probe_duration_seconds_count", experiment=str(failed)) == 0
