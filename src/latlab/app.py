@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -32,6 +33,7 @@ from latlab.exporters.influx import InfluxExporter, open_exporter
 from latlab.exporters.influx_load import InfluxLoadSink
 from latlab.exporters.influx_probes import InfluxProbeSink
 from latlab.exporters.prometheus import ControlMetricsPage, LoadMetrics, ProbeMetrics
+from latlab.exporters.prometheus_fleet import WorkerSample
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.events import Events
 from latlab.jobs.executor import Executor, InProcessExecutor
@@ -86,7 +88,7 @@ async def _open_sinks(settings: Settings, stack: AsyncExitStack) -> Sinks:
 
 
 def _metrics_page(
-    sinks: Sinks, store: Store, jobs: JobManager, writer: BatchWriter
+    sinks: Sinks, store: Store, jobs: JobManager, writer: BatchWriter, fleet: FleetWatch | None
 ) -> ControlMetricsPage:
     return ControlMetricsPage(
         sinks.probe_metrics,
@@ -96,7 +98,18 @@ def _metrics_page(
         live_clients=lambda: sinks.live.subscriptions,
         influx=None if sinks.influx is None else sinks.influx.stats,
         load=sinks.load_metrics,
+        workers=None if fleet is None else functools.partial(_worker_samples, fleet),
     )
+
+
+def _worker_samples(fleet: FleetWatch) -> list[WorkerSample]:
+    now = datetime.now(UTC)
+    return [
+        WorkerSample(
+            w.id, w.location, w.capacity, len(w.jobs), (now - w.last_heartbeat).total_seconds()
+        )
+        for w in fleet.workers
+    ]
 
 
 async def _open_executor(
@@ -204,7 +217,7 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
             probe_limits=probe_limits(settings, probes.policy),
             idempotency=Idempotency(store),
             live=sinks.live,
-            metrics=_metrics_page(sinks, store, jobs, writer),
+            metrics=_metrics_page(sinks, store, jobs, writer, fleet),
             fleet=fleet,
         )
 

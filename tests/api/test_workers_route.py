@@ -30,8 +30,10 @@ async def test_live_workers_are_listed_with_their_jobs() -> None:
         settings = Settings(storage_url="memory://", redis_url=url, redis_prefix=prefix)
         async with run_api(settings.model_copy(update={"freeze_gc": False})) as api:
             listed = (await api.get("/api/v1/workers")).json()["data"]
+            metrics = (await api.get("/metrics")).text
             await fleet.leave("w1")
             after = (await api.get("/api/v1/workers")).json()["data"]
+            metrics_after = (await api.get("/metrics")).text
     finally:
         await client.aclose()
         await drop_redis_keys(url, prefix)
@@ -45,6 +47,10 @@ async def test_live_workers_are_listed_with_their_jobs() -> None:
         }
     ]
     assert after == []
+    assert 'latlab_worker_jobs{location="eu-1",worker="w1"} 2.0' in metrics
+    assert 'latlab_worker_capacity{location="eu-1",worker="w1"} 4.0' in metrics
+    assert 'latlab_worker_heartbeat_age_seconds{location="eu-1",worker="w1"}' in metrics
+    assert 'worker="w1"' not in metrics_after
 
 
 async def test_redis_away_answers_503_with_retry_after() -> None:

@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from latlab.exporters.base import LoadSecond, LoadTags, ProbeTags, SinkBase, status_class
 from latlab.exporters.influx import InfluxStats
+from latlab.exporters.prometheus_fleet import FleetCollector, WorkerSample
 from latlab.storage.records import JobState, ProbeResult
 
 # Upper bounds of the latency histogram, 0.1 ms to 10 s; kept in ms so that a result needs
@@ -293,8 +294,10 @@ class ControlMetricsPage:
         live_clients: Callable[[], int] = lambda: 0,
         influx: InfluxStats | None = None,
         load: LoadMetrics | None = None,
+        workers: Callable[[], Sequence[WorkerSample]] | None = None,
     ) -> None:
         self._probes = probes
+        self._workers = workers
         self._load = load
         self._live_clients = live_clients
         self._jobs = jobs
@@ -324,5 +327,7 @@ class ControlMetricsPage:
         collectors: list[Collector] = [self._probes, SnapshotCollector(await self.snapshot())]
         if self._load is not None:
             collectors.append(self._load)
+        if self._workers is not None:
+            collectors.append(FleetCollector(self._workers()))
         registry = registry_of(*collectors)
         return await asyncio.to_thread(render, registry)
