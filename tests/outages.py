@@ -300,10 +300,12 @@ class OwnRedis(OwnServer):
     ``appendonly``: then every write is fsynced to an append-only file in its dir before
     Redis answers, and a start after a stop (or a :meth:`kill`) loads it again."""
 
-    def __init__(self, appendonly: bool = False) -> None:
+    def __init__(self, appendonly: bool = False, password: str | None = None) -> None:
         self.appendonly = appendonly
+        self.password = password
         self.port = free_port()
-        self.url = f"redis://{HOST}:{self.port}/0"
+        credentials = "" if password is None else f":{password}@"
+        self.url = f"redis://{credentials}{HOST}:{self.port}/0"
         self.root = Path(tempfile.mkdtemp(prefix="latlab-redis-"))
         self.log = self.root / "redis.log"
         self._binary = ""
@@ -324,6 +326,8 @@ class OwnRedis(OwnServer):
             command += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             command += ["--appendonly", "no"]
+        if self.password is not None:
+            command += ["--requirepass", self.password]
         return [*command, "--daemonize", "no", "--loglevel", "warning"]
 
     def start(self) -> None:
@@ -352,7 +356,7 @@ class OwnRedis(OwnServer):
     def _wait_loaded(self) -> None:
         import redis
 
-        client = redis.Redis(HOST, self.port, socket_timeout=STOP_TIMEOUT_S)
+        client = redis.Redis(HOST, self.port, password=self.password, socket_timeout=STOP_TIMEOUT_S)
         deadline_s = time.monotonic() + START_TIMEOUT_S
         try:
             while True:

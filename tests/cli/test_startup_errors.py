@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from latlab.cli.startup import explain
 from latlab.settings import Settings
+from outages import OwnRedis
 from services import free_port
 
 TIMEOUT_S = 1.0
@@ -299,3 +300,14 @@ def test_a_validation_error_outside_the_settings_is_a_bug_not_a_setting() -> Non
     with pytest.raises(ValidationError) as invalid:
         Spec(count="many")
     assert explain(invalid.value) is None
+
+
+def test_a_wrong_redis_password_exits_2_in_one_line_that_does_not_show_it() -> None:
+    """Found by trying a worker with a wrong password: a traceback, exit 1 (serve did too)."""
+    with OwnRedis(password="right-pw") as redis:
+        wrong = redis.url.replace("right-pw", "wrong-pw")
+        serve = [*LATLAB, "serve", "--no-targets", "--port", str(free_port())]
+        result = run(serve, {"LATLAB_REDIS_URL": wrong})
+    assert result.returncode == 2, result.stderr
+    assert "Redis refused the user or password in LATLAB_REDIS_URL" in result.line
+    assert "wrong-pw" not in result.stderr

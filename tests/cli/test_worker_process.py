@@ -25,6 +25,7 @@ import pytest
 from fleet import WorkerProcess, fleet_env, holder, latlab_worker, workers
 from harness import latlab_serve, wait_for, wait_state
 from latlab.storage import open_store
+from outages import OwnRedis
 from services import postgres_database, require_redis
 
 COUNT = 200
@@ -252,3 +253,34 @@ def test_a_worker_refuses_to_start_on_a_mistake_with_one_line(
     ended = subprocess.run(command, env=environment, capture_output=True, timeout=60, check=False)
     assert ended.returncode == 2
     assert ended.stderr.startswith(b"latlab: " + said)
+
+
+async def test_workers_authenticate_to_redis_and_a_wrong_password_is_one_line(
+    tmp_path: Path, targets_port: int
+) -> None:
+    db = tmp_path / "latlab.db"
+    with OwnRedis(password="right-pw") as redis:
+        env = {"LATLAB_REDIS_URL": redis.url, "LATLAB_REDIS_PREFIX": "auth"}
+        with (
+            latlab_serve(db, "--no-targets", env=env) as (_, url),
+            latlab_worker(db, env) as worker,
+        ):
+            async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+                await wait_for(lambda: _listed(api, worker.id), what="the worker listed")
+                experiment_id = await start_experiment(api, targets_port, count=5)
+                await wait_state(api, experiment_id, "completed")
+        wrong = redis.url.replace("right-pw", "wrong-pw")
+        environment = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{db}"}
+        command = [sys.executable, "-m", "latlab", "worker"]
+        ended = subprocess.run(  # noqa: ASYNC221 - the worker's start-up, not the loop, is measured
+            command,
+            env={**environment, **env, "LATLAB_REDIS_URL": wrong},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert f"probe job {experiment_id} claimed" in worker.output()
+    assert ended.returncode == 2, ended.stderr
+    assert ended.stderr.startswith(b"latlab: Redis refused the user or password")
+    assert ended.stderr.count(b"\n") == 1
+    assert b"wrong-pw" not in ended.stderr

@@ -31,6 +31,9 @@ class StartupError(Exception):
         self.exit_code = exit_code
 
 
+_REDIS_REFUSED = "Redis refused the user or password in LATLAB_REDIS_URL: fix them"
+
+
 def explain(exc: BaseException) -> StartupError | None:
     """The one line for an ordinary mistake; ``None`` for anything else (a bug)."""
     invalid = _settings_error(exc)
@@ -57,6 +60,8 @@ Explanation = tuple[type[BaseException], Callable[[Any], StartupError]]
 
 def _explanations() -> list[Explanation]:
     # Imported here: only a failed start pays for them.
+    from redis.exceptions import AuthenticationError
+
     from latlab.coordination import CoordinatorUnavailable, UnsupportedRedisURL
     from latlab.storage.base import StoreUnavailable
     from latlab.storage.registry import UnsupportedStorageURL
@@ -72,6 +77,7 @@ def _explanations() -> list[Explanation]:
             lambda exc: StartupError(f"store unavailable: {exc}: {store_hint}", UNREACHABLE),
         ),
         (CoordinatorUnavailable, lambda exc: StartupError(f"{exc}: {redis_hint}", UNREACHABLE)),
+        (AuthenticationError, lambda exc: StartupError(f"{_REDIS_REFUSED} ({exc})")),
     ]
 
 
