@@ -284,3 +284,27 @@ async def test_workers_authenticate_to_redis_and_a_wrong_password_is_one_line(
     assert ended.stderr.startswith(b"latlab: Redis refused the user or password")
     assert ended.stderr.count(b"\n") == 1
     assert b"wrong-pw" not in ended.stderr
+
+
+async def test_after_redis_restarts_empty_jobs_still_go_to_the_worker(
+    tmp_path: Path, targets_port: int
+) -> None:
+    db = tmp_path / "latlab.db"
+    with OwnRedis() as redis:
+        env = {"LATLAB_REDIS_URL": redis.url, "LATLAB_REDIS_PREFIX": "restart"}
+        with (
+            latlab_serve(db, "--no-targets", env=env) as (_, url),
+            latlab_worker(db, env) as worker,
+        ):
+            async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+                await wait_for(lambda: _listed(api, worker.id), what="the worker listed")
+                before = await start_experiment(api, targets_port, count=5)
+                await wait_state(api, before, "completed")
+                redis.stop()
+                redis.start()  # no persistence: streams, groups, leases and the fleet are gone
+                await wait_for(lambda: _listed(api, worker.id), what="the worker listed again")
+                after = await start_experiment(api, targets_port, count=5)
+                await wait_state(api, after, "completed")
+                assert sorted(r["seq"] for r in await results(api, after)) == list(range(5))
+    assert f"probe job {before} claimed" in worker.output()
+    assert f"probe job {after} claimed" in worker.output()
