@@ -75,6 +75,19 @@ async def wait_held(api: httpx.AsyncClient, experiment_id: int, done: int) -> st
 
 
 @asynccontextmanager
+async def api_and_worker(
+    db: Path, env: dict[str, str], *args: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, WorkerProcess]]:
+    with (
+        latlab_serve(db, "--no-targets", env=env) as (_, url),
+        latlab_worker(db, env, *args) as worker,
+    ):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+            await wait_for(lambda: _listed(api, worker.id), what="the worker listed")
+            yield api, worker
+
+
+@asynccontextmanager
 async def api_and_two_workers(
     db: Path, env: dict[str, str]
 ) -> AsyncIterator[tuple[httpx.AsyncClient, WorkerProcess, WorkerProcess]]:
@@ -103,24 +116,19 @@ def largest_gap_s(rows: list[dict[str, Any]]) -> float:
 async def test_an_experiment_runs_on_a_worker_not_in_the_api_process(
     tmp_path: Path, env: dict[str, str], targets_port: int
 ) -> None:
-    db = tmp_path / "latlab.db"
-    with (
-        latlab_serve(db, "--no-targets", env=env) as (_, url),
-        latlab_worker(db, env, "--location", "eu-1", "--capacity", "3") as worker,
-    ):
-        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
-            await wait_for(lambda: _listed(api, worker.id), what="the worker in the fleet")
-            listed = (await api.get("/api/v1/workers")).json()["data"]
-            experiment_id = await start_experiment(api, targets_port, count=20)
-            await wait_state(api, experiment_id, "completed")
-            assert sorted(r["seq"] for r in await results(api, experiment_id)) == list(range(20))
-            series = f'experiment="{experiment_id}",status_class="2xx"'
-            counted = f"latlab_probe_results_total{{{series}}} 20.0"
+    worker_args = ("--location", "eu-1", "--capacity", "3")
+    async with api_and_worker(tmp_path / "latlab.db", env, *worker_args) as (api, worker):
+        listed = (await api.get("/api/v1/workers")).json()["data"]
+        experiment_id = await start_experiment(api, targets_port, count=20)
+        await wait_state(api, experiment_id, "completed")
+        assert sorted(r["seq"] for r in await results(api, experiment_id)) == list(range(20))
+        series = f'experiment="{experiment_id}",status_class="2xx"'
+        counted = f"latlab_probe_results_total{{{series}}} 20.0"
 
-            async def relayed() -> bool:  # only the worker saw the probes: the relay told the API
-                return counted in (await api.get("/metrics")).text
+        async def relayed() -> bool:  # only the worker saw the probes: the relay told the API
+            return counted in (await api.get("/metrics")).text
 
-            await wait_for(relayed, what="the API's /metrics to count the worker's probes")
+        await wait_for(relayed, what="the API's /metrics to count the worker's probes")
     assert [(w["id"], w["location"], w["capacity"]) for w in listed] == [(worker.id, "eu-1", 3)]
     assert f"probe job {experiment_id} claimed" in worker.output()
 
@@ -261,14 +269,9 @@ async def test_workers_authenticate_to_redis_and_a_wrong_password_is_one_line(
     db = tmp_path / "latlab.db"
     with OwnRedis(password="right-pw") as redis:
         env = {"LATLAB_REDIS_URL": redis.url, "LATLAB_REDIS_PREFIX": "auth"}
-        with (
-            latlab_serve(db, "--no-targets", env=env) as (_, url),
-            latlab_worker(db, env) as worker,
-        ):
-            async with httpx.AsyncClient(base_url=url, timeout=10) as api:
-                await wait_for(lambda: _listed(api, worker.id), what="the worker listed")
-                experiment_id = await start_experiment(api, targets_port, count=5)
-                await wait_state(api, experiment_id, "completed")
+        async with api_and_worker(db, env) as (api, worker):
+            experiment_id = await start_experiment(api, targets_port, count=5)
+            await wait_state(api, experiment_id, "completed")
         wrong = redis.url.replace("right-pw", "wrong-pw")
         environment = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{db}"}
         command = [sys.executable, "-m", "latlab", "worker"]
@@ -292,19 +295,14 @@ async def test_after_redis_restarts_empty_jobs_still_go_to_the_worker(
     db = tmp_path / "latlab.db"
     with OwnRedis() as redis:
         env = {"LATLAB_REDIS_URL": redis.url, "LATLAB_REDIS_PREFIX": "restart"}
-        with (
-            latlab_serve(db, "--no-targets", env=env) as (_, url),
-            latlab_worker(db, env) as worker,
-        ):
-            async with httpx.AsyncClient(base_url=url, timeout=10) as api:
-                await wait_for(lambda: _listed(api, worker.id), what="the worker listed")
-                before = await start_experiment(api, targets_port, count=5)
-                await wait_state(api, before, "completed")
-                redis.stop()
-                redis.start()  # no persistence: streams, groups, leases and the fleet are gone
-                await wait_for(lambda: _listed(api, worker.id), what="the worker listed again")
-                after = await start_experiment(api, targets_port, count=5)
-                await wait_state(api, after, "completed")
-                assert sorted(r["seq"] for r in await results(api, after)) == list(range(5))
+        async with api_and_worker(db, env) as (api, worker):
+            before = await start_experiment(api, targets_port, count=5)
+            await wait_state(api, before, "completed")
+            redis.stop()
+            redis.start()  # no persistence: streams, groups, leases and the fleet are gone
+            await wait_for(lambda: _listed(api, worker.id), what="the worker listed again")
+            after = await start_experiment(api, targets_port, count=5)
+            await wait_state(api, after, "completed")
+            assert sorted(r["seq"] for r in await results(api, after)) == list(range(5))
     assert f"probe job {before} claimed" in worker.output()
     assert f"probe job {after} claimed" in worker.output()
