@@ -21,8 +21,8 @@ def show_workers(*, as_json: bool) -> None:
         if settings.redis_url is None:
             raise StartupError("no fleet without Redis: set LATLAB_REDIS_URL")
         workers = run(_live(settings.redis_url, settings.redis_prefix))
-    if as_json:
-        sys.stdout.write(json.dumps({"data": [json.loads(w.to_json()) for w in workers]}) + "\n")
+    if as_json:  # the shape of GET /api/v1/workers
+        sys.stdout.write(json.dumps({"data": [_public(worker) for worker in workers]}) + "\n")
         return
     Console().print(_table(workers, datetime.now(UTC)))
 
@@ -36,6 +36,16 @@ async def _live(url: str, prefix: str) -> list[WorkerInfo]:
         return await Fleet(client, prefix, RedisCoordinator.lease_s).live()
     finally:
         await client.aclose()
+
+
+def _public(worker: WorkerInfo) -> dict[str, object]:
+    return {
+        "id": worker.id,
+        "location": worker.location,
+        "capacity": worker.capacity,
+        "jobs": [{"kind": kind, "id": job_id} for kind, job_id in worker.jobs],
+        "last_heartbeat": worker.last_heartbeat.isoformat(),
+    }
 
 
 def _table(workers: list[WorkerInfo], now: datetime) -> Table:
