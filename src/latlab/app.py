@@ -136,11 +136,12 @@ async def _open_executor(
 
 
 def _start_relay(channel: str, client: Redis, sinks: Sinks, stack: AsyncExitStack) -> None:
-    relay = RelaySink(channel)
+    relay = RelaySink(channel, listening_here=True)
     sinks.events.subscribe(relay)
     local = [sinks.live, sinks.probe_metrics, sinks.load_metrics]  # InfluxDB: by the origin
     loops = {
         "relay out": functools.partial(relay.publish, client),
+        "relay listeners": functools.partial(relay.watch_listeners, client),
         "relay in": functools.partial(listen_relay, client, channel, relay.origin, local),
     }
     for name, loop in loops.items():

@@ -66,6 +66,7 @@ async def test_every_kind_of_event_reaches_the_other_process_as_it_was(
     listening = asyncio.create_task(listen(client, channel, "another process", [sink]))
     publishing = asyncio.create_task(out.publish(client))
     await until_listening(client, channel)
+    await out.count_listeners(client)
     result = ProbeResult(7, 0, 200, 1.25, AT, AT, connect_ms=0.5, error=None)
     second = LoadSecond(3, 0, AT, 100, 1, 99.5, 1.0, 2.0, 3.0, None)
     change = StateChange("probe", 7, JobState.COMPLETED, None, AT)
@@ -96,6 +97,7 @@ async def test_a_process_does_not_hear_its_own_events(client: aioredis.Redis) ->
         asyncio.create_task(out.publish(client)),
     ]
     await until_listening(client, channel, 2)
+    await out.count_listeners(client)
     out.deleted("bot", 1)
     await asyncio.wait_for(other.count.wait(), 5)
     for task in tasks:
@@ -105,9 +107,33 @@ async def test_a_process_does_not_hear_its_own_events(client: aioredis.Redis) ->
     assert other.got == [("deleted", "bot", 1)]
 
 
+async def test_nothing_is_relayed_while_no_other_process_listens(
+    client: aioredis.Redis,
+) -> None:
+    channel = f"relay-{secrets.token_hex(4)}:events"
+    out, sink = RelaySink(channel, listening_here=True), Recording()
+    mine = asyncio.create_task(listen(client, channel, out.origin, []))
+    publishing = asyncio.create_task(out.publish(client))
+    await until_listening(client, channel)
+    await out.count_listeners(client)
+    alone = out.active
+    out.deleted("bot", 1)  # nobody else to tell: not even encoded
+    other = asyncio.create_task(listen(client, channel, "another process", [sink]))
+    await until_listening(client, channel, 2)
+    await out.count_listeners(client)
+    out.deleted("bot", 2)
+    await asyncio.wait_for(sink.count.wait(), 5)
+    for task in (mine, publishing, other):
+        task.cancel()
+    await asyncio.gather(mine, publishing, other, return_exceptions=True)
+    assert alone is False
+    assert sink.got == [("deleted", "bot", 2)]
+
+
 def test_past_the_bound_events_are_dropped_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(relay, "MAX_PENDING", 3)
     out = RelaySink("nowhere")
+    out.active = True  # as if another process listened
     for job_id in range(5):
         out.deleted("bot", job_id)
     assert out.dropped == 2

@@ -105,6 +105,7 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
         loops = {
             "fleet heartbeat": lambda: worker.heartbeat(fleet),
             "relay out": lambda: relay.publish(client),
+            "relay listeners": lambda: relay.watch_listeners(client),
             "dispatch (heavy)": lane("heavy", capacity),
             "dispatch (light)": lane("light", LIGHT_SLOTS),
         }
