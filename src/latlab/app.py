@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -33,28 +29,21 @@ from latlab.exporters.influx import InfluxExporter, open_exporter
 from latlab.exporters.influx_load import InfluxLoadSink
 from latlab.exporters.influx_probes import InfluxProbeSink
 from latlab.exporters.prometheus import ControlMetricsPage, LoadMetrics, ProbeMetrics
-from latlab.exporters.prometheus_fleet import WorkerSample
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.events import Events
-from latlab.jobs.executor import Executor, InProcessExecutor
-from latlab.jobs.fleet import FleetExecutor, FleetWatch
+from latlab.jobs.executor import InProcessExecutor
+from latlab.jobs.fleet import FleetWatch
 from latlab.jobs.kinds import builtin_runners
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.probe_spec import probe_limits
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import count_jobs
-from latlab.jobs.relay import RelaySink
-from latlab.jobs.relay import listen as listen_relay
 from latlab.jobs.runner import JobRunner, RunContext
-from latlab.jobs.supervise import supervise
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
 from latlab.storage import Store, open_store
 from latlab.storage.writer import BatchWriter
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 log = logging.getLogger("latlab")
 
@@ -98,64 +87,8 @@ def _metrics_page(
         live_clients=lambda: sinks.live.subscriptions,
         influx=None if sinks.influx is None else sinks.influx.stats,
         load=sinks.load_metrics,
-        workers=None if fleet is None else functools.partial(_worker_samples, fleet),
+        workers=None if fleet is None else fleet.samples,
     )
-
-
-def _worker_samples(fleet: FleetWatch) -> list[WorkerSample]:
-    now = datetime.now(UTC)
-    return [
-        WorkerSample(
-            w.id, w.location, w.capacity, len(w.jobs), (now - w.last_heartbeat).total_seconds()
-        )
-        for w in fleet.workers
-    ]
-
-
-async def _open_executor(
-    settings: Settings, lease_s: float, stack: AsyncExitStack, sinks: Sinks
-) -> tuple[Executor, FleetWatch | None]:
-    """In-process alone without Redis; with Redis, on workers whenever one is up, and the
-    events of every process relayed to this one's live feed and metrics."""
-    local = InProcessExecutor()
-    if settings.redis_url is None:
-        return local, None
-    from latlab.coordination.dispatch import Dispatcher
-    from latlab.coordination.fleet import Fleet
-    from latlab.coordination.redis import open_client
-
-    client = open_client(settings.redis_url, lease_s / 3)
-    stack.push_async_callback(client.aclose)
-    _start_relay(f"{settings.redis_prefix}:events", client, sinks, stack)
-    fleet = FleetWatch(Fleet(client, settings.redis_prefix, lease_s), lease_s / 3)
-    dispatcher = Dispatcher(settings.redis_url, settings.redis_prefix)
-    stack.push_async_callback(dispatcher.close)
-    with contextlib.suppress(Exception):  # Redis was reachable a moment ago; else the watch
-        await fleet.refresh()
-    return FleetExecutor(local, dispatcher.dispatch, fleet.has_workers), fleet
-
-
-def _start_relay(channel: str, client: Redis, sinks: Sinks, stack: AsyncExitStack) -> None:
-    relay = RelaySink(channel, listening_here=True)
-    sinks.events.subscribe(relay)
-    local = [sinks.live, sinks.probe_metrics, sinks.load_metrics]  # InfluxDB: by the origin
-    loops = {
-        "relay out": functools.partial(relay.publish, client),
-        "relay listeners": functools.partial(relay.watch_listeners, client),
-        "relay in": functools.partial(listen_relay, client, channel, relay.origin, local),
-    }
-    for name, loop in loops.items():
-        task = asyncio.create_task(supervise(name, loop), name=f"latlab-{name}")
-        stack.push_async_callback(_cancel, task)
-
-
-def _watch(fleet: FleetWatch) -> asyncio.Task[None]:
-    return asyncio.create_task(supervise("fleet view", fleet.watch), name="latlab-fleet-view")
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 async def open_run_context(settings: Settings, stack: AsyncExitStack) -> tuple[RunContext, Sinks]:
@@ -195,7 +128,14 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
         ctx, sinks = await open_run_context(settings, stack)
         store, writer, coordinator, probes = ctx.store, ctx.writer, ctx.coordinator, ctx.probes
         runners = job_runners(settings)
-        executor, fleet = await _open_executor(settings, coordinator.lease_s, stack, sinks)
+        shared = None
+        if settings.redis_url is not None:
+            from latlab.shared import open_shared
+
+            relay_to = [sinks.live, sinks.probe_metrics, sinks.load_metrics]
+            lease_s = coordinator.lease_s
+            shared = await open_shared(settings, lease_s, stack, sinks.events, relay_to)
+        executor = InProcessExecutor() if shared is None else shared.executor
         jobs = JobManager(ctx, executor, runners)
         # Registered before start() so that a failed start still cancels what it launched.
         stack.push_async_callback(jobs.shutdown)
@@ -205,8 +145,11 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
             gc.collect()
             gc.freeze()
         await jobs.start()
-        if fleet is not None:
-            stack.push_async_callback(_cancel, _watch(fleet))
+        if shared is not None:
+            from latlab.shared import start_answering
+
+            start_answering(shared, jobs, store, stack)
+        fleet = None if shared is None else shared.fleet
         bot_runner = jobs.runner("bot")
         assert isinstance(bot_runner, BotRunner)
         yield AppState(
@@ -220,6 +163,7 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
             live=sinks.live,
             metrics=_metrics_page(sinks, store, jobs, writer, fleet),
             fleet=fleet,
+            owner_requests=None if shared is None else shared.requests,
         )
 
 

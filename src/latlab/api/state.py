@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from latlab.api.idempotency import Idempotency
 from latlab.api.quotas import CreateRate
@@ -15,6 +16,9 @@ from latlab.jobs.manager import JobManager
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
 from latlab.storage import Store
+
+if TYPE_CHECKING:
+    from latlab.coordination.requests import OwnerRequests
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,4 +33,5 @@ class AppState:
     live: LiveHub
     metrics: ControlMetricsPage
     fleet: FleetWatch | None = None  # the workers, when Redis is configured
+    owner_requests: OwnerRequests | None = None  # questions to a job's process, with Redis
     create_rate: CreateRate = field(default_factory=CreateRate)  # per process, in memory

@@ -68,11 +68,13 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
     from latlab.coordination.dispatch import receive
     from latlab.coordination.fleet import Fleet
     from latlab.coordination.redis import open_client
+    from latlab.coordination.requests import OwnerRequests
     from latlab.jobs.executor import InProcessExecutor
     from latlab.jobs.manager import JobManager
     from latlab.jobs.relay import RelaySink
     from latlab.jobs.supervise import supervise
     from latlab.jobs.worker import Worker
+    from latlab.shared import serve_load_questions
 
     assert settings.redis_url is not None
     redis_url = settings.redis_url
@@ -110,6 +112,7 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
             "dispatch (light)": lane("light", LIGHT_SLOTS),
         }
         tasks = [asyncio.create_task(supervise(name, loop)) for name, loop in loops.items()]
+        serve_load_questions(OwnerRequests(client, settings.redis_prefix), jobs, ctx.store, stack)
         try:
             yield ctx.coordinator.owner_id
         finally:

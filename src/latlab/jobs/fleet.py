@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination import JobKey
 from latlab.coordination.fleet import Fleet, WorkerInfo
+from latlab.exporters.prometheus_fleet import WorkerSample
 from latlab.jobs.executor import Driver, InProcessExecutor
 
 log = logging.getLogger("latlab.jobs")
@@ -31,6 +33,16 @@ class FleetWatch:
 
     def has_workers(self) -> bool:
         return bool(self.workers)
+
+    def samples(self) -> list[WorkerSample]:
+        """The workers as ``/metrics`` shows them."""
+        now = datetime.now(UTC)
+        return [
+            WorkerSample(
+                w.id, w.location, w.capacity, len(w.jobs), (now - w.last_heartbeat).total_seconds()
+            )
+            for w in self.workers
+        ]
 
     async def refresh(self) -> list[WorkerInfo]:
         self.workers = await self._fleet.live()

@@ -34,6 +34,7 @@ from latlab.api.load_run_schemas import (
 )
 from latlab.jobs.kinds.load import KIND, LoadRunner, RetuneRefused
 from latlab.jobs.kinds.load_queries import LoadRunQueries
+from latlab.jobs.kinds.load_remote import retune_anywhere
 from latlab.jobs.kinds.load_spec import LoadRunLimits, LoadRunSpec
 from latlab.jobs.quota import RunningLimit
 from latlab.jobs.state import Action
@@ -177,10 +178,14 @@ async def act(
     response_model=LoadRunPublic,
     responses={
         **_NOT_FOUND,
-        409: {"model": Problem, "description": "Not running here, or a rate for a closed model."},
+        409: {
+            "model": Problem,
+            "description": "Not running anywhere, or a rate for a closed model.",
+        },
     },
 )
 async def change(
+    request: Request,
     load_run_id: LoadRunIdPath,
     body: LoadRunChange,
     jobs: JobsDep,
@@ -199,8 +204,9 @@ async def change(
             value = getattr(body, field)
             error = {"type": "value_error", "loc": ["body", field], "msg": message, "input": value}
             raise RequestValidationError([error])
+        asker = app_state(request).owner_requests
         try:
-            await runner.retune(job, rate=body.rate, connections=body.connections)
+            await retune_anywhere(runner, asker, job, rate=body.rate, connections=body.connections)
         except RetuneRefused as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         return LoadRunPublic.of(await runs.get(load_run_id))
