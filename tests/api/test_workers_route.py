@@ -68,11 +68,31 @@ async def test_redis_away_answers_503_with_retry_after() -> None:
 async def test_a_location_without_workers_is_refused_and_nothing_is_created() -> None:
     spec = {"host": "127.0.0.1", "port": 9, "location": "eu-1"}
     async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
-        response = await api.post("/api/v1/experiments", json=spec)
-        created = (await api.get("/api/v1/experiments")).json()["count"]
-    assert response.status_code == 422
-    assert "a location needs workers" in response.text
-    assert created == 0
+        answers = [
+            await api.post("/api/v1/experiments", json=spec),
+            await api.post("/api/v1/bots", json={"start_number": 1, "location": "eu-1"}),
+            await api.post("/start", json={"location": "eu-1"}),
+        ]
+        created = [
+            (await api.get(path)).json()["count"]
+            for path in ("/api/v1/experiments", "/api/v1/bots")
+        ]
+    assert [answer.status_code for answer in answers] == [422, 422, 422]
+    assert all("a location needs workers" in answer.text for answer in answers)
+    assert created == [0, 0]
+
+
+async def test_a_bot_pinned_where_no_worker_is_up_waits_for_one() -> None:
+    url, prefix = require_redis(), f"route-{secrets.token_hex(4)}"
+    settings = Settings(storage_url="memory://", redis_url=url, redis_prefix=prefix)
+    async with run_api(settings.model_copy(update={"freeze_gc": False})) as api:
+        created = await api.post("/api/v1/bots", json={"start_number": 1, "location": "us-1"})
+        listed = (await api.get("/api/v1/bots")).json()["data"]
+    await drop_redis_keys(url, prefix)
+    assert created.status_code == 201, created.text
+    assert created.json()["waiting_for"] == listed[0]["waiting_for"] == "us-1"
+    assert listed[0]["location"] == "us-1"
+    assert listed[0]["last_number"] is None
 
 
 async def test_a_location_is_a_plain_name() -> None:

@@ -234,13 +234,22 @@ async def test_a_job_pinned_to_a_location_waits_for_a_worker_there(
             created = (await api.post("/api/v1/experiments?start=true", json=spec)).json()
             experiment_id = created["id"]
             waiting = await wait_state(api, experiment_id, "running")
+            bot = {"start_number": 7, "location": "us-1"}
+            bot_id = (await api.post("/api/v1/bots", json=bot)).json()["id"]
+            bot_waiting = (await api.get(f"/api/v1/bots/{bot_id}")).json()["waiting_for"]
             with latlab_worker(db, env, "--location", "us-1", name="us") as there:
                 done = await wait_state(api, experiment_id, "completed")
+
+                async def bot_printed() -> bool:
+                    return f"bot {bot_id}: 7" in there.output()
+
+                await wait_for(bot_printed, what="the pinned bot to print on the us-1 worker")
     assert created["waiting_for"] == waiting["waiting_for"] == "us-1"
     assert waiting["done"] == 0
     assert done["waiting_for"] is None
     assert f"probe job {experiment_id} claimed" in there.output()
     assert "claimed" not in elsewhere.output()
+    assert bot_waiting == "us-1"
 
 
 @pytest.mark.parametrize(

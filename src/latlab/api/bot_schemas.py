@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from latlab.api.schemas import WAITING_FOR, waiting_for
 from latlab.storage import JobRecord, JobState
 
 STILL_ALIVE = "still alive"
@@ -58,9 +60,15 @@ class BotPublic(BaseModel):
     started_at: datetime
     ended_at: datetime | None
     duration_s: float
+    location: str | None = Field(None, description="Where it runs, if pinned to a location.")
+    waiting_for: str | None = WAITING_FOR
 
     @classmethod
-    def of(cls, job: JobRecord, last_number: int | None) -> BotPublic:
+    def of(
+        cls, job: JobRecord, last_number: int | None, live_locations: Collection[str] | None = None
+    ) -> BotPublic:
+        """``live_locations``: where workers are up (None: no workers in this deployment)."""
+        location = job.spec.get("location")
         return cls(
             id=job.id,
             state=job.state,
@@ -69,6 +77,8 @@ class BotPublic(BaseModel):
             started_at=job.created_at,
             ended_at=ended_at(job),
             duration_s=duration_s(job),
+            location=None if location is None else str(location),
+            waiting_for=waiting_for(job, live_locations),
         )
 
 

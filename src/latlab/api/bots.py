@@ -20,8 +20,10 @@ from latlab.api.deps import (
     BotsLimitDep,
     IdempotencyDep,
     JobsDep,
+    SettingsDep,
     count_create,
     known_keys_only,
+    location_has_workers,
 )
 from latlab.api.errors import transition_detail
 from latlab.api.idempotency import IdempotencyKey
@@ -45,10 +47,12 @@ async def start(
     jobs: JobsDep,
     idempotency: IdempotencyDep,
     limit: BotsLimitDep,
+    settings: SettingsDep,
     spec: Annotated[BotSpec | None, Body(description="Optional; no body counts from 0.")] = None,
     key: IdempotencyKey = None,
 ) -> Response:
     """Start a bot that prints start_number, start_number + 1, … once a second."""
+    location_has_workers(None if spec is None else spec.location, settings)
 
     async def created() -> BotCreated:
         job = await jobs.create(KIND, (spec or BotSpec()).model_dump(), start=True, limit=limit)

@@ -18,6 +18,7 @@ from latlab.jobs.kinds.bot import KIND as BOT
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.probe import KIND as PROBE
 from latlab.jobs.kinds.probe_spec import ProbeLimits
+from latlab.jobs.kinds.spec_checks import LOCATION_NEEDS_WORKERS
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import BotQueries, ExperimentQueries
@@ -87,6 +88,14 @@ def _experiments_limit(request: Request) -> RunningLimit:
 
 def _bots_limit(request: Request) -> RunningLimit:
     return running_limit(app_state(request).settings, BOT)
+
+
+def location_has_workers(location: str | None, settings: Settings) -> None:
+    """A 422 for a location asked of a LatLab without Redis: no worker could ever take it."""
+    if location is not None and settings.redis_url is None:
+        msg = LOCATION_NEEDS_WORKERS
+        error = {"type": "value_error", "loc": ["body", "location"], "msg": msg, "input": location}
+        raise RequestValidationError([error])
 
 
 def count_create(request: Request) -> None:

@@ -75,6 +75,23 @@ def seed_experiment(job: JobRecord, results: list[ProbeResult]) -> Experiment:
     )
 
 
+def waiting_for(job: JobRecord, live_locations: Collection[str] | None) -> str | None:
+    """The location a running job is pinned to while no worker is up there, else None.
+
+    ``live_locations``: where workers are up; None without Redis (nothing to wait for)."""
+    location = job.spec.get("location")
+    if job.state is not JobState.RUNNING or live_locations is None:
+        return None
+    return None if location in (None, "any", *live_locations) else str(location)
+
+
+WAITING_FOR = Field(
+    None,
+    description="Running but pinned to this location, where no worker is up: it goes on once "
+    "one starts there.",
+)
+
+
 class ExperimentPublic(BaseModel):
     id: int
     state: JobState
@@ -84,21 +101,11 @@ class ExperimentPublic(BaseModel):
     error: str | None = None
     created_at: datetime
     updated_at: datetime
-    waiting_for: str | None = Field(
-        None,
-        description="Running but pinned to this location, where no worker is up: it goes on "
-        "once one starts there.",
-    )
+    waiting_for: str | None = WAITING_FOR
 
     @classmethod
     def of(cls, job: JobRecord, live_locations: Collection[str] | None = None) -> ExperimentPublic:
         """``live_locations``: where workers are up (None: no workers in this deployment)."""
-        location = job.spec.get("location")
-        waits = (
-            job.state is JobState.RUNNING
-            and live_locations is not None
-            and location not in (None, "any", *live_locations)
-        )
         return cls(
             id=job.id,
             state=job.state,
@@ -108,7 +115,7 @@ class ExperimentPublic(BaseModel):
             error=job.error,
             created_at=job.created_at,
             updated_at=job.updated_at,
-            waiting_for=str(location) if waits else None,
+            waiting_for=waiting_for(job, live_locations),
         )
 
 

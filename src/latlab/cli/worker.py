@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from latlab.cli.logs import StartupLog
 from latlab.cli.shutdown import ShutdownDeadline
 from latlab.cli.startup import StartupError
-from latlab.jobs.kinds.probe_spec import LOCATION_PATTERN
+from latlab.jobs.kinds.spec_checks import LOCATION_MAX, LOCATION_PATTERN
 from latlab.serving.runner import run
 from latlab.serving.signals import stop_on_signals
 from latlab.settings import Settings
@@ -40,7 +40,7 @@ def run_worker(settings: Settings, *, location: str, capacity: int, log: Startup
     check_url(settings.storage_url)
     if settings.redis_url is None:
         raise StartupError("a worker needs Redis: set LATLAB_REDIS_URL (the API's too)")
-    if re.fullmatch(LOCATION_PATTERN, location) is None or len(location) > 64:
+    if re.fullmatch(LOCATION_PATTERN, location) is None or len(location) > LOCATION_MAX:
         message = f"--location {location!r}: use letters, digits, '.', '_' or '-' (up to 64)"
         raise StartupError(message)
     run(_work(settings, location, capacity, log))

@@ -15,9 +15,12 @@ from latlab.api.deps import (
     IdempotencyDep,
     JobsDep,
     Limit,
+    LiveLocationsDep,
     Offset,
+    SettingsDep,
     count_create,
     known_keys_only,
+    location_has_workers,
 )
 from latlab.api.idempotency import IdempotencyKey
 from latlab.jobs.kinds.bot import KIND, BotSpec
@@ -43,11 +46,15 @@ async def create(
     bots: BotsDep,
     idempotency: IdempotencyDep,
     limit: BotsLimitDep,
+    settings: SettingsDep,
+    locations: LiveLocationsDep,
     key: IdempotencyKey = None,
 ) -> Response:
+    location_has_workers(spec.location, settings)
+
     async def created() -> BotPublic:
         job = await jobs.create(KIND, spec.model_dump(), start=True, limit=limit)
-        return BotPublic.of(job, await bots.last_number(job))
+        return BotPublic.of(job, await bots.last_number(job), locations)
 
     return await idempotency.answer(request, key, created)
 
@@ -56,19 +63,22 @@ async def create(
 async def list_bots(
     records: BotRecordsDep,
     bots: BotsDep,
+    locations: LiveLocationsDep,
     state: Annotated[JobState | None, Query(description="Only bots in this state.")] = None,
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> BotsPublic:
     page = await records.page(state, offset=offset, limit=limit)
-    data = [BotPublic.of(job, await bots.last_number(job)) for job in page.items]
+    data = [BotPublic.of(job, await bots.last_number(job), locations) for job in page.items]
     return BotsPublic(data=data, count=page.total, offset=offset, limit=limit)
 
 
 @router.get("/{bot_id}", response_model=BotPublic, responses=_NOT_FOUND)
-async def get(bot_id: BotIdPath, records: BotRecordsDep, bots: BotsDep) -> BotPublic:
+async def get(
+    bot_id: BotIdPath, records: BotRecordsDep, bots: BotsDep, locations: LiveLocationsDep
+) -> BotPublic:
     job = await records.get(bot_id)
-    return BotPublic.of(job, await bots.last_number(job))
+    return BotPublic.of(job, await bots.last_number(job), locations)
 
 
 @router.post(

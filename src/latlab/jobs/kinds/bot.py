@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from latlab.jobs.kinds.spec_checks import location_field
 from latlab.jobs.runner import KindRunner, RunContext, Service, Started
 from latlab.jobs.supervise import until_stored
 from latlab.jobs.ticks import TickScheduler
@@ -39,6 +40,7 @@ class BotSpec(BaseModel):
     start_number: Annotated[
         StrictInt, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT, description="First number printed.")
     ] = 0
+    location: str | None = location_field("the bot")
 
 
 def heartbeat_key(owner_id: str) -> str:

@@ -21,7 +21,13 @@ from pydantic import (
     model_validator,
 )
 
-from latlab.jobs.kinds.spec_checks import Headers, Method, field_error
+from latlab.jobs.kinds.spec_checks import (
+    LOCATION_NEEDS_WORKERS,
+    Headers,
+    Method,
+    field_error,
+    location_field,
+)
 from latlab.measure.http_probe import ProbeTarget, ResponseChecks
 from latlab.measure.policy import TargetPolicy
 from latlab.measure.request import RequestError, RequestSpec, parse_expect_status
@@ -65,9 +71,6 @@ def check_host(value: str) -> str:
     if _NUMBER.fullmatch(labels[-1]):  # a name never ends in a number (WHATWG URL)
         raise ValueError(f"host {value!r} is not a valid IP address; {_HOST_HINT}")
     return host.lower()
-
-
-LOCATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # also a Redis key part: no ':' or spaces
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,13 +129,7 @@ class ProbeSpec(BaseModel):
     expect_max_latency_ms: float | None = Field(
         None, gt=0, description="Latency above which a probe fails."
     )
-    location: str | None = Field(
-        None,
-        max_length=64,
-        pattern=LOCATION_PATTERN,
-        description="Probe only from workers at this location (`latlab worker --location`); "
-        "null: any worker, or the API process when no worker is up.",
-    )
+    location: str | None = location_field("the probes")
 
     @field_validator("host")
     @classmethod
@@ -144,7 +141,7 @@ class ProbeSpec(BaseModel):
     def _location_needs_workers(cls, value: str | None, info: ValidationInfo) -> str | None:
         limits = _limits(info)
         if value is not None and limits is not None and not limits.workers:
-            raise ValueError("a location needs workers: set LATLAB_REDIS_URL and run latlab worker")
+            raise ValueError(LOCATION_NEEDS_WORKERS)
         return value
 
     @field_validator("interval_s")

@@ -13,6 +13,21 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from latlab.measure.request import RequestError, RequestSpec
 
+LOCATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # also a Redis key part: no ':' or spaces
+LOCATION_MAX = 64
+LOCATION_NEEDS_WORKERS = "a location needs workers: set LATLAB_REDIS_URL and run latlab worker"
+
+
+def location_field(what: str) -> Any:
+    """The ``location`` of a job that runs only on workers started with ``--location``."""
+    return Field(
+        None,
+        max_length=LOCATION_MAX,
+        pattern=LOCATION_PATTERN,
+        description=f"Run {what} only on workers at this location (`latlab worker --location`); "
+        "null: any worker, or the API process when no worker is up.",
+    )
+
 
 def field_error(
     model: str, field: str | None, kind: str, message: str, value: object
