@@ -14,8 +14,10 @@ from latlab.coordination.redis import RedisCoordinator
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
+from latlab.jobs.fleet import Dispatch, FleetExecutor
 from latlab.jobs.manager import JobManager
 from latlab.jobs.runner import JobRunner, KindRunner, RunContext, Started
+from latlab.jobs.state import Action
 from latlab.jobs.worker import Worker
 from latlab.measure.client import ProbeClient
 from latlab.storage import JobRecord, JobState
@@ -68,6 +70,37 @@ async def worker_on(store: MemoryStore, prefix: str, *runners: JobRunner) -> Asy
             yield Worker(ctx, manager, executor, location="eu-1", capacity=2)
         finally:
             await manager.shutdown()
+            await coordinator.close()
+
+
+class Api:
+    """An API process's manager whose executor dispatches through ``dispatch``, once bound."""
+
+    def __init__(self) -> None:
+        self._dispatch: Dispatch | None = None
+        self.manager: JobManager
+
+    def bind_dispatch(self, dispatch: Dispatch) -> None:
+        self._dispatch = dispatch
+
+    async def dispatch(self, kind: str, job_id: int, location: str) -> None:
+        assert self._dispatch is not None
+        await self._dispatch(kind, job_id, location)
+
+
+@asynccontextmanager
+async def api_on(store: MemoryStore, prefix: str) -> AsyncIterator[Api]:
+    coordinator = await RedisCoordinator.open(require_redis(), prefix)
+    async with BatchWriter(store, delay_s=0) as writer:
+        ctx = RunContext(store, writer, SystemClock(), ProbeClient(), coordinator, Events())
+        api = Api()
+        executor = FleetExecutor(InProcessExecutor(), api.dispatch, lambda: True)
+        api.manager = JobManager(ctx, executor, [Quick()])
+        await api.manager.start()
+        try:
+            yield api
+        finally:
+            await api.manager.shutdown()
             await coordinator.close()
 
 
@@ -177,3 +210,27 @@ def worker_adopted_nothing(worker: Worker):  # type: ignore[no-untyped-def]
         return await worker._manager.adopted() == 0
 
     return check
+
+
+async def test_a_job_resumed_after_its_worker_halted_it_is_taken_by_another(prefix: str) -> None:
+    """Found in review: pause and resume kept the checkpoint naming the first worker, alive,
+    so no other worker would claim it and the job stayed running with nothing running it."""
+    store, quick = MemoryStore(), Quick()
+    first = await RedisCoordinator.open(require_redis(), prefix)  # ran it, still alive
+    job_id = await running(store, "quick", fleet=first.owner_id)
+    try:
+        async with worker_on(store, prefix, quick) as second, api_on(store, prefix) as api:
+            sent = asyncio.Event()
+
+            async def dispatch(kind: str, job_id: int, location: str) -> None:
+                await second.run_job(kind, job_id)
+                sent.set()
+
+            api.bind_dispatch(dispatch)
+            await api.manager.act("quick", job_id, Action.PAUSE)
+            await api.manager.act("quick", job_id, Action.RESUME)
+            await asyncio.wait_for(sent.wait(), 5)
+    finally:
+        await first.close()
+    assert quick.ran == [job_id]
+    assert (await store.get_job("quick", job_id)).state is JobState.COMPLETED

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import weakref
@@ -148,7 +149,7 @@ class JobManager:
             for kind in self._runners:
                 page = await self._ctx.store.list_jobs(kind, states={JobState.RUNNING})
                 records.update({(kind, job.id): job for job in page.items if self._orphan(job)})
-            return {key: str(job.progress.get("fleet", "local")) for key, job in records.items()}
+            return {key: str(job.progress.get("fleet") or "local") for key, job in records.items()}
 
         adopted = await self._ctx.coordinator.adopt(running)
         for key in adopted:
@@ -230,6 +231,7 @@ class JobManager:
                 if job.state is not JobState.RUNNING:
                     async with self._quota(kind, 1, limit):
                         job = await self._move(job, target, action)
+                    job = await self._released(job)
                     started = self._submit([job])
                 elif self._may_run_here(job):
                     started = self._submit([job])  # a no-op when its task runs here already
@@ -243,6 +245,21 @@ class JobManager:
         elif target is not JobState.RUNNING:
             await self.ownership.tell_owner(key)
         return job
+
+    async def _released(self, job: JobRecord) -> JobRecord:
+        """A job started again is anyone's to claim: the process that ran it before (told
+        to halt when it left ``running``) may be alive and still named by its checkpoint,
+        and no worker takes a job a live owner holds. ``handed_from`` keeps that owner
+        for a bot, whose heartbeat says where it stopped."""
+        holder = job.progress.get("fleet")
+        if holder is None or not self._ctx.coordinator.shared:
+            return job
+        released = {"fleet": None, "handed_from": holder}
+        write = functools.partial(
+            self._ctx.writer.write, [], [ProgressUpdate(job.kind, job.id, released)]
+        )
+        await until_stored(f"{job.kind} job {job.id} start", write)
+        return dataclasses.replace(job, progress={**job.progress, **released})
 
     def _may_run_here(self, job: JobRecord) -> bool:
         """A running job is (re)launched here only if no other live process owns it."""
@@ -298,7 +315,7 @@ class JobManager:
     def _orphan(self, job: JobRecord) -> bool:
         """Whether a running job may be adopted: it names an owner, or nobody claimed it for a
         whole lease (a process that started it claims it within milliseconds)."""
-        if "fleet" in job.progress or not self._ctx.coordinator.shared:
+        if job.progress.get("fleet") is not None or not self._ctx.coordinator.shared:
             return True
         claim_window = timedelta(seconds=self._ctx.coordinator.lease_s)
         return job.updated_at < datetime.now(UTC) - claim_window

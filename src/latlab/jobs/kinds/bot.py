@@ -160,9 +160,10 @@ class BotRunner(KindRunner):
 
 def printed_by(progress: Mapping[str, Any], ctx: RunContext) -> str:
     """The owner whose heartbeat counts the bot's printed numbers: the one its checkpoint
-    names, or, if a worker has just claimed it (``handed_from``), the one before."""
+    names, or, if it was just claimed here or released for a new start (``handed_from``),
+    the one before."""
     owner = progress.get("fleet", "local")
-    if owner == ctx.coordinator.owner_id and progress.get("handed_from"):
+    if owner in (None, ctx.coordinator.owner_id) and progress.get("handed_from"):
         owner = progress["handed_from"]
     return str(owner)
 
