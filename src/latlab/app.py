@@ -134,7 +134,7 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
 
             relay_to = [sinks.live, sinks.probe_metrics, sinks.load_metrics]
             lease_s = coordinator.lease_s
-            shared = await open_shared(settings, lease_s, stack, sinks.events, relay_to)
+            shared = await open_shared(settings, lease_s, stack, sinks.events, relay_to, store)
         executor = InProcessExecutor() if shared is None else shared.executor
         jobs = JobManager(ctx, executor, runners)
         # Registered before start() so that a failed start still cancels what it launched.

@@ -19,7 +19,7 @@ from latlab.coordination.requests import OwnerRequests
 from latlab.exporters.base import Sink
 from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
-from latlab.jobs.fleet import FleetExecutor, FleetWatch
+from latlab.jobs.fleet import FleetExecutor, FleetWatch, unclaimed_in
 from latlab.jobs.kinds.load import LoadRunner
 from latlab.jobs.kinds.load_remote import retune_answerer
 from latlab.jobs.manager import JobManager
@@ -43,6 +43,7 @@ async def open_shared(
     stack: AsyncExitStack,
     events: Events,
     relay_to: Sequence[Sink],
+    store: Store,
 ) -> Shared:
     """Jobs go to workers whenever one is up; the other processes' events reach ``relay_to``
     (this process's live feed and metrics; InfluxDB is written by the process that ran them)."""
@@ -61,13 +62,17 @@ async def open_shared(
     stack.push_async_callback(dispatcher.close)
     with contextlib.suppress(Exception):  # Redis was reachable a moment ago; else the watch
         await fleet.refresh()
-    executor = FleetExecutor(InProcessExecutor(), dispatcher.dispatch, fleet.has_workers)
+    unclaimed = unclaimed_in(store)
+    executor = FleetExecutor(
+        InProcessExecutor(), dispatcher.dispatch, fleet.has_workers_at, unclaimed
+    )
     return Shared(executor, fleet, OwnerRequests(client, prefix))
 
 
 def start_answering(shared: Shared, jobs: JobManager, store: Store, stack: AsyncExitStack) -> None:
     """Once the jobs run: watch the fleet, and answer for the jobs that run here."""
     spawn(stack, "fleet view", shared.fleet.watch)
+    spawn(stack, "dispatch claims", shared.executor.watch_claims)
     serve_load_questions(shared.requests, jobs, store, stack)
 
 

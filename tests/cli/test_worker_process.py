@@ -345,3 +345,20 @@ async def test_a_load_run_on_a_worker_changes_rate_through_any_api_process(
     assert changed.json()["progress"]["rate"] == done["progress"]["rate"] == 300.0
     assert done["stats"]["requests"] > 100 * 3  # it sent faster than it was started at
     assert gone.status_code == 409
+
+
+async def test_a_job_dispatched_as_the_last_worker_dies_runs_in_the_api_process(
+    tmp_path: Path, env: dict[str, str], targets_port: int
+) -> None:
+    """Found in review: the API still saw the killed worker for up to a lease, sent the job
+    to the workers' stream, where nobody read it, and it stayed running with no probe."""
+    async with api_and_worker(tmp_path / "latlab.db", env) as (api, worker):
+        worker.process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(worker.process.wait, 10)
+        # Still listed (its entry lives a lease), but the scan its lapse sets off comes
+        # before the job is a lease old, when an unclaimed job still counts as just started.
+        await asyncio.sleep(1.5)
+        experiment_id = await start_experiment(api, targets_port, count=3)
+        done = await wait_state(api, experiment_id, "completed", timeout_s=30)
+    assert done["done"] == 3
+    assert "claimed" not in worker.output()

@@ -20,16 +20,26 @@ class Recorder:
         self.sent.append((kind, job_id, location))
 
 
-def executor_with(dispatch: Recorder, workers: list[str]) -> tuple[FleetExecutor, list[int]]:
+def executor_with(
+    dispatch: Recorder, workers: list[str], unclaimed: set[int] | None = None
+) -> tuple[FleetExecutor, list[int]]:
+    """``workers``: the locations of the live workers; ``unclaimed``: the jobs nobody took."""
     ran: list[int] = []
+    nobody_took = unclaimed if unclaimed is not None else set()
 
     async def drive(_kind: str, job_id: int, started: Started) -> None:
         ran.append(job_id)
         started()
         await asyncio.Event().wait()
 
+    def has_workers_at(location: str) -> bool:
+        return any(location in ("any", where) for where in workers)
+
+    async def not_taken(_kind: str, job_id: int) -> bool:
+        return job_id in nobody_took
+
     local = InProcessExecutor()
-    executor = FleetExecutor(local, dispatch.dispatch, lambda: bool(workers))
+    executor = FleetExecutor(local, dispatch.dispatch, has_workers_at, not_taken, claim_within_s=0)
     executor.bind(drive)
     return executor, ran
 
@@ -48,7 +58,7 @@ async def test_without_a_live_worker_a_job_runs_here() -> None:
 
 async def test_with_a_live_worker_a_job_is_dispatched_not_run_here() -> None:
     sent = Recorder()
-    executor, ran = executor_with(sent, workers=["w1"])
+    executor, ran = executor_with(sent, workers=["eu-1"])
     await executor.submit("probe", 2)
     assert sent.sent == [("probe", 2, "any")]
     assert ran == []
@@ -70,7 +80,7 @@ async def test_a_job_already_running_here_stays_here_when_workers_appear() -> No
 
 
 async def test_a_job_that_cannot_be_dispatched_runs_here() -> None:
-    executor, ran = executor_with(Recorder(fails=True), workers=["w1"])
+    executor, ran = executor_with(Recorder(fails=True), workers=["eu-1"])  # not pinned
     await executor.submit("probe", 4)
     assert executor.running() == [("probe", 4)]
     assert ran == [4]
@@ -85,4 +95,45 @@ async def test_a_job_pinned_to_a_location_is_dispatched_even_with_no_worker_up()
     await executor.submit("probe", 6, "any")  # not pinned: no worker, so here
     assert sent.sent == [("probe", 5, "us-1")]
     assert ran == [6]
+    await executor.shutdown()
+
+
+async def test_a_dispatch_nobody_took_is_sent_again_and_a_taken_one_is_not() -> None:
+    sent = Recorder()
+    executor, ran = executor_with(sent, workers=["eu-1"], unclaimed={1})
+    await executor.submit("probe", 1)
+    await executor.submit("probe", 2)
+    await executor.resend_unclaimed()
+    await executor.settled()
+    assert sent.sent == [("probe", 1, "any"), ("probe", 2, "any"), ("probe", 1, "any")]
+    assert ran == []
+    await executor.shutdown()
+
+
+async def test_a_dispatch_lost_with_the_last_worker_runs_here() -> None:
+    """Found in review: dispatched as the last worker died, nobody ever read it."""
+    sent, workers = Recorder(), ["eu-1"]
+    executor, ran = executor_with(sent, workers, unclaimed={3})
+    await executor.submit("probe", 3)
+    workers.clear()
+    await executor.resend_unclaimed()
+    await asyncio.sleep(0)
+    assert ran == [3]
+    assert sent.sent == [("probe", 3, "any")]
+    await executor.shutdown()
+
+
+async def test_a_pinned_job_is_never_run_here_and_is_sent_once_a_worker_is_there() -> None:
+    """Found in review: a failed dispatch ran a pinned job in the API, probing from the
+    wrong place."""
+    failing, workers = Recorder(fails=True), list[str]()
+    executor, ran = executor_with(failing, workers, unclaimed={4})
+    await executor.submit("probe", 4, "us-1")
+    await executor.resend_unclaimed()  # no worker in us-1: it keeps waiting
+    failing.fails = False
+    workers.append("us-1")
+    await executor.resend_unclaimed()
+    await executor.settled()
+    assert ran == []
+    assert failing.sent == [("probe", 4, "us-1")]
     await executor.shutdown()

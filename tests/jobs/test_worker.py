@@ -14,7 +14,7 @@ from latlab.coordination.redis import RedisCoordinator
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
-from latlab.jobs.fleet import Dispatch, FleetExecutor
+from latlab.jobs.fleet import Dispatch, FleetExecutor, unclaimed_in
 from latlab.jobs.manager import JobManager
 from latlab.jobs.runner import JobRunner, KindRunner, RunContext, Started
 from latlab.jobs.state import Action
@@ -94,7 +94,9 @@ async def api_on(store: MemoryStore, prefix: str) -> AsyncIterator[Api]:
     async with BatchWriter(store, delay_s=0) as writer:
         ctx = RunContext(store, writer, SystemClock(), ProbeClient(), coordinator, Events())
         api = Api()
-        executor = FleetExecutor(InProcessExecutor(), api.dispatch, lambda: True)
+        executor = FleetExecutor(
+            InProcessExecutor(), api.dispatch, lambda _where: True, unclaimed_in(store)
+        )
         api.manager = JobManager(ctx, executor, [Quick()])
         await api.manager.start()
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -17,10 +18,15 @@ from latlab.coordination import JobKey
 from latlab.coordination.fleet import Fleet, WorkerInfo
 from latlab.exporters.prometheus_fleet import WorkerSample
 from latlab.jobs.executor import Driver, InProcessExecutor
+from latlab.storage import JobNotFound, JobState, Store, StoreUnavailable
 
 log = logging.getLogger("latlab.jobs")
 Dispatch = Callable[[str, int, str], Awaitable[None]]
+# Whether a job is still running with no owner named: nobody took its dispatch (yet).
+Unclaimed = Callable[[str, int], Awaitable[bool]]
 ANY_LOCATION = "any"
+CLAIM_WITHIN_S = 5.0  # a dispatched job nobody claimed by then is sent again, or run here
+CHECK_CLAIMS_EVERY_S = 1.0
 
 
 class FleetWatch:
@@ -33,6 +39,10 @@ class FleetWatch:
 
     def has_workers(self) -> bool:
         return bool(self.workers)
+
+    def has_workers_at(self, location: str) -> bool:
+        """Whether a live worker reads ``location``'s jobs (every worker reads ``any``)."""
+        return any(location in (ANY_LOCATION, w.location) for w in self.workers)
 
     def samples(self) -> list[WorkerSample]:
         """The workers as ``/metrics`` shows them."""
@@ -57,23 +67,37 @@ class FleetWatch:
 
 
 class FleetExecutor:
+    """Sends started jobs to the workers and sees that someone takes each: a dispatch lost
+    on its way (a worker killed between reading it and claiming the job, the store away at
+    the claim, the last worker gone a moment before) is sent again after ``claim_within_s``,
+    or run here once no worker that could take it is up."""
+
     def __init__(
-        self, local: InProcessExecutor, dispatch: Dispatch, has_workers: Callable[[], bool]
+        self,
+        local: InProcessExecutor,
+        dispatch: Dispatch,
+        has_workers_at: Callable[[str], bool],
+        unclaimed: Unclaimed,
+        claim_within_s: float = CLAIM_WITHIN_S,
     ) -> None:
         self._local = local
         self._dispatch = dispatch
-        self._has_workers = has_workers
+        self._has_workers_at = has_workers_at
+        self._unclaimed = unclaimed
+        self._claim_within_s = claim_within_s
         self._sending: set[asyncio.Task[None]] = set()
+        self._awaiting: dict[JobKey, tuple[str, float]] = {}  # dispatched: (where, check at)
 
     def bind(self, drive: Driver) -> None:
         self._local.bind(drive)
 
     def submit(self, kind: str, job_id: int, location: str | None = None) -> asyncio.Future[None]:
         """A job pinned to a location always goes to the workers, and waits for one there."""
-        pinned = location not in (None, ANY_LOCATION)
-        if self._local.is_running(kind, job_id) or not (pinned or self._has_workers()):
+        where = location or ANY_LOCATION
+        pinned = where != ANY_LOCATION
+        if self._local.is_running(kind, job_id) or not (pinned or self._has_workers_at(where)):
             return self._local.submit(kind, job_id)
-        where = location if location is not None else ANY_LOCATION
+        self._awaiting[(kind, job_id)] = (where, time.monotonic() + self._claim_within_s)
         sending = asyncio.create_task(
             self._send(kind, job_id, where), name=f"latlab-dispatch-{kind}"
         )
@@ -85,8 +109,41 @@ class FleetExecutor:
         try:
             await self._dispatch(kind, job_id, location)
         except Exception as exc:  # Redis away: run it here; a worker will not take it over
+            if location != ANY_LOCATION:  # never from the wrong place: sent again later
+                log.warning("could not dispatch %s job %s: %s", kind, job_id, exc)
+                return
             log.warning("could not dispatch %s job %s, running it here: %s", kind, job_id, exc)
+            self._awaiting.pop((kind, job_id), None)
             await self._local.submit(kind, job_id)
+
+    async def settled(self) -> None:
+        """Wait until every dispatch under way has been sent (or given up)."""
+        await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def watch_claims(self) -> None:
+        """Send again what nobody claimed in time, until cancelled (supervised)."""
+        while True:
+            deliver_lost_cancel()  # a store read may have swallowed a stop
+            await asyncio.sleep(CHECK_CLAIMS_EVERY_S)
+            await self.resend_unclaimed()
+
+    async def resend_unclaimed(self) -> None:
+        now = time.monotonic()
+        for key, (where, check_at) in list(self._awaiting.items()):
+            if check_at > now:
+                continue
+            del self._awaiting[key]
+            try:
+                if not await self._unclaimed(*key):
+                    continue  # taken, or no longer running
+            except StoreUnavailable:
+                self._awaiting[key] = (where, now + self._claim_within_s)  # look again later
+                continue
+            if where != ANY_LOCATION and not self._has_workers_at(where):
+                self._awaiting[key] = (where, now + self._claim_within_s)  # waiting_for it
+                continue
+            log.warning("%s job %s dispatched but not taken: sending it again", *key)
+            self.submit(*key, where)
 
     def running(self) -> list[JobKey]:
         return self._local.running()
@@ -105,3 +162,14 @@ class FleetExecutor:
             sending.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)
         await self._local.shutdown()
+
+
+def unclaimed_in(store: Store) -> Unclaimed:
+    async def unclaimed(kind: str, job_id: int) -> bool:
+        try:
+            job = await store.get_job(kind, job_id)
+        except JobNotFound:
+            return False
+        return job.state is JobState.RUNNING and job.progress.get("fleet") is None
+
+    return unclaimed
