@@ -59,3 +59,16 @@ async def test_the_heartbeat_sets_an_expiry_of_one_lease(
     redis, prefix = client
     await Fleet(redis, prefix, lease_s=3).heartbeat(WorkerInfo("w1", "eu-1", 4))
     assert 2_000 < await redis.pttl(f"{prefix}:worker:w1") <= 3_000
+
+
+@pytest.mark.parametrize("entry", ['{"id": "x"}', "not json", '{"id": "x", "capacity": "lots"}'])
+async def test_an_entry_that_cannot_be_read_hides_nothing_else(
+    client: tuple[aioredis.Redis, str], entry: str
+) -> None:
+    """Found in review: one stray entry (another version's) made the whole fleet unknown."""
+    redis, prefix = client
+    fleet = Fleet(redis, prefix, lease_s=30)
+    await fleet.heartbeat(WorkerInfo("w1", "eu-1", 4))
+    await redis.set(f"{prefix}:worker:x", entry)
+    await redis.zadd(f"{prefix}:workers", {"x": 0})
+    assert [w.id for w in await fleet.live()] == ["w1"]

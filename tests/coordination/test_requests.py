@@ -65,3 +65,28 @@ async def test_a_job_nobody_runs_gets_no_answer_in_time(client: aioredis.Redis) 
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert unanswered is None
+
+
+async def test_stray_messages_are_skipped_and_questions_still_answered(
+    client: aioredis.Redis,
+) -> None:
+    """Found in review: one malformed question stopped the answering (and lost the next),
+    and a question could name any channel to be answered on."""
+    prefix = f"ask-{secrets.token_hex(4)}"
+    requests, tasks = await serving(client, prefix, runs({1}, "a"))
+    stray = [
+        "not json",
+        "[1, 2]",
+        '{"reply": "x", "kind": "load", "id": "1", "body": {}}',
+        '{"reply": "' + prefix + ':answers:x", "kind": "load", "id": 1, "body": [1]}',
+        '{"reply": "' + prefix + ':jobs:halted", "kind": "load", "id": 1, "body": {}}',
+    ]
+    for message in stray:
+        await client.publish(f"{prefix}:asks", message)
+    answered = await requests.ask("load", 1, {"rate": 5.0})
+    alive = not tasks[0].done()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert alive
+    assert answered == {"by": "a", "got": {"rate": 5.0}}

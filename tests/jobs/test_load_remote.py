@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from latlab.jobs.kinds.load import LoadRunner
-from latlab.jobs.kinds.load_remote import retune_answerer
+from latlab.jobs.kinds.load import LoadRunner, RetuneRefused
+from latlab.jobs.kinds.load_remote import retune_answerer, retune_anywhere
 from latlab.storage import JobRecord, JobState
 from latlab.storage.memory import MemoryStore
 
@@ -73,3 +73,29 @@ async def test_a_malformed_change_is_refused_and_changes_nothing(
     assert answer is not None
     assert answer["error"].startswith("not a change of rate or connections")
     assert runner.changes == []
+
+
+class Answering:
+    """Stands for the Redis asker: answers every question with ``answer``."""
+
+    def __init__(self, answer: dict[str, Any] | None) -> None:
+        self.answer = answer
+
+    async def ask(self, kind: str, job_id: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "refusal"),
+    [
+        (None, "load run 1 is not running in any process"),
+        ({"error": "load run 1 is a closed-model run"}, "closed-model"),
+        ({"valeurs": {}}, "its process answered"),
+    ],
+)
+async def test_a_change_elsewhere_is_refused_with_what_went_wrong(
+    store: MemoryStore, answer: dict[str, Any] | None, refusal: str
+) -> None:
+    job = await store.get_job("load", 1)
+    with pytest.raises(RetuneRefused, match=refusal):
+        await retune_anywhere(LoadRunner(), Answering(answer), job, rate=5.0, connections=None)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ whose key has expired is gone: listing the fleet forgets it.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +16,8 @@ from datetime import UTC, datetime
 import redis.asyncio as redis
 
 from latlab.coordination.base import JobKey
+
+log = logging.getLogger("latlab.coordination")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,4 +82,14 @@ class Fleet:
         gone = [worker_id for worker_id, text in zip(ids, described, strict=True) if text is None]
         if gone:
             await self._redis.zrem(self._members, *gone)
-        return [WorkerInfo.from_json(text) for text in described if text is not None]
+        return [info for text in described if text is not None and (info := _parsed(text))]
+
+
+def _parsed(text: str) -> WorkerInfo | None:
+    """An entry, or None for one this version cannot read (another version's, a stray key):
+    skipped, so that one bad entry cannot hide the whole fleet."""
+    try:
+        return WorkerInfo.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("skipping a worker entry that cannot be read (%s): %.200s", exc, text)
+        return None

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from latlab.cancellation import deliver_lost_cancel
+
+log = logging.getLogger("latlab.coordination")
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
@@ -59,10 +62,31 @@ class OwnerRequests:
             while True:
                 deliver_lost_cancel()  # the last read may have swallowed a stop (gh-86296)
                 message = await pubsub.get_message(timeout=1.0)
-                if message is not None:
-                    await self._answer(json.loads(message["data"]), answer)
+                question = None if message is None else self._question(message["data"])
+                if question is not None:
+                    await self._answer(question, answer)
         finally:
             await pubsub.aclose()
+
+    def _question(self, data: object) -> Body | None:
+        """A question as this version asks it, else None (logged): a stray message must not
+        stop the answering, nor make it publish anywhere but on an asker's reply channel."""
+        try:
+            question = json.loads(str(data))
+            fine = (
+                isinstance(question, dict)
+                and isinstance(question.get("kind"), str)
+                and type(question.get("id")) is int
+                and isinstance(question.get("body"), dict)
+                and str(question.get("reply")).startswith(f"{self._prefix}:answers:")
+            )
+        except ValueError:
+            fine = False
+        if not fine:
+            log.warning("ignoring a question that is not one: %.200s", data)
+            return None
+        checked: Body = question
+        return checked
 
     async def _answer(self, question: Body, answer: Answerer) -> None:
         found = await answer(str(question["kind"]), int(question["id"]), question["body"])

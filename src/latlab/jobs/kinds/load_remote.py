@@ -31,7 +31,9 @@ async def retune_anywhere(
         raise RetuneRefused(f"load run {job.id} is not running in any process")
     if "error" in answer:
         raise RetuneRefused(str(answer["error"]))
-    values: dict[str, Any] = answer["values"]
+    values = answer.get("values")
+    if not isinstance(values, dict):  # another version's answer: refused, not a 500
+        raise RetuneRefused(f"load run {job.id}: its process answered {answer!r:.200}")
     return values
 
 
