@@ -25,6 +25,7 @@ from latlab.storage.memory import MemoryStore
 from latlab.storage.records import ProgressUpdate
 from latlab.storage.writer import BatchWriter
 from services import drop_redis_keys, require_redis
+from swallowed import ends_when_cancelled, swallow_the_cancel
 
 
 class Quick(KindRunner):
@@ -236,3 +237,22 @@ async def test_a_job_resumed_after_its_worker_halted_it_is_taken_by_another(pref
         await first.close()
     assert quick.ran == [job_id]
     assert (await store.get_job("quick", job_id)).state is JobState.COMPLETED
+
+
+async def test_a_worker_stopped_while_claiming_does_not_start_the_job(prefix: str) -> None:
+    """Found in review: a stop swallowed by the claim's Redis call let the claim go on and
+    the job start, and the worker's shutdown then waited for that job for ever."""
+    store, heavy = MemoryStore(), Holding("probe")
+    job_id = await running(store, "probe", fleet="gone-owner")
+    async with worker_on(store, prefix, heavy) as worker:
+        asking = asyncio.Event()
+
+        async def alive(owner: str) -> bool:
+            await swallow_the_cancel(asking)
+            return False
+
+        worker._ctx.coordinator.alive = alive  # type: ignore[method-assign]
+        claiming = asyncio.create_task(worker.run_job("probe", job_id))
+        await ends_when_cancelled(claiming, asking)
+        assert worker.info().jobs == []
+    assert not heavy.running.is_set()

@@ -46,7 +46,7 @@ class OwnerRequests:
             await self._redis.publish(self._asks, question)
             async with asyncio.timeout(timeout_s):
                 while (message := await pubsub.get_message(timeout=timeout_s)) is None:
-                    pass
+                    deliver_lost_cancel()  # the timeout's cancel, should a read swallow it
             answer: Body = json.loads(message["data"])
             return answer
         except TimeoutError:

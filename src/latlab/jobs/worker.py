@@ -68,6 +68,7 @@ class Worker:
         key = (kind, job_id)
         if not await self._claim(key):
             return
+        deliver_lost_cancel()  # stopped while claiming: the claim lapses with this lease
         await self._manager.run_dispatched(key)
         if kind not in LIGHT_KINDS:
             await self._executor.until_done(kind, job_id)
@@ -86,6 +87,7 @@ class Worker:
                 return False
             if holder not in (None, me) and await self._ctx.coordinator.alive(str(holder)):
                 return False
+            deliver_lost_cancel()  # a stop swallowed by that Redis call: claim nothing
             # Fenced by the owner read above: of two workers racing, one moves it.
             # ``handed_from``: whose heartbeat tells where a bot stopped printing.
             claimed = {"fleet": me, "handed_from": holder}
