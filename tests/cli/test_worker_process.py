@@ -182,6 +182,12 @@ async def test_sigterm_on_a_busy_worker_hands_its_experiment_off_nothing_lost(
         took_s = time.monotonic() - sent_s
         await wait_state(api, experiment_id, "completed", timeout_s=60)
         rows = await results(api, experiment_id)
+        counted = f'latlab_probe_results_total{{experiment="{experiment_id}",status_class="2xx"}}'
+
+        async def every_probe_relayed() -> bool:
+            return f"{counted} {float(COUNT)}" in (await api.get("/metrics")).text
+
+        await wait_for(every_probe_relayed, what="the API's /metrics to count every probe")
     assert code == 0, leaving.output()
     assert took_s < 2.0, f"a busy worker took {took_s:.2f} s to hand off and stop"
     assert sorted(row["seq"] for row in rows) == list(range(COUNT))

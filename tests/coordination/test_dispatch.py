@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from latlab.coordination.dispatch import Dispatcher, Lane, receive, stream_name
+from latlab.coordination.dispatch import Dispatcher, Handling, Lane, receive, stream_name
 from services import drop_redis_keys, require_redis
 
 Got = list[tuple[str, int]]
@@ -36,9 +36,16 @@ def receiving(
     lane: Lane = "heavy",
     location: str = "eu-1",
     slots: int = 4,
+    handling: Handling | None = None,
 ) -> asyncio.Task[None]:
     work = receive(
-        require_redis(), prefix, lane=lane, location=location, consumer="c", slots=slots, run=run
+        require_redis(),
+        prefix,
+        lane=lane,
+        location=location,
+        consumer="c",
+        handling=handling or Handling(slots),
+        run=run,
     )
     return asyncio.create_task(work)
 
@@ -157,3 +164,34 @@ async def test_a_message_that_is_not_a_job_is_skipped_and_reading_goes_on(
     await asyncio.wait_for(enough.wait(), 10)
     await stopped(task)
     assert got == [("probe", 5)]
+
+
+async def test_a_restarted_reading_loop_keeps_the_room_and_the_calls_under_way(
+    prefix: str, dispatcher: Dispatcher
+) -> None:
+    """Found in review: a reading loop restarted after a Redis error made a new room of
+    ``slots`` (taking more jobs than the capacity) and cancelled the calls under way."""
+    release, started, cancelled = asyncio.Event(), asyncio.Queue[int](), []
+
+    async def run(_kind: str, job_id: int) -> None:
+        started.put_nowait(job_id)
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            cancelled.append(job_id)
+            raise
+
+    handling = Handling(1)
+    first = receiving(prefix, run, handling=handling)
+    await dispatcher.dispatch("probe", 1)
+    assert await asyncio.wait_for(started.get(), 10) == 1
+    await stopped(first)  # as a Redis error ends it; supervision starts it again
+    again = receiving(prefix, run, handling=handling)
+    await dispatcher.dispatch("probe", 2)
+    still_full = handling.free.locked()
+    release.set()
+    assert await asyncio.wait_for(started.get(), 10) == 2
+    await stopped(again)
+    await handling.close()
+    assert still_full
+    assert cancelled == []

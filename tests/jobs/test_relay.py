@@ -147,3 +147,19 @@ def test_a_sink_that_fails_does_not_keep_the_others_from_the_event() -> None:
     sink = Recording()
     relay.deliver({"deleted": ["probe", 2]}, [Failing(), sink])
     assert sink.got == [("deleted", "probe", 2)]
+
+
+async def test_drain_publishes_what_is_pending_at_shutdown(client: aioredis.Redis) -> None:
+    """A worker drains its relay after its jobs' last checkpoints (it used to cancel the relay
+    before them, and the API's /metrics missed that last batch of a handed-off job)."""
+    channel = f"relay-{secrets.token_hex(4)}:events"
+    out, sink = RelaySink(channel), Recording()
+    listening = asyncio.create_task(listen(client, channel, "another process", [sink]))
+    await until_listening(client, channel)
+    await out.count_listeners(client)
+    out.deleted("probe", 3)  # stored last, after the publishing loop was stopped
+    await out.drain(client)
+    await asyncio.wait_for(sink.count.wait(), 5)
+    listening.cancel()
+    await asyncio.gather(listening, return_exceptions=True)
+    assert sink.got == [("deleted", "probe", 3)]

@@ -12,6 +12,7 @@ checkpoint written, and the lease is released, so the control plane re-dispatche
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -65,7 +66,7 @@ async def _work(settings: Settings, location: str, capacity: int, log: StartupLo
 async def open_worker(settings: Settings, *, location: str, capacity: int) -> AsyncIterator[str]:
     """A running worker until the block ends; yields its id."""
     from latlab.app import job_runners, open_run_context
-    from latlab.coordination.dispatch import receive
+    from latlab.coordination.dispatch import Handling, receive
     from latlab.coordination.fleet import Fleet
     from latlab.coordination.redis import open_client
     from latlab.coordination.requests import OwnerRequests
@@ -74,42 +75,46 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
     from latlab.jobs.relay import RelaySink
     from latlab.jobs.supervise import supervise
     from latlab.jobs.worker import Worker
-    from latlab.shared import serve_load_questions
+    from latlab.shared import serve_load_questions, spawn
 
     assert settings.redis_url is not None
     redis_url = settings.redis_url
     async with AsyncExitStack() as stack:
         ctx, _sinks = await open_run_context(settings, stack)
+        client = open_client(redis_url, ctx.coordinator.lease_s / 3)
+        stack.push_async_callback(client.aclose)
+        relay = RelaySink(f"{settings.redis_prefix}:events")  # to the API processes' sinks
+        ctx.events.subscribe(relay)
+        # Opened before the jobs, so closed after them: their last checkpoints are relayed.
+        spawn(stack, "relay out", functools.partial(relay.publish, client))
+        spawn(stack, "relay listeners", functools.partial(relay.watch_listeners, client))
+        stack.push_async_callback(relay.drain, client)
         executor = InProcessExecutor()
         jobs = JobManager(ctx, executor, job_runners(settings), adopts=False)
         stack.push_async_callback(jobs.shutdown)
         await jobs.start()
         worker = Worker(ctx, jobs, executor, location=location, capacity=capacity)
-        client = open_client(redis_url, ctx.coordinator.lease_s / 3)
-        stack.push_async_callback(client.aclose)
-        relay = RelaySink(f"{settings.redis_prefix}:events")  # to the API processes' sinks
-        ctx.events.subscribe(relay)
         fleet = Fleet(client, settings.redis_prefix, ctx.coordinator.lease_s)
         await fleet.heartbeat(worker.info())
         stack.push_async_callback(_leave, fleet, worker)
 
-        def lane(name: str, slots: int) -> Callable[[], Awaitable[None]]:
+        handlings = {"heavy": Handling(capacity), "light": Handling(LIGHT_SLOTS)}
+
+        def lane(name: str) -> Callable[[], Awaitable[None]]:
             return lambda: receive(
                 redis_url,
                 settings.redis_prefix,
                 lane="heavy" if name == "heavy" else "light",
                 location=location,
                 consumer=ctx.coordinator.owner_id,
-                slots=slots,
+                handling=handlings[name],
                 run=worker.run_job,
             )
 
         loops = {
             "fleet heartbeat": lambda: worker.heartbeat(fleet),
-            "relay out": lambda: relay.publish(client),
-            "relay listeners": lambda: relay.watch_listeners(client),
-            "dispatch (heavy)": lane("heavy", capacity),
-            "dispatch (light)": lane("light", LIGHT_SLOTS),
+            "dispatch (heavy)": lane("heavy"),
+            "dispatch (light)": lane("light"),
         }
         tasks = [asyncio.create_task(supervise(name, loop)) for name, loop in loops.items()]
         serve_load_questions(OwnerRequests(client, settings.redis_prefix), jobs, ctx.store, stack)
@@ -120,6 +125,8 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for handling in handlings.values():
+                await handling.close()
 
 
 async def _leave(fleet: Fleet, worker: Worker) -> None:

@@ -116,13 +116,25 @@ class RelaySink(SinkBase):
             deliver_lost_cancel()  # a publish may have swallowed a stop (gh-86296)
             await self._wakeup.wait()
             self._wakeup.clear()
-            batch, self._pending = self._pending, []
-            message = json.dumps({"origin": self.origin, "events": batch})
-            try:
-                await client.publish(self._channel, message)
-            except Exception:
-                self.dropped += len(batch)
-                raise
+            await self._publish_pending(client)
+
+    async def drain(self, client: redis.Redis) -> None:
+        """Publish what is pending now: at shutdown, once the last checkpoints are stored."""
+        try:
+            await self._publish_pending(client)
+        except Exception as exc:  # counted as dropped; the store has them
+            log.warning("last relayed events not published: %s", exc)
+
+    async def _publish_pending(self, client: redis.Redis) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        message = json.dumps({"origin": self.origin, "events": batch})
+        try:
+            await client.publish(self._channel, message)
+        except Exception:
+            self.dropped += len(batch)
+            raise
 
 
 def deliver(event: Event, sinks: Sequence[Sink]) -> None:
