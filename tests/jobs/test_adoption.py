@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from typing import Any
 
 from harness import running_engine
+from latlab.coordination import LocalCoordinator
 from latlab.coordination.redis import RedisCoordinator
-from latlab.jobs.runner import KindRunner, RunContext, Started
+from latlab.jobs.clock import SystemClock
+from latlab.jobs.events import Events
+from latlab.jobs.executor import InProcessExecutor
+from latlab.jobs.manager import JobManager
+from latlab.jobs.runner import KindRunner, ResumePolicy, RunContext, Started
+from latlab.measure.client import ProbeClient
 from latlab.storage import JobRecord, JobState
 from latlab.storage.memory import MemoryStore
-from latlab.storage.records import ProgressUpdate
+from latlab.storage.records import Page, ProgressUpdate
+from latlab.storage.writer import BatchWriter
 from services import require_redis
 
 
@@ -41,3 +50,42 @@ async def test_a_job_just_started_elsewhere_is_not_adopted_before_its_claim() ->
         assert await manager.adopted() == 1
     assert runner.ran == [of_a_dead_owner]
     assert unclaimed not in runner.ran
+
+
+class SlowListing(MemoryStore):
+    """Its listings wait for ``release``: an adoption at start-up on a busy machine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listing, self.release = asyncio.Event(), asyncio.Event()
+
+    async def list_jobs(self, *args: Any, **kwargs: Any) -> Page[JobRecord]:
+        self.listing.set()
+        await self.release.wait()
+        return await super().list_jobs(*args, **kwargs)
+
+
+class Interruptible(KindRunner):
+    kind = "interruptible"
+    resume = ResumePolicy.FAIL  # as load runs: one found running at start-up was interrupted
+
+    async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
+        started()
+        await asyncio.Event().wait()
+
+
+async def test_a_job_started_while_the_first_adoption_lists_the_store_is_not_its_to_fail() -> None:
+    """Found by a CI run: a load run started while the start-up adoption was still listing
+    the store was marked failed "interrupted" (and the running quota let a second one in)."""
+    store = SlowListing()
+    async with BatchWriter(store, delay_s=0) as writer:
+        ctx = RunContext(store, writer, SystemClock(), ProbeClient(), LocalCoordinator(), Events())
+        manager = JobManager(ctx, InProcessExecutor(), [Interruptible()])
+        await manager.start()
+        await store.listing.wait()
+        job = await manager.create("interruptible", {}, start=True)
+        store.release.set()
+        await manager.adopted()
+        state = (await store.get_job("interruptible", job.id)).state
+        await manager.shutdown()
+    assert state is JobState.RUNNING

@@ -202,6 +202,8 @@ class JobManager:
         state = JobState.RUNNING if start else JobState.CREATED
         async with self._quota(kind, len(specs) if start else 0, limit):
             jobs = await self._ctx.writer.create_jobs(kind, specs, state=state)
+        for job in jobs:  # new, not orphans: an adoption listing them meanwhile leaves them be
+            self.touch((job.kind, job.id))
         for job in jobs:
             self._ctx.events.state_changed(job)
         if start:
