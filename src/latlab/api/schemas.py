@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from latlab.coordination.fleet import ANY_LOCATION
 from latlab.jobs.kinds.probe_spec import ProbeSpec
 from latlab.jobs.queries import StatsWindow
 from latlab.measure.errors import ErrorKind
@@ -82,7 +83,7 @@ def waiting_for(job: JobRecord, live_locations: Collection[str] | None) -> str |
     location = job.spec.get("location")
     if job.state is not JobState.RUNNING or live_locations is None:
         return None
-    return None if location in (None, "any", *live_locations) else str(location)
+    return None if location in (None, ANY_LOCATION, *live_locations) else str(location)
 
 
 WAITING_FOR = Field(

@@ -66,7 +66,7 @@ async def _work(settings: Settings, location: str, capacity: int, log: StartupLo
 async def open_worker(settings: Settings, *, location: str, capacity: int) -> AsyncIterator[str]:
     """A running worker until the block ends; yields its id."""
     from latlab.app import job_runners, open_run_context
-    from latlab.coordination.dispatch import Handling, receive
+    from latlab.coordination.dispatch import Handling, Lane, receive
     from latlab.coordination.fleet import Fleet
     from latlab.coordination.redis import open_client
     from latlab.coordination.requests import OwnerRequests
@@ -98,13 +98,16 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
         await fleet.heartbeat(worker.info())
         stack.push_async_callback(_leave, fleet, worker)
 
-        handlings = {"heavy": Handling(capacity), "light": Handling(LIGHT_SLOTS)}
+        handlings: dict[Lane, Handling] = {
+            "heavy": Handling(capacity),
+            "light": Handling(LIGHT_SLOTS),
+        }
 
-        def lane(name: str) -> Callable[[], Awaitable[None]]:
+        def lane(name: Lane) -> Callable[[], Awaitable[None]]:
             return lambda: receive(
                 redis_url,
                 settings.redis_prefix,
-                lane="heavy" if name == "heavy" else "light",
+                lane=name,
                 location=location,
                 consumer=ctx.coordinator.owner_id,
                 handling=handlings[name],

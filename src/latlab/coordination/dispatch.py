@@ -32,9 +32,9 @@ from taskiq.kicker import AsyncKicker
 from taskiq_redis import RedisStreamBroker
 
 from latlab.cancellation import deliver_lost_cancel
+from latlab.coordination.fleet import ANY_LOCATION
 
 TASK_NAME = "latlab.run_job"
-ANY_LOCATION = "any"
 READ_BLOCK_MS = 1000
 STREAM_MAXLEN = 100_000  # acknowledged messages are trimmed, approximately, past this many
 Lane = Literal["heavy", "light"]

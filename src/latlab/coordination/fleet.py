@@ -12,12 +12,15 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-
-import redis.asyncio as redis
+from typing import TYPE_CHECKING
 
 from latlab.coordination.base import JobKey
 
+if TYPE_CHECKING:  # imported by the API's schemas: no Redis client loaded for them
+    import redis.asyncio as redis
+
 log = logging.getLogger("latlab.coordination")
+ANY_LOCATION = "any"  # what a job not pinned anywhere asks for; every worker reads its jobs
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination import JobKey
-from latlab.coordination.fleet import Fleet, WorkerInfo
+from latlab.coordination.fleet import ANY_LOCATION, Fleet, WorkerInfo
 from latlab.exporters.prometheus_fleet import WorkerSample
 from latlab.jobs.executor import Driver, InProcessExecutor
 from latlab.storage import JobNotFound, JobState, Store, StoreUnavailable
@@ -24,7 +24,6 @@ log = logging.getLogger("latlab.jobs")
 Dispatch = Callable[[str, int, str], Awaitable[None]]
 # Whether a job is still running with no owner named: nobody took its dispatch (yet).
 Unclaimed = Callable[[str, int], Awaitable[bool]]
-ANY_LOCATION = "any"
 CLAIM_WITHIN_S = 5.0  # a dispatched job nobody claimed by then is sent again, or run here
 CHECK_CLAIMS_EVERY_S = 1.0
 
@@ -36,9 +35,6 @@ class FleetWatch:
         self._fleet = fleet
         self._every_s = every_s
         self.workers: list[WorkerInfo] = []
-
-    def has_workers(self) -> bool:
-        return bool(self.workers)
 
     def has_workers_at(self, location: str) -> bool:
         """Whether a live worker reads ``location``'s jobs (every worker reads ``any``)."""

@@ -14,6 +14,7 @@ import logging
 
 from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination import JobKey
+from latlab.coordination.dispatch import lane_of
 from latlab.coordination.fleet import Fleet, WorkerInfo
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.manager import JobManager
@@ -22,7 +23,6 @@ from latlab.storage import JobNotFound, JobState
 from latlab.storage.records import ProgressUpdate
 
 log = logging.getLogger("latlab.worker")
-LIGHT_KINDS = frozenset({"bot"})  # spread by count, not bounded by capacity
 
 
 class Worker:
@@ -70,7 +70,7 @@ class Worker:
             return
         deliver_lost_cancel()  # stopped while claiming: the claim lapses with this lease
         await self._manager.run_dispatched(key)
-        if kind not in LIGHT_KINDS:
+        if lane_of(kind) == "heavy":
             await self._executor.until_done(kind, job_id)
 
     async def _claim(self, key: JobKey) -> bool:
