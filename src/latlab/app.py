@@ -33,7 +33,7 @@ from latlab.jobs.clock import SystemClock
 from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.fleet import FleetWatch
-from latlab.jobs.kinds import builtin_runners
+from latlab.jobs.kinds import bind_manager, builtin_runners
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.probe_spec import probe_limits
 from latlab.jobs.live import LiveHub
@@ -137,6 +137,7 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
             shared = await open_shared(settings, lease_s, stack, sinks.events, relay_to, store)
         executor = InProcessExecutor() if shared is None else shared.executor
         jobs = JobManager(ctx, executor, runners)
+        bind_manager(runners, jobs)
         # Registered before start() so that a failed start still cancels what it launched.
         stack.push_async_callback(jobs.shutdown)
         if settings.freeze_gc:

@@ -22,6 +22,7 @@ from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.fleet import FleetExecutor, FleetWatch, unclaimed_in
 from latlab.jobs.kinds.load import LoadRunner
 from latlab.jobs.kinds.load_remote import retune_answerer
+from latlab.jobs.kinds.load_sharded import SHARD_KIND
 from latlab.jobs.manager import JobManager
 from latlab.jobs.relay import RelaySink
 from latlab.jobs.relay import listen as listen_relay
@@ -80,11 +81,10 @@ def serve_load_questions(
     requests: OwnerRequests, jobs: JobManager, store: Store, stack: AsyncExitStack
 ) -> None:
     """Rate and connection changes of the load runs that run here, asked from anywhere."""
-    runner = jobs.runner("load")
-    assert isinstance(runner, LoadRunner)
-    spawn(
-        stack, "owner questions", functools.partial(requests.serve, retune_answerer(runner, store))
-    )
+    runners = {kind: jobs.runner(kind) for kind in ("load", SHARD_KIND)}
+    load_runners = {kind: r for kind, r in runners.items() if isinstance(r, LoadRunner)}
+    answerer = retune_answerer(load_runners, store)
+    spawn(stack, "owner questions", functools.partial(requests.serve, answerer))
 
 
 def spawn(stack: AsyncExitStack, name: str, loop: Callable[[], Awaitable[None]]) -> None:

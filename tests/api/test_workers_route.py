@@ -5,6 +5,8 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
+import pytest
+
 from harness import run_api
 from latlab.coordination.fleet import Fleet, WorkerInfo
 from latlab.coordination.redis import open_client
@@ -108,3 +110,19 @@ async def test_a_location_is_a_plain_name() -> None:
     await drop_redis_keys(url, prefix)
     assert [a.status_code for a in answers] == [422, 422, 422, 422, 201]
     assert answers[-1].json()["settings"]["location"] == "eu-1.b_2"
+
+
+@pytest.mark.parametrize(
+    ("split", "field"), [({"shards": 2}, "shards"), ({"locations": ["eu-1", "us-1"]}, "locations")]
+)
+async def test_a_load_run_split_over_workers_without_redis_is_refused_and_nothing_is_created(
+    split: dict[str, object], field: str
+) -> None:
+    spec = {"url": "http://127.0.0.1:9/", "connections": 4, **split}
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        answer = await api.post("/api/v1/load-runs", json=spec, params={"start": True})
+        created = (await api.get("/api/v1/load-runs")).json()["count"]
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", field]
+    assert "shards need workers" in answer.text
+    assert created == 0

@@ -39,7 +39,9 @@ async def store() -> MemoryStore:
 
 async def test_a_run_here_is_changed_and_the_values_answered(store: MemoryStore) -> None:
     runner = RunningHere()
-    answer = await retune_answerer(runner, store)("load", 1, {"rate": 300.0, "connections": None})
+    answer = await retune_answerer({"load": runner}, store)(
+        "load", 1, {"rate": 300.0, "connections": None}
+    )
     assert answer == {"values": {"rate": 300.0, "connections": None}}
     assert runner.changes == [{"rate": 300.0, "connections": None}]
 
@@ -47,7 +49,7 @@ async def test_a_run_here_is_changed_and_the_values_answered(store: MemoryStore)
 async def test_a_run_elsewhere_or_another_kind_gets_no_answer_from_here(
     store: MemoryStore,
 ) -> None:
-    answer = retune_answerer(RunningHere(), store)
+    answer = retune_answerer({"load": RunningHere()}, store)
     assert await answer("load", 2, {"rate": 300.0}) is None
     assert await answer("probe", 1, {"rate": 300.0}) is None
 
@@ -69,7 +71,7 @@ async def test_a_malformed_change_is_refused_and_changes_nothing(
     store: MemoryStore, body: dict[str, Any]
 ) -> None:
     runner = RunningHere()
-    answer = await retune_answerer(runner, store)("load", 1, body)
+    answer = await retune_answerer({"load": runner}, store)("load", 1, body)
     assert answer is not None
     assert answer["error"].startswith("not a change of rate or connections")
     assert runner.changes == []

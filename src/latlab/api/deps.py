@@ -18,7 +18,7 @@ from latlab.jobs.kinds.bot import KIND as BOT
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.probe import KIND as PROBE
 from latlab.jobs.kinds.probe_spec import ProbeLimits
-from latlab.jobs.kinds.spec_checks import LOCATION_NEEDS_WORKERS
+from latlab.jobs.kinds.spec_checks import LOCATION_NEEDS_WORKERS, SHARDS_NEED_WORKERS
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import BotQueries, ExperimentQueries
@@ -96,6 +96,16 @@ def location_has_workers(location: str | None, settings: Settings) -> None:
         msg = LOCATION_NEEDS_WORKERS
         error = {"type": "value_error", "loc": ["body", "location"], "msg": msg, "input": location}
         raise RequestValidationError([error])
+
+
+def shards_have_workers(shards: int, locations: list[str] | None, settings: Settings) -> None:
+    """A 422 for a load run split over workers on a LatLab without Redis."""
+    if settings.redis_url is not None or (shards == 1 and not locations):
+        return
+    field, value = ("locations", locations) if locations else ("shards", shards)
+    msg = SHARDS_NEED_WORKERS
+    error = {"type": "value_error", "loc": ["body", field], "msg": msg, "input": value}
+    raise RequestValidationError([error])
 
 
 def count_create(request: Request) -> None:

@@ -21,6 +21,11 @@ class LoadProgressPublic(BaseModel):
     elapsed_s: float = Field(0.0, description="Time the run has counted requests for.")
     rate: float | None = Field(None, description="Requests/s now (open model); null: closed.")
     connections: int | None = Field(None, description="Connections now.")
+    shards: list[int] | None = Field(
+        None,
+        description="A sharded run's shard jobs (`load_shard` in `GET /api/v1/workers`), "
+        "once started.",
+    )
 
 
 class LatencyFigures(BaseModel):

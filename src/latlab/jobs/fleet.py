@@ -18,6 +18,7 @@ from latlab.coordination import JobKey
 from latlab.coordination.fleet import ANY_LOCATION, Fleet, WorkerInfo
 from latlab.exporters.prometheus_fleet import WorkerSample
 from latlab.jobs.executor import Driver, InProcessExecutor
+from latlab.jobs.runner import RUN_HERE
 from latlab.storage import JobNotFound, JobState, Store, StoreUnavailable
 
 log = logging.getLogger("latlab.jobs")
@@ -88,10 +89,12 @@ class FleetExecutor:
         self._local.bind(drive)
 
     def submit(self, kind: str, job_id: int, location: str | None = None) -> asyncio.Future[None]:
-        """A job pinned to a location always goes to the workers, and waits for one there."""
+        """A job pinned to a location always goes to the workers, and waits for one there;
+        one that must run here (:data:`RUN_HERE`) never does."""
         where = location or ANY_LOCATION
         pinned = where != ANY_LOCATION
-        if self._local.is_running(kind, job_id) or not (pinned or self._has_workers_at(where)):
+        here = where == RUN_HERE or not (pinned or self._has_workers_at(where))
+        if self._local.is_running(kind, job_id) or here:
             return self._local.submit(kind, job_id)
         self._awaiting[(kind, job_id)] = (where, time.monotonic() + self._claim_within_s)
         sending = asyncio.create_task(

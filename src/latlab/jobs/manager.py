@@ -153,11 +153,16 @@ class JobManager:
 
         adopted = await self._ctx.coordinator.adopt(running)
         for key in adopted:
-            if self._runners[key[0]].resume is ResumePolicy.FAIL and not self._was_touched(key):
+            policy = self._runners[key[0]].resume_policy(records[key])
+            if policy is ResumePolicy.FAIL and not self._was_touched(key):
                 await self._driver.finish(
                     records[key], JobState.FAILED, "interrupted", adopted=True
                 )
-        resumable = [key for key in adopted if self._runners[key[0]].resume is ResumePolicy.RESUME]
+        resumable = [
+            key
+            for key in adopted
+            if self._runners[key[0]].resume_policy(records[key]) is ResumePolicy.RESUME
+        ]
         # Listed as active at once, before the (possibly long) launch of every task.
         await self.ownership.announce([key for key in resumable if not self._was_touched(key)])
         resumed = 0
@@ -292,6 +297,8 @@ class JobManager:
         if target is job.state:
             return job
         job = await self._move(job, target, action)
+        if target is JobState.PAUSED:
+            await runner.paused(job, self._ctx)
         if target is JobState.STOPPED:
             final = await runner.stopped(job, self._ctx, ran_here=was_here)
             if final:
@@ -310,6 +317,7 @@ class JobManager:
             self.touch(key)
             job = await self._ctx.store.get_job(kind, job_id)
             async with self._halted(job):
+                await self.runner(kind).deleting(job, self._ctx)
                 await self._ctx.store.delete_job(kind, job_id)
         self._ctx.events.deleted(kind, job_id)
         await self.ownership.tell_owner(key)
@@ -361,8 +369,7 @@ class JobManager:
         for job in jobs:
             if not self._executor.is_running(job.kind, job.id):
                 self._driver.preload(job)
-            location = job.spec.get("location")
-            where = location if isinstance(location, str) else None
+            where = self._runners[job.kind].location(job)
             started.append(self._executor.submit(job.kind, job.id, where))
             if not self._executor.is_running(job.kind, job.id):
                 self._driver.forget((job.kind, job.id))  # dispatched: it runs elsewhere

@@ -24,6 +24,11 @@ from latlab.storage.writer import BatchWriter
 Started = Callable[[], None]
 
 
+# The location of a job that runs in the control plane process that starts it, never on a
+# worker (it only follows jobs that do: a sharded load run). No worker location looks like it.
+RUN_HERE = "<control-plane>"
+
+
 class ResumePolicy(StrEnum):
     """What a job found ``running`` at start-up becomes."""
 
@@ -83,8 +88,24 @@ class JobRunner(Protocol):
         """
         ...
 
+    async def paused(self, job: JobRecord, ctx: RunContext) -> None:
+        """After a user paused the job (its work halted, its state moved)."""
+        ...
+
+    async def deleting(self, job: JobRecord, ctx: RunContext) -> None:
+        """Before a user's delete removes the job (its work halted)."""
+        ...
+
     async def close(self, ctx: RunContext) -> None:
         """At shutdown, after every job of the kind was halted and services cancelled."""
+        ...
+
+    def resume_policy(self, job: JobRecord) -> ResumePolicy:
+        """What ``job``, found running at start-up, becomes (the kind's ``resume``)."""
+        ...
+
+    def location(self, job: JobRecord) -> str | None:
+        """Where the job must run: a worker location, :data:`RUN_HERE`, or None (anywhere)."""
         ...
 
 
@@ -102,5 +123,18 @@ class KindRunner:
     ) -> Mapping[str, Any]:
         return {}
 
+    async def paused(self, job: JobRecord, ctx: RunContext) -> None:
+        return None
+
+    async def deleting(self, job: JobRecord, ctx: RunContext) -> None:
+        return None
+
     async def close(self, ctx: RunContext) -> None:
         return None
+
+    def resume_policy(self, job: JobRecord) -> ResumePolicy:
+        return self.resume
+
+    def location(self, job: JobRecord) -> str | None:
+        location = job.spec.get("location")
+        return location if isinstance(location, str) else None

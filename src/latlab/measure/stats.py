@@ -105,6 +105,14 @@ class LatencyHistogram:
             )
         return rows
 
+    def bucket_counts(self) -> dict[int, int]:
+        """Every HDR bucket that holds a sample: its value (µs) to its count. Two histograms
+        with equal buckets give equal percentiles."""
+        return {
+            item.value_iterated_to: item.count_at_value_iterated_to
+            for item in self._histogram.get_recorded_iterator()
+        }
+
     def merge(self, other: LatencyHistogram) -> None:
         """Add ``other``'s samples, as if each had been recorded here."""
         self._histogram.add(other._histogram)

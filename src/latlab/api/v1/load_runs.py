@@ -23,6 +23,7 @@ from latlab.api.deps import (
     app_state,
     count_create,
     known_keys_only,
+    shards_have_workers,
 )
 from latlab.api.errors import Problem, request_validation_error
 from latlab.api.idempotency import IdempotencyKey
@@ -34,7 +35,8 @@ from latlab.api.load_run_schemas import (
 )
 from latlab.jobs.kinds.load import KIND, LoadRunner, RetuneRefused
 from latlab.jobs.kinds.load_queries import LoadRunQueries
-from latlab.jobs.kinds.load_remote import retune_anywhere
+from latlab.jobs.kinds.load_remote import retune_anywhere, retune_sharded
+from latlab.jobs.kinds.load_sharded import SHARD_KIND, shard_ids, shard_of
 from latlab.jobs.kinds.load_spec import LoadRunLimits, LoadRunSpec
 from latlab.jobs.quota import RunningLimit
 from latlab.jobs.state import Action
@@ -85,6 +87,17 @@ def _running_workers(spec: LoadRunSpec, connections_now: int) -> int:
     return min(spec.workers, connections_now, spec.requests or connections_now)
 
 
+def _most_workers(spec: LoadRunSpec, job: JobRecord) -> int:
+    """The most worker processes a run may have now, all shards together: each shard keeps
+    at least one connection per process it runs."""
+    connections_now = int(job.progress.get("connections", spec.connections))
+    count = spec.shard_count
+    if count == 1:
+        return _running_workers(spec, connections_now)
+    smallest = shard_of(spec, count - 1)
+    return count * _running_workers(smallest, connections_now // count)
+
+
 def _change_refusal(
     job: JobRecord, change: LoadRunChange, limits: LoadLimits, workers_running: int | None
 ) -> tuple[str, str] | None:
@@ -99,8 +112,7 @@ def _change_refusal(
         return "connections", f"connections must be at most {most} (LATLAB_LOAD_MAX_CONNECTIONS)"
     workers = workers_running
     if workers is None:  # not running here: the most it can have
-        spec = LoadRunSpec.model_validate(job.spec)
-        workers = _running_workers(spec, int(job.progress.get("connections", spec.connections)))
+        workers = _most_workers(LoadRunSpec.model_validate(job.spec), job)
     if connections < workers:
         return "connections", f"connections must be at least the run's {workers} worker(s)"
     return None
@@ -126,6 +138,7 @@ async def create(
     limits: LoadRunLimitsDep,
     idempotency: IdempotencyDep,
     running: RunningLimitDep,
+    settings: SettingsDep,
     key: IdempotencyKey = None,
     start: StartQuery = False,
 ) -> Response:
@@ -134,6 +147,7 @@ async def create(
         checked = LoadRunSpec.validate_new(spec.model_dump(), limits)
     except ValidationError as exc:
         raise request_validation_error(exc, "body") from exc
+    shards_have_workers(checked.shards, checked.locations, settings)
 
     async def created() -> LoadRunPublic:
         job = await jobs.create(KIND, checked.model_dump(), start=start, limit=running)
@@ -204,9 +218,18 @@ async def change(
             value = getattr(body, field)
             error = {"type": "value_error", "loc": ["body", field], "msg": message, "input": value}
             raise RequestValidationError([error])
-        asker = app_state(request).owner_requests
+        state = app_state(request)
+        asker, rate, connections = state.owner_requests, body.rate, body.connections
         try:
-            await retune_anywhere(runner, asker, job, rate=body.rate, connections=body.connections)
+            if shard_ids(job):
+                shard_runner = jobs.runner(SHARD_KIND)
+                assert isinstance(shard_runner, LoadRunner)
+                await retune_sharded(
+                    shard_runner, asker, state.store, job,
+                    rate=rate, connections=connections,
+                )  # fmt: skip
+            else:
+                await retune_anywhere(runner, asker, job, rate=rate, connections=connections)
         except RetuneRefused as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         return LoadRunPublic.of(await runs.get(load_run_id))

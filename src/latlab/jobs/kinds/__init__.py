@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.load import LoadRunner
+from latlab.jobs.kinds.load_shard import LoadShardRunner
+from latlab.jobs.kinds.load_sharded import ShardedRuns, ShardJobs
 from latlab.jobs.kinds.probe import ProbeRunner
 from latlab.jobs.runner import JobRunner
 
@@ -18,5 +22,13 @@ def builtin_runners(
     return [
         ProbeRunner(stats_flush_results),
         BotRunner(bot_tick_s, log_ticks=bot_log_ticks),
-        LoadRunner(load_ca_file),
+        LoadRunner(load_ca_file, ShardedRuns()),
+        LoadShardRunner(load_ca_file),
     ]
+
+
+def bind_manager(runners: Sequence[JobRunner], jobs: ShardJobs) -> None:
+    """Give the kinds that run jobs of their own (a sharded load run's shards) the manager."""
+    for runner in runners:
+        if isinstance(runner, LoadRunner) and runner.sharded is not None:
+            runner.sharded.bind(jobs)

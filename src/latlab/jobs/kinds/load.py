@@ -25,6 +25,7 @@ from latlab.exporters.base import LoadTags
 from latlab.jobs.driver import JobFailed
 from latlab.jobs.kinds.load_feed import load_second_of
 from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
+from latlab.jobs.kinds.load_sharded import ShardedRuns
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.kinds.load_stats import (
     KIND,
@@ -33,7 +34,7 @@ from latlab.jobs.kinds.load_stats import (
     final_progress,
     second_payload,
 )
-from latlab.jobs.runner import KindRunner, ResumePolicy, RunContext, Started
+from latlab.jobs.runner import RUN_HERE, KindRunner, ResumePolicy, RunContext, Started
 from latlab.jobs.supervise import until_stored
 from latlab.measure.load.plan import LoadPlan
 from latlab.measure.load.pool import START_LEAD_S, LoadPool
@@ -121,6 +122,7 @@ def remaining_plan(
 class _LiveRun:
     """A run whose pool runs here: what a retune changes and where it records the change."""
 
+    kind: str  # a run's, or a shard's
     pool: LoadPool
     progress: _Progress
     ctx: RunContext
@@ -137,12 +139,40 @@ class LoadRunner(KindRunner):
     kind = KIND
     resume = ResumePolicy.FAIL
 
-    def __init__(self, ca_file: str | None = None) -> None:
+    def __init__(self, ca_file: str | None = None, sharded: ShardedRuns | None = None) -> None:
         self._ca_file = ca_file  # for https targets signed by a private CA (LATLAB_PROBE_CA_FILE)
         self._live: dict[int, _LiveRun] = {}
+        self.sharded = sharded  # runs split over workers: followed here, run by shard jobs
+
+    def _is_sharded(self, job: JobRecord) -> bool:
+        shards = job.spec.get("shards", 1)
+        return self.sharded is not None and (bool(job.spec.get("locations")) or shards != 1)
+
+    def resume_policy(self, job: JobRecord) -> ResumePolicy:
+        """A sharded run's follower resumes (its shards ran on); a run here cannot."""
+        return ResumePolicy.RESUME if self._is_sharded(job) else self.resume
+
+    def location(self, job: JobRecord) -> str | None:
+        """A sharded run is followed by the control plane; its shards go to the workers."""
+        return RUN_HERE if self._is_sharded(job) else super().location(job)
+
+    async def deleting(self, job: JobRecord, ctx: RunContext) -> None:
+        if self.sharded is not None and self._is_sharded(job):
+            await self.sharded.deleting(job)
+
+    async def paused(self, job: JobRecord, ctx: RunContext) -> None:
+        if self.sharded is not None and self._is_sharded(job):
+            await self.sharded.paused(job)
+
+    async def spec_of(self, job: JobRecord, ctx: RunContext) -> LoadRunSpec:
+        """What the job sends (a shard's runner derives it from its run's)."""
+        return LoadRunSpec.model_validate(job.spec)
 
     async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
-        spec = LoadRunSpec.model_validate(job.spec)
+        spec = await self.spec_of(job, ctx)
+        if self.sharded is not None and spec.shard_count > 1:
+            await self.sharded.run(job, spec, ctx, started)
+            return
         progress = _Progress.of(job, spec)
         read = functools.partial(StoredTotals.read, ctx.store, job, spec)
         stored = await until_stored(f"load run {job.id}", read)
@@ -156,12 +186,12 @@ class LoadRunner(KindRunner):
                     await check_reachable(plan.url, address, tls, plan.timeout_s)
             except (TargetRefused, TargetUnreachable) as exc:
                 raise JobFailed(str(exc)) from exc  # the user's to fix: its message alone
-            live = _LiveRun(LoadPool(plan, address), progress, ctx, _owner(ctx))
+            live = _LiveRun(job.kind, LoadPool(plan, address), progress, ctx, _owner(ctx))
             await self._run_pool(job, spec, live, stored, started)
         started()  # a run with nothing left ends here
         summary = stored.summary(spec, progress.elapsed_s)
         values = {**progress.values(), **final_progress(spec, summary)}
-        update = ProgressUpdate(KIND, job.id, values, _owner(ctx))
+        update = ProgressUpdate(job.kind, job.id, values, _owner(ctx))
         await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
 
     async def _run_pool(
@@ -241,18 +271,20 @@ class LoadRunner(KindRunner):
     ) -> None:
         """One checkpoint: the second, the run's total (and side probe) and the progress."""
         began_s = (live.progress.counting_from or 0.0) + second.second
+        kind = live.kind
         histograms = [
-            HistogramUpdate(KIND, job_id, second.second, second_payload(second, began_s)),
-            HistogramUpdate(KIND, job_id, TOTAL_BUCKET, stored.total.to_payload()),
+            HistogramUpdate(kind, job_id, second.second, second_payload(second, began_s)),
+            HistogramUpdate(kind, job_id, TOTAL_BUCKET, stored.total.to_payload()),
         ]
         if stored.probe is not None:
             probe = stored.probe.to_payload()
-            histograms.append(HistogramUpdate(KIND, job_id, PROBE_BUCKET, probe))
-        update = ProgressUpdate(KIND, job_id, live.progress.values(second), live.owner)
+            histograms.append(HistogramUpdate(kind, job_id, PROBE_BUCKET, probe))
+        update = ProgressUpdate(kind, job_id, live.progress.values(second), live.owner)
         write = functools.partial(live.ctx.writer.write, [], [update], histograms)
         await until_stored(f"load run {job_id}", write)
-        counting_from = live.progress.counting_from or 0.0
-        live.ctx.events.load_second(live.tags, load_second_of(job_id, second, counting_from))
+        if kind == KIND:  # a shard's seconds reach the feeds merged, through its run
+            counting_from = live.progress.counting_from or 0.0
+            live.ctx.events.load_second(live.tags, load_second_of(job_id, second, counting_from))
 
     def workers_running(self, job_id: int) -> int | None:
         """The worker processes of the run's pool here now, or None if it runs elsewhere."""
@@ -279,7 +311,7 @@ class LoadRunner(KindRunner):
             live.pool.set_rate(rate)
         live.progress.rate, live.progress.connections = live.pool.rate, live.pool.connections
         values = {"rate": live.progress.rate, "connections": live.progress.connections}
-        update = ProgressUpdate(KIND, job.id, values, live.owner)
+        update = ProgressUpdate(job.kind, job.id, values, live.owner)
         write = functools.partial(live.ctx.writer.write, [], [update])
         await until_stored(f"load run {job.id}", write)
         return values
@@ -288,7 +320,9 @@ class LoadRunner(KindRunner):
         self, job: JobRecord, ctx: RunContext, *, ran_here: bool
     ) -> Mapping[str, Any]:
         """A stopped run keeps its summary and thresholds, judged on what it measured."""
-        spec = LoadRunSpec.model_validate(job.spec)
+        spec = await self.spec_of(job, ctx)
+        if self.sharded is not None and spec.shard_count > 1:
+            return await self.sharded.stopped(job, spec, ctx)
         read = functools.partial(StoredTotals.read, ctx.store, job, spec)
         stored = await until_stored(f"load run {job.id} stop", read)
         summary = stored.summary(spec, float(job.progress.get("elapsed_s", 0.0)))

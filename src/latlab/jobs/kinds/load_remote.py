@@ -1,13 +1,22 @@
 """A load run's rate and connections, changed wherever it runs: here, or by asking its owner
-(a worker, another API process) over Redis, which applies the change and answers."""
+(a worker, another API process) over Redis, which applies the change and answers. A sharded
+run's change is divided among its shards as its start divided the run."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from latlab.jobs.kinds.load import KIND, LoadRunner, RetuneRefused
+from latlab.jobs.kinds.load import LoadRunner, RetuneRefused
+from latlab.jobs.kinds.load_sharded import SHARD_KIND, shard_ids
+from latlab.jobs.kinds.load_spec import LoadRunSpec
+from latlab.jobs.supervise import until_stored
+from latlab.measure.load.plan import shares
 from latlab.storage import JobNotFound, JobRecord, JobState, Store
+from latlab.storage.records import ProgressUpdate
 
 if TYPE_CHECKING:
     from latlab.coordination.requests import Answerer, Body, OwnerRequests
@@ -26,7 +35,7 @@ async def retune_anywhere(
     here = runner.workers_running(job.id) is not None
     if here or requests is None or job.state is not JobState.RUNNING:
         return await runner.retune(job, rate=rate, connections=connections)
-    answer = await requests.ask(KIND, job.id, {"rate": rate, "connections": connections})
+    answer = await requests.ask(job.kind, job.id, {"rate": rate, "connections": connections})
     if answer is None:
         raise RetuneRefused(f"load run {job.id} is not running in any process")
     if "error" in answer:
@@ -37,11 +46,57 @@ async def retune_anywhere(
     return values
 
 
-def retune_answerer(runner: LoadRunner, store: Store) -> Answerer:
-    """Answers the rate and connection changes of the load runs whose pool runs here."""
+async def retune_sharded(
+    shard_runner: LoadRunner,
+    requests: OwnerRequests | None,
+    store: Store,
+    job: JobRecord,
+    *,
+    rate: float | None,
+    connections: int | None,
+) -> dict[str, Any]:
+    """A sharded run's change, divided among its shards: each is changed where it runs.
+    The run's own progress records the new totals at once."""
+    ids = shard_ids(job)
+    if job.state is not JobState.RUNNING:
+        message = f"load run {job.id} is {job.state}: only a running run can be changed"
+        raise RetuneRefused(message)
+    if not ids:
+        raise RetuneRefused(f"load run {job.id} has not started its shards yet")
+    if rate is not None and LoadRunSpec.model_validate(job.spec).rate is None:
+        raise RetuneRefused(f"load run {job.id} is a closed-model run: it has no rate")
+    count = len(ids)
+    split = shares(connections, count) if connections is not None else [None] * count
+    shards = [await store.get_job(SHARD_KIND, shard_id) for shard_id in ids]
+    changed = await asyncio.gather(
+        *(
+            retune_anywhere(
+                shard_runner,
+                requests,
+                shard,
+                rate=None if rate is None else rate / count,
+                connections=share,
+            )
+            for shard, share in zip(shards, split, strict=True)
+        )
+    )
+    rates = [values.get("rate") for values in changed]
+    values = {
+        "rate": None if None in rates else round(sum(float(r) for r in rates if r), 6),
+        "connections": sum(int(values.get("connections", 0)) for values in changed),
+    }
+    update = ProgressUpdate(job.kind, job.id, values)
+    await until_stored(f"load run {job.id}", functools.partial(store.checkpoint, [], [update]))
+    return values
+
+
+def retune_answerer(runners: Mapping[str, LoadRunner], store: Store) -> Answerer:
+    """Answers the rate and connection changes of the load runs (and shards) whose pool
+    runs here; ``runners`` by kind."""
 
     async def answer(kind: str, job_id: int, body: Body) -> Body | None:
-        if kind != KIND or runner.workers_running(job_id) is None:
+        runner = runners.get(kind)
+        if runner is None or runner.workers_running(job_id) is None:
             return None  # another process's, or nobody's: it answers, or nobody does
         rate, connections = body.get("rate"), body.get("connections")
         if not _change_valid(rate, connections):

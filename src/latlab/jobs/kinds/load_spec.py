@@ -29,7 +29,13 @@ from pydantic import (
 )
 
 from latlab.jobs.kinds.probe_spec import check_host
-from latlab.jobs.kinds.spec_checks import Headers, Method, field_error
+from latlab.jobs.kinds.spec_checks import (
+    LOCATION_MAX,
+    LOCATION_PATTERN,
+    Headers,
+    Method,
+    field_error,
+)
 from latlab.measure.load.plan import (
     DEFAULT_DURATION_S,
     LoadLimits,
@@ -47,6 +53,8 @@ MAX_TIMEOUT_S = 300.0
 # "2m", "1h", "30". Strict: "1e3" stays a text, refused as the CLI refuses `-d 1e3`.
 Duration = Annotated[StrictFloat | StrictStr, Field(union_mode="left_to_right")]
 _DURATIONS = ("duration", "timeout", "probe", "warmup")
+MAX_SHARDS = 64
+Location = Annotated[StrictStr, Field(max_length=LOCATION_MAX, pattern=LOCATION_PATTERN)]
 _FIELDS_BY_WORD = ("connections", "requests", "duration", "rate", "workers", "timeout", "warmup")
 
 
@@ -118,6 +126,19 @@ class LoadRunSpec(BaseModel):
     )
     warmup: Duration | None = Field(None, description="Load sent first and not counted.")
     insecure: StrictBool = Field(False, description="Do not verify an https URL's certificate.")
+    shards: StrictInt = Field(
+        1,
+        ge=1,
+        le=MAX_SHARDS,
+        description="Split the run over this many workers (`latlab worker`); the totals are "
+        "divided and the stats merged exactly. Needs LATLAB_REDIS_URL.",
+    )
+    locations: list[Location] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SHARDS,
+        description="One shard on a worker at each of these locations (`--location`).",
+    )
 
     @field_validator("url")
     @classmethod
@@ -202,6 +223,7 @@ class LoadRunSpec(BaseModel):
             RequestSpec(method=self.method, body=self.body.encode())
         except RequestError as exc:
             raise field_error("LoadRunSpec", "body", "request_error", str(exc), self.body) from None
+        self._check_shards()
         limits = _limits(info)
         try:
             plan = self.plan()
@@ -212,6 +234,26 @@ class LoadRunSpec(BaseModel):
         if limits is not None:
             self._check_target(plan, limits.policy)
         return self
+
+    @property
+    def shard_count(self) -> int:
+        """How many shards the run is split into: one per location, else ``shards``."""
+        return len(self.locations) if self.locations else self.shards
+
+    def _check_shards(self) -> None:
+        """Every shard must send something: at least a connection (and a request) each."""
+        count = self.shard_count
+        if self.locations and self.shards not in (1, count):
+            message = f"shards must be left out or equal the {count} locations"
+            raise field_error("LoadRunSpec", "shards", "value_error", message, self.shards)
+        field = "locations" if self.locations else "shards"
+        for name in ("connections", "requests"):
+            value = getattr(self, name)
+            if value is not None and value < count:
+                message = f"{name} must be at least the run's {count} shards, one each"
+                raise field_error(
+                    "LoadRunSpec", field, "value_error", message, getattr(self, field)
+                )
 
     def _plan_refused(self, exc: PlanError) -> ValidationError:
         """The error of the field a :class:`PlanError` names, its value as the input."""

@@ -75,7 +75,7 @@ class StoredTotals:
 
     @classmethod
     async def read(cls, store: Store, job: JobRecord, spec: LoadRunSpec) -> StoredTotals:
-        stored = await store.histograms.read(KIND, job.id, PROBE_BUCKET, TOTAL_BUCKET)
+        stored = await store.histograms.read(job.kind, job.id, PROBE_BUCKET, TOTAL_BUCKET)
         open_model = spec.rate is not None
         total = SecondStats(TOTAL_BUCKET, corrected=LatencyHistogram() if open_model else None)
         if TOTAL_BUCKET in stored:

@@ -16,6 +16,7 @@ from latlab.measure.request import RequestError, RequestSpec
 LOCATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # also a Redis key part: no ':' or spaces
 LOCATION_MAX = 64
 LOCATION_NEEDS_WORKERS = "a location needs workers: set LATLAB_REDIS_URL and run latlab worker"
+SHARDS_NEED_WORKERS = "shards need workers: set LATLAB_REDIS_URL and run latlab worker"
 
 
 def location_field(what: str) -> Any:

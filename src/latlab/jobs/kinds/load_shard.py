@@ -1,0 +1,37 @@
+"""A shard of a sharded load run: its share of the run, run like a load run of its own.
+
+Its spec names the run and its index; what it sends is derived from the run's spec, which
+is validated again here (the worker that runs it trusts nothing it reads from Redis or the
+store). Its seconds are stored under its own job and reach the feeds, InfluxDB and
+``/metrics`` merged, through its run (:mod:`latlab.jobs.kinds.load_follow`). Like a load
+run it is not resumed after its process died: it fails ``interrupted``, and so does its run.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from latlab.jobs.driver import JobFailed
+from latlab.jobs.kinds.load import LoadRunner
+from latlab.jobs.kinds.load_sharded import SHARD_KIND, ShardSpec, shard_of
+from latlab.jobs.kinds.load_spec import LoadRunSpec
+from latlab.jobs.kinds.load_stats import KIND
+from latlab.jobs.runner import RunContext
+from latlab.jobs.supervise import until_stored
+from latlab.storage import JobNotFound, JobRecord
+
+
+class LoadShardRunner(LoadRunner):
+    kind = SHARD_KIND
+
+    async def spec_of(self, job: JobRecord, ctx: RunContext) -> LoadRunSpec:
+        shard = ShardSpec.model_validate(job.spec)
+        read = functools.partial(ctx.store.get_job, KIND, shard.run)
+        try:
+            run = await until_stored(f"load shard {job.id}", read)
+        except JobNotFound:
+            raise JobFailed(f"its load run {shard.run} is gone") from None
+        spec = LoadRunSpec.model_validate(run.spec)
+        if shard.index >= spec.shard_count:
+            raise JobFailed(f"load run {shard.run} has no shard {shard.index + 1}")
+        return shard_of(spec, shard.index)

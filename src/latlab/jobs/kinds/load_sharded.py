@@ -1,0 +1,198 @@
+"""Load runs split over workers: each shard is a job of its own, followed and merged here.
+
+A run with ``shards: N`` (or ``locations``) is not sent from one place. At its first start
+the control plane process creates N jobs of kind ``load_shard``, each sending its share of
+the run (connections and requests divided as :func:`~latlab.measure.load.plan.shares`
+divides them, nothing lost; the rate divided evenly), and starts them like any job: the
+workers take them. Each shard checkpoints its own seconds (HDR histograms) in the store.
+
+The run itself is followed by the process that started it (another one adopts it if that
+one dies): once every shard still running has stored second ``n``, it writes second ``n``
+of the run as the exact merge of the shards' second ``n``: HDR histograms of one
+configuration add bucket for bucket, so the run's stats are those of one histogram of every
+request. Thresholds are judged on the merge. Pause, resume, stop and delete of the run act
+on its shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from latlab.jobs.driver import JobFailed
+from latlab.jobs.kinds.load_follow import SHARD_KIND, ShardFailed, ShardFollower
+from latlab.jobs.kinds.load_spec import MAX_SHARDS, LoadRunSpec
+from latlab.jobs.kinds.load_stats import StoredTotals, final_progress
+from latlab.jobs.kinds.spec_checks import location_field
+from latlab.jobs.quota import RunningLimit
+from latlab.jobs.runner import RunContext, Started
+from latlab.jobs.state import Action, InvalidTransition
+from latlab.jobs.supervise import until_stored
+from latlab.measure.load.plan import shares
+from latlab.storage import JobNotFound, JobRecord, JobState
+from latlab.storage.records import ProgressUpdate
+
+__all__ = ["SHARD_KIND", "ShardJobs", "ShardSpec", "ShardedRuns", "shard_of"]
+
+FOLLOW_EVERY_S = 0.1  # how often a run reads its shards' progress
+
+
+class ShardSpec(BaseModel):
+    """A shard job's spec: which run it is a share of; the rest is read from the run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: StrictInt = Field(ge=1)
+    index: StrictInt = Field(ge=0, lt=MAX_SHARDS)
+    location: str | None = location_field("the shard")
+
+
+class ShardJobs(Protocol):
+    """What a run needs of the job manager to run its shards."""
+
+    async def create_many(
+        self,
+        kind: str,
+        specs: Sequence[Mapping[str, Any]],
+        *,
+        start: bool = False,
+        limit: RunningLimit | None = None,
+    ) -> list[JobRecord]: ...
+
+    async def act(
+        self, kind: str, job_id: int, action: Action, *, limit: RunningLimit | None = None
+    ) -> JobRecord: ...
+
+    async def delete(self, kind: str, job_id: int) -> None: ...
+
+
+def shard_of(spec: LoadRunSpec, index: int) -> LoadRunSpec:
+    """Shard ``index``'s share of the run. Its thresholds are the run's, judged on the merge;
+    a side probe runs beside the first shard only."""
+    count = spec.shard_count
+    requests = None if spec.requests is None else shares(spec.requests, count)[index]
+    changes: dict[str, Any] = {
+        "connections": shares(spec.connections, count)[index],
+        "requests": requests,
+        "rate": None if spec.rate is None else spec.rate / count,
+        "shards": 1,
+        "locations": None,
+        "thresholds": [],
+        "probe": spec.probe if index == 0 else None,
+    }
+    return spec.model_copy(update=changes)
+
+
+def shard_ids(job: JobRecord) -> list[int]:
+    ids = job.progress.get("shards")
+    return [int(i) for i in ids] if isinstance(ids, list) else []
+
+
+class ShardedRuns:
+    """Runs, pauses and stops sharded runs; bound to the job manager once it exists."""
+
+    def __init__(self) -> None:
+        self._jobs: ShardJobs | None = None
+
+    def bind(self, jobs: ShardJobs) -> None:
+        self._jobs = jobs
+
+    def _bound(self) -> ShardJobs:
+        if self._jobs is None:
+            raise JobFailed("sharded load runs are not available in this process")
+        return self._jobs
+
+    async def run(
+        self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, started: Started
+    ) -> None:
+        jobs = self._bound()
+        ids = shard_ids(job) or await self._created(job, spec, ctx, jobs)
+        await _each(jobs, await _halted(ctx, ids), functools.partial(_act, Action.START))
+        started()
+        stored = await until_stored(
+            f"load run {job.id}", functools.partial(StoredTotals.read, ctx.store, job, spec)
+        )
+        follower = ShardFollower(job, spec, ctx, ids, stored)
+        try:
+            while True:  # the shards run in other processes: their progress is in the store
+                if await follower.step():
+                    break
+                await asyncio.sleep(FOLLOW_EVERY_S)
+        except ShardFailed as failed:
+            await _each(jobs, ids, functools.partial(_act, Action.STOP))
+            raise JobFailed(str(failed)) from None
+        values = {**follower.progress, **final_progress(spec, follower.summary())}
+        update = ProgressUpdate(job.kind, job.id, values, follower.owner)
+        await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
+
+    async def _created(
+        self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, jobs: ShardJobs
+    ) -> list[int]:
+        """The run's shards, created stopped-safe: their ids are recorded before any starts,
+        so a crash in between leaves ``created`` jobs, never load nobody follows."""
+        locations: list[str | None] = [*spec.locations] if spec.locations else []
+        locations += [None] * (spec.shard_count - len(locations))
+        specs = [
+            ShardSpec(run=job.id, index=index, location=location).model_dump()
+            for index, location in enumerate(locations)
+        ]
+        made = await jobs.create_many(SHARD_KIND, specs)
+        ids = [shard.id for shard in made]
+        owner = ctx.coordinator.owner_id if ctx.coordinator.shared else None
+        update = ProgressUpdate(job.kind, job.id, {"shards": ids}, owner)
+        await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
+        return ids
+
+    async def paused(self, job: JobRecord) -> None:
+        await _each(self._bound(), shard_ids(job), functools.partial(_act, Action.PAUSE))
+
+    async def stopped(self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext) -> dict[str, Any]:
+        """Stop the shards, then keep the merge of every second they stored."""
+        ids = shard_ids(job)
+        await _each(self._bound(), ids, functools.partial(_act, Action.STOP))
+        read = functools.partial(StoredTotals.read, ctx.store, job, spec)
+        follower = ShardFollower(job, spec, ctx, ids, await until_stored("load run stop", read))
+        with contextlib.suppress(ShardFailed):
+            await follower.step(final=True)
+        return {**follower.progress, **final_progress(spec, follower.summary())}
+
+    async def deleting(self, job: JobRecord) -> None:
+        """Before the run goes: its shards stop and go too."""
+        await _each(self._bound(), shard_ids(job), _deleted)
+
+
+async def _each(jobs: ShardJobs, ids: Sequence[int], apply: _ShardAction) -> None:
+    await asyncio.gather(*(apply(jobs, shard_id) for shard_id in ids))
+
+
+class _ShardAction(Protocol):
+    async def __call__(self, jobs: ShardJobs, shard_id: int) -> None: ...
+
+
+async def _act(action: Action, jobs: ShardJobs, shard_id: int) -> None:
+    """``action`` on a shard, unless it is past it already (ended, or gone)."""
+    with contextlib.suppress(InvalidTransition, JobNotFound):
+        await jobs.act(SHARD_KIND, shard_id, action)
+
+
+async def _halted(ctx: RunContext, ids: Sequence[int]) -> list[int]:
+    """The shards to start: new ones (all, or those its run's last process did not get to)
+    and paused ones. A running shard is left to the process that runs it."""
+    halted = []
+    for shard_id in ids:
+        read = functools.partial(ctx.store.get_job, SHARD_KIND, shard_id)
+        with contextlib.suppress(JobNotFound):  # gone: the follower fails the run
+            shard = await until_stored(f"load shard {shard_id}", read)
+            if shard.state in (JobState.CREATED, JobState.PAUSED):
+                halted.append(shard_id)
+    return halted
+
+
+async def _deleted(jobs: ShardJobs, shard_id: int) -> None:
+    with contextlib.suppress(JobNotFound):
+        await jobs.delete(SHARD_KIND, shard_id)

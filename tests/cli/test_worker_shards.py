@@ -1,0 +1,114 @@
+"""A load run split over two ``latlab worker`` processes beside ``latlab serve``, on one SQLite
+store and the local Redis, against a target in this process that counts what it is sent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fleet import WorkerProcess, fleet_env, latlab_worker, workers
+from harness import CountingTarget, latlab_serve, wait_for
+from latlab.measure.load.seconds import SecondStats
+from latlab.storage import open_store
+from latlab.storage.records import TOTAL_BUCKET
+from services import require_redis
+
+RUNS = "/api/v1/load-runs"
+pytestmark = pytest.mark.timeout(120)
+
+
+@asynccontextmanager
+async def api_and_two_workers(
+    db: Path,
+) -> AsyncIterator[tuple[httpx.AsyncClient, WorkerProcess, WorkerProcess]]:
+    """One shard a worker: ``--capacity 1`` each."""
+    env = fleet_env(require_redis())
+    with (
+        latlab_serve(db, "--no-targets", env=env) as (_, url),
+        latlab_worker(db, env, "--capacity", "1", name="a") as a,
+        latlab_worker(db, env, "--capacity", "1", name="b") as b,
+    ):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+
+            async def both_listed() -> bool:
+                return {a.id, b.id} <= set(await workers(api))
+
+            await wait_for(both_listed, what="both workers listed")
+            yield api, a, b
+
+
+async def finished(api: httpx.AsyncClient, run_id: int) -> dict[str, Any]:
+    async def ended() -> bool:
+        state = (await api.get(f"{RUNS}/{run_id}")).json()["state"]
+        return state in ("completed", "failed", "stopped")
+
+    await wait_for(ended, 60, what=f"load run {run_id} to end")
+    run: dict[str, Any] = (await api.get(f"{RUNS}/{run_id}")).json()
+    return run
+
+
+async def stored_seconds(db: Path, kind: str, job_id: int) -> dict[int, SecondStats]:
+    store = await open_store(f"sqlite+aiosqlite:///{db}")
+    try:
+        stored = await store.histograms.read(kind, job_id, TOTAL_BUCKET, 100_000)
+    finally:
+        await store.close()
+    return {n: SecondStats.from_payload(payload) for n, payload in stored.items()}
+
+
+async def test_a_run_over_two_workers_sends_exactly_n_and_merges_bucket_for_bucket(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "latlab.db"
+    spec = {"connections": 8, "requests": 20_000, "shards": 2}
+    async with CountingTarget() as target, api_and_two_workers(db) as (api, a, b):
+        url = f"http://127.0.0.1:{target.port}/"
+        created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
+        assert created.status_code == 201, created.text
+        run = await finished(api, created.json()["id"])
+        logs = a.output(), b.output()
+    assert run["state"] == "completed", run
+    assert run["stats"]["requests"] == 20_000 == target.requests
+    shard_ids = run["progress"]["shards"]
+    claimed_by = [
+        [worker for worker, log in enumerate(logs) if f"load_shard job {shard} claimed" in log]
+        for shard in shard_ids
+    ]
+    assert sorted(claimed_by) == [[0], [1]]  # one shard on each worker
+    merged = await stored_seconds(db, "load", run["id"])
+    shards = [await stored_seconds(db, "load_shard", i) for i in shard_ids]
+    assert [s[TOTAL_BUCKET].requests for s in shards] == [10_000, 10_000]
+    for n, second in merged.items():
+        parts = [s[n].service.bucket_counts() for s in shards if n in s]
+        assert Counter(second.service.bucket_counts()) == sum(map(Counter, parts), Counter())
+
+
+async def test_a_rate_change_is_divided_among_the_shards_on_their_workers(tmp_path: Path) -> None:
+    db = tmp_path / "latlab.db"
+    spec = {"connections": 4, "rate": 100.0, "duration": "3s", "shards": 2}
+    async with CountingTarget() as target, api_and_two_workers(db) as (api, _, _):
+        url = f"http://127.0.0.1:{target.port}/"
+        created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
+        run_id = created.json()["id"]
+
+        async def merging() -> bool:
+            progress = (await api.get(f"{RUNS}/{run_id}")).json()["progress"]
+            return int(progress.get("seconds", 0)) > 0
+
+        await wait_for(merging, 30, what="the first merged second")
+        changed = await api.patch(f"{RUNS}/{run_id}", json={"rate": 300.0, "connections": 6})
+        run = await finished(api, run_id)
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["progress"]["rate"], changed.json()["progress"]["connections"]) == (
+        300.0,
+        6,
+    )
+    assert run["state"] == "completed", run
+    assert (run["progress"]["rate"], run["progress"]["connections"]) == (300.0, 6)
+    assert run["stats"]["requests"] > 100 * 3  # it sent faster than it was started at

@@ -1,0 +1,196 @@
+"""Sharded load runs on one engine (no workers: the shards run here, each its own pool):
+totals divided exactly, stats merged bucket for bucket, and the run's controls reach them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from harness import CountingTarget, running_engine, wait_for
+from latlab.jobs.kinds.load import LoadRunner
+from latlab.jobs.kinds.load_shard import LoadShardRunner
+from latlab.jobs.kinds.load_sharded import SHARD_KIND, ShardedRuns, ShardSpec, shard_of
+from latlab.jobs.kinds.load_spec import LoadRunSpec
+from latlab.jobs.manager import JobManager
+from latlab.jobs.state import Action
+from latlab.measure.load.seconds import SecondStats
+from latlab.storage import JobNotFound, JobRecord, JobState, Store
+from latlab.storage.records import TOTAL_BUCKET
+
+
+def spec(port: int, **fields: Any) -> dict[str, Any]:
+    return {"url": f"http://127.0.0.1:{port}/", "connections": 4, "shards": 2, **fields}
+
+
+@asynccontextmanager
+async def sharding_engine(store: Store) -> AsyncIterator[JobManager]:
+    sharded = ShardedRuns()
+    async with running_engine(store, [LoadRunner(None, sharded), LoadShardRunner()]) as jobs:
+        sharded.bind(jobs)
+        yield jobs
+
+
+async def ended(store: Store, job_id: int) -> JobRecord:
+    async def over() -> bool:
+        return (await store.get_job("load", job_id)).state.ended
+
+    await wait_for(over, 30, f"load run {job_id} to end")
+    return await store.get_job("load", job_id)
+
+
+async def seconds_of(store: Store, kind: str, job_id: int) -> dict[int, SecondStats]:
+    stored = await store.histograms.read(kind, job_id, TOTAL_BUCKET, 10_000)
+    return {n: SecondStats.from_payload(payload) for n, payload in stored.items()}
+
+
+async def test_requests_are_divided_exactly_and_the_merge_equals_the_shards_bucket_for_bucket(
+    store: Store,
+) -> None:
+    async with CountingTarget() as target, sharding_engine(store) as jobs:
+        job = await jobs.create("load", spec(target.port, requests=3001), start=True)
+        done = await ended(store, job.id)
+    assert done.state is JobState.COMPLETED, done.error
+    assert done.progress["requests"] == 3001 == target.requests
+    run = await seconds_of(store, "load", job.id)
+    shards = [await seconds_of(store, SHARD_KIND, i) for i in done.progress["shards"]]
+    assert [s[TOTAL_BUCKET].requests for s in shards] == [1501, 1500]
+    for n, second in run.items():
+        parts = [s[n] for s in shards if n in s]
+        expected = sum((Counter(p.service.bucket_counts()) for p in parts), Counter[int]())
+        assert Counter(second.service.bucket_counts()) == expected, f"second {n}"
+        assert second.requests == sum(p.requests for p in parts)
+    assert sorted(n for n in run if n >= 0) == list(range(done.progress["seconds"]))
+
+
+async def test_thresholds_are_judged_on_the_merged_stats(store: Store) -> None:
+    thresholds = ["p99<5s", "rps>1000000"]
+    async with CountingTarget() as target, sharding_engine(store) as jobs:
+        fields = spec(target.port, requests=400, thresholds=thresholds)
+        job = await jobs.create("load", fields, start=True)
+        done = await ended(store, job.id)
+    assert [(v["expression"], v["ok"]) for v in done.progress["thresholds"]] == [
+        ("p99<5s", True),
+        ("rps>1000000", False),
+    ]
+    assert done.progress["summary"]["requests"] == 400
+    shard = await store.get_job(SHARD_KIND, done.progress["shards"][0])
+    assert shard.progress["thresholds"] == []  # judged once, on the merge
+
+
+async def test_pause_pauses_the_shards_and_resume_finishes_the_exact_count(store: Store) -> None:
+    async with CountingTarget(delay_s=0.01) as target, sharding_engine(store) as jobs:
+        job = await jobs.create("load", spec(target.port, requests=600), start=True)
+
+        async def merged_a_second() -> bool:
+            return int((await store.get_job("load", job.id)).progress.get("seconds", 0)) >= 1
+
+        await wait_for(merged_a_second, 30, "a merged second")
+        paused = await jobs.act("load", job.id, Action.PAUSE)
+        ids = paused.progress["shards"]
+        states = [(await store.get_job(SHARD_KIND, i)).state for i in ids]
+        await jobs.act("load", job.id, Action.RESUME)
+        done = await ended(store, job.id)
+    assert states == [JobState.PAUSED, JobState.PAUSED]
+    assert done.state is JobState.COMPLETED, done.error
+    # Answers in flight at the pause reached the target but were not counted, as in one pool.
+    assert done.progress["requests"] == 600 <= target.requests
+    run = await seconds_of(store, "load", job.id)
+    assert sum(run[n].requests for n in range(done.progress["seconds"])) == 600
+
+
+async def test_stop_stops_the_shards_and_keeps_what_they_measured(store: Store) -> None:
+    async with CountingTarget(delay_s=0.01) as target, sharding_engine(store) as jobs:
+        job = await jobs.create("load", spec(target.port, duration="20s"), start=True)
+
+        async def merged_a_second() -> bool:
+            return int((await store.get_job("load", job.id)).progress.get("seconds", 0)) >= 1
+
+        await wait_for(merged_a_second, 30, "a merged second")
+        stopped = await jobs.act("load", job.id, Action.STOP)
+        shards = [await store.get_job(SHARD_KIND, i) for i in stopped.progress["shards"]]
+    assert [shard.state for shard in shards] == [JobState.STOPPED, JobState.STOPPED]
+    assert stopped.progress["summary"]["requests"] == stopped.progress["requests"] > 0
+    assert stopped.progress["requests"] == sum(s.progress["requests"] for s in shards)
+
+
+async def test_deleting_a_run_deletes_its_shards(store: Store) -> None:
+    async with CountingTarget() as target, sharding_engine(store) as jobs:
+        job = await jobs.create("load", spec(target.port, requests=100), start=True)
+        done = await ended(store, job.id)
+        await jobs.delete("load", job.id)
+        for shard_id in done.progress["shards"]:
+            with pytest.raises(JobNotFound):
+                await store.get_job(SHARD_KIND, shard_id)
+
+
+async def test_a_failed_shard_fails_the_run_naming_it(store: Store) -> None:
+    async with CountingTarget() as target, sharding_engine(store) as jobs:
+        port = target.port
+    async with sharding_engine(store) as jobs:  # the target has gone: nothing answers there
+        job = await jobs.create("load", spec(port, requests=100), start=True)
+        done = await ended(store, job.id)
+    assert done.state is JobState.FAILED
+    assert str(done.error).startswith("shard 1 of 2 failed: ")
+
+
+async def test_a_shard_whose_run_is_gone_fails_with_that_reason(store: Store) -> None:
+    async with sharding_engine(store) as jobs:
+        shard = ShardSpec(run=999, index=0).model_dump()
+        made = await jobs.create(SHARD_KIND, shard, start=True)
+
+        async def failed() -> bool:
+            return (await store.get_job(SHARD_KIND, made.id)).state is JobState.FAILED
+
+        await wait_for(failed, 10, "the orphan shard to fail")
+    assert (await store.get_job(SHARD_KIND, made.id)).error == "its load run 999 is gone"
+
+
+def test_each_shard_gets_its_share_and_the_first_runs_the_side_probe() -> None:
+    run = LoadRunSpec.model_validate(
+        {"url": "http://127.0.0.1:1/", "connections": 10, "requests": 11, "rate": 90.0}
+        | {"shards": 3, "probe": "0.5s", "thresholds": ["p99<1s"]}
+    )
+    parts = [shard_of(run, index) for index in range(3)]
+    assert [(p.connections, p.requests, p.rate) for p in parts] == [
+        (4, 4, 30.0),
+        (3, 4, 30.0),
+        (3, 3, 30.0),
+    ]
+    assert [p.probe for p in parts] == ["0.5s", None, None]
+    assert all(p.thresholds == [] and p.shard_count == 1 for p in parts)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"shards": 5, "connections": 4}, "shards", "connections must be at least the run's 5"),
+        ({"shards": 3, "requests": 2}, "shards", "requests must be at least the run's 3"),
+        ({"shards": 3, "locations": ["a", "b"]}, "shards", "equal the 2 locations"),
+        ({"locations": ["eu:1"]}, "locations", "pattern"),
+        ({"locations": []}, "locations", "at least 1"),
+        ({"shards": 0}, "shards", "greater than or equal to 1"),
+        ({"shards": 65}, "shards", "less than or equal to 64"),
+    ],
+)
+def test_a_split_that_cannot_run_names_its_field(
+    fields: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        LoadRunSpec.model_validate({"url": "http://127.0.0.1:1/", **fields})
+    errors = refused.value.errors()
+    assert [error["loc"][0] for error in errors] == [field]
+    assert message in errors[0]["msg"]
+
+
+async def test_a_process_without_the_manager_bound_fails_a_sharded_run(store: Store) -> None:
+    unbound = LoadRunner(None, ShardedRuns())
+    async with CountingTarget() as target, running_engine(store, [unbound]) as jobs:
+        job = await jobs.create("load", spec(target.port, requests=10), start=True)
+        done = await ended(store, job.id)
+    assert done.state is JobState.FAILED
+    assert done.error == "sharded load runs are not available in this process"
