@@ -210,7 +210,6 @@ def report(
     console.print(table)
     if gaps:
         console.print("failover after SIGKILL, s: " + ", ".join(f"{gap:.2f}" for gap in gaps))
-    console.print("load-run shards (1 vs 2): not measured yet, shards are not built")
 
 
 def main() -> None:
