@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
+import httpx
 import uvloop
 
 from latlab.cli.load_options import LoadJob, LoadOptions, UsageError, prepare, settings_from_env
+from latlab.cli.load_remote import (
+    Follower,
+    Interrupts,
+    RemoteInterrupts,
+    ServerRefused,
+    create,
+    remote_spec,
+    report_of,
+    stop_when_asked,
+    view_for,
+)
 from latlab.cli.load_view import (
     LoadView,
     OutputError,
@@ -56,11 +67,20 @@ def run_load(options: LoadOptions) -> None:
     """The whole command; ends with ``SystemExit`` carrying its exit code."""
     open_closed_standard_streams()
     try:
-        job = prepare(options, settings_from_env())
+        settings = settings_from_env()
+        if options.shards != 1 and options.server is None:
+            raise UsageError("--shards needs --server: the shards run on a server's workers")
+        job = prepare(options, settings)
+        spec = None if options.server is None else remote_spec(job, options.shards)
     except (PlanError, RequestError, UsageError, OutputError) as exc:
         raise SystemExit(_fail(str(exc), USAGE)) from None
     try:
-        code = uvloop.run(_run(job))
+        if options.server is None or spec is None:
+            code = uvloop.run(_run(job))
+        else:
+            token = settings.api_token
+            secret = None if token is None else token.get_secret_value() or None
+            code = uvloop.run(_run_remote(job, spec, options.server, secret))
     finally:
         remove_outputs(job.created_outputs)
     raise SystemExit(code)
@@ -81,26 +101,13 @@ def _fail(message: str, code: int) -> int:
 
 
 @dataclass(slots=True)
-class _Interrupts:
-    """First Ctrl-C (or SIGTERM): stop the workers, keep what they measured; second: cancel."""
+class _Interrupts(Interrupts):
+    """The first one stops the workers, which report what they measured."""
 
-    task: asyncio.Task[Any]
     pool: LoadPool | None = None
-    count: int = 0
 
-    def install(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal)
-
-    def remove(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-    def _on_signal(self) -> None:
-        self.count += 1
-        if self.pool is None or self.count > 1:
+    def first(self) -> None:
+        if self.pool is None:
             self.task.cancel()
         else:
             self.pool.stop()
@@ -190,10 +197,17 @@ def _report(
     }
     if probe is not None:
         report["probe"] = probe.summary()
+    return _finish(job, report, totals.rows, interrupted=interrupted)
+
+
+def _finish(
+    job: LoadJob, report: dict[str, Any], rows: list[dict[str, Any]], *, interrupted: bool
+) -> int:
+    """Write the files, print the summary; the exit status."""
     # The files first: a reader that stops reading stdout must not cost them.
     job.created_outputs.clear()
     try:
-        write_files(report, totals.rows, job.options.json_path, job.options.csv_path)
+        write_files(report, rows, job.options.json_path, job.options.csv_path)
     except OSError as exc:
         print_summary(job.console, report)
         return _fail(f"cannot write the results: {exc}", 1)
@@ -201,3 +215,43 @@ def _report(
     if interrupted:
         return INTERRUPTED
     return THRESHOLD_FAILED if not all(t["ok"] for t in report["thresholds"]) else 0
+
+
+# --- the run made by a server: ``--server`` ---
+
+
+async def _run_remote(job: LoadJob, spec: dict[str, Any], server: str, token: str | None) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    interrupts = RemoteInterrupts(task)
+    interrupts.install()
+    headers = {} if token is None else {"authorization": f"Bearer {token}"}
+    try:
+        async with httpx.AsyncClient(base_url=server, headers=headers, timeout=10) as api:
+            run_id = await create(api, spec)
+            follower = Follower(api, run_id, view_for(job), [])
+            run = await _followed(follower, interrupts)
+    except ServerRefused as exc:
+        return _fail(str(exc), exc.code)
+    except asyncio.CancelledError:
+        return _fail("interrupted", INTERRUPTED)
+    finally:
+        interrupts.remove()
+    if run["state"] == "failed":
+        error = str(run.get("error"))
+        return _fail(f"the run failed: {error}", USAGE if "not allowed" in error else UNREACHABLE)
+    interrupted = interrupts.count > 0
+    report = report_of(job, run, interrupted=interrupted)
+    return _finish(job, report, follower.rows, interrupted=interrupted)
+
+
+async def _followed(follower: Follower, interrupts: RemoteInterrupts) -> dict[str, Any]:
+    """Follow the run to its end; a first Ctrl-C meanwhile stops it on the server."""
+    stopper = asyncio.create_task(stop_when_asked(follower.api, follower.run_id, interrupts.stop))
+    follower.view.start()
+    try:
+        return await follower.follow()
+    finally:
+        follower.view.stop()
+        stopper.cancel()
+        await asyncio.gather(stopper, return_exceptions=True)

@@ -54,6 +54,8 @@ class LoadOptions:
     insecure: bool = False
     ca_file: Path | None = None
     quiet: bool = False
+    server: str | None = None  # a LatLab server whose workers make the run
+    shards: int = 1
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from latlab.measure.load.plan import LoadPlan
-from latlab.measure.load.summary import CSV_COLUMNS, RunTotals
+from latlab.measure.load.summary import CSV_COLUMNS
 
 # (summary key, column header)
 LATENCY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -49,10 +49,22 @@ def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+class SoFar(Protocol):
+    """The run's figures so far: :class:`RunTotals` here, a server's stats with ``--server``."""
+
+    @property
+    def requests(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
+    def p50_p99_ms(self) -> tuple[float | None, float | None]: ...
+
+
 class LoadView(Protocol):
     def start(self) -> None: ...
 
-    def second(self, row: Mapping[str, Any], totals: RunTotals, elapsed_s: float) -> None: ...
+    def second(self, row: Mapping[str, Any], totals: SoFar, elapsed_s: float) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -63,7 +75,7 @@ class QuietView:
     def start(self) -> None:
         pass
 
-    def second(self, row: Mapping[str, Any], totals: RunTotals, elapsed_s: float) -> None:
+    def second(self, row: Mapping[str, Any], totals: SoFar, elapsed_s: float) -> None:
         pass
 
     def stop(self) -> None:
@@ -76,7 +88,7 @@ class LineView(QuietView):
     def __init__(self, console: Console) -> None:
         self._console = console
 
-    def second(self, row: Mapping[str, Any], totals: RunTotals, elapsed_s: float) -> None:
+    def second(self, row: Mapping[str, Any], totals: SoFar, elapsed_s: float) -> None:
         self._console.print(
             f"second {row['second']}: {row['requests']} requests, {row['errors']} errors, "
             f"p50 {ms(row['p50_ms'])} ms, p99 {ms(row['p99_ms'])} ms, max {ms(row['max_ms'])} ms",
@@ -96,21 +108,21 @@ class LiveView:
     def start(self) -> None:
         self._live.start(refresh=True)
 
-    def second(self, row: Mapping[str, Any], totals: RunTotals, elapsed_s: float) -> None:
+    def second(self, row: Mapping[str, Any], totals: SoFar, elapsed_s: float) -> None:
         self._live.update(self._render(row, totals, elapsed_s), refresh=True)
 
     def stop(self) -> None:
         self._live.stop()
 
-    def _render(self, row: Mapping[str, Any], totals: RunTotals, elapsed_s: float) -> Group:
-        so_far = totals.total.service.stats()
+    def _render(self, row: Mapping[str, Any], totals: SoFar, elapsed_s: float) -> Group:
+        p50_ms, p99_ms = totals.p50_p99_ms()
         figures = {
             "elapsed": f"{elapsed_s:.0f} s",
             "req/s": f"{row['rps']:,}",
             "requests": f"{totals.requests:,}",
             "errors": f"{totals.errors:,}",
-            "p50 so far": f"{ms(so_far.p50_ms)} ms",
-            "p99 so far": f"{ms(so_far.p99_ms)} ms",
+            "p50 so far": f"{ms(p50_ms)} ms",
+            "p99 so far": f"{ms(p99_ms)} ms",
         }
         table = Table.grid(padding=(0, 3))
         table.add_row(*(Text(name, style="dim") for name in figures))
@@ -121,7 +133,7 @@ class LiveView:
             parts.append(ProgressBar(total=1.0, completed=min(progress, 1.0), width=60))
         return Group(*parts)
 
-    def _progress(self, totals: RunTotals, elapsed_s: float) -> float | None:
+    def _progress(self, totals: SoFar, elapsed_s: float) -> float | None:
         if self._plan.requests is not None:
             return totals.requests / self._plan.requests
         if self._plan.duration_s is not None:

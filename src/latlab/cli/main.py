@@ -203,6 +203,18 @@ def load(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only the summary.", show_default="off")
     ] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Have this LatLab server run it (token: LATLAB_API_TOKEN).",
+            show_default="here",
+        ),
+    ] = None,
+    shards: Annotated[
+        int,
+        typer.Option(metavar="N", help="With --server: split over N workers.", min=1, max=64),
+    ] = 1,
 ) -> None:
     """Load URL with keep-alive connections (closed model, or --rate: open model).
 
@@ -216,7 +228,7 @@ def load(
         LoadOptions(
             url, connections, requests, duration, rate, workers, method, tuple(header or ()),
             body, body_file, timeout, expect_status, tuple(threshold or ()), json_path,
-            csv_path, probe, warmup, insecure, ca_file, quiet,
+            csv_path, probe, warmup, insecure, ca_file, quiet, server, shards,
         )
     )  # fmt: skip
 

@@ -42,6 +42,10 @@ class RunTotals:
     def errors(self) -> int:
         return self.total.errors
 
+    def p50_p99_ms(self) -> tuple[float | None, float | None]:
+        stats = self.total.service.stats()
+        return stats.p50_ms, stats.p99_ms
+
     def add(self, second: SecondStats) -> dict[str, Any]:
         """Count one merged second (they come in order); return its row."""
         self.total.merge(second)

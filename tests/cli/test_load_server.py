@@ -1,0 +1,162 @@
+"""``latlab load --server URL [--shards N]``: the run made by a ``latlab serve`` (and its
+workers), followed by the command, against a target in this process that counts requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fleet import fleet_env, latlab_worker, workers
+from harness import CountingTarget, latlab_serve, wait_for
+from services import free_port, require_redis
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def start_load(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "latlab", "load", *args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def load(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await start_load(*args, env=env)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+async def test_shards_on_two_workers_send_exactly_n_and_report_as_a_local_run(
+    tmp_path: Path,
+) -> None:
+    env = fleet_env(require_redis())
+    db, out, rows = tmp_path / "latlab.db", tmp_path / "out.json", tmp_path / "out.csv"
+    async with CountingTarget() as target:
+        with (
+            latlab_serve(db, "--no-targets", env=env) as (_, server),
+            latlab_worker(db, env, "--capacity", "1", name="a"),
+            latlab_worker(db, env, "--capacity", "1", name="b"),
+        ):
+            async with httpx.AsyncClient(base_url=server) as api:
+
+                async def both_up() -> bool:
+                    return len(await workers(api)) == 2
+
+                await wait_for(both_up, what="two workers")
+            url = f"http://127.0.0.1:{target.port}/"
+            args = ("-n", "4001", "-c", "4", "--shards", "2", "--server", server)
+            code, stdout, stderr = await load(
+                url, *args, "--threshold", "p99<10s", "--json", str(out), "--csv", str(rows)
+            )
+    assert code == 0, stderr
+    report = read_json(out)
+    assert report["requests"] == 4001 == target.requests
+    assert (report["shards"], report["connections"], report["interrupted"]) == (2, 4, False)
+    assert [verdict["ok"] for verdict in report["thresholds"]] == [True]
+    csv_lines = rows.read_text().splitlines()
+    assert sum(int(line.split(",")[1]) for line in csv_lines[1:]) == 4001
+    assert "p99" in stdout
+
+
+async def test_a_failed_threshold_on_the_server_exits_99(tmp_path: Path) -> None:
+    async with CountingTarget() as target:
+        with latlab_serve(tmp_path / "latlab.db", "--no-targets") as (_, server):
+            url = f"http://127.0.0.1:{target.port}/"
+            code, _, stderr = await load(
+                url,
+                "-n",
+                "200",
+                "-c",
+                "2",
+                "--threshold",
+                "rps>100000000",
+                "--server",
+                server,
+                "-q",
+            )
+    assert code == 99, stderr
+    assert target.requests == 200
+
+
+async def test_what_the_server_refuses_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Without Redis the server has no workers for shards: its 422, said in one line."""
+    async with CountingTarget() as target:
+        with latlab_serve(tmp_path / "latlab.db", "--no-targets") as (_, server):
+            url = f"http://127.0.0.1:{target.port}/"
+            code, _, stderr = await load(url, "-n", "10", "--shards", "2", "--server", server)
+            async with httpx.AsyncClient(base_url=server) as api:
+                created = (await api.get("/api/v1/load-runs")).json()["count"]
+    assert code == 2
+    assert stderr.strip() == (
+        "latlab load: shards: shards need workers: set LATLAB_REDIS_URL and run latlab worker"
+    )
+    assert (created, target.requests) == (0, 0)
+
+
+async def test_a_server_that_wants_a_token_says_so_and_takes_latlab_api_token(
+    tmp_path: Path,
+) -> None:
+    token = "s3cret-token-for-the-test"
+    async with CountingTarget() as target:
+        with latlab_serve(
+            tmp_path / "latlab.db", "--no-targets", env={"LATLAB_API_TOKEN": token}
+        ) as (_, server):
+            url = f"http://127.0.0.1:{target.port}/"
+            args = (url, "-n", "50", "-c", "1", "--server", server, "-q")
+            refused = await load(*args, env={"LATLAB_API_TOKEN": ""})
+            accepted = await load(*args, env={"LATLAB_API_TOKEN": token})
+    assert refused[0] == 2, refused
+    assert refused[2].strip() == "latlab load: the server wants a token: set LATLAB_API_TOKEN"
+    assert accepted[0] == 0, accepted[2]
+    assert target.requests == 50
+
+
+async def test_no_server_listening_is_exit_1_and_shards_without_a_server_exit_2() -> None:
+    server = f"http://127.0.0.1:{free_port()}"
+    unreachable = await load("http://127.0.0.1:9/", "-n", "1", "--server", server)
+    alone = await load("http://127.0.0.1:9/", "-n", "1", "--shards", "2")
+    assert unreachable[0] == 1
+    assert unreachable[2].startswith(f"latlab load: cannot reach the server at {server}")
+    assert alone[0] == 2
+    assert "--shards needs --server" in alone[2]
+
+
+async def test_ctrl_c_stops_the_run_on_the_server_and_prints_what_it_measured(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.json"
+    async with CountingTarget(delay_s=0.01) as target:
+        with latlab_serve(tmp_path / "latlab.db", "--no-targets") as (_, server):
+            url = f"http://127.0.0.1:{target.port}/"
+            process = await start_load(
+                url, "-d", "30s", "-c", "2", "--server", server, "--json", str(out)
+            )
+            assert process.stdout is not None
+            first = await asyncio.wait_for(process.stdout.readline(), 30)
+            process.send_signal(signal.SIGINT)
+            rest, stderr = await asyncio.wait_for(process.communicate(), 30)
+            async with httpx.AsyncClient(base_url=server) as api:
+                run = (await api.get("/api/v1/load-runs")).json()["data"][0]
+    assert first.startswith(b"second 0:")
+    assert process.returncode == 130, stderr
+    assert run["state"] == "stopped"
+    report = read_json(out)
+    assert report["interrupted"] is True
+    assert 0 < report["requests"] <= target.requests
+    assert b"(interrupted)" in rest
