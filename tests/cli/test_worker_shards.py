@@ -112,3 +112,26 @@ async def test_a_rate_change_is_divided_among_the_shards_on_their_workers(tmp_pa
     assert run["state"] == "completed", run
     assert (run["progress"]["rate"], run["progress"]["connections"]) == (300.0, 6)
     assert run["stats"]["requests"] > 100 * 3  # it sent faster than it was started at
+
+
+async def test_a_stop_keeps_the_seconds_the_workers_store_as_they_halt(tmp_path: Path) -> None:
+    """Found in review: the stop merged before the workers had stored the second in
+    progress, so the run's summary came out below the sum of its shards."""
+    db = tmp_path / "latlab.db"
+    spec = {"connections": 4, "duration": "30s", "shards": 2}
+    async with CountingTarget(delay_s=0.005) as target, api_and_two_workers(db) as (api, _, _):
+        url = f"http://127.0.0.1:{target.port}/"
+        created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
+        run_id = created.json()["id"]
+
+        async def merging() -> bool:
+            progress = (await api.get(f"{RUNS}/{run_id}")).json()["progress"]
+            return int(progress.get("seconds", 0)) > 0
+
+        await wait_for(merging, 30, what="the first merged second")
+        stopped = await api.post(f"{RUNS}/{run_id}/stop")
+        shard_ids = stopped.json()["progress"]["shards"]
+        totals = [(await stored_seconds(db, "load_shard", i))[TOTAL_BUCKET] for i in shard_ids]
+    assert stopped.status_code == 200, stopped.text
+    summary = stopped.json()["progress"]["requests"]
+    assert summary == sum(total.requests for total in totals) > 0

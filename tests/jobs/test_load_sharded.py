@@ -13,14 +13,15 @@ from pydantic import ValidationError
 
 from harness import CountingTarget, running_engine, wait_for
 from latlab.jobs.kinds.load import LoadRunner
+from latlab.jobs.kinds.load_remote import ChangeOutOfBounds, retune_sharded
 from latlab.jobs.kinds.load_shard import LoadShardRunner
-from latlab.jobs.kinds.load_sharded import SHARD_KIND, ShardedRuns, ShardSpec, shard_of
+from latlab.jobs.kinds.load_sharded import SHARD_KIND, ShardedRuns, ShardSpec, shard_ids, shard_of
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.manager import JobManager
 from latlab.jobs.state import Action
 from latlab.measure.load.seconds import SecondStats
 from latlab.storage import JobNotFound, JobRecord, JobState, Store
-from latlab.storage.records import TOTAL_BUCKET
+from latlab.storage.records import TOTAL_BUCKET, ProgressUpdate
 
 
 def spec(port: int, **fields: Any) -> dict[str, Any]:
@@ -175,6 +176,8 @@ def test_each_shard_gets_its_share_and_the_first_runs_the_side_probe() -> None:
         ({"locations": []}, "locations", "at least 1"),
         ({"shards": 0}, "shards", "greater than or equal to 1"),
         ({"shards": 65}, "shards", "less than or equal to 64"),
+        # Found in review: accepted, then every shard's plan refused its share of the rate.
+        ({"shards": 64, "connections": 64, "rate": 0.01}, "rate", "0.001 requests/s a shard"),
     ],
 )
 def test_a_split_that_cannot_run_names_its_field(
@@ -194,3 +197,70 @@ async def test_a_process_without_the_manager_bound_fails_a_sharded_run(store: St
         done = await ended(store, job.id)
     assert done.state is JobState.FAILED
     assert done.error == "sharded load runs are not available in this process"
+
+
+async def test_a_single_location_sends_from_a_shard_there_not_from_here(store: Store) -> None:
+    """Found in review: ``locations: ["eu-1"]`` ran the load in the control plane process."""
+    async with CountingTarget() as target, sharding_engine(store) as jobs:
+        fields = {
+            "url": f"http://127.0.0.1:{target.port}/",
+            "requests": 300,
+            "locations": ["lab-1"],
+        }
+        job = await jobs.create("load", fields, start=True)
+        done = await ended(store, job.id)
+    (shard_id,) = done.progress["shards"]
+    shard = await store.get_job(SHARD_KIND, shard_id)
+    assert (shard.spec["location"], shard.progress["requests"]) == ("lab-1", 300)
+    assert done.progress["requests"] == 300 == target.requests
+
+
+async def test_a_change_goes_to_the_running_shards_only(store: Store) -> None:
+    """Found in review: a shard that had ended (here: paused) made the whole change a 409,
+    after the other shards had taken it."""
+    runner = LoadShardRunner()
+    sharded = ShardedRuns()
+    async with (
+        CountingTarget() as target,
+        running_engine(store, [LoadRunner(None, sharded), runner]) as jobs,
+    ):
+        sharded.bind(jobs)
+        fields = spec(target.port, rate=40.0, duration="20s")
+        job = await jobs.create("load", fields, start=True)
+
+        async def both_sending() -> bool:
+            return all(
+                runner.workers_running(i) for i in shard_ids(await store.get_job("load", job.id))
+            )
+
+        await wait_for(both_sending, 30, "both shards sending")
+        first, second_shard = shard_ids(await store.get_job("load", job.id))
+        await jobs.act(SHARD_KIND, first, Action.PAUSE)
+        run = await store.get_job("load", job.id)
+        values = await retune_sharded(runner, None, store, run, rate=90.0, connections=None)
+        changed = await store.get_job(SHARD_KIND, second_shard)
+        await jobs.act("load", job.id, Action.STOP)
+    assert changed.progress["rate"] == 90.0
+    assert values["rate"] == 90.0  # what the run sends now: the paused shard sends nothing
+
+
+async def test_connections_are_refused_below_one_for_each_running_process(store: Store) -> None:
+    """Found in review: 4 connections for shards running 3 and 2 processes was accepted, and
+    the process left without a connection never sent its share: the run never ended."""
+    fields = {"url": "http://127.0.0.1:9/", "workers": 4, "connections": 5, "requests": 1500}
+    (run,) = await store.create_jobs("load", [{**fields, "shards": 2}], state=JobState.RUNNING)
+    specs = [ShardSpec(run=run.id, index=index).model_dump() for index in range(2)]
+    shards = await store.create_jobs(SHARD_KIND, specs, state=JobState.RUNNING)
+    for shard, connections in zip(shards, (3, 2), strict=True):
+        await store.checkpoint(
+            [], [ProgressUpdate(SHARD_KIND, shard.id, {"connections": connections})]
+        )
+    ids = {"shards": [shard.id for shard in shards]}
+    await store.checkpoint([], [ProgressUpdate("load", run.id, ids)])
+    run = await store.get_job("load", run.id)
+    with pytest.raises(ChangeOutOfBounds) as refused:
+        await retune_sharded(LoadShardRunner(), None, store, run, rate=None, connections=4)
+    assert (refused.value.field, str(refused.value).split(":")[0]) == (
+        "connections",
+        "connections must be at least 5",
+    )

@@ -35,8 +35,8 @@ from latlab.api.load_run_schemas import (
 )
 from latlab.jobs.kinds.load import KIND, LoadRunner, RetuneRefused
 from latlab.jobs.kinds.load_queries import LoadRunQueries
-from latlab.jobs.kinds.load_remote import retune_anywhere, retune_sharded
-from latlab.jobs.kinds.load_sharded import SHARD_KIND, shard_ids, shard_of
+from latlab.jobs.kinds.load_remote import ChangeOutOfBounds, retune_anywhere, retune_sharded
+from latlab.jobs.kinds.load_sharded import SHARD_KIND, shard_ids
 from latlab.jobs.kinds.load_spec import LoadRunLimits, LoadRunSpec
 from latlab.jobs.quota import RunningLimit
 from latlab.jobs.state import Action
@@ -87,17 +87,6 @@ def _running_workers(spec: LoadRunSpec, connections_now: int) -> int:
     return min(spec.workers, connections_now, spec.requests or connections_now)
 
 
-def _most_workers(spec: LoadRunSpec, job: JobRecord) -> int:
-    """The most worker processes a run may have now, all shards together: each shard keeps
-    at least one connection per process it runs."""
-    connections_now = int(job.progress.get("connections", spec.connections))
-    count = spec.shard_count
-    if count == 1:
-        return _running_workers(spec, connections_now)
-    smallest = shard_of(spec, count - 1)
-    return count * _running_workers(smallest, connections_now // count)
-
-
 def _change_refusal(
     job: JobRecord, change: LoadRunChange, limits: LoadLimits, workers_running: int | None
 ) -> tuple[str, str] | None:
@@ -110,9 +99,12 @@ def _change_refusal(
     if connections > limits.max_connections:
         most = limits.max_connections
         return "connections", f"connections must be at most {most} (LATLAB_LOAD_MAX_CONNECTIONS)"
+    if shard_ids(job):
+        return None  # held to each shard's processes by the change itself
     workers = workers_running
     if workers is None:  # not running here: the most it can have
-        workers = _most_workers(LoadRunSpec.model_validate(job.spec), job)
+        spec = LoadRunSpec.model_validate(job.spec)
+        workers = _running_workers(spec, int(job.progress.get("connections", spec.connections)))
     if connections < workers:
         return "connections", f"connections must be at least the run's {workers} worker(s)"
     return None
@@ -232,6 +224,10 @@ async def change(
                 await retune_anywhere(runner, asker, job, rate=rate, connections=connections)
         except RetuneRefused as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        except ChangeOutOfBounds as exc:
+            value = getattr(body, exc.field)
+            error = {"type": "value_error", "loc": ["body", exc.field], "msg": str(exc)}
+            raise RequestValidationError([{**error, "input": value}]) from exc
         return LoadRunPublic.of(await runs.get(load_run_id))
 
 

@@ -28,6 +28,7 @@ from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
 from latlab.jobs.kinds.load_sharded import ShardedRuns
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.kinds.load_stats import (
+    DRAINED_KEY,
     KIND,
     PROBE_BUCKET,
     StoredTotals,
@@ -137,6 +138,7 @@ class _LiveRun:
 
 class LoadRunner(KindRunner):
     kind = KIND
+    noun = "load run"  # what its messages call a job
     resume = ResumePolicy.FAIL
 
     def __init__(self, ca_file: str | None = None, sharded: ShardedRuns | None = None) -> None:
@@ -147,6 +149,10 @@ class LoadRunner(KindRunner):
     def _is_sharded(self, job: JobRecord) -> bool:
         shards = job.spec.get("shards", 1)
         return self.sharded is not None and (bool(job.spec.get("locations")) or shards != 1)
+
+    def _sharded_spec(self, spec: LoadRunSpec) -> ShardedRuns | None:
+        """The sharded runs' follower, if ``spec`` is one (as :meth:`_is_sharded` judges)."""
+        return self.sharded if spec.sharded else None
 
     def resume_policy(self, job: JobRecord) -> ResumePolicy:
         """A sharded run's follower resumes (its shards ran on); a run here cannot."""
@@ -170,8 +176,8 @@ class LoadRunner(KindRunner):
 
     async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
         spec = await self.spec_of(job, ctx)
-        if self.sharded is not None and spec.shard_count > 1:
-            await self.sharded.run(job, spec, ctx, started)
+        if (sharded := self._sharded_spec(spec)) is not None:
+            await sharded.run(job, spec, ctx, started)
             return
         progress = _Progress.of(job, spec)
         read = functools.partial(StoredTotals.read, ctx.store, job, spec)
@@ -222,6 +228,7 @@ class LoadRunner(KindRunner):
                 await record()
             except asyncio.CancelledError:
                 await _drained(live.pool, record)  # a pause or stop keeps the second in progress
+                await _shielded(_mark_drained(job.id, live))
                 raise
         finally:
             self._live.pop(job.id, None)
@@ -298,13 +305,16 @@ class LoadRunner(KindRunner):
         for a resume. :class:`RetuneRefused` unless the run is open-model (for a rate) and
         its pool runs here."""
         if job.state is not JobState.RUNNING:
-            message = f"load run {job.id} is {job.state}: only a running run can be changed"
+            message = f"{self.noun} {job.id} is {job.state}: only a running run can be changed"
             raise RetuneRefused(message)
         live = self._live.get(job.id)
         if live is None:
-            raise RetuneRefused(f"load run {job.id} is not running in this process")
+            raise RetuneRefused(f"{self.noun} {job.id} is not running in this process")
         if rate is not None and live.pool.rate is None:
-            raise RetuneRefused(f"load run {job.id} is a closed-model run: it has no rate")
+            raise RetuneRefused(f"{self.noun} {job.id} is a closed-model run: it has no rate")
+        if connections is not None and connections < live.pool.workers:
+            message = f"{self.noun} {job.id} runs {live.pool.workers} worker processes"
+            raise RetuneRefused(f"{message}: it needs a connection for each")
         if connections is not None:
             live.pool.set_connections(connections)
         if rate is not None:
@@ -313,7 +323,7 @@ class LoadRunner(KindRunner):
         values = {"rate": live.progress.rate, "connections": live.progress.connections}
         update = ProgressUpdate(job.kind, job.id, values, live.owner)
         write = functools.partial(live.ctx.writer.write, [], [update])
-        await until_stored(f"load run {job.id}", write)
+        await until_stored(f"{self.noun} {job.id}", write)
         return values
 
     async def stopped(
@@ -321,8 +331,8 @@ class LoadRunner(KindRunner):
     ) -> Mapping[str, Any]:
         """A stopped run keeps its summary and thresholds, judged on what it measured."""
         spec = await self.spec_of(job, ctx)
-        if self.sharded is not None and spec.shard_count > 1:
-            return await self.sharded.stopped(job, spec, ctx)
+        if (sharded := self._sharded_spec(spec)) is not None:
+            return await sharded.stopped(job, spec, ctx, ran_here=ran_here)
         read = functools.partial(StoredTotals.read, ctx.store, job, spec)
         stored = await until_stored(f"load run {job.id} stop", read)
         summary = stored.summary(spec, float(job.progress.get("elapsed_s", 0.0)))
@@ -346,6 +356,21 @@ async def _drained(pool: LoadPool, record: Callable[[], Awaitable[None]]) -> Non
         await asyncio.wait_for(asyncio.shield(draining), DRAIN_TIMEOUT_S)
     if not draining.done():
         draining.cancel()
+
+
+async def _mark_drained(job_id: int, live: _LiveRun) -> None:
+    """Say the seconds are all stored: a sharded run's stop waits for it from its shards."""
+    update = ProgressUpdate(live.kind, job_id, {DRAINED_KEY: time.time()}, live.owner)
+    await live.ctx.writer.write([], [update])
+
+
+async def _shielded(work: Awaitable[None]) -> None:
+    """Bounded, and given up if cancelled again, as the drain."""
+    running = asyncio.ensure_future(work)
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+        await asyncio.wait_for(asyncio.shield(running), DRAIN_TIMEOUT_S)
+    if not running.done():
+        running.cancel()
 
 
 async def _closed(pool: LoadPool) -> None:

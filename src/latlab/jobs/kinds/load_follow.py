@@ -29,6 +29,17 @@ from latlab.storage import HistogramUpdate, JobRecord, JobState
 from latlab.storage.records import TOTAL_BUCKET, ProgressUpdate
 
 SHARD_KIND = "load_shard"
+# The run's progress keys the follower writes.
+FOLLOWED = (
+    "seconds",
+    "requests",
+    "errors",
+    "elapsed_s",
+    "rate",
+    "connections",
+    "counting_from",
+    "rps",
+)
 
 
 class ShardFailed(Exception):
@@ -49,7 +60,10 @@ class ShardFollower:
         self._job_id, self._spec, self._ctx, self._ids = job.id, spec, ctx, list(ids)
         self._stored = stored
         self.next_second = seconds_stored(job)
-        self.progress: dict[str, Any] = {**job.progress, "shards": self._ids}
+        # Only the keys it writes: never the owner (``fleet``), which the driver claimed for
+        # this process after ``job`` was read.
+        kept = {key: job.progress[key] for key in FOLLOWED if key in job.progress}
+        self.progress: dict[str, Any] = {**kept, "shards": self._ids}
         self.owner = ctx.coordinator.owner_id if ctx.coordinator.shared else None
         url = spec.target()
         self._tags = LoadTags(url.host, url.port, url.target.partition("?")[0], spec.method)
@@ -65,6 +79,8 @@ class ShardFollower:
         through = min(going) if going else max(ready, default=0)
         if through > self.next_second:
             await self._merge(shards, ready, through)
+        if not going:
+            self._settings(shards)  # all ended: what they all ran at
         return not going
 
     async def _shards(self) -> list[JobRecord]:
@@ -75,17 +91,27 @@ class ShardFollower:
         ]
 
     async def _merge(self, shards: list[JobRecord], ready: list[int], through: int) -> None:
-        seconds = range(self.next_second, through)
-        merged = {n: SecondStats(n, corrected=self._corrected()) for n in seconds}
-        began: dict[int, float] = {}
+        first = self.next_second
+        reads = []
         for shard, stored_through in zip(shards, ready, strict=True):
             last = min(through, stored_through) - 1
-            payloads = await self._read(shard.id, self.next_second, last)
+            payloads = await self._read(shard.id, first, last)
+            # A store that writes a checkpoint's progress before its histograms (MongoDB has
+            # no transaction) may count a second not there yet: merge up to the first such.
+            missing = next((n for n in range(first, last + 1) if n not in payloads), through)
+            through = min(through, missing)
+            reads.append(payloads)
+        if through <= first:
+            return
+        merged = {n: SecondStats(n, corrected=self._corrected()) for n in range(first, through)}
+        began: dict[int, float] = {}
+        for payloads in reads:
             for n, payload in payloads.items():
-                merged[n].merge(SecondStats.from_payload(payload))
-                at = stored_second(payload)[1]
-                if at is not None:
-                    began[n] = min(began.get(n, at), at)
+                if n < through:
+                    merged[n].merge(SecondStats.from_payload(payload))
+                    at = stored_second(payload)[1]
+                    if at is not None:
+                        began[n] = min(began.get(n, at), at)
         if self._stored.probe is not None:  # the first shard's side probe, whole
             probe = await self._read(shards[0].id, PROBE_BUCKET, PROBE_BUCKET)
             if PROBE_BUCKET in probe:
@@ -110,9 +136,8 @@ class ShardFollower:
     def _follow(
         self, shards: list[JobRecord], through: int, merged: dict[int, SecondStats]
     ) -> None:
-        """The run's progress: its merged seconds and totals, the shards' settings summed."""
+        """The run's progress: its merged seconds and totals, and the shards' settings."""
         progress = [shard.progress for shard in shards]
-        rates = [p.get("rate") for p in progress]
         starts = [p["counting_from"] for p in progress if p.get("counting_from") is not None]
         self.next_second = through
         self.progress.update(
@@ -120,10 +145,20 @@ class ShardFollower:
             requests=self._stored.total.requests,
             errors=self._stored.total.errors,
             elapsed_s=max(float(p.get("elapsed_s", 0.0)) for p in progress),
-            rate=None if None in rates else round(sum(float(r) for r in rates if r), 6),
-            connections=sum(int(p.get("connections", 0)) for p in progress),
             counting_from=min(starts, default=self.progress.get("counting_from")),
             rps=merged[through - 1].requests,
+        )
+        self._settings(shards)
+
+    def _settings(self, shards: list[JobRecord]) -> None:
+        """Rate and connections: those of the shards sending now summed (of all, once none
+        is)."""
+        sending = [s.progress for s in shards if s.state is JobState.RUNNING]
+        sending = sending or [shard.progress for shard in shards]
+        rates = [p.get("rate") for p in sending]
+        self.progress.update(
+            rate=None if None in rates else round(sum(float(r) for r in rates if r), 6),
+            connections=sum(int(p.get("connections", 0)) for p in sending),
         )
 
     async def _write(self, merged: dict[int, SecondStats], began: dict[int, float]) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from latlab.jobs.kinds.load import LoadRunner, RetuneRefused
-from latlab.jobs.kinds.load_sharded import SHARD_KIND, shard_ids
+from latlab.jobs.kinds.load_sharded import SHARD_KIND, ShardSpec, shard_ids, shard_of
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.supervise import until_stored
 from latlab.measure.load.plan import shares
@@ -37,13 +37,22 @@ async def retune_anywhere(
         return await runner.retune(job, rate=rate, connections=connections)
     answer = await requests.ask(job.kind, job.id, {"rate": rate, "connections": connections})
     if answer is None:
-        raise RetuneRefused(f"load run {job.id} is not running in any process")
+        raise RetuneRefused(f"{runner.noun} {job.id} is not running in any process")
     if "error" in answer:
         raise RetuneRefused(str(answer["error"]))
     values = answer.get("values")
     if not isinstance(values, dict):  # another version's answer: refused, not a 500
-        raise RetuneRefused(f"load run {job.id}: its process answered {answer!r:.200}")
+        raise RetuneRefused(f"{runner.noun} {job.id}: its process answered {answer!r:.200}")
     return values
+
+
+class ChangeOutOfBounds(ValueError):
+    """A change a sharded run cannot take: a shard's process would be left without a
+    connection (HTTP 422 on ``field``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 async def retune_sharded(
@@ -55,39 +64,68 @@ async def retune_sharded(
     rate: float | None,
     connections: int | None,
 ) -> dict[str, Any]:
-    """A sharded run's change, divided among its shards: each is changed where it runs.
-    The run's own progress records the new totals at once."""
-    ids = shard_ids(job)
+    """A sharded run's change, divided among its running shards (one that has completed
+    sends nothing more): each is changed where it runs. The run's own progress records the
+    new totals at once."""
+    spec = LoadRunSpec.model_validate(job.spec)
     if job.state is not JobState.RUNNING:
         message = f"load run {job.id} is {job.state}: only a running run can be changed"
         raise RetuneRefused(message)
-    if not ids:
-        raise RetuneRefused(f"load run {job.id} has not started its shards yet")
-    if rate is not None and LoadRunSpec.model_validate(job.spec).rate is None:
+    if rate is not None and spec.rate is None:
         raise RetuneRefused(f"load run {job.id} is a closed-model run: it has no rate")
-    count = len(ids)
-    split = shares(connections, count) if connections is not None else [None] * count
-    shards = [await store.get_job(SHARD_KIND, shard_id) for shard_id in ids]
-    changed = await asyncio.gather(
-        *(
-            retune_anywhere(
-                shard_runner,
-                requests,
-                shard,
-                rate=None if rate is None else rate / count,
-                connections=share,
+    shards = [await store.get_job(SHARD_KIND, shard_id) for shard_id in shard_ids(job)]
+    running = [shard for shard in shards if shard.state is JobState.RUNNING]
+    if not running:
+        raise RetuneRefused(f"load run {job.id} has no shard running now")
+    # shares() gives the largest share first: to the shards with the most processes.
+    running.sort(key=functools.partial(_processes, spec), reverse=True)
+    count = len(running)
+    split: list[int | None] = [None] * count
+    if connections is not None:
+        least = _least_connections([_processes(spec, shard) for shard in running])
+        if connections < least:
+            message = f"connections must be at least {least}: one for each worker process"
+            raise ChangeOutOfBounds("connections", message + " of the running shards")
+        split = [*shares(connections, count)]
+    shard_rate = None if rate is None else rate / count
+    try:
+        changed = await asyncio.gather(
+            *(
+                retune_anywhere(shard_runner, requests, shard, rate=shard_rate, connections=share)
+                for shard, share in zip(running, split, strict=True)
             )
-            for shard, share in zip(shards, split, strict=True)
         )
-    )
-    rates = [values.get("rate") for values in changed]
-    values = {
-        "rate": None if None in rates else round(sum(float(r) for r in rates if r), 6),
-        "connections": sum(int(values.get("connections", 0)) for values in changed),
-    }
+    except RetuneRefused as exc:
+        raise RetuneRefused(f"load run {job.id}: {exc}") from exc
+    values = _summed(changed)
     update = ProgressUpdate(job.kind, job.id, values)
     await until_stored(f"load run {job.id}", functools.partial(store.checkpoint, [], [update]))
     return values
+
+
+def _processes(spec: LoadRunSpec, shard: JobRecord) -> int:
+    """The most worker processes a shard runs: one per connection, one per request."""
+    share = shard_of(spec, ShardSpec.model_validate(shard.spec).index)
+    connections = int(shard.progress.get("connections", share.connections))
+    return min(share.workers, connections, share.requests or connections)
+
+
+def _least_connections(processes: list[int]) -> int:
+    """The fewest connections whose shares (largest first) give each shard, in the order of
+    ``processes`` (most first), at least its processes."""
+    least, count = sum(processes), len(processes)
+    while any(p < need for p, need in zip(shares(least, count), processes, strict=True)):
+        least += 1
+    return least
+
+
+def _summed(changed: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's rate and connections now: those of its running shards, all changed."""
+    rates = [values.get("rate") for values in changed]
+    return {
+        "rate": None if None in rates else round(sum(float(r) for r in rates if r), 6),
+        "connections": sum(int(values.get("connections", 0)) for values in changed),
+    }
 
 
 def retune_answerer(runners: Mapping[str, LoadRunner], store: Store) -> Answerer:

@@ -23,6 +23,7 @@ from latlab.storage import JobNotFound, JobRecord
 
 class LoadShardRunner(LoadRunner):
     kind = SHARD_KIND
+    noun = "shard"
 
     async def spec_of(self, job: JobRecord, ctx: RunContext) -> LoadRunSpec:
         shard = ShardSpec.model_validate(job.spec)

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from latlab.jobs.driver import JobFailed
 from latlab.jobs.kinds.load_follow import SHARD_KIND, ShardFailed, ShardFollower
 from latlab.jobs.kinds.load_spec import MAX_SHARDS, LoadRunSpec
-from latlab.jobs.kinds.load_stats import StoredTotals, final_progress
+from latlab.jobs.kinds.load_stats import DRAINED_KEY, StoredTotals, final_progress
 from latlab.jobs.kinds.spec_checks import location_field
 from latlab.jobs.quota import RunningLimit
 from latlab.jobs.runner import RunContext, Started
@@ -40,6 +40,7 @@ from latlab.storage.records import ProgressUpdate
 __all__ = ["SHARD_KIND", "ShardJobs", "ShardSpec", "ShardedRuns", "shard_of"]
 
 FOLLOW_EVERY_S = 0.1  # how often a run reads its shards' progress
+DRAIN_WAIT_S = 6.0  # a stopped shard's worker stores its last seconds within 5 s
 
 
 class ShardSpec(BaseModel):
@@ -151,12 +152,23 @@ class ShardedRuns:
     async def paused(self, job: JobRecord) -> None:
         await _each(self._bound(), shard_ids(job), functools.partial(_act, Action.PAUSE))
 
-    async def stopped(self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext) -> dict[str, Any]:
-        """Stop the shards, then keep the merge of every second they stored."""
+    async def stopped(
+        self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, *, ran_here: bool
+    ) -> dict[str, Any]:
+        """Stop the shards, wait (bounded) for each to store its last seconds, then keep
+        the merge of everything they stored. A run followed by another process is summed up
+        as it stored it: that follower may still be writing until it is told to halt."""
         ids = shard_ids(job)
+        running = await _drain_marks(ctx, ids)
         await _each(self._bound(), ids, functools.partial(_act, Action.STOP))
+        await _until_drained(ctx, running)
         read = functools.partial(StoredTotals.read, ctx.store, job, spec)
-        follower = ShardFollower(job, spec, ctx, ids, await until_stored("load run stop", read))
+        stored = await until_stored(f"load run {job.id} stop", read)
+        if not ran_here:
+            return final_progress(
+                spec, stored.summary(spec, float(job.progress.get("elapsed_s", 0)))
+            )
+        follower = ShardFollower(job, spec, ctx, ids, stored)
         with contextlib.suppress(ShardFailed):
             await follower.step(final=True)
         return {**follower.progress, **final_progress(spec, follower.summary())}
@@ -178,6 +190,36 @@ async def _act(action: Action, jobs: ShardJobs, shard_id: int) -> None:
     """``action`` on a shard, unless it is past it already (ended, or gone)."""
     with contextlib.suppress(InvalidTransition, JobNotFound):
         await jobs.act(SHARD_KIND, shard_id, action)
+
+
+async def _drain_marks(ctx: RunContext, ids: Sequence[int]) -> dict[int, object]:
+    """The running shards, with the drain mark each has before it is halted."""
+    marks: dict[int, object] = {}
+    for shard_id in ids:
+        read = functools.partial(ctx.store.get_job, SHARD_KIND, shard_id)
+        with contextlib.suppress(JobNotFound):
+            shard = await until_stored(f"load shard {shard_id}", read)
+            if shard.state is JobState.RUNNING:
+                marks[shard_id] = shard.progress.get(DRAINED_KEY)
+    return marks
+
+
+async def _until_drained(ctx: RunContext, marks: dict[int, object]) -> None:
+    """Until every shard in ``marks`` has a new drain mark (its last seconds stored where it
+    ran), or ``DRAIN_WAIT_S`` (a worker that died never drains)."""
+    deadline = asyncio.get_running_loop().time() + DRAIN_WAIT_S
+    waiting = dict(marks)
+    while waiting and asyncio.get_running_loop().time() < deadline:
+        for shard_id, mark in list(waiting.items()):
+            read = functools.partial(ctx.store.get_job, SHARD_KIND, shard_id)
+            try:
+                shard = await until_stored(f"load shard {shard_id}", read)
+            except JobNotFound:
+                shard = None
+            if shard is None or shard.progress.get(DRAINED_KEY) != mark:
+                del waiting[shard_id]
+        if waiting:
+            await asyncio.sleep(FOLLOW_EVERY_S)
 
 
 async def _halted(ctx: RunContext, ids: Sequence[int]) -> list[int]:

@@ -38,6 +38,7 @@ from latlab.jobs.kinds.spec_checks import (
 )
 from latlab.measure.load.plan import (
     DEFAULT_DURATION_S,
+    MIN_RATE,
     LoadLimits,
     LoadPlan,
     PlanError,
@@ -240,6 +241,11 @@ class LoadRunSpec(BaseModel):
         """How many shards the run is split into: one per location, else ``shards``."""
         return len(self.locations) if self.locations else self.shards
 
+    @property
+    def sharded(self) -> bool:
+        """Whether the run is made by shard jobs on workers (a single location is one)."""
+        return self.shard_count > 1 or bool(self.locations)
+
     def _check_shards(self) -> None:
         """Every shard must send something: at least a connection (and a request) each."""
         count = self.shard_count
@@ -254,6 +260,9 @@ class LoadRunSpec(BaseModel):
                 raise field_error(
                     "LoadRunSpec", field, "value_error", message, getattr(self, field)
                 )
+        if self.rate is not None and self.rate / count < MIN_RATE:
+            message = f"rate must be at least {MIN_RATE:g} requests/s a shard ({count} shards)"
+            raise field_error("LoadRunSpec", "rate", "value_error", message, self.rate)
 
     def _plan_refused(self, exc: PlanError) -> ValidationError:
         """The error of the field a :class:`PlanError` names, its value as the input."""
