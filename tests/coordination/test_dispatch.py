@@ -195,3 +195,33 @@ async def test_a_restarted_reading_loop_keeps_the_room_and_the_calls_under_way(
     await handling.close()
     assert still_full
     assert cancelled == []
+
+
+async def test_a_read_of_two_streams_keeps_one_job_and_gives_the_other_back(
+    prefix: str, dispatcher: Dispatcher
+) -> None:
+    """Found in review: a worker at a location reads its stream and ``any`` in one call,
+    which returns a job from each; with one slot it held the second until its first ended,
+    and no worker with room could take it."""
+    await dispatcher.dispatch("probe", 1, "eu-1")
+    await dispatcher.dispatch("probe", 2)  # any location
+    release, first = asyncio.Event(), asyncio.Queue[int]()
+
+    async def hold(_kind: str, job_id: int) -> None:
+        first.put_nowait(job_id)
+        await release.wait()
+
+    busy = receiving(prefix, hold, slots=1)  # at eu-1: both streams
+    held = await asyncio.wait_for(first.get(), 10)
+    got: Got = []
+    run, enough = recorder(got, 1)
+    other = receive(
+        require_redis(), prefix, lane="heavy", location="any", consumer="d",
+        handling=Handling(1), run=run,
+    )  # fmt: skip
+    with_room = asyncio.create_task(other)
+    await asyncio.wait_for(enough.wait(), 10)
+    release.set()
+    await stopped(with_room)
+    await stopped(busy)
+    assert {held, got[0][1]} == {1, 2}

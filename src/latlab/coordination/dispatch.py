@@ -68,10 +68,19 @@ class _StreamBroker(RedisStreamBroker):
                     count=self.count,
                     block=self.block,
                 )
-                for stream, entries in cast(StreamEntries, read) or []:
-                    for entry_id, fields in entries:
-                        ack = functools.partial(self._ack, stream, entry_id)
-                        yield AckableMessage(data=fields.get(b"data", b""), ack=ack)
+                entries = [
+                    (stream, entry_id, fields)
+                    for stream, items in cast(StreamEntries, read) or []
+                    for entry_id, fields in items
+                ]
+                # COUNT is per stream: a read of two may return one of each. The rest go
+                # back, for a worker with room, before this one waits for its next slot.
+                for stream, entry_id, fields in entries[self.count :]:
+                    await client.xadd(stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                    await client.xack(stream, self.consumer_group_name, entry_id)
+                for stream, entry_id, fields in entries[: self.count]:
+                    ack = functools.partial(self._ack, stream, entry_id)
+                    yield AckableMessage(data=fields.get(b"data", b""), ack=ack)
 
     async def _ack(self, stream: bytes, entry_id: bytes) -> None:
         async with Redis(connection_pool=self.connection_pool) as client:
