@@ -89,3 +89,25 @@ async def test_a_job_started_while_the_first_adoption_lists_the_store_is_not_its
         state = (await store.get_job("interruptible", job.id)).state
         await manager.shutdown()
     assert state is JobState.RUNNING
+
+
+async def test_a_job_a_worker_claimed_meanwhile_is_not_run_here_as_well() -> None:
+    """Found in review: the control plane ran a job it had read unclaimed (a dispatch nobody
+    seemed to take) with an unconditional claim, though a worker had claimed it meanwhile:
+    both ran it."""
+    store, prefix = MemoryStore(), f"t-{secrets.token_hex(4)}"
+    job_id = await running_job(store)
+    stale = await store.get_job("idle", job_id)  # read while nobody held it
+    worker = await RedisCoordinator.open(require_redis(), prefix)  # alive: it holds a lease
+    claim = ProgressUpdate("idle", job_id, {"fleet": worker.owner_id})
+    await store.checkpoint([], [claim])
+    runner = Idle()
+    try:
+        here = await RedisCoordinator.open(require_redis(), prefix)
+        async with running_engine(store, [runner], here) as manager:
+            await manager.launch([stale])
+            held = await store.get_job("idle", job_id)
+    finally:
+        await worker.close()
+    assert runner.ran == []
+    assert (held.state, held.progress["fleet"]) == (JobState.RUNNING, worker.owner_id)

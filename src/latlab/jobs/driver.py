@@ -66,8 +66,9 @@ class JobDriver:
 
     async def _run_once(self, job: JobRecord, started: Started) -> None:
         runner = self._runners[job.kind]
-        if runner.needs_claim and self._ctx.coordinator.shared:
-            await self._claim(job)  # alone on the store, nobody else could take it over
+        if runner.needs_claim and self._ctx.coordinator.shared and not await self._claim(job):
+            log.info("%s job %s was claimed by another process: not run here", job.kind, job.id)
+            return  # alone on the store, nobody else could take it over
         try:
             await runner.run(job, self._ctx, started)
         except StoreUnavailable:
@@ -86,11 +87,16 @@ class JobDriver:
         read = functools.partial(self._ctx.store.get_job, job.kind, job.id)
         return owned_here(await until_stored(f"{job.kind} job {job.id} end", read), self._ctx)
 
-    async def _claim(self, job: JobRecord) -> None:
-        """Name this process the job's owner in its checkpoint (what adoption reads)."""
-        owner = {"fleet": self._ctx.coordinator.owner_id}
-        if job.progress.get("fleet") != owner["fleet"]:
-            await self._ctx.writer.write([], [ProgressUpdate(job.kind, job.id, owner)])
+    async def _claim(self, job: JobRecord) -> bool:
+        """Name this process the job's owner in its checkpoint (what adoption reads), if the
+        owner it names is still the one ``job`` was read with (nobody, or one that died):
+        a compare-and-set, so a worker that claimed it meanwhile keeps it."""
+        me, holder = self._ctx.coordinator.owner_id, job.progress.get("fleet")
+        if holder == me:
+            return True
+        claim = ProgressUpdate(job.kind, job.id, {"fleet": me}, owner=str(holder or me))
+        await self._ctx.writer.write([], [claim])
+        return await self._still_mine(job)
 
     async def finish(
         self, job: JobRecord, state: JobState, error: str | None, *, adopted: bool = False
