@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from harness import CountingTarget, running_engine, wait_for
-from latlab.jobs.kinds.load import LoadRunner, _Progress, remaining_plan
+from latlab.jobs.kinds.load import LoadRunner
+from latlab.jobs.kinds.load_progress import RunProgress, remaining_plan
 from latlab.jobs.kinds.load_queries import LoadRunQueries
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.manager import JobManager
@@ -137,10 +138,10 @@ async def test_a_target_nothing_answers_at_fails_the_run_at_once(
     assert done.error.startswith("cannot reach ")
 
 
-def progressed(fields: dict[str, Any], **progress: Any) -> tuple[LoadRunSpec, _Progress]:
+def progressed(fields: dict[str, Any], **progress: Any) -> tuple[LoadRunSpec, RunProgress]:
     spec = LoadRunSpec.model_validate({"url": "http://127.0.0.1:1/", **fields})
     job = JobRecord(1, "load", JobState.PAUSED, spec.model_dump(), progress)
-    return spec, _Progress.of(job, spec)
+    return spec, RunProgress.of(job, spec)
 
 
 def test_what_is_left_after_a_pause_is_the_rest_of_the_requests() -> None:

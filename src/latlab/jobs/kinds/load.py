@@ -17,7 +17,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -25,6 +25,7 @@ from latlab.exporters.base import LoadTags
 from latlab.jobs.driver import JobFailed
 from latlab.jobs.kinds.load_feed import load_second_of
 from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
+from latlab.jobs.kinds.load_progress import RunProgress, remaining_plan
 from latlab.jobs.kinds.load_sharded import ShardedRuns
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.kinds.load_stats import (
@@ -37,7 +38,6 @@ from latlab.jobs.kinds.load_stats import (
 )
 from latlab.jobs.runner import RUN_HERE, KindRunner, ResumePolicy, RunContext, Started
 from latlab.jobs.supervise import until_stored
-from latlab.measure.load.plan import LoadPlan
 from latlab.measure.load.pool import START_LEAD_S, LoadPool
 from latlab.measure.load.preflight import (
     TargetRefused,
@@ -57,75 +57,12 @@ class RetuneRefused(Exception):
 
 
 @dataclass(slots=True)
-class _Progress:
-    """A run's checkpoint: where it is, and the rate and connections it runs at now."""
-
-    seconds: int
-    requests: int
-    errors: int
-    elapsed_s: float
-    rate: float | None
-    connections: int
-    counting_from: float | None = None  # epoch seconds at which this run's second 0 would begin
-
-    @classmethod
-    def of(cls, job: JobRecord, spec: LoadRunSpec) -> _Progress:
-        progress = job.progress
-        rate = progress.get("rate", spec.rate)
-        return cls(
-            seconds=int(progress.get("seconds", 0)),
-            requests=int(progress.get("requests", 0)),
-            errors=int(progress.get("errors", 0)),
-            elapsed_s=float(progress.get("elapsed_s", 0.0)),
-            rate=None if rate is None else float(rate),
-            connections=int(progress.get("connections", spec.connections)),
-            counting_from=progress.get("counting_from"),
-        )
-
-    def values(self, last: SecondStats | None = None) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "seconds": self.seconds,
-            "requests": self.requests,
-            "errors": self.errors,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "rate": self.rate,
-            "connections": self.connections,
-            "counting_from": self.counting_from,
-        }
-        if last is not None:
-            values["rps"] = last.requests
-        return values
-
-
-def remaining_plan(
-    spec: LoadRunSpec, progress: _Progress, ca_file: str | None = None
-) -> LoadPlan | None:
-    """What is left of the run after ``progress``, at its current rate and connections; None
-    once nothing is. Only a run's first start warms up."""
-    plan = spec.plan(ca_file)
-    changes: dict[str, Any] = {"connections": progress.connections, "rate": progress.rate}
-    if plan.requests is not None:
-        left = plan.requests - progress.requests
-        if left <= 0:
-            return None
-        changes["requests"] = left
-    elif plan.duration_s is not None:
-        left_s = plan.duration_s - progress.elapsed_s
-        if left_s < 0.001:
-            return None
-        changes["duration_s"] = left_s
-    if progress.seconds or progress.requests:
-        changes["warmup_s"] = 0.0
-    return replace(plan, **changes)
-
-
-@dataclass(slots=True)
 class _LiveRun:
     """A run whose pool runs here: what a retune changes and where it records the change."""
 
     kind: str  # a run's, or a shard's
     pool: LoadPool
-    progress: _Progress
+    progress: RunProgress
     ctx: RunContext
     owner: str | None
 
@@ -179,7 +116,7 @@ class LoadRunner(KindRunner):
         if (sharded := self._sharded_spec(spec)) is not None:
             await sharded.run(job, spec, ctx, started)
             return
-        progress = _Progress.of(job, spec)
+        progress = RunProgress.of(job, spec)
         read = functools.partial(StoredTotals.read, ctx.store, job, spec)
         stored = await until_stored(f"load run {job.id}", read)
         plan = remaining_plan(spec, progress, self._ca_file)
