@@ -52,8 +52,16 @@ def environment(db: Path, prefix: str) -> dict[str, str]:
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    child = subprocess.Popen([sys.executable, "-m", "latlab", *args], env=env)
+def process(
+    args: list[str], env: dict[str, str], log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m latlab ARGS``, its output to ``log`` if given; terminated at the end."""
+    command = [sys.executable, "-m", "latlab", *args]
+    if log is None:
+        child = subprocess.Popen(command, env=env)
+    else:
+        with log.open("wb") as out:
+            child = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield child
     finally:

@@ -15,6 +15,11 @@ from sqlalchemy.pool import StaticPool
 # Any constant works; it only keeps two processes from migrating one PostgreSQL at once.
 _MIGRATION_LOCK_KEY = 0x1A71AB
 SQLITE_BUSY_TIMEOUT_S = 10.0
+# PostgreSQL ends a session left idle inside a transaction this long, and its locks with it:
+# a process frozen mid-checkpoint (SIGSTOP, a paused VM) must not hold a job's row past its
+# lease (3 s), or no other process could claim the job until it woke. LatLab's transactions
+# wait on nothing but the database, so a healthy one is never idle that long.
+IDLE_IN_TRANSACTION_S = 3.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -32,7 +37,7 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() != "sqlite":
         # Pre-ping replaces connections that died in an outage, so the same engine (and store)
         # works again once the server is back.
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True, connect_args=_server_settings(url))
     # Wait up to 10 s for another writer's lock unless the URL says otherwise (?timeout=0.5).
     connect_args = {} if "timeout" in parsed.query else {"timeout": SQLITE_BUSY_TIMEOUT_S}
     database = parsed.database or ""
@@ -44,6 +49,13 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args=connect_args)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _server_settings(url: str) -> dict[str, Any]:
+    if make_url(url).get_driver_name() != "asyncpg":
+        return {}
+    timeout_ms = str(int(IDLE_IN_TRANSACTION_S * 1000))
+    return {"server_settings": {"idle_in_transaction_session_timeout": timeout_ms}}
 
 
 def alembic_config(connection: Connection) -> Config:
