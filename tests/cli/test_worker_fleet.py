@@ -1,7 +1,7 @@
 """Two API processes and two workers on one PostgreSQL store; one of each killed mid-run.
 
-Reduced scale (the issue's full scale, 50 experiments and 1,000 bots, would make the suite's
-2-core budget): 30 experiments and 200 bots.
+Reduced scale, for the suite's 2-core budget: 30 experiments and 200 bots. The issue's full
+scale, 50 experiments and 1,000 bots, is ``bench/fleet_scale.py``.
 """
 
 from __future__ import annotations
