@@ -225,3 +225,24 @@ async def test_a_read_of_two_streams_keeps_one_job_and_gives_the_other_back(
     await stopped(with_room)
     await stopped(busy)
     assert {held, got[0][1]} == {1, 2}
+
+
+async def test_of_two_jobs_read_at_once_the_older_is_kept(
+    prefix: str, dispatcher: Dispatcher
+) -> None:
+    """Found in review: the location's job was always the one kept, so while a location had
+    a backlog its workers sent ``any``'s jobs back again and again."""
+    await dispatcher.dispatch("probe", 1)  # any location, first
+    await asyncio.sleep(0.005)  # entry ids order by the millisecond they were added in
+    await dispatcher.dispatch("probe", 2, "eu-1")
+    release, first = asyncio.Event(), asyncio.Queue[int]()
+
+    async def hold(_kind: str, job_id: int) -> None:
+        first.put_nowait(job_id)
+        await release.wait()
+
+    busy = receiving(prefix, hold, slots=1)  # at eu-1: both streams
+    held = await asyncio.wait_for(first.get(), 10)
+    release.set()
+    await stopped(busy)
+    assert held == 1

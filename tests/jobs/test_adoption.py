@@ -111,3 +111,23 @@ async def test_a_job_a_worker_claimed_meanwhile_is_not_run_here_as_well() -> Non
         await worker.close()
     assert runner.ran == []
     assert (held.state, held.progress["fleet"]) == (JobState.RUNNING, worker.owner_id)
+
+
+async def test_a_job_a_live_worker_holds_is_not_taken_over_when_read_afresh() -> None:
+    """Found in review: run here after a dispatch nobody seemed to take, the job is read
+    afresh, names the worker that took it meanwhile, and the claim's compare-and-set on
+    that owner passed: both ran it. A live owner keeps its job."""
+    store, prefix = MemoryStore(), f"t-{secrets.token_hex(4)}"
+    job_id = await running_job(store)
+    worker = await RedisCoordinator.open(require_redis(), prefix)  # alive: it holds a lease
+    await store.checkpoint([], [ProgressUpdate("idle", job_id, {"fleet": worker.owner_id})])
+    runner = Idle()
+    try:
+        here = await RedisCoordinator.open(require_redis(), prefix)
+        async with running_engine(store, [runner], here) as manager:
+            await manager.launch([await store.get_job("idle", job_id)])
+            held = await store.get_job("idle", job_id)
+    finally:
+        await worker.close()
+    assert runner.ran == []
+    assert held.progress["fleet"] == worker.owner_id

@@ -68,13 +68,17 @@ class _StreamBroker(RedisStreamBroker):
                     count=self.count,
                     block=self.block,
                 )
-                entries = [
-                    (stream, entry_id, fields)
-                    for stream, items in cast(StreamEntries, read) or []
-                    for entry_id, fields in items
-                ]
-                # COUNT is per stream: a read of two may return one of each. The rest go
-                # back, for a worker with room, before this one waits for its next slot.
+                entries = sorted(
+                    (
+                        (stream, entry_id, fields)
+                        for stream, items in cast(StreamEntries, read) or []
+                        for entry_id, fields in items
+                    ),
+                    key=lambda entry: _entry_order(entry[1]),
+                )
+                # COUNT is per stream: a read of two may return one of each. The oldest is
+                # kept (neither stream starves the other); the rest go back, for a worker
+                # with room, before this one waits for its next slot.
                 for stream, entry_id, fields in entries[self.count :]:
                     await client.xadd(stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
                     await client.xack(stream, self.consumer_group_name, entry_id)
@@ -85,6 +89,12 @@ class _StreamBroker(RedisStreamBroker):
     async def _ack(self, stream: bytes, entry_id: bytes) -> None:
         async with Redis(connection_pool=self.connection_pool) as client:
             await client.xack(stream, self.consumer_group_name, entry_id)
+
+
+def _entry_order(entry_id: bytes) -> tuple[int, int]:
+    """A stream entry id (``<ms>-<seq>``) as a sortable pair: when it was added."""
+    milliseconds, _, sequence = entry_id.partition(b"-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def _broker(url: str, prefix: str, streams: list[str], consumer: str = "") -> RedisStreamBroker:

@@ -88,12 +88,14 @@ class JobDriver:
         return owned_here(await until_stored(f"{job.kind} job {job.id} end", read), self._ctx)
 
     async def _claim(self, job: JobRecord) -> bool:
-        """Name this process the job's owner in its checkpoint (what adoption reads), if the
-        owner it names is still the one ``job`` was read with (nobody, or one that died):
-        a compare-and-set, so a worker that claimed it meanwhile keeps it."""
+        """Name this process the job's owner in its checkpoint (what adoption reads), unless
+        a live process holds it; a compare-and-set on the owner ``job`` was read with
+        (nobody, or one that died), so a worker that claims it meanwhile keeps it."""
         me, holder = self._ctx.coordinator.owner_id, job.progress.get("fleet")
         if holder == me:
             return True
+        if holder is not None and await self._ctx.coordinator.alive(str(holder)):
+            return False  # a live process (a worker that took it meanwhile) runs it
         claim = ProgressUpdate(job.kind, job.id, {"fleet": me}, owner=str(holder or me))
         await self._ctx.writer.write([], [claim])
         return await self._still_mine(job)
