@@ -42,3 +42,19 @@ async def test_a_transaction_left_idle_loses_its_locks_and_a_claim_goes_through(
     held = await store.get_job("probe", job.id)
     assert held.progress["fleet"] == "the-other-worker"
     assert waited_s >= IDLE_IN_TRANSACTION_S - 0.5  # it was held, then let go
+
+
+async def test_the_setting_holds_for_every_session_through_rollbacks(store_url: str) -> None:
+    """Set on each new session (not as a startup parameter, which PgBouncer refuses), and
+    outside a transaction, so the pool's rollback on return does not undo it."""
+    engine = create_engine(store_url)
+    shown = []
+    try:
+        for _ in range(3):
+            async with engine.connect() as conn:
+                setting = await conn.execute(text("SHOW idle_in_transaction_session_timeout"))
+                shown.append(setting.scalar())
+                await conn.rollback()
+    finally:
+        await engine.dispose()
+    assert shown == [f"{IDLE_IN_TRANSACTION_S:g}s"] * 3

@@ -37,7 +37,10 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() != "sqlite":
         # Pre-ping replaces connections that died in an outage, so the same engine (and store)
         # works again once the server is back.
-        return create_async_engine(url, pool_pre_ping=True, connect_args=_server_settings(url))
+        engine = create_async_engine(url, pool_pre_ping=True)
+        if parsed.get_backend_name() == "postgresql":
+            event.listen(engine.sync_engine, "connect", _postgres_session)
+        return engine
     # Wait up to 10 s for another writer's lock unless the URL says otherwise (?timeout=0.5).
     connect_args = {} if "timeout" in parsed.query else {"timeout": SQLITE_BUSY_TIMEOUT_S}
     database = parsed.database or ""
@@ -51,11 +54,16 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def _server_settings(url: str) -> dict[str, Any]:
-    if make_url(url).get_driver_name() != "asyncpg":
-        return {}
-    timeout_ms = str(int(IDLE_IN_TRANSACTION_S * 1000))
-    return {"server_settings": {"idle_in_transaction_session_timeout": timeout_ms}}
+def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
+    """Set on each new session, not as a startup parameter, which connection poolers such
+    as PgBouncer refuse; outside a transaction, so that no rollback undoes it."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    cursor = dbapi_connection.cursor()
+    timeout_ms = int(IDLE_IN_TRANSACTION_S * 1000)
+    cursor.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+    cursor.close()
+    dbapi_connection.autocommit = autocommit
 
 
 def alembic_config(connection: Connection) -> Config:
