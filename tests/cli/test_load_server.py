@@ -16,6 +16,7 @@ import pytest
 
 from fleet import fleet_env, latlab_worker, workers
 from harness import CountingTarget, latlab_serve, wait_for
+from proxy import TcpProxy
 from services import free_port, require_redis
 
 pytestmark = pytest.mark.timeout(120)
@@ -160,3 +161,62 @@ async def test_ctrl_c_stops_the_run_on_the_server_and_prints_what_it_measured(
     assert report["interrupted"] is True
     assert 0 < report["requests"] <= target.requests
     assert b"(interrupted)" in rest
+
+
+async def test_a_server_away_for_a_moment_is_asked_again_and_the_run_followed_to_its_end(
+    tmp_path: Path,
+) -> None:
+    """Found in review: one failed poll ended the command (exit 1), the run going on."""
+    out = tmp_path / "out.json"
+    async with CountingTarget(delay_s=0.01) as target:
+        with latlab_serve(tmp_path / "latlab.db", "--no-targets") as (_, server):
+            port = int(server.rsplit(":", 1)[1])
+            async with TcpProxy("127.0.0.1", port) as proxy:
+                url = f"http://127.0.0.1:{target.port}/"
+                via = f"http://127.0.0.1:{proxy.port}"
+                process = await start_load(
+                    url, "-d", "4s", "-c", "2", "--server", via, "--json", str(out)
+                )
+                assert process.stdout is not None
+                await asyncio.wait_for(process.stdout.readline(), 30)
+                await proxy.cut()
+                await asyncio.sleep(1.5)  # away for three polls
+                await proxy.restore()
+                _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr
+    report = read_json(out)
+    assert report["interrupted"] is False
+    assert 0 < report["requests"] <= target.requests
+
+
+async def test_a_run_stopped_on_the_server_is_reported_as_interrupted(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    async with CountingTarget(delay_s=0.01) as target:
+        with latlab_serve(tmp_path / "latlab.db", "--no-targets") as (_, server):
+            url = f"http://127.0.0.1:{target.port}/"
+            process = await start_load(
+                url, "-d", "30s", "-c", "2", "--server", server, "--json", str(out)
+            )
+            assert process.stdout is not None
+            await asyncio.wait_for(process.stdout.readline(), 30)
+            async with httpx.AsyncClient(base_url=server) as api:
+                run_id = (await api.get("/api/v1/load-runs")).json()["data"][0]["id"]
+                await api.post(f"/api/v1/load-runs/{run_id}/stop")
+            _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130, stderr
+    assert read_json(out)["interrupted"] is True
+
+
+async def test_options_a_server_takes_differently_are_judged_before_anything_is_sent() -> None:
+    """Found in review: a repeated header was silently dropped (the API takes a map), and the
+    local load limits refused a run the server would have taken."""
+    server = f"http://127.0.0.1:{free_port()}"
+    target = "http://127.0.0.1:9/"
+    repeated = await load(target, "-H", "Cookie: a=1", "-H", "cookie: b=2", "--server", server)
+    limited = await load(
+        target, "-c", "20", "--server", server, env={"LATLAB_LOAD_MAX_CONNECTIONS": "10"}
+    )
+    assert repeated[0] == 2
+    assert "cookie is repeated" in repeated[2]
+    assert limited[0] == 1  # past the local limit, but for the server to judge: not reached
+    assert "cannot reach the server" in limited[2]

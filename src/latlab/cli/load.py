@@ -61,6 +61,7 @@ from latlab.measure.request import RequestError
 from latlab.measure.stats import LatencyHistogram
 
 USAGE, UNREACHABLE, THRESHOLD_FAILED, INTERRUPTED = 2, 1, 99, 130
+CREATE_MARGIN_S = 30.0  # a server answers a start once the run has started: beyond its timeout
 
 
 def run_load(options: LoadOptions) -> None:
@@ -228,7 +229,7 @@ async def _run_remote(job: LoadJob, spec: dict[str, Any], server: str, token: st
     headers = {} if token is None else {"authorization": f"Bearer {token}"}
     try:
         async with httpx.AsyncClient(base_url=server, headers=headers, timeout=10) as api:
-            run_id = await create(api, spec)
+            run_id = await create(api, spec, job.plan.timeout_s + CREATE_MARGIN_S)
             follower = Follower(api, run_id, view_for(job), [])
             run = await _followed(follower, interrupts)
     except ServerRefused as exc:
@@ -240,7 +241,7 @@ async def _run_remote(job: LoadJob, spec: dict[str, Any], server: str, token: st
     if run["state"] == "failed":
         error = str(run.get("error"))
         return _fail(f"the run failed: {error}", USAGE if "not allowed" in error else UNREACHABLE)
-    interrupted = interrupts.count > 0
+    interrupted = interrupts.count > 0 or run["state"] == "stopped"  # here, or on the server
     report = report_of(job, run, interrupted=interrupted)
     return _finish(job, report, follower.rows, interrupted=interrupted)
 

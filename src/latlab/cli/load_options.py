@@ -93,7 +93,8 @@ def prepare(options: LoadOptions, settings: Settings) -> LoadJob:
     """Check every option; raises PlanError, RequestError, UsageError or OutputError."""
     limits = LoadLimits.from_settings(settings)
     plan = _plan(options, min(_cores(), limits.max_workers))
-    limits.check(plan)
+    if options.server is None:  # a server judges a run it makes by its own limits
+        limits.check(plan)
     thresholds = parse_thresholds(options.thresholds)
     probe_s = _probe_interval_s(options.probe, settings.min_interval_s)
     tls = _tls(plan)

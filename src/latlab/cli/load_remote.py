@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +26,8 @@ from latlab.cli.load_view import LoadView, make_view
 
 RUNS = "/api/v1/load-runs"
 FOLLOW_EVERY_S = 0.5
+LOST_AFTER_S = 30.0  # a server that answers nothing this long is given up
+CREATE_ATTEMPTS = 3
 ENDED = ("completed", "failed", "stopped")
 
 
@@ -43,6 +48,10 @@ def remote_spec(job: LoadJob, shards: int) -> dict[str, Any]:
         body = request.body.decode()
     except UnicodeDecodeError:
         raise UsageError("--server sends the body as text: it must be UTF-8") from None
+    names = [name.lower() for name, _ in request.headers]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(f"--server sends one value a header: {', '.join(repeated)} is repeated")
     given = {
         "requests": options.requests,
         "duration": options.duration,
@@ -88,15 +97,40 @@ class ServerFigures:
         return self.p50_ms, self.p99_ms
 
 
-async def create(api: httpx.AsyncClient, spec: Mapping[str, Any]) -> int:
-    """Start the run on the server; its id. :class:`ServerRefused` with the reason."""
+async def create(api: httpx.AsyncClient, spec: Mapping[str, Any], timeout_s: float) -> int:
+    """Start the run on the server; its id. :class:`ServerRefused` with the reason.
+
+    The answer comes once the run has started (its target checked), so it may take the
+    run's request timeout and more; an ``Idempotency-Key`` makes a retry after a lost
+    answer find the same run instead of starting a second one."""
+    key = {"Idempotency-Key": secrets.token_hex(16)}
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            answer = await api.post(
+                RUNS, json=spec, params={"start": True}, headers=key, timeout=timeout_s
+            )
+        except httpx.HTTPError as exc:
+            if attempt + 1 == CREATE_ATTEMPTS:
+                raise ServerRefused(
+                    f"cannot reach the server at {api.base_url}: {exc}", 1
+                ) from None
+            continue
+        if answer.status_code == 201:
+            return int(_document(answer)["id"])
+        if answer.status_code < 500 or attempt + 1 == CREATE_ATTEMPTS:
+            raise ServerRefused(_reason(answer), 2 if answer.status_code in (401, 403, 422) else 1)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _document(answer: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; :class:`ServerRefused` if it is not one (a proxy's page)."""
     try:
-        answer = await api.post(RUNS, json=spec, params={"start": True})
-    except httpx.HTTPError as exc:
-        raise ServerRefused(f"cannot reach the server at {api.base_url}: {exc}", 1) from None
-    if answer.status_code == 201:
-        return int(answer.json()["id"])
-    raise ServerRefused(_reason(answer), 2 if answer.status_code in (401, 403, 422) else 1)
+        document = answer.json()
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise ServerRefused(f"the server answered {answer.status_code} with no JSON object", 1)
+    return document
 
 
 def _reason(answer: httpx.Response) -> str:
@@ -104,9 +138,10 @@ def _reason(answer: httpx.Response) -> str:
     if answer.status_code == 401:
         return "the server wants a token: set LATLAB_API_TOKEN"
     try:
-        detail = answer.json().get("detail")
+        document = answer.json()
     except ValueError:
-        detail = answer.text[:200]
+        document = None
+    detail = document.get("detail") if isinstance(document, dict) else answer.text[:200]
     if isinstance(detail, list) and detail and isinstance(detail[0], dict):
         first = detail[0]
         field = ".".join(str(part) for part in first.get("loc", [])[1:])
@@ -116,12 +151,14 @@ def _reason(answer: httpx.Response) -> str:
 
 @dataclass(slots=True)
 class Follower:
-    """Reads the run's new seconds and state until it has ended and every second is read."""
+    """Reads the run's new seconds and state until it has ended and every second is read.
+    A server that stops answering is asked again for ``LOST_AFTER_S`` before giving up."""
 
     api: httpx.AsyncClient
     run_id: int
     view: LoadView
     rows: list[dict[str, Any]]
+    said_paused: bool = False
 
     async def follow(self) -> dict[str, Any]:
         while True:
@@ -129,7 +166,13 @@ class Follower:
             await self._new_seconds(run)
             if run["state"] in ENDED and len(self.rows) >= int(run["progress"]["seconds"]):
                 return run  # ended before its seconds were read: none can follow
+            self._tell_paused(run["state"] == "paused")
             await asyncio.sleep(FOLLOW_EVERY_S)
+
+    def _tell_paused(self, paused: bool) -> None:
+        if paused and not self.said_paused:
+            sys.stderr.write(f"latlab load: run {self.run_id} is paused on the server\n")
+        self.said_paused = paused
 
     async def _new_seconds(self, run: Mapping[str, Any]) -> None:
         page = await self._get(f"{RUNS}/{self.run_id}/seconds", offset=len(self.rows), limit=1000)
@@ -139,13 +182,20 @@ class Follower:
             self.view.second(row, figures, float(row["second"] + 1))
 
     async def _get(self, path: str, **params: int) -> dict[str, Any]:
-        try:
-            answer = await self.api.get(path, params=params)
-            answer.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise ServerRefused(f"lost the server at {self.api.base_url}: {exc}", 1) from None
-        body: dict[str, Any] = answer.json()
-        return body
+        deadline = time.monotonic() + LOST_AFTER_S
+        while True:
+            try:
+                answer = await self.api.get(path, params=params)
+                if answer.status_code < 500:
+                    answer.raise_for_status()
+                    return _document(answer)
+                problem = f"it answered {answer.status_code}"
+            except httpx.HTTPError as exc:
+                problem = str(exc) or type(exc).__name__
+            if time.monotonic() > deadline:
+                message = f"lost the server at {self.api.base_url} ({problem})"
+                raise ServerRefused(f"{message}; run {self.run_id} may go on there", 1)
+            await asyncio.sleep(FOLLOW_EVERY_S)
 
 
 @dataclass(slots=True)
