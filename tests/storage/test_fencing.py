@@ -112,14 +112,16 @@ async def test_the_writer_merge_is_unconditional_if_a_claim_is_in_it(store: Stor
 
 
 @EVERY_STORE
-async def test_the_writer_merge_keeps_the_newest_owner(store: Store) -> None:
+async def test_queued_updates_of_two_owners_are_each_fenced_by_their_own(store: Store) -> None:
+    """A stale owner's update queued beside the owner's own no longer lands under the
+    owner's fence (it did when the writer merged them under the newest owner)."""
     (job_id,) = await owned_by(store, "C")
     async with BatchWriter(store, delay_s=0.05) as writer:
         await asyncio.gather(
             writer.write([], [probe(job_id, {"x": 1}, "A")]),
             writer.write([result(job_id, 0)], [probe(job_id, {"y": 2}, "C")]),
         )
-    assert (await store.get_job("probe", job_id)).progress == {"fleet": "C", "x": 1, "y": 2}
+    assert (await store.get_job("probe", job_id)).progress == {"fleet": "C", "y": 2}
     assert await store.probe_results.count(job_id) == 1
 
 

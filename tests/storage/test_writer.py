@@ -254,3 +254,17 @@ async def test_a_failed_commit_empties_the_queue_and_is_no_commit() -> None:
         with pytest.raises(RuntimeError, match="disk full"):
             await writer.write([result(1, 0), result(1, 1)])
         assert (writer.queue_depth, writer.last_commit_age_s) == (0, None)
+
+
+async def test_queued_updates_of_two_owners_keep_their_own_fences_in_order() -> None:
+    """Found in review: two queued updates of one job were merged under the newer one's
+    owner, so a claim fenced by the owner it takes over from, queued with the claimant's
+    next update, was dropped with it (and an unconditional one lifted any fence)."""
+    store = RecordingStore()
+    job = await store.create_job("probe", {})
+    await store.checkpoint([], [ProgressUpdate("probe", job.id, {"fleet": "gone"})])
+    claim = ProgressUpdate("probe", job.id, {"fleet": "me"}, owner="gone")
+    mine = ProgressUpdate("probe", job.id, {"done": 5}, owner="me")
+    async with BatchWriter(store, delay_s=0.001) as writer:
+        await asyncio.gather(writer.write(progress=[claim]), writer.write(progress=[mine]))
+    assert (await store.get_job("probe", job.id)).progress == {"fleet": "me", "done": 5}

@@ -53,7 +53,8 @@ class BatchWriter:
         self._records: list[Record] = []
         self._in_flight = 0  # records of the batch being committed, not committed yet
         self._last_commit: float | None = None
-        self._progress: dict[tuple[str, int], ProgressUpdate] = {}
+        # Per job, queued updates in order; consecutive ones of one owner merged into one.
+        self._progress: dict[tuple[str, int], list[ProgressUpdate]] = {}
         self._histograms: dict[tuple[str, int, int], HistogramUpdate] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
@@ -111,8 +112,11 @@ class BatchWriter:
         self._records.extend(records)
         for update in progress:
             key = (update.kind, update.job_id)
-            old = self._progress.get(key)
-            self._progress[key] = update if old is None else _merged(old, update)
+            queued = self._progress.setdefault(key, [])
+            if queued and queued[-1].owner == update.owner:
+                queued[-1] = _merged(queued[-1], update)
+            else:
+                queued.append(update)
         for histogram in histograms:
             self._histograms[histogram.kind, histogram.job_id, histogram.bucket] = histogram
         waiter = asyncio.get_running_loop().create_future()
@@ -137,12 +141,19 @@ class BatchWriter:
 
     async def _commit(self) -> None:
         records, self._records = self._records, []
-        progress, self._progress = list(self._progress.values()), {}
+        # A job's earlier updates of another owner (a claim, fenced by the owner it takes
+        # over from) go first, in a call of their own: a record is fenced by every update
+        # of its job in its call, and belongs to the newest owner's.
+        earlier = [update for updates in self._progress.values() for update in updates[:-1]]
+        progress = [updates[-1] for updates in self._progress.values()]
+        self._progress = {}
         histograms, self._histograms = list(self._histograms.values()), {}
         waiters, self._waiters = self._waiters, []
         self._in_flight = len(records)
         landed: list[Record] = []
         try:
+            if earlier:
+                await self._checkpoint((), earlier, ())
             for start in range(0, max(len(records), 1), self._max_results):
                 chunk = records[start : start + self._max_results]
                 last = start + self._max_results >= len(records)
@@ -188,14 +199,10 @@ class BatchWriter:
 
 
 def _merged(old: ProgressUpdate, new: ProgressUpdate) -> ProgressUpdate:
-    """Two queued updates of one job as one: newest values win, unconditional if either was.
-
-    An unconditional update is a claim: it must land, and the owned update queued with it is
-    the claimant's own (one owner per process), which the claim makes pass anyway.
-    """
-    owner = None if old.owner is None else new.owner
-    values = {**old.values, **new.values}
-    return ProgressUpdate(new.kind, new.job_id, values, owner)
+    """Two queued updates of one job and one owner as one: the newest values win. Updates
+    of different owners are never merged: each keeps its own fence (a claim is fenced by the
+    owner it takes over from, the claimant's next update by the claimant)."""
+    return ProgressUpdate(new.kind, new.job_id, {**old.values, **new.values}, new.owner)
 
 
 def _fences(chunk: Sequence[Record], progress: Sequence[ProgressUpdate]) -> list[ProgressUpdate]:
