@@ -264,3 +264,22 @@ async def test_connections_are_refused_below_one_for_each_running_process(store:
         "connections",
         "connections must be at least 5",
     )
+
+
+async def test_shards_an_earlier_start_created_but_never_recorded_are_taken_not_made_again(
+    store: Store,
+) -> None:
+    """Found in review: a process that died between creating a run's shards and recording
+    their ids left ``created`` shard jobs that nothing would ever list or delete."""
+    async with CountingTarget() as target, sharding_engine(store) as jobs:
+        run = await jobs.create("load", spec(target.port, requests=200))
+        left = await store.create_jobs(
+            SHARD_KIND, [ShardSpec(run=run.id, index=i).model_dump() for i in range(2)]
+        )
+        await jobs.act("load", run.id, Action.START)
+        done = await ended(store, run.id)
+        every_shard = await store.list_jobs(SHARD_KIND)
+    assert done.state is JobState.COMPLETED, done.error
+    assert done.progress["shards"] == [shard.id for shard in left]
+    assert every_shard.total == 2
+    assert done.progress["requests"] == 200 == target.requests

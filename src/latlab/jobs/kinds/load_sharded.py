@@ -112,7 +112,11 @@ class ShardedRuns:
         self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, started: Started
     ) -> None:
         jobs = self._bound()
-        ids = shard_ids(job) or await self._created(job, spec, ctx, jobs)
+        ids = (
+            shard_ids(job)
+            or await self._left(job, spec, ctx)
+            or await self._created(job, spec, ctx, jobs)
+        )
         await _each(jobs, await _halted(ctx, ids), functools.partial(_act, Action.START))
         started()
         stored = await until_stored(
@@ -131,6 +135,27 @@ class ShardedRuns:
         update = ProgressUpdate(job.kind, job.id, values, follower.owner)
         await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
 
+    async def _left(self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext) -> list[int]:
+        """The shards an earlier start created but died before recording: taken, not made
+        again (nothing else would ever list them)."""
+        read = functools.partial(ctx.store.list_jobs, SHARD_KIND, states={JobState.CREATED})
+        page = await until_stored(f"load run {job.id}", read)
+        left = {
+            int(shard.spec.get("index", -1)): shard.id
+            for shard in page.items
+            if shard.spec.get("run") == job.id
+        }
+        if sorted(left) != list(range(spec.shard_count)):
+            return []
+        ids = [left[index] for index in range(spec.shard_count)]
+        await self._record(job, ctx, ids)
+        return ids
+
+    async def _record(self, job: JobRecord, ctx: RunContext, ids: list[int]) -> None:
+        owner = ctx.coordinator.owner_id if ctx.coordinator.shared else None
+        update = ProgressUpdate(job.kind, job.id, {"shards": ids}, owner)
+        await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
+
     async def _created(
         self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, jobs: ShardJobs
     ) -> list[int]:
@@ -144,9 +169,7 @@ class ShardedRuns:
         ]
         made = await jobs.create_many(SHARD_KIND, specs)
         ids = [shard.id for shard in made]
-        owner = ctx.coordinator.owner_id if ctx.coordinator.shared else None
-        update = ProgressUpdate(job.kind, job.id, {"shards": ids}, owner)
-        await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
+        await self._record(job, ctx, ids)
         return ids
 
     async def paused(self, job: JobRecord) -> None:
