@@ -20,7 +20,8 @@ from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.manager import JobManager
 from latlab.jobs.state import Action
 from latlab.measure.load.seconds import SecondStats
-from latlab.storage import JobNotFound, JobRecord, JobState, Store
+from latlab.storage import JobNotFound, JobRecord, JobState, Store, StoreUnavailable
+from latlab.storage.memory import MemoryStore
 from latlab.storage.records import TOTAL_BUCKET, ProgressUpdate
 
 
@@ -283,3 +284,36 @@ async def test_shards_an_earlier_start_created_but_never_recorded_are_taken_not_
     assert done.progress["shards"] == [shard.id for shard in left]
     assert every_shard.total == 2
     assert done.progress["requests"] == 200 == target.requests
+
+
+class ShardPauseFailsOnce(MemoryStore):
+    """The store away for one write: the first pause of a shard (a store outage's seam)."""
+
+    failed = False
+
+    async def set_state(self, kind: str, job_id: int, state: JobState, **kwargs: Any) -> JobRecord:
+        if kind == SHARD_KIND and state is JobState.PAUSED and not self.failed:
+            self.failed = True
+            raise StoreUnavailable("the store is away for a moment")
+        return await super().set_state(kind, job_id, state, **kwargs)
+
+
+async def test_a_store_outage_in_the_pause_of_the_shards_does_not_leave_them_sending() -> None:
+    """Found in review: the run had moved to paused when its shards' pause met the outage;
+    the follower was started again with the run's old record and the shards went on."""
+    store = ShardPauseFailsOnce()
+    async with CountingTarget(delay_s=0.01) as target, sharding_engine(store) as jobs:
+        job = await jobs.create("load", spec(target.port, duration="20s"), start=True)
+
+        async def merged_a_second() -> bool:
+            return int((await store.get_job("load", job.id)).progress.get("seconds", 0)) >= 1
+
+        await wait_for(merged_a_second, 30, "a merged second")
+        paused = await jobs.act("load", job.id, Action.PAUSE)
+        shards = [await store.get_job(SHARD_KIND, i) for i in paused.progress["shards"]]
+        following = jobs.running_here()
+        await jobs.act("load", job.id, Action.STOP)
+    assert store.failed
+    assert paused.state is JobState.PAUSED
+    assert [shard.state for shard in shards] == [JobState.PAUSED, JobState.PAUSED]
+    assert ("load", job.id) not in following

@@ -210,9 +210,11 @@ class _ShardAction(Protocol):
 
 
 async def _act(action: Action, jobs: ShardJobs, shard_id: int) -> None:
-    """``action`` on a shard, unless it is past it already (ended, or gone)."""
+    """``action`` on a shard, unless it is past it already (ended, or gone). Through a store
+    outage: the run's own state has moved already, and its shards must follow it."""
+    act = functools.partial(jobs.act, SHARD_KIND, shard_id, action)
     with contextlib.suppress(InvalidTransition, JobNotFound):
-        await jobs.act(SHARD_KIND, shard_id, action)
+        await until_stored(f"load shard {shard_id} {action}", act)
 
 
 async def _drain_marks(ctx: RunContext, ids: Sequence[int]) -> dict[int, object]:
@@ -259,5 +261,6 @@ async def _halted(ctx: RunContext, ids: Sequence[int]) -> list[int]:
 
 
 async def _deleted(jobs: ShardJobs, shard_id: int) -> None:
+    delete = functools.partial(jobs.delete, SHARD_KIND, shard_id)
     with contextlib.suppress(JobNotFound):
-        await jobs.delete(SHARD_KIND, shard_id)
+        await until_stored(f"load shard {shard_id} delete", delete)
