@@ -220,3 +220,23 @@ async def test_options_a_server_takes_differently_are_judged_before_anything_is_
     assert "cookie is repeated" in repeated[2]
     assert limited[0] == 1  # past the local limit, but for the server to judge: not reached
     assert "cannot reach the server" in limited[2]
+
+
+async def test_a_run_deleted_on_the_server_ends_the_command_at_once_saying_so(
+    tmp_path: Path,
+) -> None:
+    """Found in review: the 404 was retried for 30 s as a lost server."""
+    async with CountingTarget(delay_s=0.01) as target:
+        with latlab_serve(tmp_path / "latlab.db", "--no-targets") as (_, server):
+            url = f"http://127.0.0.1:{target.port}/"
+            process = await start_load(url, "-d", "30s", "-c", "2", "--server", server)
+            assert process.stdout is not None
+            await asyncio.wait_for(process.stdout.readline(), 30)
+            async with httpx.AsyncClient(base_url=server) as api:
+                run_id = (await api.get("/api/v1/load-runs")).json()["data"][0]["id"]
+                await api.delete(f"/api/v1/load-runs/{run_id}")
+            _, stderr = await asyncio.wait_for(process.communicate(), 15)
+    assert process.returncode == 1
+    assert stderr.decode().strip() == (
+        f"latlab load: run {run_id} is gone from the server (deleted there)"
+    )

@@ -6,7 +6,9 @@ import asyncio
 import secrets
 from typing import Any
 
-from harness import running_engine
+import redis.asyncio as redis
+
+from harness import running_engine, wait_for
 from latlab.coordination import LocalCoordinator
 from latlab.coordination.redis import RedisCoordinator
 from latlab.jobs.clock import SystemClock
@@ -131,3 +133,32 @@ async def test_a_job_a_live_worker_holds_is_not_taken_over_when_read_afresh() ->
         await worker.close()
     assert runner.ran == []
     assert held.progress["fleet"] == worker.owner_id
+
+
+class AliveFailsOnce(RedisCoordinator):
+    """Redis errs once when asked whether an owner is alive (the transport's seam)."""
+
+    failed = False
+
+    async def alive(self, owner: str) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise redis.ConnectionError("Redis went away for a moment")
+        return await super().alive(owner)
+
+
+async def test_a_redis_error_while_claiming_an_adopted_job_is_asked_again() -> None:
+    """Found in review: the owner check's Redis error crashed the job's task after its
+    adoption, which no other process would repeat: it stayed running with nobody running it."""
+    store = MemoryStore()
+    job_id = await running_job(store, {"fleet": f"gone-{secrets.token_hex(4)}"})
+    coordinator = await AliveFailsOnce.open(require_redis(), f"t-{secrets.token_hex(4)}")
+    runner = Idle()
+    async with running_engine(store, [runner], coordinator) as manager:
+        await manager.adopted()
+
+        async def ran() -> bool:
+            return runner.ran == [job_id]
+
+        await wait_for(ran, 10, "the adopted job to run")
+    assert coordinator.failed

@@ -154,3 +154,23 @@ async def test_concurrent_checkpoints_of_one_job_lose_no_key(store: Store, store
         await other.close()
     progress = (await store.get_job("probe", job_id)).progress
     assert progress == {"fleet": "A", **{f"k{n}": n for n in range(40)}}
+
+
+@EVERY_STORE
+async def test_each_owners_records_go_under_its_own_fence_whatever_the_order(
+    store: Store,
+) -> None:
+    """Found in review: with two owners' updates of a job queued at once, every record went
+    under the last update's fence: a stale owner's landed, or the owner's own was dropped."""
+    stale_first, owner_first = await owned_by(store, "C", 2)
+    async with BatchWriter(store, delay_s=0.05) as writer:
+        await asyncio.gather(
+            writer.write([result(stale_first, 0)], [probe(stale_first, {"x": 1}, "A")]),
+            writer.write([], [probe(stale_first, {"y": 2}, "C")]),
+            writer.write([result(owner_first, 0)], [probe(owner_first, {"done": 1}, "C")]),
+            writer.write([], [probe(owner_first, {"x": 1}, "A")]),
+        )
+    assert (await store.get_job("probe", stale_first)).progress == {"fleet": "C", "y": 2}
+    assert await store.probe_results.count(stale_first) == 0
+    assert (await store.get_job("probe", owner_first)).progress == {"fleet": "C", "done": 1}
+    assert await store.probe_results.count(owner_first) == 1

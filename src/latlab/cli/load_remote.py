@@ -109,17 +109,24 @@ async def create(api: httpx.AsyncClient, spec: Mapping[str, Any], timeout_s: flo
             answer = await api.post(
                 RUNS, json=spec, params={"start": True}, headers=key, timeout=timeout_s
             )
-        except httpx.HTTPError as exc:
+        except httpx.TransportError as exc:
             if attempt + 1 == CREATE_ATTEMPTS:
                 raise ServerRefused(
                     f"cannot reach the server at {api.base_url}: {exc}", 1
                 ) from None
+            await asyncio.sleep(FOLLOW_EVERY_S * (attempt + 1))
             continue
         if answer.status_code == 201:
             return int(_document(answer)["id"])
         if answer.status_code < 500 or attempt + 1 == CREATE_ATTEMPTS:
-            raise ServerRefused(_reason(answer), 2 if answer.status_code in (401, 403, 422) else 1)
+            raise ServerRefused(_reason(answer), _exit_code(answer))
+        await asyncio.sleep(FOLLOW_EVERY_S * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _exit_code(answer: httpx.Response) -> int:
+    """2 for what the user must change (the options, the token), 1 for the rest."""
+    return 2 if answer.status_code in (401, 403, 422) else 1
 
 
 def _document(answer: httpx.Response) -> dict[str, Any]:
@@ -169,6 +176,11 @@ class Follower:
             self._tell_paused(run["state"] == "paused")
             await asyncio.sleep(FOLLOW_EVERY_S)
 
+    def _refused(self, answer: httpx.Response) -> str:
+        if answer.status_code == 404:
+            return f"run {self.run_id} is gone from the server (deleted there)"
+        return _reason(answer)
+
     def _tell_paused(self, paused: bool) -> None:
         if paused and not self.said_paused:
             sys.stderr.write(f"latlab load: run {self.run_id} is paused on the server\n")
@@ -186,12 +198,14 @@ class Follower:
         while True:
             try:
                 answer = await self.api.get(path, params=params)
-                if answer.status_code < 500:
-                    answer.raise_for_status()
-                    return _document(answer)
-                problem = f"it answered {answer.status_code}"
-            except httpx.HTTPError as exc:
+            except httpx.TransportError as exc:
                 problem = str(exc) or type(exc).__name__
+            else:
+                if answer.status_code < 400:
+                    return _document(answer)
+                if answer.status_code < 500:  # deleted there, or the token revoked: final
+                    raise ServerRefused(self._refused(answer), _exit_code(answer))
+                problem = f"it answered {answer.status_code}"
             if time.monotonic() > deadline:
                 message = f"lost the server at {self.api.base_url} ({problem})"
                 raise ServerRefused(f"{message}; run {self.run_id} may go on there", 1)

@@ -10,10 +10,11 @@ import functools
 import logging
 from collections.abc import Callable, Mapping
 
+from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination import JobKey
 from latlab.jobs.ownership import Ownership
 from latlab.jobs.runner import JobRunner, RunContext, Started, owned_here
-from latlab.jobs.supervise import Backoff, Outage, until_stored
+from latlab.jobs.supervise import Backoff, Outage, retried, until_stored
 from latlab.storage import JobNotFound, JobRecord, JobState, StateConflict, StoreUnavailable
 from latlab.storage.records import ProgressUpdate
 
@@ -94,11 +95,19 @@ class JobDriver:
         me, holder = self._ctx.coordinator.owner_id, job.progress.get("fleet")
         if holder == me:
             return True
-        if holder is not None and await self._ctx.coordinator.alive(str(holder)):
+        if holder is not None and await self._holder_alive(job, str(holder)):
             return False  # a live process (a worker that took it meanwhile) runs it
         claim = ProgressUpdate(job.kind, job.id, {"fleet": me}, owner=str(holder or me))
         await self._ctx.writer.write([], [claim])
         return await self._still_mine(job)
+
+    async def _holder_alive(self, job: JobRecord, holder: str) -> bool:
+        """Asked of Redis until it answers: a job adopted here is nobody else's to adopt
+        now, so giving up on it would leave it running with nobody running it."""
+        ask = functools.partial(self._ctx.coordinator.alive, holder)
+        alive = await retried(f"{job.kind} job {job.id} owner check", ask, (Exception,))
+        deliver_lost_cancel()  # a stop that Redis call swallowed (gh-86296)
+        return alive
 
     async def finish(
         self, job: JobRecord, state: JobState, error: str | None, *, adopted: bool = False

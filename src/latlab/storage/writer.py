@@ -53,8 +53,8 @@ class BatchWriter:
         self._records: list[Record] = []
         self._in_flight = 0  # records of the batch being committed, not committed yet
         self._last_commit: float | None = None
-        # Per job, queued updates in order; consecutive ones of one owner merged into one.
-        self._progress: dict[tuple[str, int], list[ProgressUpdate]] = {}
+        # Per job, its queued update: of one owner per batch (see write).
+        self._progress: dict[tuple[str, int], ProgressUpdate] = {}
         self._histograms: dict[tuple[str, int, int], HistogramUpdate] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
@@ -109,14 +109,17 @@ class BatchWriter:
         """
         if self._task is None or self._task.done():
             raise RuntimeError("BatchWriter is not running")
+        while self._other_owner_queued(progress):
+            # One owner per job in a batch: its records and histograms are fenced by its
+            # update, so another owner's queued checkpoint (a claim's, fenced by the owner
+            # it takes over from) commits first. Its error is its writer's to hear.
+            with contextlib.suppress(Exception):
+                await self.flush()
         self._records.extend(records)
         for update in progress:
             key = (update.kind, update.job_id)
-            queued = self._progress.setdefault(key, [])
-            if queued and queued[-1].owner == update.owner:
-                queued[-1] = _merged(queued[-1], update)
-            else:
-                queued.append(update)
+            old = self._progress.get(key)
+            self._progress[key] = update if old is None else _merged(old, update)
         for histogram in histograms:
             self._histograms[histogram.kind, histogram.job_id, histogram.bucket] = histogram
         waiter = asyncio.get_running_loop().create_future()
@@ -125,6 +128,13 @@ class BatchWriter:
         self._waiters.append(waiter)
         self._wakeup.set()
         await asyncio.shield(waiter)
+
+    def _other_owner_queued(self, progress: Sequence[ProgressUpdate]) -> bool:
+        return any(
+            (queued := self._progress.get((update.kind, update.job_id))) is not None
+            and queued.owner != update.owner
+            for update in progress
+        )
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
@@ -141,19 +151,12 @@ class BatchWriter:
 
     async def _commit(self) -> None:
         records, self._records = self._records, []
-        # A job's earlier updates of another owner (a claim, fenced by the owner it takes
-        # over from) go first, in a call of their own: a record is fenced by every update
-        # of its job in its call, and belongs to the newest owner's.
-        earlier = [update for updates in self._progress.values() for update in updates[:-1]]
-        progress = [updates[-1] for updates in self._progress.values()]
-        self._progress = {}
+        progress, self._progress = list(self._progress.values()), {}
         histograms, self._histograms = list(self._histograms.values()), {}
         waiters, self._waiters = self._waiters, []
         self._in_flight = len(records)
         landed: list[Record] = []
         try:
-            if earlier:
-                await self._checkpoint((), earlier, ())
             for start in range(0, max(len(records), 1), self._max_results):
                 chunk = records[start : start + self._max_results]
                 last = start + self._max_results >= len(records)
@@ -200,8 +203,7 @@ class BatchWriter:
 
 def _merged(old: ProgressUpdate, new: ProgressUpdate) -> ProgressUpdate:
     """Two queued updates of one job and one owner as one: the newest values win. Updates
-    of different owners are never merged: each keeps its own fence (a claim is fenced by the
-    owner it takes over from, the claimant's next update by the claimant)."""
+    of different owners never share a batch (see ``BatchWriter.write``)."""
     return ProgressUpdate(new.kind, new.job_id, {**old.values, **new.values}, new.owner)
 
 
