@@ -38,6 +38,18 @@ async def load(*args: str, env: dict[str, str] | None = None) -> tuple[int, str,
     return process.returncode, stdout.decode(), stderr.decode()
 
 
+async def sending(*args: str) -> tuple[asyncio.subprocess.Process, bytes]:
+    """``latlab load ARGS`` once its first second is printed; the process and that line."""
+    process = await start_load(*args)
+    assert process.stdout is not None
+    return process, await asyncio.wait_for(process.stdout.readline(), 30)
+
+
+async def the_run_id(server: str) -> int:
+    async with httpx.AsyncClient(base_url=server) as api:
+        return int((await api.get("/api/v1/load-runs")).json()["data"][0]["id"])
+
+
 def read_json(path: Path) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(path.read_text())
     return document
@@ -145,11 +157,8 @@ async def test_ctrl_c_stops_the_run_on_the_server_and_prints_what_it_measured(
     async with CountingTarget(delay_s=0.01) as target:
         with latlab_serve(tmp_path / "latlab.db", "--no-targets") as (_, server):
             url = f"http://127.0.0.1:{target.port}/"
-            process = await start_load(
-                url, "-d", "30s", "-c", "2", "--server", server, "--json", str(out)
-            )
-            assert process.stdout is not None
-            first = await asyncio.wait_for(process.stdout.readline(), 30)
+            args = ("-d", "30s", "-c", "2", "--server", server, "--json", str(out))
+            process, first = await sending(url, *args)
             process.send_signal(signal.SIGINT)
             rest, stderr = await asyncio.wait_for(process.communicate(), 30)
             async with httpx.AsyncClient(base_url=server) as api:
@@ -174,11 +183,8 @@ async def test_a_server_away_for_a_moment_is_asked_again_and_the_run_followed_to
             async with TcpProxy("127.0.0.1", port) as proxy:
                 url = f"http://127.0.0.1:{target.port}/"
                 via = f"http://127.0.0.1:{proxy.port}"
-                process = await start_load(
-                    url, "-d", "4s", "-c", "2", "--server", via, "--json", str(out)
-                )
-                assert process.stdout is not None
-                await asyncio.wait_for(process.stdout.readline(), 30)
+                args = ("-d", "4s", "-c", "2", "--server", via, "--json", str(out))
+                process, _ = await sending(url, *args)
                 await proxy.cut()
                 await asyncio.sleep(1.5)  # away for three polls
                 await proxy.restore()
@@ -194,13 +200,10 @@ async def test_a_run_stopped_on_the_server_is_reported_as_interrupted(tmp_path: 
     async with CountingTarget(delay_s=0.01) as target:
         with latlab_serve(tmp_path / "latlab.db", "--no-targets") as (_, server):
             url = f"http://127.0.0.1:{target.port}/"
-            process = await start_load(
-                url, "-d", "30s", "-c", "2", "--server", server, "--json", str(out)
-            )
-            assert process.stdout is not None
-            await asyncio.wait_for(process.stdout.readline(), 30)
+            args = ("-d", "30s", "-c", "2", "--server", server, "--json", str(out))
+            process, _ = await sending(url, *args)
+            run_id = await the_run_id(server)
             async with httpx.AsyncClient(base_url=server) as api:
-                run_id = (await api.get("/api/v1/load-runs")).json()["data"][0]["id"]
                 await api.post(f"/api/v1/load-runs/{run_id}/stop")
             _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 130, stderr
@@ -229,11 +232,9 @@ async def test_a_run_deleted_on_the_server_ends_the_command_at_once_saying_so(
     async with CountingTarget(delay_s=0.01) as target:
         with latlab_serve(tmp_path / "latlab.db", "--no-targets") as (_, server):
             url = f"http://127.0.0.1:{target.port}/"
-            process = await start_load(url, "-d", "30s", "-c", "2", "--server", server)
-            assert process.stdout is not None
-            await asyncio.wait_for(process.stdout.readline(), 30)
+            process, _ = await sending(url, "-d", "30s", "-c", "2", "--server", server)
+            run_id = await the_run_id(server)
             async with httpx.AsyncClient(base_url=server) as api:
-                run_id = (await api.get("/api/v1/load-runs")).json()["data"][0]["id"]
                 await api.delete(f"/api/v1/load-runs/{run_id}")
             _, stderr = await asyncio.wait_for(process.communicate(), 15)
     assert process.returncode == 1

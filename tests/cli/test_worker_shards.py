@@ -53,6 +53,14 @@ async def finished(api: httpx.AsyncClient, run_id: int) -> dict[str, Any]:
     return run
 
 
+async def merging(api: httpx.AsyncClient, run_id: int) -> None:
+    async def merged() -> bool:
+        progress = (await api.get(f"{RUNS}/{run_id}")).json()["progress"]
+        return int(progress.get("seconds", 0)) > 0
+
+    await wait_for(merged, 30, what="the first merged second")
+
+
 async def stored_seconds(db: Path, kind: str, job_id: int) -> dict[int, SecondStats]:
     store = await open_store(f"sqlite+aiosqlite:///{db}")
     try:
@@ -97,11 +105,7 @@ async def test_a_rate_change_is_divided_among_the_shards_on_their_workers(tmp_pa
         created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
         run_id = created.json()["id"]
 
-        async def merging() -> bool:
-            progress = (await api.get(f"{RUNS}/{run_id}")).json()["progress"]
-            return int(progress.get("seconds", 0)) > 0
-
-        await wait_for(merging, 30, what="the first merged second")
+        await merging(api, run_id)
         changed = await api.patch(f"{RUNS}/{run_id}", json={"rate": 300.0, "connections": 6})
         run = await finished(api, run_id)
     assert changed.status_code == 200, changed.text
@@ -124,11 +128,7 @@ async def test_a_stop_keeps_the_seconds_the_workers_store_as_they_halt(tmp_path:
         created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
         run_id = created.json()["id"]
 
-        async def merging() -> bool:
-            progress = (await api.get(f"{RUNS}/{run_id}")).json()["progress"]
-            return int(progress.get("seconds", 0)) > 0
-
-        await wait_for(merging, 30, what="the first merged second")
+        await merging(api, run_id)
         stopped = await api.post(f"{RUNS}/{run_id}/stop")
         shard_ids = stopped.json()["progress"]["shards"]
         totals = [(await stored_seconds(db, "load_shard", i))[TOTAL_BUCKET] for i in shard_ids]

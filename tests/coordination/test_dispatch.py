@@ -37,17 +37,31 @@ def receiving(
     location: str = "eu-1",
     slots: int = 4,
     handling: Handling | None = None,
+    consumer: str = "c",
 ) -> asyncio.Task[None]:
     work = receive(
         require_redis(),
         prefix,
         lane=lane,
         location=location,
-        consumer="c",
+        consumer=consumer,
         handling=handling or Handling(slots),
         run=run,
     )
     return asyncio.create_task(work)
+
+
+async def holding_one(prefix: str) -> tuple[int, asyncio.Event, asyncio.Task[None]]:
+    """A worker at eu-1 (so reading eu-1's stream and any's) with one slot, holding the job
+    it takes until released: that job, the release, the receiving task."""
+    release, first = asyncio.Event(), asyncio.Queue[int]()
+
+    async def hold(_kind: str, job_id: int) -> None:
+        first.put_nowait(job_id)
+        await release.wait()
+
+    busy = receiving(prefix, hold, slots=1)
+    return await asyncio.wait_for(first.get(), 10), release, busy
 
 
 async def stopped(task: asyncio.Task[None]) -> None:
@@ -205,21 +219,10 @@ async def test_a_read_of_two_streams_keeps_one_job_and_gives_the_other_back(
     and no worker with room could take it."""
     await dispatcher.dispatch("probe", 1, "eu-1")
     await dispatcher.dispatch("probe", 2)  # any location
-    release, first = asyncio.Event(), asyncio.Queue[int]()
-
-    async def hold(_kind: str, job_id: int) -> None:
-        first.put_nowait(job_id)
-        await release.wait()
-
-    busy = receiving(prefix, hold, slots=1)  # at eu-1: both streams
-    held = await asyncio.wait_for(first.get(), 10)
+    held, release, busy = await holding_one(prefix)
     got: Got = []
     run, enough = recorder(got, 1)
-    other = receive(
-        require_redis(), prefix, lane="heavy", location="any", consumer="d",
-        handling=Handling(1), run=run,
-    )  # fmt: skip
-    with_room = asyncio.create_task(other)
+    with_room = receiving(prefix, run, location="any", slots=1, consumer="d")
     await asyncio.wait_for(enough.wait(), 10)
     release.set()
     await stopped(with_room)
@@ -235,14 +238,7 @@ async def test_of_two_jobs_read_at_once_the_older_is_kept(
     await dispatcher.dispatch("probe", 1)  # any location, first
     await asyncio.sleep(0.005)  # entry ids order by the millisecond they were added in
     await dispatcher.dispatch("probe", 2, "eu-1")
-    release, first = asyncio.Event(), asyncio.Queue[int]()
-
-    async def hold(_kind: str, job_id: int) -> None:
-        first.put_nowait(job_id)
-        await release.wait()
-
-    busy = receiving(prefix, hold, slots=1)  # at eu-1: both streams
-    held = await asyncio.wait_for(first.get(), 10)
+    held, release, busy = await holding_one(prefix)
     release.set()
     await stopped(busy)
     assert held == 1

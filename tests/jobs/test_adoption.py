@@ -50,6 +50,11 @@ async def test_a_job_just_started_elsewhere_is_not_adopted_before_its_claim() ->
     runner = Idle()
     async with running_engine(store, [runner], coordinator) as manager:
         assert await manager.adopted() == 1
+
+        async def ran() -> bool:  # adopted is launched, not yet run: its claim asks Redis
+            return bool(runner.ran)
+
+        await wait_for(ran, 10, "the adopted job to run")
     assert runner.ran == [of_a_dead_owner]
     assert unclaimed not in runner.ran
 

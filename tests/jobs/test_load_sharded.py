@@ -45,6 +45,13 @@ async def ended(store: Store, job_id: int) -> JobRecord:
     return await store.get_job("load", job_id)
 
 
+async def merged_a_second(store: Store, job_id: int) -> None:
+    async def merged() -> bool:
+        return int((await store.get_job("load", job_id)).progress.get("seconds", 0)) >= 1
+
+    await wait_for(merged, 30, "a merged second")
+
+
 async def seconds_of(store: Store, kind: str, job_id: int) -> dict[int, SecondStats]:
     stored = await store.histograms.read(kind, job_id, TOTAL_BUCKET, 10_000)
     return {n: SecondStats.from_payload(payload) for n, payload in stored.items()}
@@ -88,10 +95,7 @@ async def test_pause_pauses_the_shards_and_resume_finishes_the_exact_count(store
     async with CountingTarget(delay_s=0.01) as target, sharding_engine(store) as jobs:
         job = await jobs.create("load", spec(target.port, requests=600), start=True)
 
-        async def merged_a_second() -> bool:
-            return int((await store.get_job("load", job.id)).progress.get("seconds", 0)) >= 1
-
-        await wait_for(merged_a_second, 30, "a merged second")
+        await merged_a_second(store, job.id)
         paused = await jobs.act("load", job.id, Action.PAUSE)
         ids = paused.progress["shards"]
         states = [(await store.get_job(SHARD_KIND, i)).state for i in ids]
@@ -109,10 +113,7 @@ async def test_stop_stops_the_shards_and_keeps_what_they_measured(store: Store) 
     async with CountingTarget(delay_s=0.01) as target, sharding_engine(store) as jobs:
         job = await jobs.create("load", spec(target.port, duration="20s"), start=True)
 
-        async def merged_a_second() -> bool:
-            return int((await store.get_job("load", job.id)).progress.get("seconds", 0)) >= 1
-
-        await wait_for(merged_a_second, 30, "a merged second")
+        await merged_a_second(store, job.id)
         stopped = await jobs.act("load", job.id, Action.STOP)
         shards = [await store.get_job(SHARD_KIND, i) for i in stopped.progress["shards"]]
     assert [shard.state for shard in shards] == [JobState.STOPPED, JobState.STOPPED]
@@ -305,10 +306,7 @@ async def test_a_store_outage_in_the_pause_of_the_shards_does_not_leave_them_sen
     async with CountingTarget(delay_s=0.01) as target, sharding_engine(store) as jobs:
         job = await jobs.create("load", spec(target.port, duration="20s"), start=True)
 
-        async def merged_a_second() -> bool:
-            return int((await store.get_job("load", job.id)).progress.get("seconds", 0)) >= 1
-
-        await wait_for(merged_a_second, 30, "a merged second")
+        await merged_a_second(store, job.id)
         paused = await jobs.act("load", job.id, Action.PAUSE)
         shards = [await store.get_job(SHARD_KIND, i) for i in paused.progress["shards"]]
         following = jobs.running_here()

@@ -98,8 +98,8 @@ class JobDriver:
         if holder is not None and await self._holder_alive(job, str(holder)):
             return False  # a live process (a worker that took it meanwhile) runs it
         claim = ProgressUpdate(job.kind, job.id, {"fleet": me}, owner=str(holder or me))
-        await self._ctx.writer.write([], [claim])
-        return await self._still_mine(job)
+        lost = await self._ctx.store.checkpoint([], [claim])  # says itself whether it landed
+        return (job.kind, job.id) not in lost
 
     async def _holder_alive(self, job: JobRecord, holder: str) -> bool:
         """Asked of Redis until it answers: a job adopted here is nobody else's to adopt

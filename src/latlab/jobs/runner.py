@@ -54,6 +54,12 @@ class RunContext:
     events: Events  # the seam: the writer tells it what was stored, the manager what moved
 
 
+def fence_owner(ctx: RunContext) -> str | None:
+    """The owner this process's checkpoints are fenced by: its own when jobs are shared (a
+    stale owner's writes are dropped), none when it is alone on the store."""
+    return ctx.coordinator.owner_id if ctx.coordinator.shared else None
+
+
 def owned_here(job: JobRecord, ctx: RunContext) -> bool:
     """Whether the job's checkpoint names this process as its owner, or no owner yet."""
     return job.progress.get("fleet") in (None, ctx.coordinator.owner_id)

@@ -79,14 +79,6 @@ def _running_limit(request: Request) -> RunningLimit:
     return RunningLimit(most, "LATLAB_MAX_RUNNING_LOAD_RUNS", "load runs")
 
 
-def _running_workers(spec: LoadRunSpec, connections_now: int) -> int:
-    """The most worker processes the run can have now. Each start or resume starts
-    ``min(workers, connections, requests left)`` (:func:`split` starts none idle), and
-    ``connections_now`` is the value it started with or a change accepted against this bound
-    since: never below the workers that run, so no change down to it leaves one idle."""
-    return min(spec.workers, connections_now, spec.requests or connections_now)
-
-
 def _change_refusal(
     job: JobRecord, change: LoadRunChange, limits: LoadLimits, workers_running: int | None
 ) -> tuple[str, str] | None:
@@ -104,7 +96,9 @@ def _change_refusal(
     workers = workers_running
     if workers is None:  # not running here: the most it can have
         spec = LoadRunSpec.model_validate(job.spec)
-        workers = _running_workers(spec, int(job.progress.get("connections", spec.connections)))
+        # The value it started with, or a change accepted against this bound since: never
+        # below the processes that run, so no change down to it leaves one idle.
+        workers = spec.processes(int(job.progress.get("connections", spec.connections)))
     if connections < workers:
         return "connections", f"connections must be at least the run's {workers} worker(s)"
     return None

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.load import LoadRunner
 from latlab.jobs.kinds.load_shard import LoadShardRunner
-from latlab.jobs.kinds.load_sharded import ShardedRuns, ShardJobs
+from latlab.jobs.kinds.load_sharded import ShardedRuns
 from latlab.jobs.kinds.probe import ProbeRunner
 from latlab.jobs.runner import JobRunner
+
+if TYPE_CHECKING:
+    from latlab.jobs.manager import JobManager
 
 
 def builtin_runners(
@@ -27,7 +31,7 @@ def builtin_runners(
     ]
 
 
-def bind_manager(runners: Sequence[JobRunner], jobs: ShardJobs) -> None:
+def bind_manager(runners: Sequence[JobRunner], jobs: JobManager) -> None:
     """Give the kinds that run jobs of their own (a sharded load run's shards) the manager."""
     for runner in runners:
         if isinstance(runner, LoadRunner) and runner.sharded is not None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from latlab.exporters.base import LoadTags
 from latlab.jobs.driver import JobFailed
-from latlab.jobs.kinds.load_feed import load_second_of
+from latlab.jobs.kinds.load_feed import load_second_of, load_tags
 from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
 from latlab.jobs.kinds.load_progress import RunProgress, remaining_plan
 from latlab.jobs.kinds.load_sharded import ShardedRuns
@@ -36,7 +36,14 @@ from latlab.jobs.kinds.load_stats import (
     final_progress,
     second_payload,
 )
-from latlab.jobs.runner import RUN_HERE, KindRunner, ResumePolicy, RunContext, Started
+from latlab.jobs.runner import (
+    RUN_HERE,
+    KindRunner,
+    ResumePolicy,
+    RunContext,
+    Started,
+    fence_owner,
+)
 from latlab.jobs.supervise import until_stored
 from latlab.measure.load.pool import START_LEAD_S, LoadPool
 from latlab.measure.load.preflight import (
@@ -68,9 +75,7 @@ class _LiveRun:
 
     @property
     def tags(self) -> LoadTags:
-        """How exporters label the run's points: the URL's path without its query."""
-        url, method = self.pool.plan.url, self.pool.plan.request.method
-        return LoadTags(url.host, url.port, url.target.partition("?")[0], method)
+        return load_tags(self.pool.plan.url, self.pool.plan.request.method)
 
 
 class LoadRunner(KindRunner):
@@ -83,29 +88,30 @@ class LoadRunner(KindRunner):
         self._live: dict[int, _LiveRun] = {}
         self.sharded = sharded  # runs split over workers: followed here, run by shard jobs
 
-    def _is_sharded(self, job: JobRecord) -> bool:
-        shards = job.spec.get("shards", 1)
-        return self.sharded is not None and (bool(job.spec.get("locations")) or shards != 1)
-
-    def _sharded_spec(self, spec: LoadRunSpec) -> ShardedRuns | None:
-        """The sharded runs' follower, if ``spec`` is one (as :meth:`_is_sharded` judges)."""
+    def _sharded(self, spec: LoadRunSpec) -> ShardedRuns | None:
+        """Who follows the run, if it is made by shards on workers."""
         return self.sharded if spec.sharded else None
+
+    def _sharded_job(self, job: JobRecord) -> ShardedRuns | None:
+        if self.sharded is None:  # a shard's own runner: its spec is no run's
+            return None
+        return self._sharded(LoadRunSpec.model_validate(job.spec))
 
     def resume_policy(self, job: JobRecord) -> ResumePolicy:
         """A sharded run's follower resumes (its shards ran on); a run here cannot."""
-        return ResumePolicy.RESUME if self._is_sharded(job) else self.resume
+        return ResumePolicy.RESUME if self._sharded_job(job) else self.resume
 
     def location(self, job: JobRecord) -> str | None:
         """A sharded run is followed by the control plane; its shards go to the workers."""
-        return RUN_HERE if self._is_sharded(job) else super().location(job)
+        return RUN_HERE if self._sharded_job(job) else super().location(job)
 
     async def deleting(self, job: JobRecord, ctx: RunContext) -> None:
-        if self.sharded is not None and self._is_sharded(job):
-            await self.sharded.deleting(job)
+        if (sharded := self._sharded_job(job)) is not None:
+            await sharded.deleting(job)
 
     async def paused(self, job: JobRecord, ctx: RunContext) -> None:
-        if self.sharded is not None and self._is_sharded(job):
-            await self.sharded.paused(job)
+        if (sharded := self._sharded_job(job)) is not None:
+            await sharded.paused(job)
 
     async def spec_of(self, job: JobRecord, ctx: RunContext) -> LoadRunSpec:
         """What the job sends (a shard's runner derives it from its run's)."""
@@ -113,7 +119,7 @@ class LoadRunner(KindRunner):
 
     async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
         spec = await self.spec_of(job, ctx)
-        if (sharded := self._sharded_spec(spec)) is not None:
+        if (sharded := self._sharded(spec)) is not None:
             await sharded.run(job, spec, ctx, started)
             return
         progress = RunProgress.of(job, spec)
@@ -129,12 +135,12 @@ class LoadRunner(KindRunner):
                     await check_reachable(plan.url, address, tls, plan.timeout_s)
             except (TargetRefused, TargetUnreachable) as exc:
                 raise JobFailed(str(exc)) from exc  # the user's to fix: its message alone
-            live = _LiveRun(job.kind, LoadPool(plan, address), progress, ctx, _owner(ctx))
+            live = _LiveRun(job.kind, LoadPool(plan, address), progress, ctx, fence_owner(ctx))
             await self._run_pool(job, spec, live, stored, started)
         started()  # a run with nothing left ends here
         summary = stored.summary(spec, progress.elapsed_s)
         values = {**progress.values(), **final_progress(spec, summary)}
-        update = ProgressUpdate(job.kind, job.id, values, _owner(ctx))
+        update = ProgressUpdate(job.kind, job.id, values, fence_owner(ctx))
         await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
 
     async def _run_pool(
@@ -268,7 +274,7 @@ class LoadRunner(KindRunner):
     ) -> Mapping[str, Any]:
         """A stopped run keeps its summary and thresholds, judged on what it measured."""
         spec = await self.spec_of(job, ctx)
-        if (sharded := self._sharded_spec(spec)) is not None:
+        if (sharded := self._sharded(spec)) is not None:
             return await sharded.stopped(job, spec, ctx, ran_here=ran_here)
         read = functools.partial(StoredTotals.read, ctx.store, job, spec)
         stored = await until_stored(f"load run {job.id} stop", read)
@@ -276,23 +282,14 @@ class LoadRunner(KindRunner):
         return final_progress(spec, summary)
 
 
-def _owner(ctx: RunContext) -> str | None:
-    """Fenced writes when runs are shared: a stale owner's checkpoints are dropped."""
-    return ctx.coordinator.owner_id if ctx.coordinator.shared else None
-
-
 DRAIN_TIMEOUT_S = 5.0
 
 
 async def _drained(pool: LoadPool, record: Callable[[], Awaitable[None]]) -> None:
     """Stop the workers and store the seconds they still report (the one in progress at a
-    pause or stop); bounded, and given up if cancelled again."""
+    pause or stop)."""
     pool.stop()
-    draining = asyncio.ensure_future(record())
-    with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
-        await asyncio.wait_for(asyncio.shield(draining), DRAIN_TIMEOUT_S)
-    if not draining.done():
-        draining.cancel()
+    await _shielded(record())
 
 
 async def _mark_drained(job_id: int, live: _LiveRun) -> None:
@@ -302,7 +299,7 @@ async def _mark_drained(job_id: int, live: _LiveRun) -> None:
 
 
 async def _shielded(work: Awaitable[None]) -> None:
-    """Bounded, and given up if cancelled again, as the drain."""
+    """``work`` in a cancelled task: bounded, and given up if cancelled again."""
     running = asyncio.ensure_future(work)
     with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
         await asyncio.wait_for(asyncio.shield(running), DRAIN_TIMEOUT_S)

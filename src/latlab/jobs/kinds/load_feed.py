@@ -11,17 +11,23 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from latlab.exporters.base import LoadSecond
+from latlab.exporters.base import LoadSecond, LoadTags
 from latlab.jobs.feeds import READY, FeedEvent, change_of, unseen
 from latlab.jobs.kinds.load_stats import stored_second
 from latlab.jobs.live import LOAD, Deleted, LiveHub, Subscription
 from latlab.measure.load.seconds import SecondStats
+from latlab.measure.request import Url
 from latlab.storage import JobNotFound, JobRecord, Store
 
 REPLAY_SECONDS = 500
 # Progress keys a load run's checkpoint keeps (see load.py).
 SECONDS_KEY = "seconds"  # how many seconds are stored
 COUNTING_FROM_KEY = "counting_from"  # epoch seconds at which second 0 began
+
+
+def load_tags(url: Url, method: str) -> LoadTags:
+    """How exporters label a run's points: the URL's path without its query."""
+    return LoadTags(url.host, url.port, url.target.partition("?")[0], method)
 
 
 def load_second_of(run_id: int, stats: SecondStats, counting_from_s: float) -> LoadSecond:

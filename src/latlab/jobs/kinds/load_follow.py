@@ -8,12 +8,12 @@ their own starts, which the dispatch puts milliseconds apart.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from latlab.exporters.base import LoadTags
-from latlab.jobs.kinds.load_feed import load_second_from_row, seconds_stored
+from latlab.jobs.kinds.load_feed import load_second_from_row, load_tags, seconds_stored
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.kinds.load_stats import (
     PROBE_BUCKET,
@@ -21,11 +21,11 @@ from latlab.jobs.kinds.load_stats import (
     second_payload,
     stored_second,
 )
-from latlab.jobs.runner import RunContext
+from latlab.jobs.runner import RunContext, fence_owner
 from latlab.jobs.supervise import until_stored
 from latlab.measure.load.seconds import SecondStats
 from latlab.measure.stats import LatencyHistogram
-from latlab.storage import HistogramUpdate, JobRecord, JobState
+from latlab.storage import HistogramUpdate, JobNotFound, JobRecord, JobState
 from latlab.storage.records import TOTAL_BUCKET, ProgressUpdate
 
 SHARD_KIND = "load_shard"
@@ -64,9 +64,8 @@ class ShardFollower:
         # this process after ``job`` was read.
         kept = {key: job.progress[key] for key in FOLLOWED if key in job.progress}
         self.progress: dict[str, Any] = {**kept, "shards": self._ids}
-        self.owner = ctx.coordinator.owner_id if ctx.coordinator.shared else None
-        url = spec.target()
-        self._tags = LoadTags(url.host, url.port, url.target.partition("?")[0], spec.method)
+        self.owner = fence_owner(ctx)
+        self._tags = load_tags(spec.target(), spec.method)
 
     async def step(self, *, final: bool = False) -> bool:
         """Merge what is ready; True once every shard has completed and all is merged.
@@ -151,15 +150,9 @@ class ShardFollower:
         self._settings(shards)
 
     def _settings(self, shards: list[JobRecord]) -> None:
-        """Rate and connections: those of the shards sending now summed (of all, once none
-        is)."""
+        """Rate and connections: those of the shards sending now (of all, once none is)."""
         sending = [s.progress for s in shards if s.state is JobState.RUNNING]
-        sending = sending or [shard.progress for shard in shards]
-        rates = [p.get("rate") for p in sending]
-        self.progress.update(
-            rate=None if None in rates else round(sum(float(r) for r in rates if r), 6),
-            connections=sum(int(p.get("connections", 0)) for p in sending),
-        )
+        self.progress.update(summed_settings(sending or [s.progress for s in shards]))
 
     async def _write(self, merged: dict[int, SecondStats], began: dict[int, float]) -> None:
         kind, job_id = "load", self._job_id
@@ -185,6 +178,25 @@ class ShardFollower:
 
     def summary(self) -> dict[str, Any]:
         return self._stored.summary(self._spec, float(self.progress.get("elapsed_s", 0.0)))
+
+
+def summed_settings(settings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The run's rate and connections from its shards': summed (no rate if one has none)."""
+    rates = [values.get("rate") for values in settings]
+    return {
+        "rate": None if None in rates else round(sum(float(r) for r in rates if r), 6),
+        "connections": sum(int(values.get("connections", 0)) for values in settings),
+    }
+
+
+async def read_shards(ctx: RunContext, ids: Sequence[int]) -> dict[int, JobRecord]:
+    """The shards by id, through store outages; one deleted meanwhile is left out."""
+    shards = {}
+    for shard_id in ids:
+        read = functools.partial(ctx.store.get_job, SHARD_KIND, shard_id)
+        with contextlib.suppress(JobNotFound):
+            shards[shard_id] = await until_stored(f"load shard {shard_id}", read)
+    return shards
 
 
 def _done(shard: JobRecord, final: bool) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from latlab.jobs.kinds.load import LoadRunner, RetuneRefused
+from latlab.jobs.kinds.load_follow import summed_settings
 from latlab.jobs.kinds.load_sharded import SHARD_KIND, ShardSpec, shard_ids, shard_of
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.supervise import until_stored
@@ -78,11 +79,12 @@ async def retune_sharded(
     if not running:
         raise RetuneRefused(f"load run {job.id} has no shard running now")
     # shares() gives the largest share first: to the shards with the most processes.
-    running.sort(key=functools.partial(_processes, spec), reverse=True)
+    processes = {shard.id: _processes(spec, shard) for shard in running}
+    running.sort(key=lambda shard: processes[shard.id], reverse=True)
     count = len(running)
     split: list[int | None] = [None] * count
     if connections is not None:
-        least = _least_connections([_processes(spec, shard) for shard in running])
+        least = _least_connections([processes[shard.id] for shard in running])
         if connections < least:
             message = f"connections must be at least {least}: one for each worker process"
             raise ChangeOutOfBounds("connections", message + " of the running shards")
@@ -97,7 +99,7 @@ async def retune_sharded(
         )
     except RetuneRefused as exc:
         raise RetuneRefused(f"load run {job.id}: {exc}") from exc
-    values = _summed(changed)
+    values = summed_settings(changed)
     update = ProgressUpdate(job.kind, job.id, values)
     await until_stored(f"load run {job.id}", functools.partial(store.checkpoint, [], [update]))
     return values
@@ -106,8 +108,7 @@ async def retune_sharded(
 def _processes(spec: LoadRunSpec, shard: JobRecord) -> int:
     """The most worker processes a shard runs: one per connection, one per request."""
     share = shard_of(spec, ShardSpec.model_validate(shard.spec).index)
-    connections = int(shard.progress.get("connections", share.connections))
-    return min(share.workers, connections, share.requests or connections)
+    return share.processes(int(shard.progress.get("connections", share.connections)))
 
 
 def _least_connections(processes: list[int]) -> int:
@@ -117,15 +118,6 @@ def _least_connections(processes: list[int]) -> int:
     while any(p < need for p, need in zip(shares(least, count), processes, strict=True)):
         least += 1
     return least
-
-
-def _summed(changed: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run's rate and connections now: those of its running shards, all changed."""
-    rates = [values.get("rate") for values in changed]
-    return {
-        "rate": None if None in rates else round(sum(float(r) for r in rates if r), 6),
-        "connections": sum(int(values.get("connections", 0)) for values in changed),
-    }
 
 
 def retune_answerer(runners: Mapping[str, LoadRunner], store: Store) -> Answerer:

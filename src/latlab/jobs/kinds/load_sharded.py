@@ -19,25 +19,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from latlab.jobs.driver import JobFailed
-from latlab.jobs.kinds.load_follow import SHARD_KIND, ShardFailed, ShardFollower
+from latlab.jobs.kinds.load_follow import SHARD_KIND, ShardFailed, ShardFollower, read_shards
 from latlab.jobs.kinds.load_spec import MAX_SHARDS, LoadRunSpec
 from latlab.jobs.kinds.load_stats import DRAINED_KEY, StoredTotals, final_progress
 from latlab.jobs.kinds.spec_checks import location_field
-from latlab.jobs.quota import RunningLimit
-from latlab.jobs.runner import RunContext, Started
+from latlab.jobs.runner import RunContext, Started, fence_owner
 from latlab.jobs.state import Action, InvalidTransition
 from latlab.jobs.supervise import until_stored
 from latlab.measure.load.plan import shares
 from latlab.storage import JobNotFound, JobRecord, JobState
 from latlab.storage.records import ProgressUpdate
 
-__all__ = ["SHARD_KIND", "ShardJobs", "ShardSpec", "ShardedRuns", "shard_of"]
+if TYPE_CHECKING:  # the manager runs the kinds: theirs to be handed it, not to import it
+    from latlab.jobs.manager import JobManager
+
+__all__ = ["SHARD_KIND", "ShardSpec", "ShardedRuns", "shard_of"]
 
 FOLLOW_EVERY_S = 0.1  # how often a run reads its shards' progress
 DRAIN_WAIT_S = 6.0  # a stopped shard's worker stores its last seconds within 5 s
@@ -51,25 +53,6 @@ class ShardSpec(BaseModel):
     run: StrictInt = Field(ge=1)
     index: StrictInt = Field(ge=0, lt=MAX_SHARDS)
     location: str | None = location_field("the shard")
-
-
-class ShardJobs(Protocol):
-    """What a run needs of the job manager to run its shards."""
-
-    async def create_many(
-        self,
-        kind: str,
-        specs: Sequence[Mapping[str, Any]],
-        *,
-        start: bool = False,
-        limit: RunningLimit | None = None,
-    ) -> list[JobRecord]: ...
-
-    async def act(
-        self, kind: str, job_id: int, action: Action, *, limit: RunningLimit | None = None
-    ) -> JobRecord: ...
-
-    async def delete(self, kind: str, job_id: int) -> None: ...
 
 
 def shard_of(spec: LoadRunSpec, index: int) -> LoadRunSpec:
@@ -98,12 +81,12 @@ class ShardedRuns:
     """Runs, pauses and stops sharded runs; bound to the job manager once it exists."""
 
     def __init__(self) -> None:
-        self._jobs: ShardJobs | None = None
+        self._jobs: JobManager | None = None
 
-    def bind(self, jobs: ShardJobs) -> None:
+    def bind(self, jobs: JobManager) -> None:
         self._jobs = jobs
 
-    def _bound(self) -> ShardJobs:
+    def _bound(self) -> JobManager:
         if self._jobs is None:
             raise JobFailed("sharded load runs are not available in this process")
         return self._jobs
@@ -152,12 +135,11 @@ class ShardedRuns:
         return ids
 
     async def _record(self, job: JobRecord, ctx: RunContext, ids: list[int]) -> None:
-        owner = ctx.coordinator.owner_id if ctx.coordinator.shared else None
-        update = ProgressUpdate(job.kind, job.id, {"shards": ids}, owner)
+        update = ProgressUpdate(job.kind, job.id, {"shards": ids}, fence_owner(ctx))
         await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
 
     async def _created(
-        self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, jobs: ShardJobs
+        self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, jobs: JobManager
     ) -> list[int]:
         """The run's shards, created stopped-safe: their ids are recorded before any starts,
         so a crash in between leaves ``created`` jobs, never load nobody follows."""
@@ -201,15 +183,15 @@ class ShardedRuns:
         await _each(self._bound(), shard_ids(job), _deleted)
 
 
-async def _each(jobs: ShardJobs, ids: Sequence[int], apply: _ShardAction) -> None:
+async def _each(jobs: JobManager, ids: Sequence[int], apply: _ShardAction) -> None:
     await asyncio.gather(*(apply(jobs, shard_id) for shard_id in ids))
 
 
 class _ShardAction(Protocol):
-    async def __call__(self, jobs: ShardJobs, shard_id: int) -> None: ...
+    async def __call__(self, jobs: JobManager, shard_id: int) -> None: ...
 
 
-async def _act(action: Action, jobs: ShardJobs, shard_id: int) -> None:
+async def _act(action: Action, jobs: JobManager, shard_id: int) -> None:
     """``action`` on a shard, unless it is past it already (ended, or gone). Through a store
     outage: the run's own state has moved already, and its shards must follow it."""
     act = functools.partial(jobs.act, SHARD_KIND, shard_id, action)
@@ -219,14 +201,12 @@ async def _act(action: Action, jobs: ShardJobs, shard_id: int) -> None:
 
 async def _drain_marks(ctx: RunContext, ids: Sequence[int]) -> dict[int, object]:
     """The running shards, with the drain mark each has before it is halted."""
-    marks: dict[int, object] = {}
-    for shard_id in ids:
-        read = functools.partial(ctx.store.get_job, SHARD_KIND, shard_id)
-        with contextlib.suppress(JobNotFound):
-            shard = await until_stored(f"load shard {shard_id}", read)
-            if shard.state is JobState.RUNNING:
-                marks[shard_id] = shard.progress.get(DRAINED_KEY)
-    return marks
+    shards = await read_shards(ctx, ids)
+    return {
+        shard_id: shard.progress.get(DRAINED_KEY)
+        for shard_id, shard in shards.items()
+        if shard.state is JobState.RUNNING
+    }
 
 
 async def _until_drained(ctx: RunContext, marks: dict[int, object]) -> None:
@@ -235,12 +215,9 @@ async def _until_drained(ctx: RunContext, marks: dict[int, object]) -> None:
     deadline = asyncio.get_running_loop().time() + DRAIN_WAIT_S
     waiting = dict(marks)
     while waiting and asyncio.get_running_loop().time() < deadline:
+        shards = await read_shards(ctx, list(waiting))
         for shard_id, mark in list(waiting.items()):
-            read = functools.partial(ctx.store.get_job, SHARD_KIND, shard_id)
-            try:
-                shard = await until_stored(f"load shard {shard_id}", read)
-            except JobNotFound:
-                shard = None
+            shard = shards.get(shard_id)
             if shard is None or shard.progress.get(DRAINED_KEY) != mark:
                 del waiting[shard_id]
         if waiting:
@@ -250,17 +227,12 @@ async def _until_drained(ctx: RunContext, marks: dict[int, object]) -> None:
 async def _halted(ctx: RunContext, ids: Sequence[int]) -> list[int]:
     """The shards to start: new ones (all, or those its run's last process did not get to)
     and paused ones. A running shard is left to the process that runs it."""
-    halted = []
-    for shard_id in ids:
-        read = functools.partial(ctx.store.get_job, SHARD_KIND, shard_id)
-        with contextlib.suppress(JobNotFound):  # gone: the follower fails the run
-            shard = await until_stored(f"load shard {shard_id}", read)
-            if shard.state in (JobState.CREATED, JobState.PAUSED):
-                halted.append(shard_id)
-    return halted
+    shards = await read_shards(ctx, ids)  # one gone: the follower fails the run
+    halted = (JobState.CREATED, JobState.PAUSED)
+    return [shard_id for shard_id, shard in shards.items() if shard.state in halted]
 
 
-async def _deleted(jobs: ShardJobs, shard_id: int) -> None:
+async def _deleted(jobs: JobManager, shard_id: int) -> None:
     delete = functools.partial(jobs.delete, SHARD_KIND, shard_id)
     with contextlib.suppress(JobNotFound):
         await until_stored(f"load shard {shard_id} delete", delete)

@@ -246,6 +246,12 @@ class LoadRunSpec(BaseModel):
         """Whether the run is made by shard jobs on workers (a single location is one)."""
         return self.shard_count > 1 or bool(self.locations)
 
+    def processes(self, connections_now: int) -> int:
+        """The most worker processes the run can have at ``connections_now``: each start
+        or resume starts ``min(workers, connections, requests)`` (:func:`split` starts none
+        idle)."""
+        return min(self.workers, connections_now, self.requests or connections_now)
+
     def _check_shards(self) -> None:
         """Every shard must send something: at least a connection (and a request) each."""
         count = self.shard_count

@@ -11,7 +11,7 @@ import functools
 from latlab.exporters.base import ProbeTags
 from latlab.jobs.kinds.probe_spec import ProbeSpec
 from latlab.jobs.kinds.probe_stats import FLUSH_RESULTS, StatsKeeper
-from latlab.jobs.runner import KindRunner, RunContext, Started
+from latlab.jobs.runner import KindRunner, RunContext, Started, fence_owner
 from latlab.jobs.schedule import SlotSchedule
 from latlab.jobs.supervise import until_stored
 from latlab.measure.http_probe import Exchange, HttpProber
@@ -68,7 +68,7 @@ class ProbeRunner(KindRunner):
         stats: StatsKeeper,
     ) -> None:
         skipped_before = int(job.progress.get("skipped_slots", 0))
-        owner = ctx.coordinator.owner_id if ctx.coordinator.shared else None
+        owner = fence_owner(ctx)
         # The first probe runs at once (as the original did), the rest on a drift-free grid.
         schedule = SlotSchedule(ctx.clock.monotonic(), spec.interval_s)
         while True:
