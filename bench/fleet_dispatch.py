@@ -70,6 +70,18 @@ def process(
             child.wait(timeout=30)
 
 
+def serve(
+    stack: ExitStack, env: dict[str, str], log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``latlab serve --no-targets`` on a free port, listening; closed with ``stack``."""
+    api_port = free_port()
+    child = stack.enter_context(
+        process(["serve", "--no-targets", "--port", str(api_port)], env, log)
+    )
+    wait_listening(api_port, child)
+    return child, api_port
+
+
 async def workers(api: httpx.AsyncClient) -> dict[str, list[tuple[str, int]]]:
     data = (await api.get("/api/v1/workers")).json()["data"]
     return {w["id"]: [(j["kind"], j["id"]) for j in w["jobs"]] for w in data}
@@ -164,13 +176,9 @@ async def failover_s(
 
 async def run(folder: Path, count: int, failovers: int) -> None:
     env = environment(folder / "latlab.db", f"bench-fleet-{secrets.token_hex(4)}")
-    api_port = free_port()
     with ExitStack() as stack:
         port = stack.enter_context(targets_process())
-        api_process = stack.enter_context(
-            process(["serve", "--no-targets", "--port", str(api_port)], env)
-        )
-        wait_listening(api_port, api_process)
+        _, api_port = serve(stack, env)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as api:
             local = await trials(api, port, count)
             by_id: dict[str, subprocess.Popen[bytes]] = {}

@@ -32,8 +32,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from _targets import free_port, targets_process, wait_listening
-from fleet_dispatch import environment, process, until, workers
+from _targets import targets_process
+from fleet_dispatch import environment, process, serve, until, workers
 from latlab.storage import JobState, open_store
 from latlab.storage.records import ProgressUpdate
 
@@ -102,21 +102,13 @@ async def scenario(folder: Path, experiments: int, bots: int, *, kill: bool) -> 
             capacity = ["--capacity", str(experiments + 10)]
             logs = [folder / f"worker-{n}-{kill}.log" for n in "ab"]
             pair = [stack.enter_context(process(["worker", *capacity], env, log)) for log in logs]
-            apis = [_serve(stack, env, folder / f"api-{n}-{kill}.log") for n in "ab"]
+            apis = [serve(stack, env, folder / f"api-{n}-{kill}.log") for n in "ab"]
             logs += [folder / f"api-{n}-{kill}.log" for n in "ab"]  # a bot run there first
             base_url = f"http://127.0.0.1:{apis[1][1]}"
             async with httpx.AsyncClient(base_url=base_url, timeout=60) as api:
                 return await _run(
                     api, port, experiments, bot_ids, pair, apis[0][0], logs, kill=kill
                 )
-
-
-def _serve(stack: ExitStack, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    api_port = free_port()
-    serve = ["serve", "--no-targets", "--port", str(api_port)]
-    child = stack.enter_context(process(serve, env, log))
-    wait_listening(api_port, child)
-    return child, api_port
 
 
 async def _run(

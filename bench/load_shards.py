@@ -29,8 +29,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from _targets import free_port, targets_process, wait_listening
-from fleet_dispatch import environment, process, until, workers
+from _targets import targets_process
+from fleet_dispatch import environment, process, serve, until, workers
 
 RUNS = "/api/v1/load-runs"
 
@@ -59,13 +59,9 @@ async def measure(
     folder: Path, per_shard: int, seconds: int, rounds: int
 ) -> dict[int, list[dict[str, Any]]]:
     env = environment(folder / "latlab.db", f"bench-shards-{secrets.token_hex(4)}")
-    api_port = free_port()
     with ExitStack() as stack:
         port = stack.enter_context(targets_process())
-        api_process = stack.enter_context(
-            process(["serve", "--no-targets", "--port", str(api_port)], env)
-        )
-        wait_listening(api_port, api_process)
+        _, api_port = serve(stack, env)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as api:
             for _ in range(2):
                 stack.enter_context(process(["worker", "--capacity", "1"], env))
