@@ -79,11 +79,13 @@ def postgres_database() -> Iterator[str]:
 
 
 # job_counters (per-kind ids) exists from migration 0003 on, which any store opened here runs.
+# CASCADE: the tables whose foreign keys name jobs (site_results) are emptied with it.
 _TRUNCATE = """
 DO $$ BEGIN
   IF to_regclass('histograms') IS NOT NULL THEN TRUNCATE histograms; END IF;
-  IF to_regclass('job_counters') IS NOT NULL THEN TRUNCATE probe_results, jobs, job_counters;
-  ELSE TRUNCATE probe_results, jobs; END IF;
+  IF to_regclass('job_counters') IS NOT NULL THEN
+    TRUNCATE probe_results, jobs, job_counters CASCADE;
+  ELSE TRUNCATE probe_results, jobs CASCADE; END IF;
 END $$
 """
 

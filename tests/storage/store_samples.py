@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from latlab.storage import ProbeResult
+from latlab.storage import ProbeResult, SiteResult
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
@@ -21,3 +22,8 @@ def probe_result(job_id: int, seq: int, latency_ms: float = 1.5) -> ProbeResult:
         ttfb_ms=0.75,
         error=None if latency_ms >= 0 else "connection refused",
     )
+
+
+def site_result(job_id: int, seq: int, latency_ms: float = 1.5) -> SiteResult:
+    fields = dataclasses.asdict(probe_result(job_id, seq, latency_ms))
+    return SiteResult(**fields, location="eu-1")

@@ -1,7 +1,7 @@
 """Per-kind ids on existing data: SQL revision 0003 on a SQLite file written by revision 0002
 with real rows (and back down to 0002), and MongoDB's per-kind counters next to the old
-shared one; revisions 0004 (histograms), 0005 (the pipeline's queue and runs) and 0006 (a run's
-forgotten receipts) up and down."""
+shared one; revisions 0004 (histograms), 0005 (the pipeline's queue and runs), 0006 (a run's
+forgotten receipts) and 0007 (the results of series at a location) up and down."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ import sqlalchemy as sa
 from alembic import command
 from pymongo import AsyncMongoClient
 from sqlalchemy.ext.asyncio import create_async_engine
+from store_samples import site_result
 
 from latlab.storage import TOTAL_BUCKET, HistogramUpdate, JobState, open_store
 from latlab.storage.sql.engine import alembic_config
 from latlab.storage.sql.store import SqlStore
 from latlab.storage.sql.tables import UtcDateTime, pipeline_runs
 
-HEAD = "0006"  # the newest revision
+HEAD = "0007"  # the newest revision
 
 _OLD_JOBS = [  # kinds interleaved on the shared sequence, as revision 0002 handed them out
     (1, "probe", "completed", '{"host": "a"}', '{"done": 2}'),
@@ -229,7 +230,7 @@ async def test_0004_adds_histograms_and_downgrades_to_0003_keeping_the_jobs(
         await store.close()
     assert await _tables_and_version(store_url) == (
         {"alembic_version", "jobs", "job_counters", "probe_results", "values", "histograms"}
-        | {"pipeline_receipts", "pipeline_runs"},
+        | {"pipeline_receipts", "pipeline_runs", "site_results"},
         HEAD,
     )
     await _migrate(store_url, "downgrade", "0003")
@@ -286,6 +287,30 @@ async def test_0006_counts_a_runs_forgotten_receipts_and_downgrades_keeping_its_
     await _migrate(store_url, "upgrade", "head")
     assert "forgotten" in await _columns(store_url, "pipeline_runs")
     assert await _runs_forgotten(store_url, run_id) == 0  # the run stayed, its count reset
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+async def test_0007_adds_the_series_results_and_downgrades_to_0006_keeping_the_jobs(
+    store_url: str,
+) -> None:
+    store = await SqlStore.open(store_url)
+    try:
+        site = await store.create_job("probe_site", {"experiment": 1, "location": "eu-1"})
+        await store.checkpoint([site_result(site.id, 0)], [])
+    finally:
+        await store.close()
+    await _migrate(store_url, "downgrade", "0006")
+    names, version = await _tables_and_version(store_url)
+    assert ("site_results" in names, version) == (False, "0006")
+    await _migrate(store_url, "upgrade", "head")
+    store = await SqlStore.open(store_url)
+    try:
+        assert (await store.get_job("probe_site", site.id)).spec["location"] == "eu-1"
+        assert await store.site_results.count(site.id) == 0  # gone with their table
+        await store.checkpoint([site_result(site.id, 0)], [])
+        assert [r.location for r in await store.site_results.list(site.id)] == ["eu-1"]
+    finally:
+        await store.close()
 
 
 async def _columns(url: str, table: str) -> set[str]:

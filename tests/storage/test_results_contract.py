@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from store_samples import T0, probe_result
+from store_samples import T0, probe_result, site_result
 
 from conftest import STORE_KINDS
 from latlab.storage import JobNotFound, ProbeResult, Record, ResultStream, Store
@@ -28,7 +28,10 @@ class StreamCase:
     record: Callable[[int, int], Record]
 
 
-CASES = [StreamCase("probe", lambda store: store.probe_results, probe_result)]
+CASES = [
+    StreamCase("probe", lambda store: store.probe_results, probe_result),
+    StreamCase("probe_site", lambda store: store.site_results, site_result),
+]
 
 
 @pytest.fixture(params=CASES, ids=[case.kind for case in CASES])
@@ -104,3 +107,33 @@ async def test_result_times_keep_at_least_millisecond_precision(store: Store) ->
     (stored,) = await store.probe_results.list(job.id)
     assert abs(stored.timestamp - precise) < timedelta(milliseconds=1)
     assert stored.timestamp.utcoffset() == timedelta(0)
+
+
+async def test_a_series_at_a_location_is_apart_from_the_experiment_of_its_id(
+    store: Store,
+) -> None:
+    experiment = await store.create_job("probe", {})
+    site = await store.create_job("probe_site", {"experiment": experiment.id})
+    assert site.id == experiment.id  # ids are per kind: the same number, two jobs
+    await store.checkpoint([probe_result(experiment.id, 0, 1.0), site_result(site.id, 0, 2.0)], [])
+    (stored,) = await store.site_results.list(site.id)
+    assert (stored.location, stored.latency_ms) == ("eu-1", 2.0)
+    await store.delete_job("probe_site", site.id)
+    assert await store.probe_results.latencies_ms(experiment.id) == [1.0]
+    assert await store.site_results.count(site.id) == 0
+
+
+async def test_records_of_a_job_deleted_meanwhile_are_dropped_not_the_batch(
+    store: Store, case: StreamCase
+) -> None:
+    """Found in review: a worker's last checkpoint of a job the control plane had deleted
+    failed the whole batch on SQL (the foreign key), losing the other jobs' records in it,
+    and left orphan records on MongoDB."""
+    kept, deleted = await store.create_job(case.kind, {}), await store.create_job(case.kind, {})
+    await store.delete_job(case.kind, deleted.id)
+    records = [case.record(kept.id, 0), case.record(deleted.id, 0)]
+    updates = [ProgressUpdate(case.kind, job.id, {"done": 1}) for job in (kept, deleted)]
+    dropped = await store.checkpoint(records, updates)
+    assert dropped == {(case.kind, deleted.id)}
+    assert await case.stream(store).list(kept.id) == [case.record(kept.id, 0)]
+    assert await case.stream(store).count(deleted.id) == 0

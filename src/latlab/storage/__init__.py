@@ -22,6 +22,7 @@ from latlab.storage.records import (
     Page,
     ProbeResult,
     Record,
+    SiteResult,
 )
 from latlab.storage.registry import UnsupportedStorageURL, open_store
 
@@ -38,6 +39,7 @@ __all__ = [
     "ProbeResults",
     "Record",
     "ResultStream",
+    "SiteResult",
     "StateConflict",
     "Store",
     "StoreError",

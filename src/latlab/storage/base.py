@@ -21,6 +21,7 @@ from latlab.storage.records import (
     ProgressUpdate,
     R,
     Record,
+    SiteResult,
 )
 
 
@@ -153,6 +154,11 @@ class Store(JobStore, Protocol):
     def probe_results(self) -> ProbeResults: ...
 
     @property
+    def site_results(self) -> ResultStream[SiteResult]:
+        """The results of the series of experiments run at several locations."""
+        ...
+
+    @property
     def histograms(self) -> Histograms: ...
 
     async def checkpoint(
@@ -163,17 +169,19 @@ class Store(JobStore, Protocol):
     ) -> set[tuple[str, int]]:
         """Store records of any kind (idempotent on ``(job_id, seq)`` within their kind),
         histograms and progress, in one transaction; return the jobs (``(kind, id)``) whose
-        owned update failed its fence (empty normally).
+        owned update failed its fence, or that no longer exist (empty normally).
 
         Each update's values are merged into the job's progress (newest keys win); an update
-        of a job that does not exist is ignored. Updates are fenced by owner: one whose
-        ``owner`` is set applies only if the job's ``progress.get("fleet")`` is ``owner`` or
-        not set yet (missing or None), checked atomically with the write. If it does not
-        apply, it is dropped, and so is every record in this call of that job (a record
-        belongs to the job of its ``kind``: probe results to probe jobs); the rest of the call
-        commits, and nothing is raised. ``owner=None`` applies unconditionally: a claim
-        naming a new owner (``{"fleet": new_owner}``) is written that way. Several updates
-        of one job in one call apply in order.
+        of a job that does not exist (deleted meanwhile) is ignored, and the call's records
+        of that job are dropped with it, never failing the rest of the call. Updates are
+        fenced by owner: one whose ``owner`` is set applies only if the job's
+        ``progress.get("fleet")`` is ``owner`` or not set yet (missing or None), checked
+        atomically with the write. If it does not apply, it is dropped, and so is every
+        record in this call of that job (a record belongs to the job of its ``kind``: probe
+        results to probe jobs); the rest of the call commits, and nothing is raised.
+        ``owner=None`` applies unconditionally: a claim naming a new owner (``{"fleet":
+        new_owner}``) is written that way. Several updates of one job in one call apply in
+        order.
 
         Each histogram update replaces the payload of its ``(kind, job_id, bucket)`` (the last
         one wins if a call has several). It is fenced like a record: dropped if its job's

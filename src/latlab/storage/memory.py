@@ -19,6 +19,7 @@ from latlab.storage.records import (
     ProgressUpdate,
     R,
     Record,
+    SiteResult,
     by_kind,
     fenced_histograms,
     fenced_records,
@@ -97,9 +98,13 @@ class MemoryStore:
         self._last_ids: dict[str, int] = {}
         self._values: dict[str, dict[str, Any]] = {}
         self.probe_results = MemoryProbeResults()
+        self.site_results = MemoryResults[SiteResult]()
         self.histograms = MemoryHistograms()
         # A new kind of record: its stream here, under its kind.
-        self._streams: dict[str, MemoryResults[Any]] = {ProbeResult.kind: self.probe_results}
+        self._streams: dict[str, MemoryResults[Any]] = {
+            ProbeResult.kind: self.probe_results,
+            SiteResult.kind: self.site_results,
+        }
 
     async def create_job(self, kind: str, spec: Mapping[str, Any]) -> JobRecord:
         (job,) = await self.create_jobs(kind, [spec])
@@ -180,14 +185,13 @@ class MemoryStore:
         return dropped
 
     def _save_progress(self, progress: Sequence[ProgressUpdate]) -> set[tuple[str, int]]:
-        """Apply the updates that pass their fence; return the jobs whose did not."""
+        """Apply the updates that pass their fence; return the jobs whose did not, or that
+        are gone."""
         dropped: set[tuple[str, int]] = set()
         now = utc_now()
         for update in progress:
             job = self._jobs.get((update.kind, update.job_id))
-            if job is None:
-                continue
-            if not update.applies_to(job.progress):
+            if job is None or not update.applies_to(job.progress):
                 dropped.add((update.kind, update.job_id))
                 continue
             merged = {**job.progress, **update.values}

@@ -28,7 +28,12 @@ from latlab.storage.base import JobNotFound, StateConflict
 from latlab.storage.mongo_errors import translated as _translated
 from latlab.storage.mongo_fence import save_progress
 from latlab.storage.mongo_histograms import MongoHistograms
-from latlab.storage.mongo_results import Document, MongoProbeResults, MongoResults
+from latlab.storage.mongo_results import (
+    Document,
+    MongoProbeResults,
+    MongoResults,
+    MongoSiteResults,
+)
 from latlab.storage.records import (
     HistogramUpdate,
     JobRecord,
@@ -37,9 +42,11 @@ from latlab.storage.records import (
     ProbeResult,
     ProgressUpdate,
     Record,
+    SiteResult,
     by_kind,
     fenced_histograms,
     fenced_records,
+    gone,
     latest_histograms,
     utc_now,
 )
@@ -76,7 +83,11 @@ class MongoStore:
         self.probe_results = MongoProbeResults(database["experiment_results"])
         self.histograms = MongoHistograms(database["histograms"])
         # A new kind of record: its stream here, under its kind.
-        self._streams: dict[str, MongoResults[Any]] = {ProbeResult.kind: self.probe_results}
+        self.site_results = MongoSiteResults(database["site_results"])
+        self._streams: dict[str, MongoResults[Any]] = {
+            ProbeResult.kind: self.probe_results,
+            SiteResult.kind: self.site_results,
+        }
 
     @classmethod
     async def open(cls, url: str, timeout_s: float | None = None) -> Self:
@@ -249,6 +260,7 @@ class MongoStore:
             fenced = await save_progress(self._jobs(kind), updates, now, with_histograms)
             dropped |= {(kind, job_id) for job_id in fenced.dropped}
             found |= {(kind, job_id) for job_id in fenced.found}
+        dropped |= gone(progress, found)
         for kind, kept in by_kind(fenced_records(records, dropped)).items():
             await self._streams[kind].insert(kept)
         landing = fenced_histograms(latest, dropped)

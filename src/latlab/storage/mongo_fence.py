@@ -62,7 +62,8 @@ async def save_progress(
     also_find: Collection[int] = (),
 ) -> Fenced:
     """Write one kind's ``updates`` (``jobs`` is their collection) in order; say which were
-    fenced out, and which of their jobs and of ``also_find`` exist."""
+    fenced out, and which of their jobs and of ``also_find`` exist (every update's job that
+    matched none is looked up)."""
     ops = _ops(updates, now)
     matched_all = True
     if ops:
@@ -71,7 +72,9 @@ async def save_progress(
     owners = _expected_owners(updates)
     known = {u.job_id for u in updates if u.values} if matched_all else set()
     fence_only = {u.job_id for u in updates if u.owner is not None and not u.values}
-    unsure = (set(owners) - (known - fence_only)) | (set(also_find) - known)
+    # A job not matched may be gone: looked up so that its records are dropped too.
+    updated = {u.job_id for u in updates}
+    unsure = (set(owners) - (known - fence_only)) | ((set(also_find) | updated) - known)
     if not unsure:
         return Fenced(set(), known)
     cursor = jobs.find({"_id": {"$in": sorted(unsure)}}, _FLEET_ONLY)

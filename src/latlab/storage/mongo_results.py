@@ -16,7 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from latlab.storage.mongo_errors import translated
-from latlab.storage.records import ProbeResult, R
+from latlab.storage.records import ProbeResult, R, SiteResult
 
 Document = dict[str, Any]
 _DUPLICATE_KEY = 11000
@@ -85,3 +85,11 @@ class MongoProbeResults(MongoResults[ProbeResult]):
         projection = {"latency_ms": True, "_id": False}
         cursor = self._collection.find({"job_id": job_id}, projection).sort("seq", ASCENDING)
         return [float(doc["latency_ms"]) async for doc in cursor]
+
+
+class MongoSiteResults(MongoResults[SiteResult]):
+    """The results of experiments' series at one location each, in ``site_results``."""
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        fields = [field.name for field in dataclasses.fields(SiteResult)]
+        super().__init__(collection, SiteResult, fields)

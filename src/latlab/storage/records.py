@@ -82,6 +82,17 @@ class ProbeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteResult(ProbeResult):
+    """One probe of an experiment run at several locations: a result of the series at
+    ``location``, a job of kind ``probe_site`` whose ``seq`` numbers that series alone. The
+    location is part of the key: one experiment has a series 0..count-1 at each location."""
+
+    kind: ClassVar[str] = "probe_site"
+
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: list[T]
     total: int
@@ -138,6 +149,14 @@ def fenced_histograms(
 ) -> list[HistogramUpdate]:
     """The updates that still land when the jobs ``dropped`` (``(kind, id)``) failed their fence."""
     return [u for u in updates if (u.kind, u.job_id) not in dropped]
+
+
+def gone(
+    progress: Sequence[ProgressUpdate], found: Collection[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """The jobs an update names that the store no longer holds (deleted meanwhile): their
+    records and histograms are dropped as fenced-out ones are, never failing the batch."""
+    return {(update.kind, update.job_id) for update in progress} - set(found)
 
 
 def fenced_records(records: Sequence[R], dropped: Collection[tuple[str, int]]) -> list[R]:

@@ -14,9 +14,9 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from latlab.storage.records import ProbeResult, R
+from latlab.storage.records import ProbeResult, R, SiteResult
 from latlab.storage.sql.errors import translated
-from latlab.storage.sql.tables import probe_results
+from latlab.storage.sql.tables import probe_results, site_results
 
 
 class SqlResults(Generic[R]):
@@ -90,3 +90,10 @@ class SqlProbeResults(SqlResults[ProbeResult]):
         )
         async with self._engine.connect() as conn:
             return list((await conn.execute(query)).scalars())
+
+
+class SqlSiteResults(SqlResults[SiteResult]):
+    """The results of experiments' series at one location each, in ``site_results``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, SiteResult.kind, site_results, SiteResult)

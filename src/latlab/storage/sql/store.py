@@ -20,9 +20,11 @@ from latlab.storage.records import (
     ProbeResult,
     ProgressUpdate,
     Record,
+    SiteResult,
     by_kind,
     fenced_histograms,
     fenced_records,
+    gone,
     latest_histograms,
     utc_now,
 )
@@ -31,7 +33,7 @@ from latlab.storage.sql.errors import translated, unstorable
 from latlab.storage.sql.histograms import SqlHistograms
 from latlab.storage.sql.pipeline_runs import PipelineRuns
 from latlab.storage.sql.progress import save_progress
-from latlab.storage.sql.results import SqlProbeResults, SqlResults
+from latlab.storage.sql.results import SqlProbeResults, SqlResults, SqlSiteResults
 from latlab.storage.sql.tables import job_counters, jobs, values
 
 _migrate = translated(migrate)
@@ -58,7 +60,11 @@ class SqlStore:
         self.histograms = SqlHistograms(engine)
         self.pipeline_runs = PipelineRuns(engine)  # read by /api/v1/pipeline-runs
         # A new kind of record: its stream here, under its kind.
-        self._streams: dict[str, SqlResults[Any]] = {ProbeResult.kind: self.probe_results}
+        self.site_results = SqlSiteResults(engine)
+        self._streams: dict[str, SqlResults[Any]] = {
+            ProbeResult.kind: self.probe_results,
+            SiteResult.kind: self.site_results,
+        }
         upsert = dialect.insert(values)
         self._upsert_value = upsert.on_conflict_do_update(
             index_elements=[values.c.key],
@@ -202,13 +208,14 @@ class SqlStore:
             # Progress first: the fence decides which jobs' records and histograms may land.
             # The histograms' jobs are locked with it, so none is deleted under them.
             saved = await save_progress(conn, progress, {(u.kind, u.job_id) for u in latest})
-            for kind, kept in by_kind(fenced_records(records, saved.dropped)).items():
+            dropped = saved.dropped | gone(progress, saved.found)
+            for kind, kept in by_kind(fenced_records(records, dropped)).items():
                 await self._streams[kind].insert(conn, kept)
-            landing = fenced_histograms(latest, saved.dropped)
+            landing = fenced_histograms(latest, dropped)
             await self.histograms.upsert(
                 conn, [u for u in landing if (u.kind, u.job_id) in saved.found]
             )
-        return saved.dropped
+        return dropped
 
     @translated
     async def delete_job(self, kind: str, job_id: int) -> None:

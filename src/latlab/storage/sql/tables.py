@@ -72,29 +72,50 @@ job_counters = Table(
     Column("last_id", JobId, nullable=False),
 )
 
-# Results belong to probe jobs; ``kind`` is always "probe" and exists only so the foreign key
-# can name a job by its full key and cascade a delete to that probe's results, none other.
+
+def probe_columns() -> list[Column[Any]]:
+    """The columns of a probe's result (migrations build the same from their own copy)."""
+    return [
+        Column("job_id", JobId, nullable=False),
+        Column("seq", Integer, nullable=False),
+        Column("status_code", Integer, nullable=False),
+        Column("latency_ms", Float, nullable=False),
+        Column("timestamp", UtcDateTime, nullable=False),
+        Column("scheduled_at", UtcDateTime, nullable=False),
+        Column("connect_ms", Float),
+        Column("ttfb_ms", Float),
+        Column("dns_ms", Float),
+        Column("error", Text),
+    ]
+
+
+def _owned_by(table: str, kind: str) -> list[Any]:
+    """``kind`` (always the same) lets the foreign key name the job by its full key and
+    cascade a delete to that job's results, none other."""
+    return [
+        Column("kind", String(16), nullable=False, server_default=kind),
+        PrimaryKeyConstraint("job_id", "seq", name=f"pk_{table}"),
+        ForeignKeyConstraint(
+            ["kind", "job_id"],
+            ["jobs.kind", "jobs.id"],
+            name=f"fk_{table}_job",
+            ondelete="CASCADE",
+        ),
+    ]
+
+
+# Results of experiments (jobs of kind "probe").
 probe_results = Table(
-    "probe_results",
+    "probe_results", metadata, *probe_columns(), *_owned_by("probe_results", "probe")
+)
+
+# Results of an experiment's series at one location (jobs of kind "probe_site").
+site_results = Table(
+    "site_results",
     metadata,
-    Column("job_id", JobId, nullable=False),
-    Column("seq", Integer, nullable=False),
-    Column("status_code", Integer, nullable=False),
-    Column("latency_ms", Float, nullable=False),
-    Column("timestamp", UtcDateTime, nullable=False),
-    Column("scheduled_at", UtcDateTime, nullable=False),
-    Column("connect_ms", Float),
-    Column("ttfb_ms", Float),
-    Column("dns_ms", Float),
-    Column("error", Text),
-    Column("kind", String(16), nullable=False, server_default="probe"),
-    PrimaryKeyConstraint("job_id", "seq", name="pk_probe_results"),
-    ForeignKeyConstraint(
-        ["kind", "job_id"],
-        ["jobs.kind", "jobs.id"],
-        name="fk_probe_results_job",
-        ondelete="CASCADE",
-    ),
+    *probe_columns(),
+    Column("location", String(64), nullable=False),
+    *_owned_by("site_results", "probe_site"),
 )
 
 values = Table(
