@@ -88,7 +88,7 @@ async def test_stats_of_an_experiment_without_results_are_empty(api: httpx.Async
         "count": 0,
         "errors": 0,
         "errors_by_kind": no_errors,
-        **dict.fromkeys([*figures, "stddev_ms", "from", "to"]),
+        **dict.fromkeys([*figures, "stddev_ms", "from", "to", "by_location"]),
     }
 
 

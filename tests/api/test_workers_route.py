@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from harness import run_api
@@ -126,3 +129,57 @@ async def test_a_load_run_split_over_workers_without_redis_is_refused_and_nothin
     assert answer.json()["detail"][0]["loc"] == ["body", field]
     assert "shards need workers" in answer.text
     assert created == 0
+
+
+async def test_locations_without_workers_are_refused_and_nothing_is_created() -> None:
+    spec = {"host": "127.0.0.1", "port": 9, "locations": ["eu-1", "us-1"]}
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        answer = await api.post("/api/v1/experiments", json=spec)
+        created = (await api.get("/api/v1/experiments")).json()["count"]
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "locations"]
+    assert "locations need workers" in answer.text
+    assert created == 0
+
+
+@asynccontextmanager
+async def experiment_at_two_locations() -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """An API with Redis (no worker up) and a started experiment at eu-1 and us-1: its path."""
+    url, prefix = require_redis(), f"route-{secrets.token_hex(4)}"
+    settings = Settings(storage_url="memory://", redis_url=url, redis_prefix=prefix)
+    spec = {"host": "127.0.0.1", "port": 9, "locations": ["eu-1", "us-1"], "count": 3}
+    try:
+        async with run_api(settings.model_copy(update={"freeze_gc": False})) as api:
+            created = await api.post("/api/v1/experiments", json=spec, params={"start": True})
+            assert created.status_code == 201, created.text
+            yield api, f"/api/v1/experiments/{created.json()['id']}"
+    finally:
+        await drop_redis_keys(url, prefix)
+
+
+async def test_an_experiment_at_two_locations_waits_for_each_and_answers_per_location() -> None:
+    async with experiment_at_two_locations() as (api, path):
+        got = (await api.get(path)).json()
+        answers = {
+            "unknown location": await api.get(f"{path}/results", params={"location": "ap-1"}),
+            "stats": await api.get(f"{path}/stats", params={"location": "eu-1"}),
+            "resume of all": await api.get(f"{path}/events", params={"after": 0}),
+        }
+    assert (got["waiting_for"], got["by_location"]) == ("eu-1", {"eu-1": 0, "us-1": 0})
+    assert answers["unknown location"].status_code == 422
+    assert "no location 'ap-1': its locations are eu-1, us-1" in answers["unknown location"].text
+    assert (answers["stats"].status_code, answers["stats"].json()["count"]) == (200, 0)
+    assert answers["resume of all"].status_code == 422
+    assert answers["resume of all"].json()["detail"][0]["loc"] == ["query", "after"]
+
+
+async def test_the_feed_of_every_location_ends_with_an_id_and_a_reconnect_then_gets_204() -> None:
+    """Found in review: that feed's results carry no id, so a browser never sent
+    Last-Event-ID, never got the 204, and reconnected to an ended experiment forever."""
+    async with experiment_at_two_locations() as (api, path):
+        await api.post(f"{path}/stop")
+        ended = await api.get(f"{path}/events")
+        reconnect = await api.get(f"{path}/events", headers={"Last-Event-ID": "-1"})
+    assert "event: state" in ended.text
+    assert "id: -1" in ended.text
+    assert reconnect.status_code == 204

@@ -122,7 +122,7 @@ async def test_an_experiment_runs_on_a_worker_not_in_the_api_process(
         experiment_id = await start_experiment(api, targets_port, count=20)
         await wait_state(api, experiment_id, "completed")
         assert sorted(r["seq"] for r in await results(api, experiment_id)) == list(range(20))
-        series = f'experiment="{experiment_id}",status_class="2xx"'
+        series = f'experiment="{experiment_id}",location="",status_class="2xx"'
         counted = f"latlab_probe_results_total{{{series}}} 20.0"
 
         async def relayed() -> bool:  # only the worker saw the probes: the relay told the API
@@ -182,7 +182,8 @@ async def test_sigterm_on_a_busy_worker_hands_its_experiment_off_nothing_lost(
         took_s = time.monotonic() - sent_s
         await wait_state(api, experiment_id, "completed", timeout_s=60)
         rows = await results(api, experiment_id)
-        counted = f'latlab_probe_results_total{{experiment="{experiment_id}",status_class="2xx"}}'
+        labels = f'experiment="{experiment_id}",location="",status_class="2xx"'
+        counted = f"latlab_probe_results_total{{{labels}}}"
 
         async def every_probe_relayed() -> bool:
             return f"{counted} {float(COUNT)}" in (await api.get("/metrics")).text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from latlab.exporters.base import ProbeTags, StateChange
 from latlab.exporters.influx import InfluxClient, InfluxConfig, InfluxExporter
 from latlab.exporters.influx_probes import InfluxProbeSink, probe_line, series_prefix
 from latlab.jobs.events import Events
-from latlab.storage.records import JobRecord, JobState, ProbeResult
+from latlab.storage.records import JobRecord, JobState, ProbeResult, SiteResult
 from services import free_port
 
 STARTED = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -102,6 +103,31 @@ async def test_fifty_results_read_back_as_fifty_points(influx: InfluxServer) -> 
     assert sorted(point["seq"] for point in points) == list(range(50))
 
 
+async def test_two_locations_of_one_experiment_are_two_series_tagged_with_them(
+    influx: InfluxServer,
+) -> None:
+    """Same experiment, same seq, same start: only the location tag keeps the points apart
+    (InfluxDB keeps one point per series and time)."""
+    exporter = exporter_for(influx.url)
+    exporter.start()
+    events = Events([InfluxProbeSink(exporter)])
+    for site_id, where in ((1, "eu-1"), (2, "us-1")):
+        tags = ProbeTags(TAGS.host, TAGS.port, TAGS.path, where)
+        events.describe(7, tags, ("probe_site", site_id))
+    located = [
+        SiteResult(**dataclasses.asdict(result(seq, site_id)), location=where)
+        for site_id, where in ((1, "eu-1"), (2, "us-1"))
+        for seq in range(3)
+    ]
+    events.committed(located)
+    await written(exporter, 6)
+    await exporter.close()
+    points = probe_points(influx)
+    assert sorted((p["experiment"], p["location"], p["seq"]) for p in points) == [
+        ("7", where, seq) for where in ("eu-1", "us-1") for seq in range(3)
+    ]
+
+
 async def test_results_stored_while_influx_is_away_arrive_once_it_is_back(
     influx: InfluxServer,
 ) -> None:
@@ -179,3 +205,13 @@ def test_the_seam_forgets_what_an_ended_experiment_measured() -> None:
     assert events.described == 1
     events.state_changed(JobRecord(4, "probe", JobState.STOPPED, {}, updated_at=at))
     assert events.described == 0
+
+
+def test_the_tag_cache_is_bounded_when_no_end_is_heard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a worker runs series, and hears only their ends, never their
+    experiments': the tag strings of every experiment it ever ran were kept."""
+    monkeypatch.setattr("latlab.exporters.influx_probes.MAX_CACHED", 3)
+    sink = InfluxProbeSink(exporter_for("http://127.0.0.1:9"))
+    for experiment_id in range(10):
+        sink.probed(experiment_id, TAGS, [result(0, experiment_id)])
+    assert sink.experiments == 3

@@ -67,8 +67,9 @@ async def scrape(metrics: ControlMetricsPage) -> Samples:
     return samples
 
 
-def series(experiment: str, status_class: str, **more: str) -> Labels:
-    return tuple(sorted({"experiment": experiment, "status_class": status_class, **more}.items()))
+def series(experiment: str, status_class: str, location: str = "", **more: str) -> Labels:
+    labels = {"experiment": experiment, "location": location, "status_class": status_class}
+    return tuple(sorted({**labels, **more}.items()))
 
 
 async def test_the_histogram_holds_exactly_what_was_fed() -> None:
@@ -148,3 +149,15 @@ async def test_no_commit_yet_is_no_sample_rather_than_a_made_up_age() -> None:
     assert "latlab_writer_last_commit_age_seconds" not in samples
     assert "latlab_influx_backlog_points" not in samples  # no InfluxDB configured
     assert samples["latlab_writer_queue_depth"] == {(): 0}
+
+
+async def test_a_series_at_a_location_is_labelled_with_it() -> None:
+    probes = ProbeMetrics(max_experiments=10)
+    probes.probed(3, ProbeTags("h", 1, "/", "eu-1"), [ok(3, 1.0)])
+    probes.probed(3, ProbeTags("h", 1, "/", "us-1"), [ok(3, 2.0), failed(3)])
+    samples = await scrape(page(probes))
+    assert samples["latlab_probe_results_total"] == {
+        series("3", "2xx", "eu-1"): 1,
+        series("3", "2xx", "us-1"): 1,
+        series("3", "error", "us-1"): 1,
+    }

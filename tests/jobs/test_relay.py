@@ -15,7 +15,7 @@ from latlab.coordination.redis import open_client
 from latlab.exporters.base import LoadSecond, LoadTags, ProbeTags, SinkBase, StateChange
 from latlab.jobs import relay
 from latlab.jobs.relay import RelaySink, listen
-from latlab.storage.records import JobState, ProbeResult
+from latlab.storage.records import JobState, ProbeResult, SiteResult
 from services import require_redis
 
 AT = datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=UTC)
@@ -68,13 +68,16 @@ async def test_every_kind_of_event_reaches_the_other_process_as_it_was(
     await until_listening(client, channel)
     await out.count_listeners(client)
     result = ProbeResult(7, 0, 200, 1.25, AT, AT, connect_ms=0.5, error=None)
+    located = SiteResult(7, 0, 200, 2.5, AT, AT, location="eu-1")
+    eu = ProbeTags(TAGS.host, TAGS.port, TAGS.path, "eu-1")
     second = LoadSecond(3, 0, AT, 100, 1, 99.5, 1.0, 2.0, 3.0, None)
     change = StateChange("probe", 7, JobState.COMPLETED, None, AT)
     out.probed(7, TAGS, [result])
+    out.probed(7, eu, [located])
     out.load_second(LoadTags("h", 1, "/", "POST"), second)
     out.state_changed(change)
     out.deleted("probe", 7)
-    while len(sink.got) < 4:
+    while len(sink.got) < 5:
         sink.count.clear()
         await asyncio.wait_for(sink.count.wait(), 5)
     for task in (listening, publishing):
@@ -82,6 +85,7 @@ async def test_every_kind_of_event_reaches_the_other_process_as_it_was(
     await asyncio.gather(listening, publishing, return_exceptions=True)
     assert sink.got == [
         ("probed", 7, TAGS, [result]),
+        ("probed", 7, eu, [located]),  # a series' result: still one of its location
         ("load_second", LoadTags("h", 1, "/", "POST"), second),
         ("state_changed", change),
         ("deleted", "probe", 7),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
@@ -18,10 +19,10 @@ from latlab.jobs.kinds.bot import KIND as BOT
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.probe import KIND as PROBE
 from latlab.jobs.kinds.probe_spec import ProbeLimits
-from latlab.jobs.kinds.spec_checks import LOCATION_NEEDS_WORKERS, SHARDS_NEED_WORKERS
+from latlab.jobs.kinds.spec_checks import LOCATION_MAX, LOCATION_NEEDS_WORKERS, SHARDS_NEED_WORKERS
 from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
-from latlab.jobs.queries import BotQueries, ExperimentQueries
+from latlab.jobs.queries import BadQuery, BotQueries, ExperimentQueries
 from latlab.jobs.quota import RunningLimit
 from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
@@ -187,3 +188,23 @@ ExperimentIdQuery = Annotated[
 ]
 Offset = Annotated[int, Query(ge=0, le=2**31, description="Items to skip.")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page (1-1000).")]
+
+
+LocationQuery = Annotated[
+    str | None,
+    Query(
+        max_length=LOCATION_MAX,
+        description="Only the probes at this location, of an experiment with `locations`.",
+    ),
+]
+
+
+@contextlib.contextmanager
+def query_errors() -> Iterator[None]:
+    """A query the experiment cannot answer (a window, a location) as a 422 on its field."""
+    try:
+        yield
+    except BadQuery as exc:
+        loc = ["query", exc.field]
+        error = {"type": "value_error", "loc": loc, "msg": str(exc), "input": None}
+        raise RequestValidationError([error]) from exc

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import dataclasses
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -80,10 +81,13 @@ def waiting_for(job: JobRecord, live_locations: Collection[str] | None) -> str |
     """The location a running job is pinned to while no worker is up there, else None.
 
     ``live_locations``: where workers are up; None without Redis (nothing to wait for)."""
-    location = job.spec.get("location")
     if job.state is not JobState.RUNNING or live_locations is None:
         return None
-    return None if location in (None, ANY_LOCATION, *live_locations) else str(location)
+    # An experiment at several locations waits for each series' worker.
+    for location in job.spec.get("locations") or [job.spec.get("location")]:
+        if location not in (None, ANY_LOCATION, *live_locations):
+            return str(location)
+    return None
 
 
 WAITING_FOR = Field(
@@ -99,6 +103,9 @@ class ExperimentPublic(BaseModel):
     settings: ProbeSpec
     done: int = Field(description="Probes recorded so far.")
     skipped_slots: int = Field(description="Schedule slots missed because a probe overran.")
+    by_location: dict[str, int] | None = Field(
+        None, description="Probes recorded so far at each location (with `locations`)."
+    )
     error: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -113,11 +120,20 @@ class ExperimentPublic(BaseModel):
             settings=ProbeSpec.model_validate(job.spec),
             done=int(job.progress.get("done", 0)),
             skipped_slots=int(job.progress.get("skipped_slots", 0)),
+            by_location=_by_location(job),
             error=job.error,
             created_at=job.created_at,
             updated_at=job.updated_at,
             waiting_for=waiting_for(job, live_locations),
         )
+
+
+def _by_location(job: JobRecord) -> dict[str, int] | None:
+    locations = job.spec.get("locations")
+    if not locations:
+        return None
+    done = job.progress.get("by_location") or {}
+    return {str(where): int(done.get(where, 0)) for where in locations}
 
 
 class ExperimentsPublic(BaseModel):
@@ -133,7 +149,10 @@ class ExperimentsCreated(BaseModel):
 
 
 class ResultPublic(ExperimentResult):
-    seq: int = Field(description="Probe number, 0-based, no gaps.")
+    seq: int = Field(description="Probe number, 0-based, no gaps (at its location).")
+    location: str | None = Field(
+        None, description="Where the probe ran: its series' location (with `locations`)."
+    )
     scheduled_at: datetime = Field(description="When the schedule wanted the probe (UTC).")
 
     @classmethod
@@ -170,10 +189,29 @@ class StatsPublic(BaseModel):
     window_end: datetime | None = Field(
         None, alias="to", description="End of the window (excluded), rounded up to the minute."
     )
+    by_location: dict[str, StatsPublic] | None = Field(
+        None,
+        description="The stats of each location's probes (with `locations`); the figures "
+        "above are their exact merge.",
+    )
 
     @classmethod
-    def of(cls, stats: LatencyStats, window: StatsWindow | None = None) -> StatsPublic:
-        figures = {name: getattr(stats, name) for name in cls.model_fields if name[:6] != "window"}
+    def of(
+        cls,
+        stats: LatencyStats,
+        window: StatsWindow | None = None,
+        by_location: Mapping[str, LatencyStats] | None = None,
+    ) -> StatsPublic:
+        figures: dict[str, Any] = {
+            name: getattr(stats, name) for name in _FIGURES if name in cls.model_fields
+        }
         if window is not None:
             figures |= {"window_start": window.start, "window_end": window.end}
+        if by_location:
+            figures["by_location"] = {
+                where: cls.of(located, window) for where, located in by_location.items()
+            }
         return cls(**figures)
+
+
+_FIGURES = [field.name for field in dataclasses.fields(LatencyStats)]

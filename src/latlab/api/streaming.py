@@ -46,7 +46,7 @@ async def experiment_json(experiments: ExperimentQueries, job: JobRecord) -> Asy
     head, tail = _framing(job)
     yield head
     separator = b""
-    async for page in experiments.results_from(job.id, 0, RESULTS_PAGE):
+    async for page in experiments.results_from(job, RESULTS_PAGE):
         encoded = _RESULTS.dump_json(_RESULTS.validate_python(page, from_attributes=True))
         yield separator + encoded[1:-1]
         separator = b","

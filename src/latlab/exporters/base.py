@@ -32,6 +32,7 @@ class ProbeTags:
     host: str
     port: int
     path: str
+    location: str = ""  # the series' location, of an experiment run at several
 
 
 @dataclass(frozen=True, slots=True)

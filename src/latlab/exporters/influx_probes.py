@@ -1,11 +1,12 @@
 """Every stored probe result as an InfluxDB point, through the bounded ``InfluxExporter``.
 
-    probe,experiment=12,host=example.org,path=/api,port=443,status_class=2xx
+    probe,experiment=12,host=example.org,location=eu-1,path=/api,port=443,status_class=2xx
         latency_ms=12.5,connect_ms=3.1,ttfb_ms=11.9,status_code=200i,seq=41i 1700000000123456000
 
 (one line). Tag keys are in lexicographic order, as InfluxDB prefers them, which puts
 ``status_class`` last: the tags before it are one string per experiment, built and escaped
-once and cached until the experiment is deleted. An empty tag value is not allowed in line
+once and cached until the experiment is deleted (one per location of an experiment run at
+several; ``location`` is left out of the others'). An empty tag value is not allowed in line
 protocol, so a tag the experiment did not describe is left out. Optional timings that were
 not measured (``None``) are left out, and so are non-finite ones (line protocol has no
 NaN or infinity, and InfluxDB would refuse the whole request for one). The timestamp is the
@@ -28,6 +29,7 @@ from latlab.storage.records import ProbeResult
 MEASUREMENT = "probe"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
+MAX_CACHED = 10_000  # experiments whose tag strings are kept; the oldest goes first
 
 
 def series_prefix(experiment_id: int, tags: ProbeTags) -> str:
@@ -35,6 +37,7 @@ def series_prefix(experiment_id: int, tags: ProbeTags) -> str:
     pairs = [
         ("experiment", str(experiment_id)),
         ("host", tags.host),
+        ("location", tags.location),
         ("path", tags.path),
         ("port", str(tags.port) if tags.port else ""),
     ]
@@ -67,15 +70,21 @@ class InfluxProbeSink(SinkBase):
 
     def __init__(self, exporter: InfluxExporter) -> None:
         self._exporter = exporter
-        self._prefixes: dict[int, tuple[ProbeTags, str]] = {}
+        # experiment id -> location -> the tags its prefix was built of, the prefix
+        self._prefixes: dict[int, dict[str, tuple[ProbeTags, str]]] = {}
 
     def probed(self, experiment_id: int, tags: ProbeTags, results: Sequence[ProbeResult]) -> None:
         if not results:
             return
-        cached = self._prefixes.get(experiment_id)
+        by_location = self._prefixes.get(experiment_id)
+        if by_location is None:
+            by_location = self._prefixes[experiment_id] = {}
+            if len(self._prefixes) > MAX_CACHED:  # a worker never hears its series' experiments end
+                del self._prefixes[next(iter(self._prefixes))]
+        cached = by_location.get(tags.location)
         # Tags differ when the seam had none yet (described late): the first time only.
         if cached is None or (cached[0] is not tags and cached[0] != tags):
-            cached = self._prefixes[experiment_id] = (tags, series_prefix(experiment_id, tags))
+            cached = by_location[tags.location] = (tags, series_prefix(experiment_id, tags))
         prefix = cached[1]
         lines = [probe_line(prefix, result) for result in results]
         self._exporter.submit("\n".join(lines), len(lines))

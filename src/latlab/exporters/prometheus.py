@@ -99,22 +99,25 @@ class ProbeMetrics(SinkBase, Collector):
         self._max_experiments = max_experiments
         self._labels: dict[int, str] = {}  # experiment id -> its label, or OTHER
         self._own_labels = 0  # experiments with series of their own
-        self._series: dict[str, dict[str, _Series]] = {}  # label -> status class -> counts
+        # label -> (location, status class) -> counts; the location is "" but for the series
+        # of an experiment run at several locations
+        self._series: dict[str, dict[tuple[str, str], _Series]] = {}
 
     def probed(self, experiment_id: int, tags: ProbeTags, results: Sequence[ProbeResult]) -> None:
         by_class = self._series_of(experiment_id)
+        location = tags.location
         for result in results:
             klass = status_class(result)
-            series = by_class.get(klass)
+            series = by_class.get((location, klass))
             if series is None:
-                series = by_class[klass] = _Series()
+                series = by_class[location, klass] = _Series()
             series.results += 1
             if klass != ERROR:
                 latency_ms = result.latency_ms
                 series.buckets[bisect_left(BUCKET_BOUNDS_MS, latency_ms)] += 1
                 series.sum_ms += latency_ms
 
-    def _series_of(self, experiment_id: int) -> dict[str, _Series]:
+    def _series_of(self, experiment_id: int) -> dict[tuple[str, str], _Series]:
         label = self._labels.get(experiment_id)
         if label is None:
             # Once summed under "other", always: its counts cannot be taken back out of it.
@@ -137,7 +140,7 @@ class ProbeMetrics(SinkBase, Collector):
             self._series.pop(label, None)
 
     def collect(self) -> Iterable[Metric]:
-        labels = ["experiment", "status_class"]
+        labels = ["experiment", "location", "status_class"]
         durations = HistogramMetricFamily(
             "latlab_probe_duration_seconds", "Latency of probes that got a response", labels=labels
         )
@@ -148,11 +151,12 @@ class ProbeMetrics(SinkBase, Collector):
         )
         # Copies: a page may be rendered in another thread while probes are counted.
         for label, by_class in list(self._series.items()):
-            for klass, series in list(by_class.items()):
+            for (location, klass), series in list(by_class.items()):
                 buckets = list(series.buckets)
-                results.add_metric([label, klass], series.results)
+                names = [label, location, klass]
+                results.add_metric(names, series.results)
                 if klass != ERROR:
-                    durations.add_metric([label, klass], cumulative(buckets), series.sum_ms / 1e3)
+                    durations.add_metric(names, cumulative(buckets), series.sum_ms / 1e3)
         return [durations, results]
 
 

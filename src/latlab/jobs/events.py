@@ -10,6 +10,7 @@ moved the state.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -17,12 +18,16 @@ from latlab.exporters.base import LoadSecond, LoadTags, ProbeTags, Sink, StateCh
 from latlab.storage.records import JobRecord, ProbeResult, Record
 
 log = logging.getLogger("latlab.events")
+JobKey = tuple[str, int]
+PROBE = "probe"
+_DESCRIBED = (PROBE, "probe_site")  # the kinds whose runners describe what they measure
 
 
 class Events:
     def __init__(self, sinks: Iterable[Sink] = ()) -> None:
         self._sinks: list[Sink] = list(sinks)
-        self._tags: dict[int, ProbeTags] = {}
+        # (kind, job id) of a probe or a series -> the experiment its results belong to, tags
+        self._tags: dict[tuple[str, int], tuple[int, ProbeTags]] = {}
 
     @property
     def described(self) -> int:
@@ -32,23 +37,28 @@ class Events:
     def subscribe(self, sink: Sink) -> None:
         self._sinks.append(sink)
 
-    def describe(self, experiment_id: int, tags: ProbeTags) -> None:
-        """What an experiment measures; its runner says so before its first probe."""
-        self._tags[experiment_id] = tags
+    def describe(self, experiment_id: int, tags: ProbeTags, series: JobKey | None = None) -> None:
+        """What an experiment measures; its runner says so before its first probe. The
+        runner of one series of an experiment run at several locations names its job."""
+        self._tags[series or (PROBE, experiment_id)] = (experiment_id, tags)
 
     def committed(self, records: Sequence[Record]) -> None:
-        """The writer's hook: ``records`` are committed. Probe results go to every sink."""
-        by_job: dict[int, list[ProbeResult]] = {}
+        """The writer's hook: ``records`` are committed. Probe results go to every sink,
+        as results of their experiment (a series' with its location in the tags)."""
+        by_job: dict[JobKey, list[ProbeResult]] = {}
         for record in records:
             if isinstance(record, ProbeResult):
-                by_job.setdefault(record.job_id, []).append(record)
-        for job_id, results in by_job.items():
-            tags = self._tags.get(job_id) or ProbeTags("", 0, "")
+                by_job.setdefault((record.kind, record.job_id), []).append(record)
+        for key, stored in by_job.items():
+            experiment_id, tags = self._tags.get(key) or (key[1], ProbeTags("", 0, ""))
+            results = stored
+            if key[0] != PROBE:  # a series': told as results of its experiment
+                results = [dataclasses.replace(result, job_id=experiment_id) for result in stored]
             for sink in self._sinks:
                 try:
-                    sink.probed(job_id, tags, results)
+                    sink.probed(experiment_id, tags, results)
                 except Exception:
-                    log.exception("sink %r failed on results of experiment %d", sink, job_id)
+                    log.exception("sink %r failed on results of experiment %d", sink, key[1])
 
     def load_second(self, tags: LoadTags, second: LoadSecond) -> None:
         """A load run's runner: ``second`` is stored. To every sink."""
@@ -62,8 +72,8 @@ class Events:
 
     def state_changed(self, job: JobRecord) -> None:
         change = StateChange(job.kind, job.id, job.state, job.error, job.updated_at)
-        if job.kind == "probe" and job.state.ended:
-            self._tags.pop(job.id, None)  # its last result was committed before it ended
+        if job.kind in _DESCRIBED and job.state.ended:
+            self._tags.pop((job.kind, job.id), None)  # its last result was committed
         for sink in self._sinks:
             try:
                 sink.state_changed(change)
@@ -71,8 +81,8 @@ class Events:
                 log.exception("sink %r failed on %s", sink, change)
 
     def deleted(self, kind: str, job_id: int) -> None:
-        if kind == "probe":
-            self._tags.pop(job_id, None)
+        if kind in _DESCRIBED:
+            self._tags.pop((kind, job_id), None)
         for sink in self._sinks:
             try:
                 sink.deleted(kind, job_id)

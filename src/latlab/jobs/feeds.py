@@ -14,6 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from latlab.exporters.base import StateChange
+from latlab.jobs.kinds.probe_stats import results_of
 from latlab.jobs.live import PROBE, Deleted, LiveEvent, LiveHub, Overflow, Subscription
 from latlab.storage import JobNotFound, JobRecord, ProbeResult, Store
 from latlab.storage.pages import pages
@@ -36,13 +37,15 @@ def change_of(job: JobRecord) -> StateChange:
     return StateChange(job.kind, job.id, job.state, job.error, job.updated_at)
 
 
-def nothing_after(job: JobRecord, seq: int) -> bool:
-    """Whether a client that got results up to ``seq`` has had all there will ever be.
+def nothing_after(job: JobRecord, seq: int, stored: int | None = None) -> bool:
+    """Whether a client that got results up to ``seq`` has had all there will ever be: the
+    job is over and has ``stored`` results (its checkpoint's ``done`` if not given).
 
     A browser's EventSource reconnects to a stream that ended; answering such a reconnect
     with 204 is what tells it to stop.
     """
-    return job.state.ended and int(job.progress.get("done", 0)) <= seq + 1
+    done = int(job.progress.get("done", 0)) if stored is None else stored
+    return job.state.ended and done <= seq + 1
 
 
 def ends_job_feed(event: FeedEvent) -> bool:
@@ -52,6 +55,25 @@ def ends_job_feed(event: FeedEvent) -> bool:
     return isinstance(event, Overflow | Deleted)
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesFilter:
+    """Which results an experiment's feed sends: all of them (``location`` None), or those
+    of one location (``location``), replayed from the job that stores them (``series``,
+    the experiment itself for an experiment of one series)."""
+
+    series: tuple[str, int] | None = None
+    location: str | None = None
+    numbered: bool = True  # results have one seq order: a replay and a resume are exact
+
+    def wants(self, event: FeedEvent) -> bool:
+        if self.location is None or not isinstance(event, ProbeResult):
+            return True
+        return getattr(event, "location", None) == self.location
+
+    def number(self, event: FeedEvent) -> int | None:
+        return result_seq(event) if self.numbered else None
+
+
 async def experiment_feed(
     store: Store,
     hub: LiveHub,
@@ -59,6 +81,7 @@ async def experiment_feed(
     after: int | None = None,
     page: int = REPLAY_PAGE,
     linger_s: float = 0.0,
+    only: SeriesFilter = SeriesFilter(),
 ) -> AsyncGenerator[list[FeedEvent], None]:
     """One experiment's results and state changes, in batches, ending after a terminal state.
 
@@ -76,27 +99,34 @@ async def experiment_feed(
             return
         last = -1 if after is None else after
         if after is not None:
-            async for results in _replay(store, live, experiment_id, after + 1, page):
+            series = only.series or (PROBE, experiment_id)
+            async for results in _replay(store, live, series, after + 1, page):
                 yield list(results)
                 last = results[-1].seq
         if job.state.ended and not live.overflowed:
             # Results published between the subscription and the read above, then the end.
-            ended = [e for e in live.take() if isinstance(e, ProbeResult) and e.seq > last]
+            ended = [e for e in live.take() if only.wants(e) and _after(only, e, last)]
             yield [*ended, change_of(job)]
             return
-        async for events in unseen(live, last, linger_s):
+        async for events in unseen(live, last, linger_s, only.number, only.wants):
             yield events
 
 
+def _after(only: SeriesFilter, event: FeedEvent, last: int) -> bool:
+    position = only.number(event)
+    return isinstance(event, ProbeResult) and (position is None or position > last)
+
+
 async def _replay(
-    store: Store, live: Subscription, experiment_id: int, first: int, page: int
+    store: Store, live: Subscription, series: tuple[str, int], first: int, page: int
 ) -> AsyncIterator[list[ProbeResult]]:
     """Stored results from ``seq == first`` on, a page at a time.
 
     Stops early once the live buffer overflowed: the client then gets ``overflow`` and
     reconnects from the last result it got, so reading on would be wasted.
     """
-    async with aclosing(pages(store.probe_results, experiment_id, first, page)) as stored:
+    kind, job_id = series
+    async with aclosing(pages(results_of(store, kind), job_id, first, page)) as stored:
         async for results in stored:
             if live.overflowed:
                 return
@@ -112,12 +142,16 @@ async def unseen(
     last: int,
     linger_s: float,
     number: Callable[[FeedEvent], int | None] = result_seq,
+    wants: Callable[[FeedEvent], bool] = lambda event: True,
 ) -> AsyncIterator[list[FeedEvent]]:
     """The live batches, without the numbered events (results by ``seq``) at or below
-    ``last`` (replayed already), cut after the event that ends the feed."""
+    ``last`` (replayed already) and those not ``wants``-ed, cut after the event that ends
+    the feed."""
     while batch := await live.batch(linger_s):
         fresh: list[FeedEvent] = []
         for event in batch:
+            if not wants(event):
+                continue
             position = number(event)
             if position is not None:
                 if position <= last:

@@ -8,25 +8,54 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from latlab.jobs.feeds import FEED_LINGER_S, FeedEvent, experiment_feed, nothing_after
+from latlab.jobs.feeds import (
+    FEED_LINGER_S,
+    FeedEvent,
+    SeriesFilter,
+    experiment_feed,
+    nothing_after,
+)
 from latlab.jobs.kinds.bot import KIND as BOT
 from latlab.jobs.kinds.probe import KIND
-from latlab.jobs.kinds.probe_stats import MinuteWindow, experiment_stats
+from latlab.jobs.kinds.probe_sites import SITES
+from latlab.jobs.kinds.probe_stats import SITE_KIND, MinuteWindow, experiment_stats, results_of
 from latlab.jobs.live import LiveHub
-from latlab.measure.stats import LatencyStats
+from latlab.measure.stats import LatencyHistogram, LatencyStats
 from latlab.storage import JobRecord, JobState, Page, ProbeResult, Store
 from latlab.storage.pages import pages
 
 
-class BadWindow(ValueError):
-    """A window that cannot be answered: out of range, or ``to`` not after ``from``."""
+class BadQuery(ValueError):
+    """A query parameter that cannot be answered, named by ``field``."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class BadWindow(BadQuery):
+    """A window that cannot be answered: out of range, or ``to`` not after ``from``."""
+
+
+SeriesKey = tuple[str, int]  # (kind, job id) of a job that stores probe results
+
+
+def series_of(job: JobRecord, location: str | None = None) -> list[tuple[str, SeriesKey]]:
+    """Where an experiment's results are: its own (location ""), or those of its series at
+    each location in the order of its ``locations`` (none before its first start); only the
+    one at ``location`` if given."""
+    locations = [str(where) for where in job.spec.get("locations") or ()]
+    if location is not None and location not in locations:
+        has = f"its locations are {', '.join(locations)}" if locations else "it has none"
+        raise BadQuery("location", f"experiment {job.id} has no location {location!r}: {has}")
+    if not locations:
+        return [("", (KIND, job.id))]
+    pairs = zip(locations, SITES.ids(job), strict=False)
+    return [(where, (SITE_KIND, site)) for where, site in pairs if location in (None, where)]
 
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # minutes are counted from the Unix epoch
@@ -68,6 +97,14 @@ def _seconds(field: str, moment: datetime) -> float:
     return utc.timestamp()
 
 
+@dataclass(frozen=True, slots=True)
+class ExperimentFeed:
+    """An experiment's feed, and whether its results have one ``seq`` order to resume by."""
+
+    events: AsyncGenerator[list[FeedEvent], None]
+    numbered: bool
+
+
 class JobQueries:
     """What every kind's routes read: one job, a page of jobs."""
 
@@ -104,33 +141,96 @@ class BotQueries(JobQueries):
 class ExperimentQueries(JobQueries):
     kind = KIND
 
-    async def results(self, experiment_id: int, *, offset: int, limit: int) -> Page[ProbeResult]:
-        job = await self.get(experiment_id)
-        items = await self._store.probe_results.list(job.id, offset=offset, limit=limit)
-        return Page(items, await self._store.probe_results.count(job.id))
+    async def results(
+        self, experiment_id: int, *, offset: int, limit: int, location: str | None = None
+    ) -> Page[ProbeResult]:
+        """A page of the results by ``seq``, those of several locations one location after
+        the other (in the order of ``locations``), or only those at ``location``.
 
-    def results_from(
-        self, experiment_id: int, first_seq: int, page_size: int
-    ) -> AsyncIterator[list[ProbeResult]]:
-        """The results from ``first_seq`` on, page by page (exports)."""
-        return pages(self._store.probe_results, experiment_id, first_seq, page_size)
+        The page holds what was counted (a result stored since is on a later read). Across
+        locations, offsets shift while the experiment runs (a location's new results come
+        before the next location's): a client following a running one reads each location
+        on its own, whose pages are stable."""
+        job = await self.get(experiment_id)
+        streams = [(results_of(self._store, kind), i) for _, (kind, i) in series_of(job, location)]
+        counts = [await stream.count(job_id) for stream, job_id in streams]
+        items: list[ProbeResult] = []
+        skip = offset
+        for (stream, job_id), count in zip(streams, counts, strict=True):
+            if skip >= count:
+                skip -= count
+                continue
+            if len(items) >= limit:
+                break
+            take = min(limit - len(items), count - skip)
+            items += await stream.list(job_id, offset=skip, limit=take)
+            skip = 0
+        return Page(items, sum(counts))
+
+    async def results_from(
+        self, job: JobRecord, page_size: int
+    ) -> AsyncGenerator[list[ProbeResult], None]:
+        """Every result, page by page, location after location (exports)."""
+        for _, (kind, job_id) in series_of(job):
+            async with aclosing(pages(results_of(self._store, kind), job_id, 0, page_size)) as all_:
+                async for page in all_:
+                    yield page
 
     async def feed(
-        self, hub: LiveHub, experiment_id: int, after: int | None, *, reconnect: bool = False
-    ) -> AsyncGenerator[list[FeedEvent], None] | None:
+        self,
+        hub: LiveHub,
+        experiment_id: int,
+        after: int | None,
+        *,
+        reconnect: bool = False,
+        location: str | None = None,
+    ) -> ExperimentFeed | None:
         """The live feed of an experiment (see :func:`~latlab.jobs.feeds.experiment_feed`),
         or None for a ``reconnect`` after the experiment's last result and end; raises
-        :class:`JobNotFound` before the feed starts for an unknown id."""
+        :class:`JobNotFound` before the feed starts for an unknown id, :class:`BadQuery` for
+        a location it does not have, or a resume (``after``) of the results of several
+        locations, which share no one ``seq`` order."""
         job = await self.get(experiment_id)
-        if reconnect and after is not None and nothing_after(job, after):
+        only = _series_filter(job, location)
+        if reconnect and not only.numbered and job.state.ended:
+            return None  # its last event (the end) carried an id only to say so
+        if after is not None and not only.numbered:
+            message = "resuming needs ?location=: each location numbers its own results"
+            raise BadQuery("after", message)
+        if reconnect and after is not None and nothing_after(job, after, await self._count(only)):
             return None
-        return experiment_feed(self._store, hub, job.id, after, linger_s=FEED_LINGER_S)
+        events = experiment_feed(self._store, hub, job.id, after, linger_s=FEED_LINGER_S, only=only)
+        return ExperimentFeed(events, only.numbered)
 
-    async def stats(self, experiment_id: int, window: StatsWindow | None = None) -> LatencyStats:
-        """Constant time in the number of results: stored histograms plus a short tail."""
+    async def _count(self, only: SeriesFilter) -> int | None:
+        """The stored results of one location's series (None: the experiment's own count)."""
+        if only.location is None or only.series is None:
+            return None
+        kind, job_id = only.series
+        return await results_of(self._store, kind).count(job_id)
+
+    async def stats(
+        self, experiment_id: int, window: StatsWindow | None = None, location: str | None = None
+    ) -> tuple[LatencyStats, dict[str, LatencyStats]]:
+        """The stats of every result (or those at ``location``), and of each location's for
+        an experiment run at several. Constant time in the number of results: stored
+        histograms plus a short tail each, merged bucket for bucket."""
         job = await self.get(experiment_id)
         minutes = None if window is None else window.minutes()
-        return (await experiment_stats(self._store, job.id, minutes)).stats()
+        merged, by_location = LatencyHistogram(), {}
+        for where, (kind, job_id) in series_of(job, location):
+            histogram = await experiment_stats(self._store, job_id, minutes, kind)
+            merged.merge(histogram)
+            if where:
+                by_location[where] = histogram.stats()
+        return merged.stats(), by_location
+
+
+def _series_filter(job: JobRecord, location: str | None) -> SeriesFilter:
+    found = series_of(job, location)
+    if location is not None:
+        return SeriesFilter(found[0][1] if found else None, location)
+    return SeriesFilter(numbered=not job.spec.get("locations"))
 
 
 async def count_jobs(store: Store, kinds: Sequence[str]) -> dict[tuple[str, str], int]:

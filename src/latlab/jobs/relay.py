@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from latlab.cancellation import deliver_lost_cancel
 from latlab.exporters.base import LoadSecond, LoadTags, ProbeTags, Sink, SinkBase, StateChange
-from latlab.storage.records import JobState, ProbeResult
+from latlab.storage.records import JobState, ProbeResult, SiteResult
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
@@ -44,16 +44,21 @@ def _plain(value: object) -> dict[str, Any]:
 
 
 def _result_row(result: ProbeResult) -> list[Any]:
+    """The result's fields in ``RESULT_FIELDS`` order, then a series' location."""
     row: list[Any] = []
     for name in RESULT_FIELDS:
         value = getattr(result, name)
         row.append(value.isoformat() if name in RESULT_MOMENTS else value)
+    if isinstance(result, SiteResult):
+        row.append(result.location)
     return row
 
 
 def _result_of(row: list[Any]) -> ProbeResult:
-    fields = dict(zip(RESULT_FIELDS, row, strict=True))
-    return ProbeResult(**_dated(fields, *RESULT_MOMENTS))
+    fields = _dated(dict(zip(RESULT_FIELDS, row, strict=False)), *RESULT_MOMENTS)
+    if len(row) > len(RESULT_FIELDS):
+        return SiteResult(**fields, location=str(row[len(RESULT_FIELDS)]))
+    return ProbeResult(**fields)
 
 
 def _dated(fields: dict[str, Any], *names: str) -> dict[str, Any]:

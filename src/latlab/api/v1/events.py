@@ -29,8 +29,10 @@ from latlab.api.deps import (
     ExperimentsDep,
     LiveDep,
     LoadRunIdPath,
+    LocationQuery,
     SettingsDep,
     StoreDep,
+    query_errors,
 )
 from latlab.api.load_run_schemas import LoadSecondPublic
 from latlab.api.schemas import ResultPublic
@@ -117,6 +119,12 @@ def _experiment_result(result: ProbeResult) -> bytes:
 
 
 @functools.lru_cache(maxsize=4096)
+def _located_result(result: ProbeResult) -> bytes:
+    data = ResultPublic.of(result).model_dump_json()
+    return ServerSentEvent(data, event="result").encode()
+
+
+@functools.lru_cache(maxsize=4096)
 def _any_result(result: ProbeResult) -> bytes:
     # No id line: seqs are per experiment, and this feed has no replay a Last-Event-ID could
     # resume, so an id would only mislead a reconnecting client.
@@ -125,11 +133,19 @@ def _any_result(result: ProbeResult) -> bytes:
     return ServerSentEvent(data, event="result").encode()
 
 
-def _state(change: StateChange) -> ServerSentEvent:
+def _state(change: StateChange, event_id: str | None = None) -> ServerSentEvent:
     data = StateEvent(
         id=change.job_id, kind=change.kind, state=change.state, error=change.error, at=change.at
     )
-    return ServerSentEvent(data.model_dump_json(), event="state")
+    return ServerSentEvent(data.model_dump_json(), event="state", id=event_id)
+
+
+def _ended_with_id(event: FeedEvent) -> FeedEvent | bytes:
+    """In a feed whose results carry no id: its end does (``-1``), so that a browser's
+    reconnect says it saw the end, and gets the 204 that stops it."""
+    if isinstance(event, StateChange) and event.state.ended:
+        return _state(event, "-1").encode()
+    return event
 
 
 @functools.lru_cache(maxsize=1024)
@@ -154,16 +170,21 @@ def _frame(event: LoadSecond | StateChange | Deleted | Ready | Overflow) -> byte
 
 
 async def _chunks(
-    feed: AsyncGenerator[list[FeedEvent], None], result: Callable[[ProbeResult], bytes]
+    feed: AsyncGenerator[list[FeedEvent], None],
+    result: Callable[[ProbeResult], bytes],
+    mark: Callable[[FeedEvent], FeedEvent | bytes] = lambda event: event,
 ) -> AsyncIterator[bytes]:
     """One write per batch of events, not per event: with many clients and busy experiments
-    the sends, not the events, are what costs."""
+    the sends, not the events, are what costs. ``mark`` may encode an event its own way."""
     async with aclosing(feed):  # closed with the response, so it unsubscribes at once
         async for batch in feed:
-            yield b"".join(
-                result(event) if isinstance(event, ProbeResult) else _frame(event)
-                for event in batch
-            )
+            yield b"".join(_encoded(mark(event), result) for event in batch)
+
+
+def _encoded(event: FeedEvent | bytes, result: Callable[[ProbeResult], bytes]) -> bytes:
+    if isinstance(event, bytes):
+        return event
+    return result(event) if isinstance(event, ProbeResult) else _frame(event)
 
 
 @router.get(
@@ -185,19 +206,27 @@ async def experiment_events(
     settings: SettingsDep,
     last_event_id: LastEventId = None,
     after: AfterQuery = None,
+    location: LocationQuery = None,
 ) -> Response:
     """`result` (id: seq) and `state` events of one experiment; ends after a terminal state.
 
     Starts live, or with `Last-Event-ID: N` / `?after=N` replays the stored results after
-    seq N first, with no gap and no duplicate.
+    seq N first, with no gap and no duplicate. Of an experiment with `locations`: every
+    location's results live (each says where it ran, with no id: they share no one seq
+    order), or with `location` that location's, resumable as above.
     """
     start = after if last_event_id is None else last_event_id
     # Looked up now, so that an unknown id is a 404 in JSON before the stream starts.
     reconnect = last_event_id is not None
-    feed = await experiments.feed(live, experiment_id, start, reconnect=reconnect)
+    with query_errors():
+        feed = await experiments.feed(
+            live, experiment_id, start, reconnect=reconnect, location=location
+        )
     if feed is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return feed_response(settings, _chunks(feed, _experiment_result))
+    if feed.numbered:
+        return feed_response(settings, _chunks(feed.events, _experiment_result))
+    return feed_response(settings, _chunks(feed.events, _located_result, _ended_with_id))
 
 
 @router.get(

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
@@ -23,12 +22,14 @@ from latlab.api.deps import (
     JobsDep,
     Limit,
     LiveLocationsDep,
+    LocationQuery,
     Offset,
     ProbeLimitsDep,
     SettingsDep,
     batch_length_error,
     count_create,
     known_keys_only,
+    query_errors,
 )
 from latlab.api.errors import request_validation_error
 from latlab.api.idempotency import IdempotencyKey
@@ -44,10 +45,10 @@ from latlab.api.streaming import RESULTS_PAGE
 from latlab.jobs.kinds.probe import KIND
 from latlab.jobs.kinds.probe_spec import ProbeLimits, ProbeSpec
 from latlab.jobs.manager import MAX_BATCH
-from latlab.jobs.queries import BadWindow, ExperimentQueries, StatsWindow
+from latlab.jobs.queries import ExperimentQueries, StatsWindow
 from latlab.jobs.state import Action
 from latlab.settings import Settings
-from latlab.storage import JobState, ProbeResult
+from latlab.storage import JobRecord, JobState, ProbeResult
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 _CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -213,8 +214,14 @@ async def results(
     experiments: ExperimentsDep,
     offset: Offset = 0,
     limit: Limit = 100,
+    location: LocationQuery = None,
 ) -> ResultsPublic:
-    page = await experiments.results(experiment_id, offset=offset, limit=limit)
+    """The results by `seq`; of an experiment with `locations`, one location's after the
+    other in that order (each result says where it ran), or those at `location` only."""
+    with query_errors():
+        page = await experiments.results(
+            experiment_id, offset=offset, limit=limit, location=location
+        )
     data = [ResultPublic.of(result) for result in page.items]
     return ResultsPublic(data=data, count=page.total, offset=offset, limit=limit)
 
@@ -242,32 +249,34 @@ async def stats(
     experiments: ExperimentsDep,
     start: WindowStart = None,
     end: WindowEnd = None,
+    location: LocationQuery = None,
 ) -> StatsPublic:
     """Count, errors by kind and latency figures (HDR percentiles), in constant time.
 
     With ``from``/``to`` only the probes started in that window count; the window is
-    rounded out to whole minutes and given back as ``from``/``to``.
+    rounded out to whole minutes and given back as ``from``/``to``. An experiment with
+    ``locations`` answers the merge of every location's probes (or those at ``location``)
+    and each location's own in ``by_location``.
     """
-    try:
+    with query_errors():
         window = StatsWindow.rounded_out(start, end)
-    except BadWindow as exc:
-        loc = ["query", exc.field]
-        error = {"type": "value_error", "loc": loc, "msg": str(exc), "input": None}
-        raise RequestValidationError([error]) from exc
-    return StatsPublic.of(await experiments.stats(experiment_id, window), window)
+        merged, by_location = await experiments.stats(experiment_id, window, location)
+    return StatsPublic.of(merged, window, by_location)
 
 
-def _csv_row(result: ProbeResult) -> list[object]:
-    row = [getattr(result, column) for column in CSV_COLUMNS]
+def _csv_row(result: ProbeResult, columns: list[str]) -> list[object]:
+    row = [getattr(result, column) for column in columns]
     return [value.isoformat() if isinstance(value, datetime) else value for value in row]
 
 
-async def _csv_lines(experiments: ExperimentQueries, job_id: int) -> AsyncIterator[str]:
+async def _csv_lines(experiments: ExperimentQueries, job: JobRecord) -> AsyncIterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    async for page in experiments.results_from(job_id, 0, RESULTS_PAGE):
-        writer.writerows(_csv_row(result) for result in page)
+    # An experiment at several locations: which one, first (each numbers its own seqs).
+    columns = ["location", *CSV_COLUMNS] if job.spec.get("locations") else CSV_COLUMNS
+    writer.writerow(columns)
+    async for page in experiments.results_from(job, RESULTS_PAGE):
+        writer.writerows(_csv_row(result, columns) for result in page)
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -286,5 +295,5 @@ async def results_csv(
     job = await experiments.get(experiment_id)
     headers = {"Content-Disposition": f'attachment; filename="experiment-{job.id}.csv"'}
     return StreamingResponse(
-        _csv_lines(experiments, job.id), media_type="text/csv; charset=utf-8", headers=headers
+        _csv_lines(experiments, job), media_type="text/csv; charset=utf-8", headers=headers
     )

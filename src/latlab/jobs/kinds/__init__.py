@@ -9,7 +9,7 @@ from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.load import LoadRunner
 from latlab.jobs.kinds.load_shard import LoadShardRunner
 from latlab.jobs.kinds.load_sharded import ShardedRuns
-from latlab.jobs.kinds.probe import ProbeRunner
+from latlab.jobs.kinds.probe_sites import ExperimentRunner, SiteRunner
 from latlab.jobs.runner import JobRunner
 
 if TYPE_CHECKING:
@@ -24,7 +24,8 @@ def builtin_runners(
     load_ca_file: str | None = None,
 ) -> list[JobRunner]:
     return [
-        ProbeRunner(stats_flush_results),
+        ExperimentRunner(stats_flush_results),
+        SiteRunner(stats_flush_results),
         BotRunner(bot_tick_s, log_ticks=bot_log_ticks),
         LoadRunner(load_ca_file, ShardedRuns()),
         LoadShardRunner(load_ca_file),
@@ -32,7 +33,10 @@ def builtin_runners(
 
 
 def bind_manager(runners: Sequence[JobRunner], jobs: JobManager) -> None:
-    """Give the kinds that run jobs of their own (a sharded load run's shards) the manager."""
+    """Give the kinds that run jobs of their own (a sharded load run's shards, an experiment's
+    series at each location) the manager."""
     for runner in runners:
         if isinstance(runner, LoadRunner) and runner.sharded is not None:
             runner.sharded.bind(jobs)
+        if isinstance(runner, ExperimentRunner):
+            runner.sites.bind(jobs)

@@ -23,13 +23,13 @@ from typing import Any
 
 from latlab.exporters.base import LoadTags
 from latlab.jobs.driver import JobFailed
+from latlab.jobs.kinds.children import DRAINED_KEY
 from latlab.jobs.kinds.load_feed import load_second_of, load_tags
 from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
 from latlab.jobs.kinds.load_progress import RunProgress, remaining_plan
 from latlab.jobs.kinds.load_sharded import ShardedRuns
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.kinds.load_stats import (
-    DRAINED_KEY,
     KIND,
     PROBE_BUCKET,
     StoredTotals,
@@ -107,7 +107,7 @@ class LoadRunner(KindRunner):
 
     async def deleting(self, job: JobRecord, ctx: RunContext) -> None:
         if (sharded := self._sharded_job(job)) is not None:
-            await sharded.deleting(job)
+            await sharded.deleting(job, ctx)
 
     async def paused(self, job: JobRecord, ctx: RunContext) -> None:
         if (sharded := self._sharded_job(job)) is not None:

@@ -8,11 +8,11 @@ their own starts, which the dispatch puts milliseconds apart.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from latlab.jobs.kinds.children import Children
 from latlab.jobs.kinds.load_feed import load_second_from_row, load_tags, seconds_stored
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.kinds.load_stats import (
@@ -25,10 +25,11 @@ from latlab.jobs.runner import RunContext, fence_owner
 from latlab.jobs.supervise import until_stored
 from latlab.measure.load.seconds import SecondStats
 from latlab.measure.stats import LatencyHistogram
-from latlab.storage import HistogramUpdate, JobNotFound, JobRecord, JobState
+from latlab.storage import HistogramUpdate, JobRecord, JobState
 from latlab.storage.records import TOTAL_BUCKET, ProgressUpdate
 
 SHARD_KIND = "load_shard"
+SHARDS = Children(SHARD_KIND, key="shards", parent="run", noun="load shard")
 # The run's progress keys the follower writes.
 FOLLOWED = (
     "seconds",
@@ -191,12 +192,7 @@ def summed_settings(settings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 async def read_shards(ctx: RunContext, ids: Sequence[int]) -> dict[int, JobRecord]:
     """The shards by id, through store outages; one deleted meanwhile is left out."""
-    shards = {}
-    for shard_id in ids:
-        read = functools.partial(ctx.store.get_job, SHARD_KIND, shard_id)
-        with contextlib.suppress(JobNotFound):
-            shards[shard_id] = await until_stored(f"load shard {shard_id}", read)
-    return shards
+    return await SHARDS.read(ctx, ids)
 
 
 def _done(shard: JobRecord, final: bool) -> bool:

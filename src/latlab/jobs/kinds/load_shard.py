@@ -9,16 +9,14 @@ run it is not resumed after its process died: it fails ``interrupted``, and so d
 
 from __future__ import annotations
 
-import functools
-
 from latlab.jobs.driver import JobFailed
 from latlab.jobs.kinds.load import LoadRunner
+from latlab.jobs.kinds.load_follow import SHARDS
 from latlab.jobs.kinds.load_sharded import SHARD_KIND, ShardSpec, shard_of
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.jobs.kinds.load_stats import KIND
 from latlab.jobs.runner import RunContext
-from latlab.jobs.supervise import until_stored
-from latlab.storage import JobNotFound, JobRecord
+from latlab.storage import JobRecord
 
 
 class LoadShardRunner(LoadRunner):
@@ -27,11 +25,8 @@ class LoadShardRunner(LoadRunner):
 
     async def spec_of(self, job: JobRecord, ctx: RunContext) -> LoadRunSpec:
         shard = ShardSpec.model_validate(job.spec)
-        read = functools.partial(ctx.store.get_job, KIND, shard.run)
-        try:
-            run = await until_stored(f"load shard {job.id}", read)
-        except JobNotFound:
-            raise JobFailed(f"its load run {shard.run} is gone") from None
+        run = await SHARDS.parent_of(job, ctx, KIND, "load run")
+        await SHARDS.belongs(job, run)
         spec = LoadRunSpec.model_validate(run.spec)
         if shard.index >= spec.shard_count:
             raise JobFailed(f"load run {shard.run} has no shard {shard.index + 1}")

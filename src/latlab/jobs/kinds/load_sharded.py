@@ -19,30 +19,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from latlab.jobs.driver import JobFailed
-from latlab.jobs.kinds.load_follow import SHARD_KIND, ShardFailed, ShardFollower, read_shards
+from latlab.jobs.kinds.children import Parents
+from latlab.jobs.kinds.load_follow import (
+    SHARD_KIND,
+    SHARDS,
+    ShardFailed,
+    ShardFollower,
+)
 from latlab.jobs.kinds.load_spec import MAX_SHARDS, LoadRunSpec
-from latlab.jobs.kinds.load_stats import DRAINED_KEY, StoredTotals, final_progress
+from latlab.jobs.kinds.load_stats import StoredTotals, final_progress
 from latlab.jobs.kinds.spec_checks import location_field
-from latlab.jobs.runner import RunContext, Started, fence_owner
-from latlab.jobs.state import Action, InvalidTransition
+from latlab.jobs.runner import RunContext, Started
+from latlab.jobs.state import Action
 from latlab.jobs.supervise import until_stored
 from latlab.measure.load.plan import shares
-from latlab.storage import JobNotFound, JobRecord, JobState
+from latlab.storage import JobRecord
 from latlab.storage.records import ProgressUpdate
 
 if TYPE_CHECKING:  # the manager runs the kinds: theirs to be handed it, not to import it
-    from latlab.jobs.manager import JobManager
+    pass
 
 __all__ = ["SHARD_KIND", "ShardSpec", "ShardedRuns", "shard_of"]
 
 FOLLOW_EVERY_S = 0.1  # how often a run reads its shards' progress
-DRAIN_WAIT_S = 6.0  # a stopped shard's worker stores its last seconds within 5 s
 
 
 class ShardSpec(BaseModel):
@@ -72,35 +76,29 @@ def shard_of(spec: LoadRunSpec, index: int) -> LoadRunSpec:
     return spec.model_copy(update=changes)
 
 
-def shard_ids(job: JobRecord) -> list[int]:
-    ids = job.progress.get("shards")
-    return [int(i) for i in ids] if isinstance(ids, list) else []
+shard_ids = SHARDS.ids
 
 
-class ShardedRuns:
-    """Runs, pauses and stops sharded runs; bound to the job manager once it exists."""
+def _shard_specs(job: JobRecord, spec: LoadRunSpec) -> list[dict[str, Any]]:
+    locations: list[str | None] = [*spec.locations] if spec.locations else []
+    locations += [None] * (spec.shard_count - len(locations))
+    return [
+        ShardSpec(run=job.id, index=index, location=location).model_dump()
+        for index, location in enumerate(locations)
+    ]
 
-    def __init__(self) -> None:
-        self._jobs: JobManager | None = None
 
-    def bind(self, jobs: JobManager) -> None:
-        self._jobs = jobs
+class ShardedRuns(Parents):
+    """Runs, pauses and stops sharded runs."""
 
-    def _bound(self) -> JobManager:
-        if self._jobs is None:
-            raise JobFailed("sharded load runs are not available in this process")
-        return self._jobs
+    noun = "sharded load runs"
 
     async def run(
         self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, started: Started
     ) -> None:
         jobs = self._bound()
-        ids = (
-            shard_ids(job)
-            or await self._left(job, spec, ctx)
-            or await self._created(job, spec, ctx, jobs)
-        )
-        await _each(jobs, await _halted(ctx, ids), functools.partial(_act, Action.START))
+        ids = await SHARDS.made(job, ctx, jobs, _shard_specs(job, spec))
+        await SHARDS.act(jobs, await SHARDS.halted(ctx, ids), Action.START)
         started()
         stored = await until_stored(
             f"load run {job.id}", functools.partial(StoredTotals.read, ctx.store, job, spec)
@@ -112,50 +110,14 @@ class ShardedRuns:
                     break
                 await asyncio.sleep(FOLLOW_EVERY_S)
         except ShardFailed as failed:
-            await _each(jobs, ids, functools.partial(_act, Action.STOP))
+            await SHARDS.act(jobs, ids, Action.STOP)
             raise JobFailed(str(failed)) from None
         values = {**follower.progress, **final_progress(spec, follower.summary())}
         update = ProgressUpdate(job.kind, job.id, values, follower.owner)
         await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
 
-    async def _left(self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext) -> list[int]:
-        """The shards an earlier start created but died before recording: taken, not made
-        again (nothing else would ever list them)."""
-        read = functools.partial(ctx.store.list_jobs, SHARD_KIND, states={JobState.CREATED})
-        page = await until_stored(f"load run {job.id}", read)
-        left = {
-            int(shard.spec.get("index", -1)): shard.id
-            for shard in page.items
-            if shard.spec.get("run") == job.id
-        }
-        if sorted(left) != list(range(spec.shard_count)):
-            return []
-        ids = [left[index] for index in range(spec.shard_count)]
-        await self._record(job, ctx, ids)
-        return ids
-
-    async def _record(self, job: JobRecord, ctx: RunContext, ids: list[int]) -> None:
-        update = ProgressUpdate(job.kind, job.id, {"shards": ids}, fence_owner(ctx))
-        await until_stored(f"load run {job.id}", functools.partial(ctx.writer.write, [], [update]))
-
-    async def _created(
-        self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, jobs: JobManager
-    ) -> list[int]:
-        """The run's shards, created stopped-safe: their ids are recorded before any starts,
-        so a crash in between leaves ``created`` jobs, never load nobody follows."""
-        locations: list[str | None] = [*spec.locations] if spec.locations else []
-        locations += [None] * (spec.shard_count - len(locations))
-        specs = [
-            ShardSpec(run=job.id, index=index, location=location).model_dump()
-            for index, location in enumerate(locations)
-        ]
-        made = await jobs.create_many(SHARD_KIND, specs)
-        ids = [shard.id for shard in made]
-        await self._record(job, ctx, ids)
-        return ids
-
     async def paused(self, job: JobRecord) -> None:
-        await _each(self._bound(), shard_ids(job), functools.partial(_act, Action.PAUSE))
+        await SHARDS.act(self._bound(), shard_ids(job), Action.PAUSE)
 
     async def stopped(
         self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, *, ran_here: bool
@@ -164,9 +126,7 @@ class ShardedRuns:
         the merge of everything they stored. A run followed by another process is summed up
         as it stored it: that follower may still be writing until it is told to halt."""
         ids = shard_ids(job)
-        running = await _drain_marks(ctx, ids)
-        await _each(self._bound(), ids, functools.partial(_act, Action.STOP))
-        await _until_drained(ctx, running)
+        await SHARDS.stop(self._bound(), ctx, ids)
         read = functools.partial(StoredTotals.read, ctx.store, job, spec)
         stored = await until_stored(f"load run {job.id} stop", read)
         if not ran_here:
@@ -178,61 +138,8 @@ class ShardedRuns:
             await follower.step(final=True)
         return {**follower.progress, **final_progress(spec, follower.summary())}
 
-    async def deleting(self, job: JobRecord) -> None:
-        """Before the run goes: its shards stop and go too."""
-        await _each(self._bound(), shard_ids(job), _deleted)
-
-
-async def _each(jobs: JobManager, ids: Sequence[int], apply: _ShardAction) -> None:
-    await asyncio.gather(*(apply(jobs, shard_id) for shard_id in ids))
-
-
-class _ShardAction(Protocol):
-    async def __call__(self, jobs: JobManager, shard_id: int) -> None: ...
-
-
-async def _act(action: Action, jobs: JobManager, shard_id: int) -> None:
-    """``action`` on a shard, unless it is past it already (ended, or gone). Through a store
-    outage: the run's own state has moved already, and its shards must follow it."""
-    act = functools.partial(jobs.act, SHARD_KIND, shard_id, action)
-    with contextlib.suppress(InvalidTransition, JobNotFound):
-        await until_stored(f"load shard {shard_id} {action}", act)
-
-
-async def _drain_marks(ctx: RunContext, ids: Sequence[int]) -> dict[int, object]:
-    """The running shards, with the drain mark each has before it is halted."""
-    shards = await read_shards(ctx, ids)
-    return {
-        shard_id: shard.progress.get(DRAINED_KEY)
-        for shard_id, shard in shards.items()
-        if shard.state is JobState.RUNNING
-    }
-
-
-async def _until_drained(ctx: RunContext, marks: dict[int, object]) -> None:
-    """Until every shard in ``marks`` has a new drain mark (its last seconds stored where it
-    ran), or ``DRAIN_WAIT_S`` (a worker that died never drains)."""
-    deadline = asyncio.get_running_loop().time() + DRAIN_WAIT_S
-    waiting = dict(marks)
-    while waiting and asyncio.get_running_loop().time() < deadline:
-        shards = await read_shards(ctx, list(waiting))
-        for shard_id, mark in list(waiting.items()):
-            shard = shards.get(shard_id)
-            if shard is None or shard.progress.get(DRAINED_KEY) != mark:
-                del waiting[shard_id]
-        if waiting:
-            await asyncio.sleep(FOLLOW_EVERY_S)
-
-
-async def _halted(ctx: RunContext, ids: Sequence[int]) -> list[int]:
-    """The shards to start: new ones (all, or those its run's last process did not get to)
-    and paused ones. A running shard is left to the process that runs it."""
-    shards = await read_shards(ctx, ids)  # one gone: the follower fails the run
-    halted = (JobState.CREATED, JobState.PAUSED)
-    return [shard_id for shard_id, shard in shards.items() if shard.state in halted]
-
-
-async def _deleted(jobs: JobManager, shard_id: int) -> None:
-    delete = functools.partial(jobs.delete, SHARD_KIND, shard_id)
-    with contextlib.suppress(JobNotFound):
-        await until_stored(f"load shard {shard_id} delete", delete)
+    async def deleting(self, job: JobRecord, ctx: RunContext) -> None:
+        """Before the run goes: its shards stop (their last seconds stored) and go too."""
+        ids = shard_ids(job)
+        await SHARDS.stop(self._bound(), ctx, ids)
+        await SHARDS.delete(self._bound(), ids)

@@ -30,9 +30,8 @@ from pydantic import (
 
 from latlab.jobs.kinds.probe_spec import check_host
 from latlab.jobs.kinds.spec_checks import (
-    LOCATION_MAX,
-    LOCATION_PATTERN,
     Headers,
+    Location,
     Method,
     field_error,
 )
@@ -55,7 +54,6 @@ MAX_TIMEOUT_S = 300.0
 Duration = Annotated[StrictFloat | StrictStr, Field(union_mode="left_to_right")]
 _DURATIONS = ("duration", "timeout", "probe", "warmup")
 MAX_SHARDS = 64
-Location = Annotated[StrictStr, Field(max_length=LOCATION_MAX, pattern=LOCATION_PATTERN)]
 _FIELDS_BY_WORD = ("connections", "requests", "duration", "rate", "workers", "timeout", "warmup")
 
 

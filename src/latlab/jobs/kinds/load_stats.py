@@ -25,8 +25,6 @@ from latlab.storage.records import TOTAL_BUCKET
 KIND = "load"
 SideProbeFigures = tuple[LatencyHistogram, float]  # its histogram and interval
 PROBE_BUCKET = -2
-# Progress key: when a halted run last had every second it measured stored (epoch seconds).
-DRAINED_KEY = "drained_at"
 # Kept in the job's progress at the end; the percentile distribution is read from the total.
 LEFT_OUT_OF_PROGRESS = ("percentiles",)
 

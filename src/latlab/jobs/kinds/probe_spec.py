@@ -23,7 +23,9 @@ from pydantic import (
 
 from latlab.jobs.kinds.spec_checks import (
     LOCATION_NEEDS_WORKERS,
+    LOCATIONS_NEED_WORKERS,
     Headers,
+    Location,
     Method,
     field_error,
     location_field,
@@ -37,6 +39,7 @@ _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PATH = re.compile(r"/[\x21-\x7e]*")
 _NUMBER = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
 _NUMBERS = re.compile(r"[0-9a-fA-FxX.]+")
+MAX_LOCATIONS = 16
 _HOST_HINT = "give a name like example.com or an address like 127.0.0.1, without scheme or port"
 
 
@@ -130,6 +133,14 @@ class ProbeSpec(BaseModel):
         None, gt=0, description="Latency above which a probe fails."
     )
     location: str | None = location_field("the probes")
+    locations: list[Location] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_LOCATIONS,
+        description="A series of `count` probes at each of these locations (workers started "
+        "with `latlab worker --location`), results and stats per location and merged. "
+        "Needs LATLAB_REDIS_URL.",
+    )
 
     @field_validator("host")
     @classmethod
@@ -143,6 +154,34 @@ class ProbeSpec(BaseModel):
         if value is not None and limits is not None and not limits.workers:
             raise ValueError(LOCATION_NEEDS_WORKERS)
         return value
+
+    @field_validator("locations")
+    @classmethod
+    def _locations_apart(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        limits = _limits(info)
+        if value is not None and limits is not None and not limits.workers:
+            raise ValueError(LOCATIONS_NEED_WORKERS)
+        if value is not None and len(set(value)) < len(value):
+            raise ValueError("locations must not repeat: one series per location")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_place(self, info: ValidationInfo) -> ProbeSpec:
+        """``location`` pins one series, ``locations`` makes one at each: not both. Each
+        series counts ``count`` results, the experiment all of them."""
+        if self.location is not None and self.locations is not None:
+            message = "give location (one series) or locations (one at each), not both"
+            raise field_error("ProbeSpec", "locations", "value_error", message, self.locations)
+        limits = _limits(info)
+        if limits is not None and self.count * len(self.sites) > limits.max_results:
+            message = f"count times locations must be at most {limits.max_results}"
+            raise field_error("ProbeSpec", "count", "value_error", message, self.count)
+        return self
+
+    @property
+    def sites(self) -> list[str]:
+        """The locations of its series; none for an experiment of one series."""
+        return list(self.locations or ())
 
     @field_validator("interval_s")
     @classmethod

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from latlab.measure.stats import LatencyHistogram
-from latlab.storage import TOTAL_BUCKET, HistogramUpdate, ProbeResult, Store
+from latlab.storage import TOTAL_BUCKET, HistogramUpdate, ProbeResult, ResultStream, Store
 from latlab.storage.pages import pages
 
 KIND = "probe"
+SITE_KIND = "probe_site"  # a series of an experiment run at several locations, one each
 FLUSH_RESULTS = 200  # a tail this long costs ~5 ms to recount (bench/stats_query.py)
 _PAGE = 5000
 _THREAD_ABOVE = 64  # merging more stored histograms than this runs off the event loop
@@ -41,16 +43,21 @@ class MinuteWindow:
         return self.first <= minute_of(result) <= self.last
 
 
-async def _stored_total(store: Store, job_id: int) -> tuple[LatencyHistogram, int]:
+def results_of(store: Store, kind: str) -> ResultStream[Any]:
+    """Where a job of ``kind`` (an experiment, or one of its series) keeps its results."""
+    return store.site_results if kind == SITE_KIND else store.probe_results
+
+
+async def _stored_total(store: Store, kind: str, job_id: int) -> tuple[LatencyHistogram, int]:
     """The stored whole-run histogram and the first ``seq`` it does not count."""
     histogram = LatencyHistogram()
-    stored = await store.histograms.read(KIND, job_id, TOTAL_BUCKET, TOTAL_BUCKET)
+    stored = await store.histograms.read(kind, job_id, TOTAL_BUCKET, TOTAL_BUCKET)
     return histogram, _through_seq(stored.get(TOTAL_BUCKET), into=histogram)
 
 
-async def _tail(store: Store, job_id: int, from_seq: int) -> list[ProbeResult]:
+async def _tail(store: Store, kind: str, job_id: int, from_seq: int) -> list[ProbeResult]:
     """The results from ``from_seq`` on (a few, unless flushes failed)."""
-    stored = pages(store.probe_results, job_id, from_seq, _PAGE)
+    stored = pages(results_of(store, kind), job_id, from_seq, _PAGE)
     return [result async for page in stored for result in page]
 
 
@@ -62,30 +69,33 @@ def _merged(payloads: Sequence[str]) -> LatencyHistogram:
 
 
 async def experiment_stats(
-    store: Store, job_id: int, window: MinuteWindow | None = None
+    store: Store, job_id: int, window: MinuteWindow | None = None, kind: str = KIND
 ) -> LatencyHistogram:
-    """Every result of the experiment (or those started within ``window``), as one histogram."""
+    """Every result of the experiment or series (or those started within ``window``), as
+    one histogram."""
     if window is None:
-        histogram, through_seq = await _stored_total(store, job_id)
+        histogram, through_seq = await _stored_total(store, kind, job_id)
     else:
-        histogram, through_seq = await _window(store, job_id, window)
-    for result in await _tail(store, job_id, through_seq):
+        histogram, through_seq = await _window(store, kind, job_id, window)
+    for result in await _tail(store, kind, job_id, through_seq):
         if window is None or window.holds(result):
             histogram.record(result.latency_ms, result.error)
     return histogram
 
 
-async def _window(store: Store, job_id: int, window: MinuteWindow) -> tuple[LatencyHistogram, int]:
+async def _window(
+    store: Store, kind: str, job_id: int, window: MinuteWindow
+) -> tuple[LatencyHistogram, int]:
     """The stored minutes of ``window``, and through which ``seq`` they count.
 
     A flush writes the whole-run histogram and the minutes together, and ``through_seq``
     only grows: minutes read between two equal readings of it count through that ``seq``.
     Otherwise a flush came between, and the minutes are read again.
     """
-    _, through_seq = await _stored_total(store, job_id)
+    _, through_seq = await _stored_total(store, kind, job_id)
     while True:
-        stored = await store.histograms.read(KIND, job_id, window.first, window.last)
-        _, through_now = await _stored_total(store, job_id)
+        stored = await store.histograms.read(kind, job_id, window.first, window.last)
+        _, through_now = await _stored_total(store, kind, job_id)
         if through_now == through_seq:
             break
         through_seq = through_now
@@ -105,8 +115,11 @@ class StatsKeeper:
     set by the job id, so experiments started together never flush in the same instant.
     """
 
-    def __init__(self, store: Store, job_id: int, flush_results: int = FLUSH_RESULTS) -> None:
+    def __init__(
+        self, store: Store, job_id: int, flush_results: int = FLUSH_RESULTS, kind: str = KIND
+    ) -> None:
         self._store = store
+        self._kind = kind
         self._job_id = job_id
         self._flush_results = flush_results
         phase = (job_id * 0.6180339887) % 1.0  # the golden ratio spreads ids evenly
@@ -121,10 +134,10 @@ class StatsKeeper:
     async def load(self) -> None:
         """Take up what is stored: the whole-run histogram and the results it does not count."""
         self._stored = await self._store.histograms.read(
-            KIND, self._job_id, TOTAL_BUCKET, TOTAL_BUCKET
+            self._kind, self._job_id, TOTAL_BUCKET, TOTAL_BUCKET
         )
         through_seq = _through_seq(self._stored.get(TOTAL_BUCKET))
-        self._pending = await _tail(self._store, self._job_id, through_seq)
+        self._pending = await _tail(self._store, self._kind, self._job_id, through_seq)
         self._known = set()
 
     def add(self, result: ProbeResult) -> None:
@@ -160,11 +173,12 @@ class StatsKeeper:
         missing = [minute for minute in minutes if minute not in self._known]
         if missing:
             first, last = min(missing), max(missing)
-            self._stored |= await self._store.histograms.read(KIND, self._job_id, first, last)
+            read = self._store.histograms.read(self._kind, self._job_id, first, last)
+            self._stored |= await read
             self._known.update(range(first, last + 1))
 
     def _update(self, bucket: int, payload: str) -> HistogramUpdate:
-        return HistogramUpdate(KIND, self._job_id, bucket, payload)
+        return HistogramUpdate(self._kind, self._job_id, bucket, payload)
 
     def flushed(self, updates: Sequence[HistogramUpdate]) -> None:
         """The updates were committed: they are what is stored now. Within one process

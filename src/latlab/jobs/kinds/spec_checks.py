@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, StrictStr, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from latlab.measure.request import RequestError, RequestSpec
@@ -17,6 +17,10 @@ LOCATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # also a Redis key part: no 
 LOCATION_MAX = 64
 LOCATION_NEEDS_WORKERS = "a location needs workers: set LATLAB_REDIS_URL and run latlab worker"
 SHARDS_NEED_WORKERS = "shards need workers: set LATLAB_REDIS_URL and run latlab worker"
+LOCATIONS_NEED_WORKERS = "locations need workers: set LATLAB_REDIS_URL and run latlab worker"
+
+# One entry of a ``locations`` list.
+Location = Annotated[StrictStr, Field(max_length=LOCATION_MAX, pattern=LOCATION_PATTERN)]
 
 
 def location_field(what: str) -> Any:
