@@ -94,10 +94,12 @@ class Children:
             f"{job.kind} {job.id}", functools.partial(ctx.writer.write, [], [update])
         )
         read = functools.partial(ctx.store.get_job, job.kind, job.id)
-        recorded = self.ids(await until_stored(f"{job.kind} {job.id}", read))
-        if recorded != ids:  # fenced out: another process took the parent over and made its own
-            await self.delete(jobs, [i for i in ids if i not in recorded])
-        return recorded
+        if self.ids(await until_stored(f"{job.kind} {job.id}", read)) != ids:
+            # Fenced out: another process owns the parent now. What it records is the
+            # truth; what this one made is left to it (its adoption may take them), and a
+            # child it does not list never runs (see belongs).
+            raise JobFailed(f"{job.kind} {job.id} was taken over by another process")
+        return ids
 
     async def _left(self, job: JobRecord, ctx: RunContext, count: int) -> list[int]:
         read = functools.partial(ctx.store.list_jobs, self.kind, states={JobState.CREATED})
@@ -147,7 +149,7 @@ class Children:
             children = await self.read(ctx, list(waiting))
             for child_id, mark in list(waiting.items()):
                 child = children.get(child_id)
-                if child is None or child.progress.get(DRAINED_KEY) != mark:
+                if child is None or _drained(child, mark):
                     del waiting[child_id]
             if waiting:
                 await asyncio.sleep(DRAIN_EVERY_S)
@@ -163,6 +165,16 @@ class Children:
         """Delete the children (halted first: see :meth:`stop`)."""
         await asyncio.gather(*(self._delete(jobs, child_id) for child_id in ids))
 
+    async def stop_and_delete(self, jobs: JobManager, ctx: RunContext, parent: JobRecord) -> None:
+        """Before the parent goes (its follower halted): the children it lists now, read
+        again (a start halted just now may have recorded them), stopped and deleted."""
+        read = functools.partial(ctx.store.get_job, parent.kind, parent.id)
+        with contextlib.suppress(JobNotFound):
+            parent = await until_stored(f"{parent.kind} {parent.id} delete", read)
+        ids = self.ids(parent)
+        await self.stop(jobs, ctx, ids)
+        await self.delete(jobs, ids)
+
     async def belongs(self, child: JobRecord, parent: JobRecord) -> None:
         """Fail a child its parent does not list: one made by a process that lost the
         parent, which must not run."""
@@ -173,6 +185,12 @@ class Children:
         delete = functools.partial(jobs.delete, self.kind, child_id)
         with contextlib.suppress(JobNotFound):
             await until_stored(f"{self.noun} {child_id} delete", delete)
+
+
+def _drained(child: JobRecord, mark: object) -> bool:
+    """A new drain mark, or an end of its own (it completed or failed meanwhile)."""
+    ended = child.state in (JobState.COMPLETED, JobState.FAILED)
+    return ended or child.progress.get(DRAINED_KEY) != mark
 
 
 class Parents:

@@ -140,6 +140,4 @@ class ShardedRuns(Parents):
 
     async def deleting(self, job: JobRecord, ctx: RunContext) -> None:
         """Before the run goes: its shards stop (their last seconds stored) and go too."""
-        ids = shard_ids(job)
-        await SHARDS.stop(self._bound(), ctx, ids)
-        await SHARDS.delete(self._bound(), ids)
+        await SHARDS.stop_and_delete(self._bound(), ctx, job)

@@ -74,6 +74,14 @@ class ProbeRunner(KindRunner):
     ) -> None:
         started()
         ctx.events.describe(series.experiment_id, series.tags(), (job.kind, job.id))
+        try:
+            await self._from_checkpoint(job, series, ctx)
+        except asyncio.CancelledError:
+            if series.location is not None:  # its experiment's stop waits for the mark
+                await mark_drained(ctx, job.kind, job.id)
+            raise
+
+    async def _from_checkpoint(self, job: JobRecord, series: Series, ctx: RunContext) -> None:
         results = results_of(ctx.store, job.kind)
         what = f"{job.kind} {job.id}"
         done = await until_stored(what, functools.partial(results.count, job.id))
@@ -85,10 +93,6 @@ class ProbeRunner(KindRunner):
         prober = ctx.probes.prober(series.spec.target())
         try:
             await self._probe_until_done(job, series, done, prober, ctx, stats)
-        except asyncio.CancelledError:
-            if series.location is not None:  # its experiment's stop waits for the mark
-                await mark_drained(ctx, job.kind, job.id)
-            raise
         finally:
             await prober.aclose()
 

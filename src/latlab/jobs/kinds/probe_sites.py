@@ -132,9 +132,7 @@ class ExperimentSites(Parents):
 
     async def deleting(self, job: JobRecord, ctx: RunContext) -> None:
         """Before the experiment goes: its series stop (their last results stored) and go."""
-        ids = SITES.ids(job)
-        await SITES.stop(self._bound(), ctx, ids)
-        await SITES.delete(self._bound(), ids)
+        await SITES.stop_and_delete(self._bound(), ctx, job)
 
 
 async def _follow(job: JobRecord, ids: list[int], ctx: RunContext) -> None:
