@@ -53,6 +53,10 @@ from latlab.storage.registry import where
 
 GROUP = "handlers"
 FINISH_BATCH = 500  # outcomes in one script call
+# A handler's outcomes wait this long for company: with appendfsync always each script is an
+# fsync that the receiver's next acknowledgement may queue behind (bench/pipeline_throughput.py,
+# 5,000 req/s: ack p99 median of five runs 5.7 -> 4.8 ms; outcomes 10 ms later).
+FINISH_LINGER_S = 0.01
 FORGET_BATCH = 10_000  # receipts dropped in one script call: a few ms of Redis
 
 T = TypeVar("T")
@@ -236,6 +240,8 @@ class RedisQueue:
     async def _finish_all(self) -> None:
         """What waits goes in one FINISH call; what comes meanwhile, in the next."""
         while self._finishes:
+            if len(self._finishes) < FINISH_BATCH:
+                await asyncio.sleep(FINISH_LINGER_S)
             batch = self._finishes[:FINISH_BATCH]
             del self._finishes[:FINISH_BATCH]
             try:
