@@ -15,12 +15,12 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from latlab.exporters.base import LoadSecond, LoadTags, ProbeTags, Sink, StateChange
-from latlab.storage.records import JobRecord, ProbeResult, Record
+from latlab.storage.records import JobRecord, ProbeResult, Record, SiteResult
 
 log = logging.getLogger("latlab.events")
 JobKey = tuple[str, int]
-PROBE = "probe"
-_DESCRIBED = (PROBE, "probe_site")  # the kinds whose runners describe what they measure
+PROBE = ProbeResult.kind
+_DESCRIBED = (PROBE, SiteResult.kind)  # the kinds whose runners describe what they measure
 
 
 class Events:

@@ -217,12 +217,17 @@ class ExperimentQueries(JobQueries):
         histograms plus a short tail each, merged bucket for bucket."""
         job = await self.get(experiment_id)
         minutes = None if window is None else window.minutes()
-        merged, by_location = LatencyHistogram(), {}
-        for where, (kind, job_id) in series_of(job, location):
-            histogram = await experiment_stats(self._store, job_id, minutes, kind)
+        found = series_of(job, location)
+        histograms = [
+            (where, await experiment_stats(self._store, job_id, minutes, kind))
+            for where, (kind, job_id) in found
+        ]
+        by_location = {where: histogram.stats() for where, histogram in histograms if where}
+        if len(histograms) == 1:  # one series (an experiment's own): nothing to merge
+            return histograms[0][1].stats(), by_location
+        merged = LatencyHistogram()
+        for _, histogram in histograms:
             merged.merge(histogram)
-            if where:
-                by_location[where] = histogram.stats()
         return merged.stats(), by_location
 
 

@@ -133,19 +133,12 @@ def _any_result(result: ProbeResult) -> bytes:
     return ServerSentEvent(data, event="result").encode()
 
 
-def _state(change: StateChange, event_id: str | None = None) -> ServerSentEvent:
+def _state(change: StateChange, end_id: str | None = None) -> ServerSentEvent:
     data = StateEvent(
         id=change.job_id, kind=change.kind, state=change.state, error=change.error, at=change.at
     )
+    event_id = end_id if change.state.ended else None
     return ServerSentEvent(data.model_dump_json(), event="state", id=event_id)
-
-
-def _ended_with_id(event: FeedEvent) -> FeedEvent | bytes:
-    """In a feed whose results carry no id: its end does (``-1``), so that a browser's
-    reconnect says it saw the end, and gets the 204 that stops it."""
-    if isinstance(event, StateChange) and event.state.ended:
-        return _state(event, "-1").encode()
-    return event
 
 
 @functools.lru_cache(maxsize=1024)
@@ -154,12 +147,15 @@ def _load_second(second: LoadSecond) -> bytes:
     return ServerSentEvent(data, event="second", id=str(second.second)).encode()
 
 
-def _frame(event: LoadSecond | StateChange | Deleted | Ready | Overflow) -> bytes:
-    """Every event but a result: those differ between the two feeds."""
+def _frame(
+    event: LoadSecond | StateChange | Deleted | Ready | Overflow, end_id: str | None = None
+) -> bytes:
+    """Every event but a result: those differ between the two feeds. ``end_id``: the id
+    of the final state event, in a feed whose results have none."""
     if isinstance(event, LoadSecond):
         return _load_second(event)
     if isinstance(event, StateChange):
-        return _state(event).encode()
+        return _state(event, end_id).encode()
     if isinstance(event, Deleted):
         data = json.dumps({"id": event.job_id, "kind": event.kind})
         return ServerSentEvent(data, event="deleted").encode()
@@ -172,19 +168,16 @@ def _frame(event: LoadSecond | StateChange | Deleted | Ready | Overflow) -> byte
 async def _chunks(
     feed: AsyncGenerator[list[FeedEvent], None],
     result: Callable[[ProbeResult], bytes],
-    mark: Callable[[FeedEvent], FeedEvent | bytes] = lambda event: event,
+    end_id: str | None = None,
 ) -> AsyncIterator[bytes]:
     """One write per batch of events, not per event: with many clients and busy experiments
-    the sends, not the events, are what costs. ``mark`` may encode an event its own way."""
+    the sends, not the events, are what costs."""
     async with aclosing(feed):  # closed with the response, so it unsubscribes at once
         async for batch in feed:
-            yield b"".join(_encoded(mark(event), result) for event in batch)
-
-
-def _encoded(event: FeedEvent | bytes, result: Callable[[ProbeResult], bytes]) -> bytes:
-    if isinstance(event, bytes):
-        return event
-    return result(event) if isinstance(event, ProbeResult) else _frame(event)
+            yield b"".join(
+                result(event) if isinstance(event, ProbeResult) else _frame(event, end_id)
+                for event in batch
+            )
 
 
 @router.get(
@@ -226,7 +219,9 @@ async def experiment_events(
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     if feed.numbered:
         return feed_response(settings, _chunks(feed.events, _experiment_result))
-    return feed_response(settings, _chunks(feed.events, _located_result, _ended_with_id))
+    # Its results carry no id; its end does (-1), so that a browser's reconnect after it
+    # says so, and gets the 204 that stops it.
+    return feed_response(settings, _chunks(feed.events, _located_result, end_id="-1"))
 
 
 @router.get(

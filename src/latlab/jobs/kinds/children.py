@@ -84,9 +84,9 @@ class Children:
         recording them (taken, not made again: nothing else would ever list them), or made
         now. Made ones are recorded before any starts, so a crash in between leaves
         ``created`` jobs, never work nobody follows."""
-        ids = self.ids(job) or await self._left(job, ctx, len(specs))
-        if self.ids(job):
-            return ids
+        if recorded := self.ids(job):
+            return recorded
+        ids = await self._left(job, ctx, len(specs))
         if not ids:
             ids = [child.id for child in await jobs.create_many(self.kind, specs)]
         update = ProgressUpdate(job.kind, job.id, {self.key: ids}, fence_owner(ctx))

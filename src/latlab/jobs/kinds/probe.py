@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from latlab.exporters.base import ProbeTags
 from latlab.jobs.kinds.children import mark_drained
@@ -41,20 +42,12 @@ class Series:
         self, job_id: int, seq: int, exchange: Exchange, ctx: RunContext, times: tuple[float, float]
     ) -> ProbeResult:
         """The result of probe ``seq``, started at ``times[0]`` and due at ``times[1]``."""
-        fields = dataclasses.asdict(exchange)
         started_at, scheduled_at = (ctx.clock.to_utc(moment) for moment in times)
+        fields: dict[str, Any] = {"timestamp": started_at, "scheduled_at": scheduled_at}
+        fields |= dataclasses.asdict(exchange)
         if self.location is None:
-            return ProbeResult(
-                job_id, seq, timestamp=started_at, scheduled_at=scheduled_at, **fields
-            )
-        return SiteResult(
-            job_id,
-            seq,
-            timestamp=started_at,
-            scheduled_at=scheduled_at,
-            **fields,
-            location=self.location,
-        )
+            return ProbeResult(job_id, seq, **fields)
+        return SiteResult(job_id, seq, **fields, location=self.location)
 
 
 class ProbeRunner(KindRunner):

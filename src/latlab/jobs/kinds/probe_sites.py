@@ -81,11 +81,10 @@ class ExperimentRunner(ProbeRunner):
         return RUN_HERE if job.spec.get("locations") else super().location(job)
 
     async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
-        spec = ProbeSpec.model_validate(job.spec)
-        if not spec.locations:
-            await self.run_series(job, Series(KIND, spec, job.id), ctx, started)
+        if not job.spec.get("locations"):
+            await super().run(job, ctx, started)
             return
-        await self.sites.run(job, spec, ctx, started)
+        await self.sites.run(job, ProbeSpec.model_validate(job.spec), ctx, started)
 
     async def paused(self, job: JobRecord, ctx: RunContext) -> None:
         await self.sites.paused(job)

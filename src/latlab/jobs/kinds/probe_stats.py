@@ -17,11 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from latlab.measure.stats import LatencyHistogram
-from latlab.storage import TOTAL_BUCKET, HistogramUpdate, ProbeResult, ResultStream, Store
+from latlab.storage import (
+    TOTAL_BUCKET,
+    HistogramUpdate,
+    ProbeResult,
+    ResultStream,
+    SiteResult,
+    Store,
+)
 from latlab.storage.pages import pages
 
 KIND = "probe"
-SITE_KIND = "probe_site"  # a series of an experiment run at several locations, one each
+SITE_KIND = SiteResult.kind  # a series of an experiment run at several locations, one each
 FLUSH_RESULTS = 200  # a tail this long costs ~5 ms to recount (bench/stats_query.py)
 _PAGE = 5000
 _THREAD_ABOVE = 64  # merging more stored histograms than this runs off the event loop
