@@ -8,10 +8,8 @@ latlab pipeline send -c 100 -n 1000 --delay-range 5
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
 import sys
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,8 +22,6 @@ if TYPE_CHECKING:
     from latlab.settings import Settings
 
 logger = logging.getLogger("latlab.pipeline")
-
-BACKGROUND_NICE = 10  # the handler's and writer's niceness when they run on their own
 
 pipeline_app = typer.Typer(
     help="The pipeline: client → receiver → handler → writer, in receipt order.",
@@ -158,12 +154,17 @@ async def _serve(overrides: Mapping[str, Any], roles: Collection[str]) -> None:
     settings = Settings(**overrides)
     _configure_logging(settings.log_level)
     _check_exposure(settings)
-    if not {"client", "receiver"} & set(roles):
-        yield_the_cpu()
+    # Processing and writing are throughput work: on a shared machine they run on the CPU
+    # the receiver leaves, whose acknowledgements are what clients wait for. SCHED_IDLE lets
+    # a waking receiver or Redis preempt them at once; niceness +10 alone let them hold a
+    # core for milliseconds (ack p99 13-18 ms instead of 9-11 ms at 5,000 req/s, bench/).
+    in_background = not {"client", "receiver"} & set(roles)
     stop = asyncio.Event()
     with stop_on_signals(stop):
         try:
-            async with open_pipeline(settings, [Role(role) for role in roles]) as pipeline:
+            async with open_pipeline(
+                settings, [Role(role) for role in roles], in_background=in_background
+            ) as pipeline:
                 for role, running in pipeline.servers.items():
                     logger.info(
                         "pipeline %s on http://%s:%d", role, settings.pipeline_host, running.port
@@ -180,16 +181,6 @@ async def _serve(overrides: Mapping[str, Any], roles: Collection[str]) -> None:
             raise StartupError(
                 f"cannot listen: {exc.strerror or exc}: choose other ports"
             ) from None
-
-
-def yield_the_cpu() -> None:
-    """Processing and writing are throughput work: on a shared machine they run on the CPU
-    the receiver leaves, whose acknowledgements are what clients wait for. SCHED_IDLE (Linux)
-    lets a waking receiver or Redis preempt them at once; niceness +10 alone let them hold a
-    core for milliseconds (ack p99 13-18 ms instead of 9-11 ms at 5,000 req/s, bench/)."""
-    os.nice(BACKGROUND_NICE)
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed here
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _check_exposure(settings: Settings) -> None:

@@ -37,6 +37,7 @@ from latlab.pipeline.receiver import Receiver
 from latlab.pipeline.runs import RunRecorder
 from latlab.pipeline.writer import FilesMismatch, OrderedWriter
 from latlab.reachable import until_reachable
+from latlab.serving.priority import reclaim_the_cpu, yield_the_cpu
 from latlab.serving.routes import Router, route
 from latlab.serving.server import HttpServer
 from latlab.serving.wire import Request, Response, json_response
@@ -79,7 +80,11 @@ class Pipeline:
 
 
 @contextlib.asynccontextmanager
-async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIterator[Pipeline]:
+async def open_pipeline(
+    settings: Settings, roles: Collection[Role], *, in_background: bool = False
+) -> AsyncIterator[Pipeline]:
+    """The ``roles`` up, their servers listening. ``in_background``: this process yields the
+    CPU (``serving/priority.py``) once set up, before it listens, and takes it back to close."""
     pipeline = Pipeline()
     async with contextlib.AsyncExitStack() as stack:
         queue = await _open_queue(settings, roles, stack)
@@ -105,23 +110,41 @@ async def open_pipeline(settings: Settings, roles: Collection[Role]) -> AsyncIte
             )
             tallies[Role.HANDLER] = _watch(reporter, handler_tally(pipeline.handler))
             tasks.append(asyncio.create_task(pipeline.handler.run()))
-        for role in sorted(roles, key=ALL_ROLES.index, reverse=True):  # the client last
-            if role is Role.CLIENT:
-                # The client of ``pipeline up`` sends to (and reports on) the services beside it.
-                settings = settings.model_copy(update=_local_urls(settings, pipeline))
-            router = _router(role, pipeline, settings, queue)
-            if role is Role.RECEIVER and pipeline.receiver is not None:
-                tallies[Role.RECEIVER] = _watch(reporter, receiver_tally(pipeline.receiver))
-            guarded = role in (Role.CLIENT, Role.RECEIVER)
-            server = HttpServer(router, keep_headers=guarded)
-            await server.listen(settings.pipeline_host, _port(settings, role))
-            stack.push_async_callback(server.close)
-            pipeline.servers[role] = server
-            if role in tallies:
-                tallies[role].instance = str(server.port)
+        if in_background:
+            yield_the_cpu()
+        try:
+            await _listen(pipeline, roles, settings, queue, reporter, tallies, stack)
+        finally:
+            if in_background:  # pushed after the servers: what a stop (or failed listen) does first
+                stack.callback(reclaim_the_cpu)
         if pipeline.receiver is not None:
             stack.push_async_callback(pipeline.receiver.close)
         yield pipeline
+
+
+async def _listen(
+    pipeline: Pipeline,
+    roles: Collection[Role],
+    settings: Settings,
+    queue: PipelineQueue | None,
+    reporter: PipelineReporter | None,
+    tallies: dict[Role, ServiceTally],
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """A server per role on its port, the client's last."""
+    for role in sorted(roles, key=ALL_ROLES.index, reverse=True):
+        if role is Role.CLIENT:
+            # The client of ``pipeline up`` sends to (and reports on) the services beside it.
+            settings = settings.model_copy(update=_local_urls(settings, pipeline))
+        router = _router(role, pipeline, settings, queue)
+        if role is Role.RECEIVER and pipeline.receiver is not None:
+            tallies[Role.RECEIVER] = _watch(reporter, receiver_tally(pipeline.receiver))
+        server = HttpServer(router, keep_headers=role in (Role.CLIENT, Role.RECEIVER))
+        await server.listen(settings.pipeline_host, _port(settings, role))
+        stack.push_async_callback(server.close)
+        pipeline.servers[role] = server
+        if role in tallies:
+            tallies[role].instance = str(server.port)
 
 
 async def _open_queue(
