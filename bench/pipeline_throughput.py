@@ -167,9 +167,9 @@ def port_settings(ports: dict[str, int]) -> dict[str, str]:
     return {f"pipeline_{role}_port": str(port) for role, port in ports.items()}
 
 
-def embedded_pipeline(stack: contextlib.ExitStack, root: Path) -> Pipeline:
+def embedded_pipeline(stack: contextlib.ExitStack, root: Path, extra: dict[str, str]) -> Pipeline:
     ports = {role: free_port() for role in ROLES}
-    env = clean_env(root, **port_settings(ports))
+    env = clean_env(root, **extra, **port_settings(ports))
     up = start(stack, "pipeline up", [*LATLAB, "pipeline", "up"], env, root)
     wait_ports(up, list(ports.values()))
     return Pipeline(EMBEDDED, (up,), ports["receiver"], ports["writer"], root)
@@ -192,12 +192,18 @@ REDIS_SERVICES = (("server", "receiver"), ("process", "handler"), ("save", "writ
 
 
 def redis_pipeline(
-    stack: contextlib.ExitStack, root: Path, handler_concurrency: int, *, alone: bool = False
+    stack: contextlib.ExitStack,
+    root: Path,
+    handler_concurrency: int,
+    extra: dict[str, str],
+    *,
+    alone: bool = False,
 ) -> Pipeline:
     """Redis and the receiver, handler and writer; with ``alone``, Redis and the receiver."""
     redis, redis_port = redis_server(stack, root)
     ports = {role: free_port() for role in ROLES[1:]}
     settings = {
+        **extra,
         "redis_url": f"redis://127.0.0.1:{redis_port}/0",
         "redis_prefix": f"bench-{secrets.token_hex(4)}",
         **port_settings(ports),
@@ -389,6 +395,7 @@ class Scale:
     seconds: float
     connections: int
     redis_handler_concurrency: int
+    settings: tuple[tuple[str, str], ...] = ()  # --set: LatLab settings of every service
 
 
 @dataclass(frozen=True)
@@ -527,10 +534,12 @@ def measure_mode(mode: str, scale: Scale) -> ModeResult:
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="latlab-pipeline-")))
         if mode == EMBEDDED:
-            pipeline = embedded_pipeline(stack, root)
+            pipeline = embedded_pipeline(stack, root, dict(scale.settings))
         else:
             concurrency = scale.redis_handler_concurrency
-            pipeline = redis_pipeline(stack, root, concurrency, alone=mode == RECEIVER)
+            pipeline = redis_pipeline(
+                stack, root, concurrency, dict(scale.settings), alone=mode == RECEIVER
+            )
         print(f"{mode}: throughput, {scale.requests:,} requests", flush=True)
         throughput = measure_throughput(pipeline, scale)
         print(f"{mode}: {scale.rate:,.0f} req/s for {scale.seconds:g} s", flush=True)
@@ -669,7 +678,17 @@ def parse_args() -> tuple[Scale, list[str]]:
         default=0,
         help="LATLAB_PIPELINE_CONCURRENCY of the Redis mode's handler (0: the default)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a LatLab setting for every service, e.g. pipeline_fsync=never (repeatable)",
+    )
     args = parser.parse_args()
+    settings = [tuple(item.split("=", 1)) for item in args.set]
+    if any(len(pair) != 2 or not pair[0] for pair in settings):
+        parser.error("--set: NAME=VALUE, e.g. pipeline_fsync=never")
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     if not modes or set(modes) - set(MODES):
         parser.error(f"--modes: some of {', '.join(MODES)}")
@@ -679,6 +698,7 @@ def parse_args() -> tuple[Scale, list[str]]:
         seconds=args.seconds or (3.0 if args.quick else 10.0),
         connections=args.connections,
         redis_handler_concurrency=args.redis_handler_concurrency,
+        settings=tuple((name.lower(), value) for name, value in settings),
     )
     return scale, modes
 
