@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[postgres,mongo,dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-# Swagger UI and ReDoc for the offline API docs, pinned in package-lock.json. No install
-# scripts: swagger-ui-dist's would send analytics. npm ci writes the stamp last.
+# Swagger UI and ReDoc for the offline API docs, uPlot for the dashboard, Biome to lint its
+# scripts; pinned in package-lock.json. No install scripts: swagger-ui-dist's would send
+# analytics. npm ci writes the stamp last.
 NODE_STAMP := node_modules/.package-lock.json
 
 $(NODE_STAMP): package.json package-lock.json
@@ -25,7 +26,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --legacy-peer-deps --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(STAMP) $(NODE_STAMP) ## Create .venv with LatLab (editable), every extra and the dev tools; npm ci the docs' assets
+install: $(STAMP) $(NODE_STAMP) ## Create .venv with LatLab (editable), every extra and the dev tools; npm ci the browser assets
 
 run: install ## Start LatLab: API on 127.0.0.1:8000, targets on :8008, SQLite in ./latlab.db
 	$(BIN)/latlab serve
@@ -33,13 +34,15 @@ run: install ## Start LatLab: API on 127.0.0.1:8000, targets on :8008, SQLite in
 services: ## Start PostgreSQL and Redis; install influxdb, wrk and nginx if missing
 	bash scripts/test-services.sh
 
-lint: install ## ruff: lint and format check
+lint: install ## ruff (Python) and Biome (the dashboard's scripts and styles): lint and format check
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	node_modules/.bin/biome check src/latlab/web/static
 
-format: install ## ruff: fix what can be fixed and format
+format: install ## ruff and Biome: fix what can be fixed and format
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
+	node_modules/.bin/biome check --write src/latlab/web/static
 
 typecheck: install ## mypy --strict over src, tests and bench
 	$(BIN)/mypy

@@ -24,6 +24,7 @@ from latlab.api.state import AppState
 from latlab.api.v1 import bots as v1_bots
 from latlab.api.v1 import events as v1_events
 from latlab.api.v1 import experiments, load_runs, pipeline_runs, workers
+from latlab.api.v1 import overview as v1_overview
 from latlab.coordination import open_coordinator
 from latlab.exporters.influx import InfluxExporter, open_exporter
 from latlab.exporters.influx_load import InfluxLoadSink
@@ -44,6 +45,7 @@ from latlab.measure.client import ProbeClient
 from latlab.settings import Settings
 from latlab.storage import Store, open_store
 from latlab.storage.writer import BatchWriter
+from latlab.web.pages import install_pages
 
 log = logging.getLogger("latlab")
 
@@ -195,6 +197,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(experiments.router)
     app.include_router(v1_events.router)
+    app.include_router(v1_overview.router)
     app.include_router(v1_bots.router)
     app.include_router(load_runs.router)
     app.include_router(pipeline_runs.router)
@@ -204,6 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The original served these under /api; same handlers, kept out of the schema twice over.
     app.include_router(seed.router, prefix="/api", include_in_schema=False)
     install_docs(app)
+    install_pages(app, token_set=configured_token(settings.api_token) is not None)
     if configured_token(settings.api_token) is not None:
         document_bearer_token(app, PUBLIC_PATHS)
     return app

@@ -93,13 +93,17 @@ async def test_each_location_gets_a_series_of_count_results_keyed_by_location_an
     assert len(recorded.probed_as) == 14
 
 
+async def completed_at_every_location(store: Store, count: int) -> JobRecord:
+    async with CountingTarget() as target, sites_engine(store) as jobs:
+        job = await jobs.create("probe", spec(target.port, count=count, locations=LOCATIONS))
+        await jobs.act("probe", job.id, Action.START)
+        return await ended(store, job.id)
+
+
 async def test_results_page_location_after_location_and_stats_merge_exactly(
     store: Store,
 ) -> None:
-    async with CountingTarget() as target, sites_engine(store) as jobs:
-        job = await jobs.create("probe", spec(target.port, count=5, locations=LOCATIONS))
-        await jobs.act("probe", job.id, Action.START)
-        await ended(store, job.id)
+    job = await completed_at_every_location(store, 5)
     queries = ExperimentQueries(store)
     page = await queries.results(job.id, offset=3, limit=4)
     assert page.total == 10
@@ -258,3 +262,14 @@ async def test_a_series_its_experiment_does_not_list_fails_and_never_probes(
         error = (await store.get_job(SITE_KIND, stray.id)).error
     assert error == f"series {stray.id} is not one of probe {experiment.id}'s"
     assert target.requests == 0
+
+
+async def test_the_most_recent_results_come_from_every_location_by_start_time(
+    store: Store,
+) -> None:
+    done = await completed_at_every_location(store, 5)
+    every = [r for site in SITES.ids(done) for r in await store.site_results.list(site)]
+    newest = sorted(every, key=lambda result: result.timestamp)[-4:]
+    recent = await ExperimentQueries(store).recent(done, 4)
+    assert recent == newest
+    assert len(await ExperimentQueries(store).recent(done, 100)) == 10

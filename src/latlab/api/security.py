@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import hmac
 import re
+from urllib.parse import urlencode
 
 from pydantic import SecretStr
 from starlette.requests import cookie_parser
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from latlab.api.login import SESSION_COOKIE, configured_token, session_value, token_matches
@@ -35,9 +36,13 @@ PUBLIC_PATHS = frozenset(
         "/openapi.json",
         "/ui/login",
         "/ui/logout",
+        "/",  # only a redirect to /ui/ (or a 404)
     }
 )
-PUBLIC_PREFIXES = ("/docs/assets/",)
+# The docs' and the dashboard's files: code and styles, no data.
+PUBLIC_PREFIXES = ("/docs/assets/", "/ui/static/", "/ui/vendor/")
+# A dashboard page asked for without the token: to the login page, which comes back here.
+LOGIN_PAGE = "/ui/login"
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The GET routes that change state or send traffic (an <img> tag can call them), at the root
@@ -74,12 +79,14 @@ class SecurityMiddleware:
                 return
         await self.app(scope, receive, send)
 
-    def refusal(self, scope: Scope) -> JSONResponse | None:
+    def refusal(self, scope: Scope) -> JSONResponse | RedirectResponse | None:
         headers = _checked_headers(scope)
         if self.check_host and not self.host_allowed(headers.get("host")):
             return _refusal(400, "host not allowed")
         path: str = scope["path"]
         if not self.authorized(headers, path):
+            if scope["method"] == "GET" and path.startswith("/ui/"):
+                return _to_login(scope)
             detail = "a valid API token is needed: send Authorization: Bearer <token>, or log in"
             return _refusal(401, detail, {"WWW-Authenticate": "Bearer"})
         if changes_state(scope["method"], path) and _cross_site(headers):
@@ -95,6 +102,12 @@ class SecurityMiddleware:
         cookie = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
         assert self.session is not None
         return cookie is not None and hmac.compare_digest(cookie.encode(), self.session)
+
+
+def _to_login(scope: Scope) -> RedirectResponse:
+    root = scope.get("root_path", "")
+    query = urlencode({"next": root + scope["path"]})
+    return RedirectResponse(f"{root}{LOGIN_PAGE}?{query}", status_code=303)
 
 
 def _checked_headers(scope: Scope) -> dict[str, str]:

@@ -209,6 +209,16 @@ class ExperimentQueries(JobQueries):
         kind, job_id = only.series
         return await results_of(self._store, kind).count(job_id)
 
+    async def recent(self, job: JobRecord, limit: int) -> list[ProbeResult]:
+        """The last ``limit`` results by start time, oldest first (of every location)."""
+        tails: list[ProbeResult] = []
+        for _, (kind, job_id) in series_of(job):
+            stream = results_of(self._store, kind)
+            count = await stream.count(job_id)
+            tails += await stream.list(job_id, offset=max(0, count - limit), limit=limit)
+        tails.sort(key=lambda result: result.timestamp)
+        return tails[-limit:]
+
     async def stats(
         self, experiment_id: int, window: StatsWindow | None = None, location: str | None = None
     ) -> tuple[LatencyStats, dict[str, LatencyStats]]:

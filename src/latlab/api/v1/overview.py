@@ -1,0 +1,87 @@
+"""``/api/v1/overview``: what the dashboard's overview shows, in one read a page.
+
+Each experiment of the page comes with its last results (the heartbeat strip) and its
+headline figures, so that a page of 50 is one request, not a hundred and one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from latlab.api.deps import ExperimentsDep, LiveLocationsDep, Offset
+from latlab.api.schemas import ExperimentPublic
+from latlab.jobs.queries import ExperimentQueries
+from latlab.storage import JobRecord, JobState
+
+router = APIRouter(prefix="/api/v1/overview", tags=["overview"])
+
+HostQuery = Annotated[
+    str | None,
+    Query(max_length=253, description="Only experiments whose host contains this text."),
+]
+PageLimit = Annotated[int, Query(ge=1, le=100, description="Experiments per page (1-100).")]
+RecentQuery = Annotated[int, Query(ge=1, le=100, description="Last results of each (1-100).")]
+
+
+class RecentResult(BaseModel):
+    seq: int
+    location: str | None = None
+    timestamp: datetime = Field(description="When the probe started (UTC).")
+    latency_ms: float = Field(description="-1 when no response came.")
+    error: str | None = None
+
+
+class ExperimentSummary(BaseModel):
+    experiment: ExperimentPublic
+    recent: list[RecentResult] = Field(description="The last results, oldest first.")
+    count: int = Field(description="Probes recorded, failed ones included.")
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+class ExperimentsOverview(BaseModel):
+    data: list[ExperimentSummary] = Field(description="Newest experiment first.")
+    count: int = Field(description="Experiments that match, in all.")
+    offset: int
+    limit: int
+
+
+async def _summary(
+    experiments: ExperimentQueries, job: JobRecord, recent: int, live: set[str] | None
+) -> ExperimentSummary:
+    last = await experiments.recent(job, recent)
+    stats, _ = await experiments.stats(job.id)
+    return ExperimentSummary(
+        experiment=ExperimentPublic.of(job, live),
+        recent=[RecentResult.model_validate(result, from_attributes=True) for result in last],
+        count=stats.count,
+        errors=stats.errors,
+        p50_ms=stats.p50_ms,
+        p99_ms=stats.p99_ms,
+    )
+
+
+@router.get("/experiments", response_model=ExperimentsOverview)
+async def experiments_overview(
+    experiments: ExperimentsDep,
+    locations: LiveLocationsDep,
+    state: Annotated[JobState | None, Query(description="Only experiments in this state.")] = None,
+    host: HostQuery = None,
+    offset: Offset = 0,
+    limit: PageLimit = 50,
+    recent: RecentQuery = 30,
+) -> ExperimentsOverview:
+    """Experiments newest first, each with its last `recent` results, p50, p99 and errors."""
+    jobs = (await experiments.page(state)).items
+    if host:
+        jobs = [job for job in jobs if host in str(job.spec.get("host", ""))]
+    jobs.sort(key=lambda job: job.id, reverse=True)
+    shown = jobs[offset : offset + limit]
+    data = await asyncio.gather(*(_summary(experiments, job, recent, locations) for job in shown))
+    return ExperimentsOverview(data=list(data), count=len(jobs), offset=offset, limit=limit)

@@ -1,0 +1,120 @@
+// The overview: experiments (a page at a time, each with its heartbeat strip and figures),
+// load runs and bots, kept current by the events feed and a slow refresh.
+import { api, cell, ms, problem, root, stateBadge, when } from "./api.js";
+
+const REFRESH_MS = 5000; // progress moves without a state event: read again this often
+const PAGE = 50;
+const RECENT = 30;
+
+const filters = document.getElementById("filters");
+let page = 0;
+let pages = 1;
+
+function link(kind, id) {
+  const a = document.createElement("a");
+  a.href = `${root}/ui/${kind}/${id}`;
+  a.textContent = `${id}`;
+  return a;
+}
+
+/** Uptime Kuma's bar: green, amber when slower than the experiment's own p99, red on error. */
+function heartbeat(summary) {
+  const strip = document.createElement("span");
+  strip.className = "heartbeat";
+  for (const result of summary.recent) {
+    const beat = document.createElement("i");
+    const slow = summary.p99_ms !== null && result.latency_ms > summary.p99_ms;
+    beat.className = result.error ? "beat-bad" : slow ? "beat-slow" : "beat-ok";
+    beat.title = `#${result.seq} ${when(result.timestamp)}: ${result.error ?? `${ms(result.latency_ms)} ms`}`;
+    strip.append(beat);
+  }
+  return strip;
+}
+
+function experimentRow(summary) {
+  const { experiment } = summary;
+  const { settings } = experiment;
+  const row = document.createElement("tr");
+  row.dataset.id = experiment.id;
+  const id = cell("");
+  id.append(link("experiments", experiment.id));
+  const state = cell("");
+  state.append(stateBadge(experiment.state));
+  const beats = cell("");
+  beats.append(heartbeat(summary));
+  const errorRate = summary.count ? `${((100 * summary.errors) / summary.count).toFixed(1)} %` : "–";
+  row.append(
+    id,
+    state,
+    cell(`${settings.scheme}://${settings.host}:${settings.port}${settings.path}`),
+    beats,
+    cell(ms(summary.p50_ms), "number"),
+    cell(ms(summary.p99_ms), "number"),
+    cell(errorRate, "number"),
+    cell(`${experiment.done} / ${settings.count}`, "number"),
+  );
+  return row;
+}
+
+async function showExperiments() {
+  const query = new URLSearchParams({ offset: `${page * PAGE}`, limit: `${PAGE}`, recent: `${RECENT}` });
+  const state = filters.elements.state.value;
+  const host = filters.elements.host.value.trim();
+  if (state) query.set("state", state);
+  if (host) query.set("host", host);
+  const found = await api(`overview/experiments?${query}`);
+  document.querySelector("#experiments tbody").replaceChildren(...found.data.map(experimentRow));
+  document.getElementById("experiments-empty").hidden = found.data.length > 0;
+  pages = Math.max(1, Math.ceil(found.count / PAGE));
+  document.getElementById("page").textContent = `page ${page + 1} of ${pages} (${found.count})`;
+  document.getElementById("newer").disabled = page === 0;
+  document.getElementById("older").disabled = page + 1 >= pages;
+}
+
+function loadRunRow(run) {
+  const row = document.createElement("tr");
+  const state = cell("");
+  state.append(stateBadge(run.state));
+  const rate = run.progress.rate ? `${run.progress.rate} req/s` : "as fast as it can";
+  row.append(cell(`${run.id}`), state, cell(run.spec.url), cell(rate), cell(when(run.created_at)));
+  return row;
+}
+
+async function showOthers() {
+  const [runs, bots] = await Promise.all([api(`load-runs?limit=${PAGE}`), api("bots?state=running&limit=1")]);
+  const newest = runs.data.sort((a, b) => b.id - a.id);
+  document.querySelector("#load-runs tbody").replaceChildren(...newest.map(loadRunRow));
+  document.getElementById("load-runs-empty").hidden = runs.count > 0;
+  document.getElementById("bots").textContent = `${bots.count} running`;
+}
+
+async function refresh() {
+  try {
+    await Promise.all([showExperiments(), showOthers()]);
+    problem(null);
+  } catch (error) {
+    problem(`Could not read the API: ${error.message}`);
+  }
+}
+
+function follow() {
+  const events = new EventSource(`${root}/api/v1/events`);
+  events.addEventListener("state", refresh);
+  events.addEventListener("deleted", refresh);
+}
+
+function turn(by) {
+  page = Math.min(Math.max(0, page + by), pages - 1);
+  refresh();
+}
+
+filters.addEventListener("input", () => {
+  page = 0;
+  refresh();
+});
+filters.addEventListener("submit", (event) => event.preventDefault());
+document.getElementById("newer").addEventListener("click", () => turn(-1));
+document.getElementById("older").addEventListener("click", () => turn(1));
+await refresh();
+follow();
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,65 @@
+"""``/api/v1/overview/experiments``: a page of experiments, newest first, each with its last
+results and headline figures; filters by state and host; bad queries are 422s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from harness import wait_state
+
+
+async def created(api: httpx.AsyncClient, port: int, **fields: Any) -> int:
+    body = {"host": "127.0.0.1", "port": port, "interval_s": 0.01, "count": 8, **fields}
+    response = await api.post("/api/v1/experiments", json=body)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+async def test_each_experiment_comes_with_its_last_results_and_figures(
+    api: httpx.AsyncClient, targets_port: int
+) -> None:
+    probed = await created(api, targets_port)
+    await api.post(f"/api/v1/experiments/{probed}/start")
+    await wait_state(api, probed, "completed")
+    idle = await created(api, 9, host="localhost")
+    page = (await api.get("/api/v1/overview/experiments", params={"recent": 5})).json()
+    assert (page["count"], page["offset"], page["limit"]) == (2, 0, 50)
+    assert [summary["experiment"]["id"] for summary in page["data"]] == [idle, probed]
+    newest, oldest = page["data"]
+    assert (newest["recent"], newest["count"], newest["p50_ms"]) == ([], 0, None)
+    assert [result["seq"] for result in oldest["recent"]] == [3, 4, 5, 6, 7]
+    stats = (await api.get(f"/api/v1/experiments/{probed}/stats")).json()
+    assert (oldest["count"], oldest["errors"]) == (8, 0)
+    assert (oldest["p50_ms"], oldest["p99_ms"]) == (stats["p50_ms"], stats["p99_ms"])
+
+
+async def test_filters_and_pages(api: httpx.AsyncClient) -> None:
+    ids = [await created(api, 9, host=host) for host in ("a.test", "b.test", "a.test")]
+    await api.post(f"/api/v1/experiments/{ids[0]}/stop")
+
+    async def shown(**params: Any) -> list[int]:
+        page = (await api.get("/api/v1/overview/experiments", params=params)).json()
+        return [summary["experiment"]["id"] for summary in page["data"]]
+
+    assert await shown(host="a.") == [ids[2], ids[0]]
+    assert await shown(state="stopped") == [ids[0]]
+    assert await shown(state="created", host="a.") == [ids[2]]
+    assert await shown(offset=1, limit=1) == [ids[1]]
+    assert await shown(host="nowhere") == []
+
+
+async def test_bad_queries_are_422s(api: httpx.AsyncClient) -> None:
+    bad: list[dict[str, str | int]] = [
+        {"limit": 0},
+        {"limit": 101},
+        {"recent": 0},
+        {"recent": 101},
+        {"offset": -1},
+        {"state": "asleep"},
+        {"host": "x" * 254},
+    ]
+    for params in bad:
+        response = await api.get("/api/v1/overview/experiments", params=params)
+        assert response.status_code == 422, params

@@ -1,0 +1,179 @@
+"""The dashboard in a real browser (Debian's Chromium, headless) against a real API server,
+with the network cut: every file comes from LatLab itself."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
+
+from harness import run_api, wait_for, wait_state
+from latlab.settings import Settings
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; scripts/test-services.sh installs it
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+TOKEN = "dashboard-test-token"
+WAIT_MS = 15_000
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where the pages' screenshots go, as artifacts: LATLAB_SCREENSHOTS_DIR if set."""
+    directory = Path(os.environ.get("LATLAB_SCREENSHOTS_DIR", tmp_path))
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class Watched:
+    """A page whose requests may only go to loopback, and whose script errors are kept."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.blocked: list[str] = []
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("dialog", lambda dialog: dialog.accept())  # "Stop experiment 1?": yes
+
+    async def cut_the_network(self) -> None:
+        async def loopback_only(route: Route) -> None:
+            if urlsplit(route.request.url).hostname in LOOPBACK:
+                await route.continue_()
+            else:
+                self.blocked.append(route.request.url)
+                await route.abort()
+
+        await self.page.route("**/*", loopback_only)
+
+    async def screenshot(self, path: Path) -> None:
+        await self.page.screenshot(path=path, full_page=True)
+
+
+async def watched(browser: Browser) -> Watched:
+    page = Watched(await browser.new_page(viewport={"width": 1280, "height": 900}))
+    await page.cut_the_network()
+    return page
+
+
+async def created(api: httpx.AsyncClient, port: int, **fields: Any) -> int:
+    body = {"host": "127.0.0.1", "port": port, "interval_s": 0.05, "count": 400, **fields}
+    response = await api.post("/api/v1/experiments", json=body)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+async def points_drawn(page: Page) -> int:
+    return int(await page.locator("#chart").get_attribute("data-points") or 0)
+
+
+async def results_count(api: httpx.AsyncClient, experiment_id: int) -> int:
+    page = await api.get(f"/api/v1/experiments/{experiment_id}/results", params={"limit": 1})
+    return int(page.json()["count"])
+
+
+async def test_the_chart_draws_every_result_live_and_the_buttons_drive_the_experiment(
+    browser: Browser, targets_port: int, tmp_path: Path, screenshots: Path
+) -> None:
+    settings = Settings(storage_url=f"sqlite+aiosqlite:///{tmp_path / 'l.db'}", freeze_gc=False)
+    async with run_api(settings) as api:
+        experiment_id = await created(api, targets_port)
+        assert (await api.post(f"/api/v1/experiments/{experiment_id}/start")).status_code == 200
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/experiments/{experiment_id}")
+        before = await points_drawn(tab.page)
+
+        async def drawing() -> bool:
+            return await points_drawn(tab.page) > before + 5
+
+        await wait_for(drawing, WAIT_MS / 1000, "points drawn live")
+
+        await tab.page.click("#actions button[data-action=pause]")
+        await wait_state(api, experiment_id, "paused")
+        recorded = await results_count(api, experiment_id)
+        chart = tab.page.locator("#chart")
+        await expect(chart).to_have_attribute("data-points", str(recorded), timeout=WAIT_MS)
+        assert await results_count(api, experiment_id) == recorded  # nothing came meanwhile
+        await expect(tab.page.locator("#state")).to_have_text("paused", timeout=WAIT_MS)
+        assert await tab.page.is_disabled("#actions button[data-action=pause]")
+        await tab.screenshot(screenshots / "experiment.png")
+
+        await tab.page.click("#actions button[data-action=resume]")
+        await wait_state(api, experiment_id, "running")
+        await tab.page.click("#actions button[data-action=stop]")  # confirmed by the dialog
+        await wait_state(api, experiment_id, "stopped")
+    assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def test_the_overview_shows_heartbeats_and_filters_by_state_and_host(
+    browser: Browser, targets_port: int, screenshots: Path
+) -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        probed = await created(api, targets_port, count=8, interval_s=0.01)
+        await api.post(f"/api/v1/experiments/{probed}/start")
+        await wait_state(api, probed, "completed")
+        stopped = await created(api, 9, host="localhost")
+        await api.post(f"/api/v1/experiments/{stopped}/stop")
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/")  # a browser at the root lands on /ui/
+        rows = tab.page.locator("#experiments tbody tr")
+        await expect(rows).to_have_count(2, timeout=WAIT_MS)
+        assert [await row.get_attribute("data-id") for row in await rows.all()] == [
+            str(stopped),
+            str(probed),
+        ]
+        beats = tab.page.locator(f"#experiments tr[data-id='{probed}'] .heartbeat i")
+        await expect(beats).to_have_count(8)
+        assert await tab.page.locator(".beat-bad").count() == 0
+        await tab.screenshot(screenshots / "overview.png")
+        await tab.page.select_option("#state-filter", "stopped")
+        await expect(rows).to_have_count(1, timeout=WAIT_MS)
+        assert await rows.first.get_attribute("data-id") == str(stopped)
+        await tab.page.select_option("#state-filter", "")
+        await tab.page.fill("#host-filter", "127.0")
+        await expect(tab.page.locator(f"tr[data-id='{stopped}']")).to_have_count(0)
+        await expect(rows).to_have_count(1, timeout=WAIT_MS)
+        assert await rows.first.get_attribute("data-id") == str(probed)
+    assert tab.page.url.endswith("/ui/")
+    assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def test_with_a_token_the_dashboard_asks_for_it_once_and_keeps_working(
+    browser: Browser,
+) -> None:
+    settings = Settings(storage_url="memory://", freeze_gc=False, api_token=TOKEN)
+    async with run_api(settings) as api:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        body = {"host": "127.0.0.1", "port": 9, "interval_s": 60, "count": 1}
+        made = await api.post("/api/v1/experiments", json=body, headers=headers)
+        experiment_id = made.json()["id"]
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/experiments/{experiment_id}")
+        assert urlsplit(tab.page.url).path == "/ui/login"
+        await tab.page.fill("input[name=token]", "wrong")
+        await tab.page.click("button[type=submit]")
+        await tab.page.locator("#problem", has_text="wrong API token").wait_for(timeout=WAIT_MS)
+        await tab.page.fill("input[name=token]", TOKEN)
+        await tab.page.click("button[type=submit]")
+        await tab.page.wait_for_url(f"**/ui/experiments/{experiment_id}", timeout=WAIT_MS)
+        await tab.page.locator("#state", has_text="created").wait_for(timeout=WAIT_MS)
+        await tab.page.goto(f"{api.base_url}/ui/")  # the cookie holds: no second login
+        await tab.page.locator(f"#experiments tr[data-id='{experiment_id}']").wait_for()
+    assert tab.blocked == []
+    assert tab.errors == []
