@@ -37,7 +37,7 @@ services: ## Start PostgreSQL and Redis; install influxdb, wrk and nginx if miss
 lint: install ## ruff (Python) and Biome (the dashboard's scripts and styles): lint and format check
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	node_modules/.bin/biome check src/latlab/web/static
+	node_modules/.bin/biome check --error-on-warnings src/latlab/web/static
 
 format: install ## ruff and Biome: fix what can be fixed and format
 	$(BIN)/ruff check --fix src tests bench

@@ -120,6 +120,56 @@ async def test_the_chart_draws_every_result_live_and_the_buttons_drive_the_exper
     assert tab.errors == []
 
 
+async def last_rps(page: Page) -> float:
+    return float(await page.locator("#rate-chart").get_attribute("data-last-rps") or 0)
+
+
+async def test_the_rate_control_changes_the_running_load_run_and_the_chart_follows(
+    browser: Browser, targets_port: int, screenshots: Path
+) -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        body = {
+            "url": f"http://127.0.0.1:{targets_port}/api/latency",
+            "rate": 20,
+            "duration": "30s",
+            "connections": 2,
+        }
+        made = await api.post("/api/v1/load-runs", json=body, params={"start": True})
+        assert made.status_code == 201, made.text
+        run_id = made.json()["id"]
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/load-runs/{run_id}")
+
+        async def drawn_at(rps: float) -> bool:
+            return abs(await last_rps(tab.page) - rps) <= rps * 0.25
+
+        await wait_for(lambda: drawn_at(20), WAIT_MS / 1000, "a second at 20 req/s drawn")
+        await tab.page.fill("#rate", "80")
+        await tab.page.click("#apply")
+        await wait_for(lambda: drawn_at(80), WAIT_MS / 1000, "a second at 80 req/s drawn")
+        run = (await api.get(f"/api/v1/load-runs/{run_id}")).json()
+        assert run["progress"]["rate"] == 80
+        stored = await api.get(f"/api/v1/load-runs/{run_id}/seconds", params={"limit": 1000})
+        seconds = stored.json()["count"]
+        chart = tab.page.locator("#rate-chart")
+        await expect(chart).to_have_attribute("data-points", str(seconds), timeout=WAIT_MS)
+        await tab.screenshot(screenshots / "load-run.png")
+        await tab.page.fill("#rate", "2000000")  # over LATLAB_LOAD_MAX_RATE
+        await tab.page.click("#apply")
+        await expect(tab.page.locator("#problem")).to_have_text(
+            "Change refused: rate must be at most 1e+06 (LATLAB_LOAD_MAX_RATE)", timeout=WAIT_MS
+        )
+        assert (await api.get(f"/api/v1/load-runs/{run_id}")).json()["progress"]["rate"] == 80
+        await tab.page.click("#actions button[data-action=stop]")
+        await wait_for(lambda: run_state(api, run_id, "stopped"), WAIT_MS / 1000, "stopped")
+    assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def run_state(api: httpx.AsyncClient, run_id: int, state: str) -> bool:
+    return bool((await api.get(f"/api/v1/load-runs/{run_id}")).json()["state"] == state)
+
+
 async def test_the_overview_shows_heartbeats_and_filters_by_state_and_host(
     browser: Browser, targets_port: int, screenshots: Path
 ) -> None:

@@ -16,7 +16,7 @@ from latlab.settings import Settings
 from latlab.web.assets import uplot
 from latlab.web.pages import pages_router
 
-PAGES = ["/ui/", "/ui/experiments/1"]
+PAGES = ["/ui/", "/ui/experiments/1", "/ui/load-runs/1"]
 TOKEN = "s3cret-token-for-tests"
 
 
@@ -61,9 +61,10 @@ async def test_a_browser_asking_for_the_root_goes_to_the_dashboard(
     assert (other.status_code, other.json()) == (404, {"detail": "Not Found"})
 
 
-async def test_a_bad_experiment_id_in_a_page_url_is_a_422(api_client: httpx.AsyncClient) -> None:
+async def test_a_bad_id_in_a_page_url_is_a_422(api_client: httpx.AsyncClient) -> None:
     for bad in ["0", "-3", "x", "99999999999999999999"]:
-        assert (await api_client.get(f"/ui/experiments/{bad}")).status_code == 422, bad
+        for kind in ("experiments", "load-runs"):
+            assert (await api_client.get(f"/ui/{kind}/{bad}")).status_code == 422, bad
 
 
 async def test_without_a_token_the_login_page_sends_a_browser_on(
@@ -105,7 +106,7 @@ async def test_without_node_modules_the_pages_say_how_to_install(tmp_path: Path)
     app.include_router(pages_router(uplot(tmp_path / "node_modules", tmp_path / "vendor")))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-        for path in PAGES[:2]:
+        for path in PAGES:
             page = await client.get(path)
             assert page.status_code == 503, path
             assert "make install" in page.text

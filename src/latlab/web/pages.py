@@ -7,6 +7,7 @@ the dashboard works, and is tested, with the network cut.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import jinja2
@@ -33,6 +34,7 @@ PAGE_HEADERS = {
 }
 
 ExperimentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The experiment's id.")]
+LoadRunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The load run's id.")]
 
 
 def _environment() -> jinja2.Environment:
@@ -61,47 +63,66 @@ def _not_installed(library: Library) -> HTMLResponse:
     return HTMLResponse(html, status_code=503, headers=PAGE_HEADERS)
 
 
+Page = Callable[..., Response]  # (request, template name, **values) -> the page
+
+
+def _to_overview(request: Request, status_code: int) -> RedirectResponse:
+    return RedirectResponse(request.scope.get("root_path", "") + f"{UI}/", status_code)
+
+
+def _entrances(router: APIRouter, login_page: Page | None) -> None:
+    """``/`` for a browser, ``/ui`` and, with a token to ask for, the login page."""
+
+    @router.get("/")
+    async def root(request: Request) -> Response:
+        """A browser (``Accept: text/html``) goes to the dashboard; anything else, 404."""
+        if "text/html" in request.headers.get("accept", ""):
+            return _to_overview(request, 307)
+        return Response('{"detail":"Not Found"}', 404, media_type="application/json")
+
+    @router.get(UI)
+    async def overview_slash(request: Request) -> Response:
+        return _to_overview(request, 307)
+
+    @router.get(f"{UI}/login")
+    async def login(request: Request, next: str = f"{UI}/") -> Response:
+        if login_page is None:  # no token: nothing to log in to
+            return _to_overview(request, 303)
+        return login_page(request, "login.html", title="Log in", next_path=next)
+
+
+def _job_pages(router: APIRouter, page: Page) -> None:
+    @router.get(f"{UI}/")
+    async def overview(request: Request) -> Response:
+        return page(request, "overview.html", title="Overview")
+
+    @router.get(f"{UI}/experiments/{{experiment_id}}")
+    async def experiment(request: Request, experiment_id: ExperimentId) -> Response:
+        title = f"Experiment {experiment_id}"
+        return page(request, "experiment.html", title=title, experiment_id=experiment_id)
+
+    @router.get(f"{UI}/load-runs/{{load_run_id}}")
+    async def load_run(request: Request, load_run_id: LoadRunId) -> Response:
+        title = f"Load run {load_run_id}"
+        return page(request, "load_run.html", title=title, load_run_id=load_run_id)
+
+
 def pages_router(chart: Library, *, token_set: bool = False) -> APIRouter:
     """The pages; with ``chart`` (uPlot) missing they say how to install it. ``token_set``:
     the API asks for a token, so the login page has something to ask for."""
     templates = _environment()
     router = APIRouter(include_in_schema=False)
 
+    def plain_page(request: Request, name: str, **values: Any) -> Response:
+        return _render(templates, request, name, **values)
+
     def page(request: Request, name: str, **values: Any) -> Response:
         if not chart.installed:
             return _not_installed(chart)
-        return _render(templates, request, name, **values)
+        return plain_page(request, name, **values)
 
-    @router.get("/")
-    async def root(request: Request) -> Response:
-        """A browser (``Accept: text/html``) goes to the dashboard; anything else, 404."""
-        if "text/html" in request.headers.get("accept", ""):
-            return RedirectResponse(request.scope.get("root_path", "") + f"{UI}/", 307)
-        return Response('{"detail":"Not Found"}', 404, media_type="application/json")
-
-    @router.get(f"{UI}/")
-    async def overview(request: Request) -> Response:
-        return page(request, "overview.html", title="Overview")
-
-    @router.get(UI)
-    async def overview_slash(request: Request) -> Response:
-        return RedirectResponse(request.scope.get("root_path", "") + f"{UI}/", 307)
-
-    @router.get(f"{UI}/experiments/{{experiment_id}}")
-    async def experiment(request: Request, experiment_id: ExperimentId) -> Response:
-        return page(
-            request,
-            "experiment.html",
-            title=f"Experiment {experiment_id}",
-            experiment_id=experiment_id,
-        )
-
-    @router.get(f"{UI}/login")
-    async def login(request: Request, next: str = f"{UI}/") -> Response:
-        if not token_set:  # nothing to log in to
-            return RedirectResponse(request.scope.get("root_path", "") + f"{UI}/", 303)
-        return _render(templates, request, "login.html", title="Log in", next_path=next)
-
+    _entrances(router, plain_page if token_set else None)
+    _job_pages(router, page)
     return router
 
 

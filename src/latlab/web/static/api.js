@@ -4,15 +4,21 @@ export const root = document.body.dataset.root ?? "";
 
 export class ApiError extends Error {
   constructor(status, detail) {
-    super(`${status}: ${detail}`);
+    super(detail);
     this.status = status;
   }
 }
 
+/** The API's reason: its `detail`, or for a 422 each field and what is wrong with it. */
 async function detailOf(response) {
   try {
-    const body = await response.json();
-    return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+    const { detail } = await response.json();
+    if (typeof detail === "string") return detail;
+    const said = (error) => {
+      const field = `${error.loc.at(-1)}`;
+      return error.msg.startsWith(field) ? error.msg : `${field}: ${error.msg}`;
+    };
+    return detail.map(said).join("; ");
   } catch {
     return response.statusText;
   }
@@ -31,11 +37,20 @@ export async function api(path, options = {}) {
   return response.status === 204 ? null : response.json();
 }
 
-/** Show a problem above the page (null: clear it). */
-export function problem(message) {
+let problemFrom = null; // "read" (a refresh) or "action" (something the user did)
+
+/** Show a problem above the page (null: clear it); `from` says whose it is. */
+export function problem(message, from = "action") {
   const banner = document.getElementById("problem");
   banner.textContent = message ?? "";
   banner.hidden = !message;
+  problemFrom = message ? from : null;
+}
+
+/** Clear the problem shown, if it was `from` there: a refresh that works again does not
+ * hide what the user's last action was told. */
+export function solved(from) {
+  if (problemFrom === from) problem(null);
 }
 
 export function ms(value) {
@@ -60,4 +75,37 @@ export function stateBadge(state) {
   badge.className = `state state-${state}`;
   badge.textContent = state;
   return badge;
+}
+
+/** Enable the buttons of `#actions` that the job's `state` allows. */
+export function showActions(state) {
+  const badge = document.getElementById("state");
+  badge.textContent = state;
+  badge.className = `state state-${state}`;
+  const allowed = {
+    created: ["start", "stop", "delete"],
+    running: ["pause", "stop", "delete"],
+    paused: ["resume", "stop", "delete"],
+  }[state] ?? ["delete"];
+  for (const button of document.querySelectorAll("#actions button")) {
+    button.disabled = !allowed.includes(button.dataset.action);
+  }
+}
+
+/** The action of `button` on the job at `path` (asking first if it says so); `shown` gets
+ * the job as it is after. Deleting goes back to the overview. */
+export async function act(button, path, shown) {
+  const { action, confirm: question } = button.dataset;
+  if (question && !window.confirm(question)) return;
+  try {
+    if (action === "delete") {
+      await api(path, { method: "DELETE" });
+      location.assign(`${root}/ui/`);
+      return;
+    }
+    shown(await api(`${path}/${action}`, { method: "POST" }));
+    problem(null);
+  } catch (error) {
+    problem(`${action}: ${error.message}`);
+  }
 }

@@ -1,47 +1,29 @@
 // One experiment: a live latency chart (every result from the SSE feed, replay first), its
 // figures, its results newest first, and the buttons that drive it.
-import { api, cell, ms, problem, root } from "./api.js";
+import { act, api, cell, ms, problem, root, showActions, solved } from "./api.js";
+import { lineChart, redrawer } from "./charts.js";
 
 const section = document.getElementById("experiment");
 const id = Number(section.dataset.id);
-const { default: uPlot } = await import(`${section.dataset.vendor}/uplot/uPlot.esm.js`);
 
 const PAGE = 50;
 const FIGURES_EVERY_MS = 2000;
 // Seconds since the epoch, then one column per series: what uPlot draws.
 const columns = [[], [], [], [], []];
 const chartBox = document.getElementById("chart");
-let chart = null;
-let redrawQueued = false;
 let newestFirstPage = 0;
 let total = 0;
 
-function makeChart() {
-  const line = (label, stroke, show = true) => ({ label, stroke, show, width: 1.5, value: (_, v) => ms(v) });
-  return new uPlot(
-    {
-      width: chartBox.clientWidth || 800,
-      height: 320,
-      scales: { x: { time: true } },
-      axes: [{}, { label: "ms" }],
-      series: [
-        {},
-        line("latency", "#2a7ae2"),
-        line("DNS", "#9c27b0", false),
-        line("connect", "#e67e22", false),
-        line("TTFB", "#16a085", false),
-      ],
-    },
-    columns,
-    chartBox,
-  );
-}
-
-function redraw() {
-  redrawQueued = false;
+const chart = lineChart(chartBox, columns, [
+  ["latency", "#2a7ae2"],
+  ["DNS", "#9c27b0", false],
+  ["connect", "#e67e22", false],
+  ["TTFB", "#16a085", false],
+]);
+const redraw = redrawer(() => {
   chart.setData(columns);
   chartBox.dataset.points = `${columns[0].length}`;
-}
+});
 
 function add(result) {
   const failed = result.latency_ms < 0;
@@ -50,24 +32,7 @@ function add(result) {
   columns[2].push(result.dns_ms ?? null);
   columns[3].push(result.connect_ms ?? null);
   columns[4].push(result.ttfb_ms ?? null);
-  if (!redrawQueued) {
-    redrawQueued = true;
-    requestAnimationFrame(redraw);
-  }
-}
-
-function showState(experiment) {
-  const badge = document.getElementById("state");
-  badge.textContent = experiment.state;
-  badge.className = `state state-${experiment.state}`;
-  const allowed = {
-    created: ["start", "stop", "delete"],
-    running: ["pause", "stop", "delete"],
-    paused: ["resume", "stop", "delete"],
-  }[experiment.state] ?? ["delete"];
-  for (const button of document.querySelectorAll("#actions button")) {
-    button.disabled = !allowed.includes(button.dataset.action);
-  }
+  redraw();
 }
 
 async function showFigures() {
@@ -75,7 +40,7 @@ async function showFigures() {
   const { settings } = experiment;
   document.getElementById("target").textContent =
     `${settings.method} ${settings.scheme}://${settings.host}:${settings.port}${settings.path} every ${settings.interval_s} s`;
-  showState(experiment);
+  showActions(experiment.state);
   document.getElementById("done").textContent = `${experiment.done} / ${settings.count}`;
   for (const name of ["p50", "p90", "p99"]) {
     document.getElementById(name).textContent = `${ms(stats[`${name}_ms`])} ms`;
@@ -115,24 +80,9 @@ async function showResults() {
 async function refresh() {
   try {
     await Promise.all([showFigures(), showResults()]);
-    problem(null);
+    solved("read");
   } catch (error) {
-    problem(error.status === 404 ? `Experiment ${id} does not exist (any more).` : error.message);
-  }
-}
-
-async function act(button) {
-  const { action, confirm: question } = button.dataset;
-  if (question && !window.confirm(question)) return;
-  try {
-    if (action === "delete") {
-      await api(`experiments/${id}`, { method: "DELETE" });
-      location.assign(`${root}/ui/`);
-      return;
-    }
-    showState(await api(`experiments/${id}/${action}`, { method: "POST" }));
-  } catch (error) {
-    problem(`${action}: ${error.message}`);
+    problem(error.status === 404 ? `Experiment ${id} does not exist (any more).` : error.message, "read");
   }
 }
 
@@ -140,13 +90,13 @@ function follow() {
   const events = new EventSource(`${root}/api/v1/experiments/${id}/events?after=-1`);
   events.addEventListener("result", (event) => add(JSON.parse(event.data)));
   events.addEventListener("state", (event) => {
-    showState(JSON.parse(event.data));
+    showActions(JSON.parse(event.data).state);
     refresh();
   });
 }
 
 for (const button of document.querySelectorAll("#actions button")) {
-  button.addEventListener("click", () => act(button));
+  button.addEventListener("click", () => act(button, `experiments/${id}`, (done) => showActions(done.state)));
 }
 document.getElementById("newer").addEventListener("click", () => {
   newestFirstPage -= 1;
@@ -156,9 +106,6 @@ document.getElementById("older").addEventListener("click", () => {
   newestFirstPage += 1;
   showResults();
 });
-new ResizeObserver(() => chart?.setSize({ width: chartBox.clientWidth, height: 320 })).observe(chartBox);
-
-chart = makeChart();
 await refresh();
 follow();
 setInterval(refresh, FIGURES_EVERY_MS);

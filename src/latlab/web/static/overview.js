@@ -1,6 +1,6 @@
 // The overview: experiments (a page at a time, each with its heartbeat strip and figures),
 // load runs and bots, kept current by the events feed and a slow refresh.
-import { api, cell, ms, problem, root, stateBadge, when } from "./api.js";
+import { api, cell, ms, problem, root, solved, stateBadge, when } from "./api.js";
 
 const REFRESH_MS = 5000; // progress moves without a state event: read again this often
 const PAGE = 50;
@@ -76,7 +76,10 @@ function loadRunRow(run) {
   const state = cell("");
   state.append(stateBadge(run.state));
   const rate = run.progress.rate ? `${run.progress.rate} req/s` : "as fast as it can";
-  row.append(cell(`${run.id}`), state, cell(run.spec.url), cell(rate), cell(when(run.created_at)));
+  const id = cell("");
+  id.append(link("load-runs", run.id));
+  row.dataset.id = run.id;
+  row.append(id, state, cell(run.spec.url), cell(rate), cell(when(run.created_at)));
   return row;
 }
 
@@ -91,9 +94,9 @@ async function showOthers() {
 async function refresh() {
   try {
     await Promise.all([showExperiments(), showOthers()]);
-    problem(null);
+    solved("read");
   } catch (error) {
-    problem(`Could not read the API: ${error.message}`);
+    problem(`Could not read the API: ${error.message}`, "read");
   }
 }
 

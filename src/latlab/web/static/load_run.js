@@ -1,0 +1,150 @@
+// One load run: req/s and per-second latency drawn live from its SSE feed (every stored
+// second first), its figures, the control that changes a running run, and its buttons.
+import { act, api, cell, ms, problem, showActions, solved } from "./api.js";
+import { lineChart, redrawer } from "./charts.js";
+
+const section = document.getElementById("load-run");
+const id = Number(section.dataset.id);
+const FIGURES_EVERY_MS = 2000;
+const TABLE_ROWS = 60;
+
+const rateBox = document.getElementById("rate-chart");
+const rates = [[], []]; // second, req/s
+const latencies = [[], [], [], []]; // second, p50, p90, p99
+const rows = [];
+const rateChart = lineChart(rateBox, rates, [["req/s", "#2a7ae2"]], {
+  time: false,
+  yLabel: "req/s",
+  format: (v) => `${v ?? "–"}`,
+});
+const latencyChart = lineChart(
+  document.getElementById("latency-chart"),
+  latencies,
+  [
+    ["p50", "#16a085"],
+    ["p90", "#e67e22"],
+    ["p99", "#d64545"],
+  ],
+  { time: false },
+);
+
+const redraw = redrawer(() => {
+  rateChart.setData(rates);
+  latencyChart.setData(latencies);
+  rateBox.dataset.points = `${rates[0].length}`;
+  rateBox.dataset.lastRps = `${rates[1].at(-1) ?? ""}`;
+  const newest = rows.slice(-TABLE_ROWS).reverse();
+  document.querySelector("#seconds tbody").replaceChildren(...newest.map(secondRow));
+});
+
+function secondRow(second) {
+  const row = document.createElement("tr");
+  row.append(
+    cell(`${second.second}`, "number"),
+    cell(`${second.requests}`, "number"),
+    cell(`${second.errors}`, "number"),
+    cell(`${second.rps}`, "number"),
+    cell(ms(second.p50_ms), "number"),
+    cell(ms(second.p90_ms), "number"),
+    cell(ms(second.p99_ms), "number"),
+    cell(ms(second.max_ms), "number"),
+  );
+  return row;
+}
+
+function add(second) {
+  rows.push(second);
+  rates[0].push(second.second);
+  rates[1].push(second.rps);
+  latencies[0].push(second.second);
+  latencies[1].push(second.p50_ms);
+  latencies[2].push(second.p90_ms);
+  latencies[3].push(second.p99_ms);
+  redraw();
+  refreshSoon();
+}
+
+function describe(run) {
+  const { spec, progress } = run;
+  const pace = progress.rate ? `${progress.rate} req/s` : "as fast as it can (closed model)";
+  const until = spec.requests ? `${spec.requests} requests` : spec.duration ? `${spec.duration} s` : "until stopped";
+  document.getElementById("target").textContent =
+    `${spec.method} ${spec.url}: ${pace} over ${progress.connections} connections, ${until}`;
+}
+
+function showFigures(run) {
+  showActions(run.state);
+  describe(run);
+  const { stats } = run;
+  document.getElementById("requests").textContent = `${run.progress.requests}`;
+  document.getElementById("rps").textContent = `${run.progress.rps ?? "–"}`;
+  for (const name of ["p50", "p90", "p99"]) {
+    document.getElementById(name).textContent = `${ms(stats?.latency_ms[name])} ms`;
+  }
+  document.getElementById("p99c").textContent = `${ms(stats?.corrected_latency_ms?.p99)} ms`;
+  document.getElementById("errors").textContent = `${run.progress.errors}`;
+  const kinds = Object.entries(stats?.errors_by_kind ?? {}).filter(([, count]) => count > 0);
+  document.getElementById("errors-by-kind").textContent = kinds.length
+    ? `Errors by kind: ${kinds.map(([kind, count]) => `${kind} ${count}`).join(", ")}`
+    : "";
+  document.getElementById("rate").placeholder = `${run.progress.rate ?? "closed model"}`;
+  document.getElementById("connections").placeholder = `${run.progress.connections ?? ""}`;
+  const control = document.getElementById("control");
+  control.hidden = !run.progress.rate && run.progress.connections === null;
+  document.getElementById("rate").disabled = !run.progress.rate; // a closed model has no rate
+}
+
+async function refresh() {
+  try {
+    showFigures(await api(`load-runs/${id}`));
+    solved("read");
+  } catch (error) {
+    problem(error.status === 404 ? `Load run ${id} does not exist (any more).` : error.message, "read");
+  }
+}
+
+// A new second: the figures too, but at most once a second whatever the replay delivers.
+let refreshing = null;
+function refreshSoon() {
+  if (refreshing) return;
+  refreshing = setTimeout(() => {
+    refreshing = null;
+    refresh();
+  }, 1000);
+}
+
+async function change(event) {
+  event.preventDefault();
+  const form = event.target;
+  const wanted = {};
+  for (const name of ["rate", "connections"]) {
+    const input = form.elements[name];
+    if (!input.disabled && input.value !== "") wanted[name] = Number(input.value);
+  }
+  try {
+    showFigures(
+      await api(`load-runs/${id}`, {
+        method: "PATCH",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(wanted),
+      }),
+    );
+    problem(null);
+  } catch (error) {
+    problem(`Change refused: ${error.message}`);
+  }
+}
+
+function follow() {
+  const events = new EventSource(`${document.body.dataset.root}/api/v1/load-runs/${id}/events?after=-1`);
+  events.addEventListener("second", (event) => add(JSON.parse(event.data)));
+  events.addEventListener("state", refresh);
+}
+
+for (const button of document.querySelectorAll("#actions button")) {
+  button.addEventListener("click", () => act(button, `load-runs/${id}`, showFigures));
+}
+document.getElementById("control").addEventListener("submit", change);
+await refresh();
+follow();
+setInterval(refresh, FIGURES_EVERY_MS);
