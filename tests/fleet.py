@@ -8,12 +8,15 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from harness import latlab_serve, wait_for
+from services import require_redis
 
 UP = re.compile(rb"worker (\w+) up")
 
@@ -79,3 +82,24 @@ async def workers(api: httpx.AsyncClient) -> dict[str, list[tuple[str, int]]]:
 async def holder(api: httpx.AsyncClient, key: tuple[str, int]) -> str | None:
     """The live worker that runs ``key`` now, if any."""
     return next((wid for wid, jobs in (await workers(api)).items() if key in jobs), None)
+
+
+@asynccontextmanager
+async def api_and_workers(
+    db: Path, *locations: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, list[WorkerProcess]]]:
+    """A worker at each of ``locations`` (in that order)."""
+    env = fleet_env(require_redis())
+    with ExitStack() as stack:
+        _, url = stack.enter_context(latlab_serve(db, "--no-targets", env=env))
+        started = [
+            stack.enter_context(latlab_worker(db, env, "--location", where, name=f"w{n}"))
+            for n, where in enumerate(locations)
+        ]
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+
+            async def all_listed() -> bool:
+                return {w.id for w in started} <= set(await workers(api))
+
+            await wait_for(all_listed, what="the workers listed")
+            yield api, started

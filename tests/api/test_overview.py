@@ -8,6 +8,9 @@ from typing import Any
 import httpx
 
 from harness import wait_state
+from latlab.api.v1.overview import summary_of
+from latlab.jobs.queries import ExperimentQueries
+from latlab.storage import Store
 
 
 async def created(api: httpx.AsyncClient, port: int, **fields: Any) -> int:
@@ -63,3 +66,29 @@ async def test_bad_queries_are_422s(api: httpx.AsyncClient) -> None:
     for params in bad:
         response = await api.get("/api/v1/overview/experiments", params=params)
         assert response.status_code == 422, params
+
+
+async def test_pages_are_counted_from_the_newest(api: httpx.AsyncClient) -> None:
+    ids = [await created(api, 9) for _ in range(5)]
+
+    async def shown(offset: int, limit: int) -> list[int]:
+        params = {"offset": offset, "limit": limit}
+        page = (await api.get("/api/v1/overview/experiments", params=params)).json()
+        assert page["count"] == 5
+        return [summary["experiment"]["id"] for summary in page["data"]]
+
+    assert await shown(0, 2) == [ids[4], ids[3]]
+    assert await shown(3, 5) == [ids[1], ids[0]]
+    assert await shown(5, 5) == []
+    assert await shown(99, 1) == []
+
+
+async def test_an_experiment_deleted_after_the_page_was_read_is_still_summarized(
+    store: Store,
+) -> None:
+    """Found in review: its stats read the experiment again, whose 404 failed the page."""
+    spec = {"host": "127.0.0.1", "port": 9, "interval_s": 1, "count": 3}
+    job = await store.create_job("probe", spec)
+    await store.delete_job("probe", job.id)
+    summary = await summary_of(ExperimentQueries(store), job, 5, None)
+    assert (summary.experiment.id, summary.recent, summary.count) == (job.id, [], 0)

@@ -11,8 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from harness import run_api
-from latlab.api.login import safe_next
 from latlab.serving.hosts import same_origin, split_host
+from latlab.serving.redirects import safe_next
 from latlab.settings import Settings
 
 TOKEN = "s3cret-token-0123456789"
@@ -90,6 +90,20 @@ async def test_login_takes_json_and_goes_only_to_same_site_next(
     assert (response.status_code, response.headers["location"]) == (303, "/ui/bots")
     for unsafe in ["//evil.example/x", "https://evil.example/", "/\\evil.example", "ui"]:
         assert safe_next(unsafe) == "/ui/"
+    assert safe_next("/ui/load-runs/4") == "/ui/load-runs/4"
+
+
+async def test_login_never_sends_a_browser_to_a_get_that_acts(guarded: httpx.AsyncClient) -> None:
+    """Found in review: ``next=/stop/3`` stopped bot 3 for whoever logged in from that link
+    (the redirect is a same-origin GET, which the Origin check lets through)."""
+    for acting in [
+        "/stop/3",
+        "/api/stop/3",
+        "/test-latency?host=127.0.0.1&port=9",
+        "/ui/../stop/3",
+    ]:
+        response = await guarded.post("/ui/login", json={"token": TOKEN, "next": acting})
+        assert (response.status_code, response.headers["location"]) == (303, "/ui/"), acting
 
 
 async def test_login_with_a_wrong_token_is_401_and_sets_no_cookie(

@@ -4,42 +4,18 @@ on one SQLite store and the local Redis, probing a target in this process."""
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from fleet import WorkerProcess, fleet_env, latlab_worker, workers
-from harness import CountingTarget, latlab_serve, wait_for
+from fleet import WorkerProcess, api_and_workers
+from harness import CountingTarget, wait_for
 from latlab.storage import open_store
-from services import require_redis
 
 EXPERIMENTS = "/api/v1/experiments"
 pytestmark = pytest.mark.timeout(120)
-
-
-@asynccontextmanager
-async def api_and_workers(
-    db: Path, *locations: str
-) -> AsyncIterator[tuple[httpx.AsyncClient, list[WorkerProcess]]]:
-    """A worker at each of ``locations`` (in that order)."""
-    env = fleet_env(require_redis())
-    with ExitStack() as stack:
-        _, url = stack.enter_context(latlab_serve(db, "--no-targets", env=env))
-        started = [
-            stack.enter_context(latlab_worker(db, env, "--location", where, name=f"w{n}"))
-            for n, where in enumerate(locations)
-        ]
-        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
-
-            async def all_listed() -> bool:
-                return {w.id for w in started} <= set(await workers(api))
-
-            await wait_for(all_listed, what="the workers listed")
-            yield api, started
 
 
 async def finished(api: httpx.AsyncClient, experiment_id: int) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
-from harness import run_api, wait_for, wait_state
+from fleet import api_and_workers
+from harness import CountingTarget, run_api, wait_for, wait_state
 from latlab.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; scripts/test-services.sh installs it
@@ -104,10 +105,12 @@ async def test_the_chart_draws_every_result_live_and_the_buttons_drive_the_exper
 
         await tab.page.click("#actions button[data-action=pause]")
         await wait_state(api, experiment_id, "paused")
-        recorded = await results_count(api, experiment_id)
-        chart = tab.page.locator("#chart")
-        await expect(chart).to_have_attribute("data-points", str(recorded), timeout=WAIT_MS)
-        assert await results_count(api, experiment_id) == recorded  # nothing came meanwhile
+
+        async def every_result_drawn() -> bool:
+            return await points_drawn(tab.page) == await results_count(api, experiment_id)
+
+        # Both read afresh each time: a probe's write may land just after the pause.
+        await wait_for(every_result_drawn, WAIT_MS / 1000, "every stored result drawn")
         await expect(tab.page.locator("#state")).to_have_text("paused", timeout=WAIT_MS)
         assert await tab.page.is_disabled("#actions button[data-action=pause]")
         await tab.screenshot(screenshots / "experiment.png")
@@ -215,7 +218,7 @@ async def test_with_a_token_the_dashboard_asks_for_it_once_and_keeps_working(
         experiment_id = made.json()["id"]
         tab = await watched(browser)
         await tab.page.goto(f"{api.base_url}/ui/experiments/{experiment_id}")
-        assert urlsplit(tab.page.url).path == "/ui/login"
+        await tab.page.wait_for_url("**/ui/login?next=%2Fui%2Fexperiments%2F*", timeout=WAIT_MS)
         await tab.page.fill("input[name=token]", "wrong")
         await tab.page.click("button[type=submit]")
         await tab.page.locator("#problem", has_text="wrong API token").wait_for(timeout=WAIT_MS)
@@ -225,5 +228,40 @@ async def test_with_a_token_the_dashboard_asks_for_it_once_and_keeps_working(
         await tab.page.locator("#state", has_text="created").wait_for(timeout=WAIT_MS)
         await tab.page.goto(f"{api.base_url}/ui/")  # the cookie holds: no second login
         await tab.page.locator(f"#experiments tr[data-id='{experiment_id}']").wait_for()
+    assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def test_an_experiment_at_two_locations_draws_both_series_and_pages_each(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """Found in review: its page asked for one feed with ?after=-1, which such an experiment
+    refuses (422), so the chart stayed empty; its results table mixed the locations."""
+    db = tmp_path / "latlab.db"
+    async with CountingTarget() as target, api_and_workers(db, "eu-1", "us-1") as (api, _):
+        body = {"host": "127.0.0.1", "port": target.port, "path": "/", "interval_s": 0.02}
+        made = await api.post(
+            "/api/v1/experiments", json={**body, "count": 12, "locations": ["eu-1", "us-1"]}
+        )
+        experiment_id = made.json()["id"]
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/experiments/{experiment_id}")
+        await tab.page.click("#actions button[data-action=start]")
+        chart = tab.page.locator("#chart")
+        await expect(chart).to_have_attribute("data-points", "24", timeout=30_000)
+        assert await tab.page.locator("#location option").all_inner_texts() == ["eu-1", "us-1"]
+        rows = tab.page.locator("#results tbody tr")
+        await expect(rows).to_have_count(12)
+        assert (await rows.first.locator("td").first.inner_text()) == "11"  # newest first
+        await tab.page.select_option("#location", "us-1")
+        table = tab.page.locator("#results tbody")
+        await expect(table).to_have_attribute("data-location", "us-1")
+        await expect(rows).to_have_count(12)
+        stored = await api.get(
+            f"/api/v1/experiments/{experiment_id}/results", params={"location": "us-1"}
+        )
+        newest = stored.json()["data"][-1]
+        latency = await rows.first.locator("td").nth(3).inner_text()
+        assert latency == f"{newest['latency_ms']:.2f}"
     assert tab.blocked == []
     assert tab.errors == []

@@ -18,11 +18,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import SecretStr
 
 from latlab.jobs.quota import QuotaExceeded
+from latlab.serving.redirects import DASHBOARD, safe_next
 
 SESSION_COOKIE = "latlab_session"
 # Per client address: plenty for a person, far too few to guess a token.
 LOGIN_ATTEMPTS_PER_MIN = 10
-DEFAULT_NEXT = "/ui/"
 _SESSION_CONTEXT = b"latlab ui session v1"
 
 
@@ -40,15 +40,6 @@ def session_value(token: SecretStr) -> str:
 def token_matches(given: bytes, token: SecretStr) -> bool:
     """Constant-time: how long a guess takes says nothing about how much of it was right."""
     return hmac.compare_digest(given, token.get_secret_value().encode())
-
-
-def safe_next(value: str | None) -> str:
-    """A same-site path to go to after logging in; anything else (``//evil``, URLs) -> /ui/."""
-    if not value or not value.startswith("/") or value.startswith("//"):
-        return DEFAULT_NEXT
-    if any(char in value for char in "\\\r\n\t") or not value.isprintable():
-        return DEFAULT_NEXT
-    return value
 
 
 def _form_fields(body: bytes, content_type: str) -> dict[str, str]:
@@ -108,7 +99,7 @@ def login_router(token: SecretStr | None, admit: Callable[[str, int], None]) -> 
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        response = RedirectResponse(DEFAULT_NEXT, status_code=303)
+        response = RedirectResponse(DASHBOARD, status_code=303)
         response.delete_cookie(
             SESSION_COOKIE,
             path="/",

@@ -4,7 +4,7 @@ A pure ASGI middleware (no ``BaseHTTPMiddleware``: it would add a task and a cop
 
 - Host (DNS rebinding): without a token, or whenever ``allowed_hosts`` is set, the ``Host``
   must be a loopback name/address or listed, else 400.
-- Token: with ``api_token`` set, every route but health, the docs and the login needs
+- Token: with ``api_token`` set, every route but health, the docs and the dashboard needs
   ``Authorization: Bearer <token>`` or the login cookie, else 401.
 - Origin (CSRF), always: a state-changing request from a foreign page gets 403.
 """
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import hmac
 import re
-from urllib.parse import urlencode
 
 from pydantic import SecretStr
 from starlette.requests import cookie_parser
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from latlab.api.login import SESSION_COOKIE, configured_token, session_value, token_matches
@@ -34,15 +33,14 @@ PUBLIC_PATHS = frozenset(
         "/apidocs/",
         "/redoc",
         "/openapi.json",
-        "/ui/login",
-        "/ui/logout",
+        "/ui",
         "/",  # only a redirect to /ui/ (or a 404)
     }
 )
-# The docs' and the dashboard's files: code and styles, no data.
-PUBLIC_PREFIXES = ("/docs/assets/", "/ui/static/", "/ui/vendor/")
-# A dashboard page asked for without the token: to the login page, which comes back here.
-LOGIN_PAGE = "/ui/login"
+# The docs' files, and the dashboard: its pages hold no data (their scripts read the API,
+# which asks for the token, and send a browser to /ui/login on a 401), so a link from another
+# site, which arrives without the SameSite=Strict cookie, still opens the page.
+PUBLIC_PREFIXES = ("/docs/assets/", "/ui/")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The GET routes that change state or send traffic (an <img> tag can call them), at the root
@@ -79,14 +77,12 @@ class SecurityMiddleware:
                 return
         await self.app(scope, receive, send)
 
-    def refusal(self, scope: Scope) -> JSONResponse | RedirectResponse | None:
+    def refusal(self, scope: Scope) -> JSONResponse | None:
         headers = _checked_headers(scope)
         if self.check_host and not self.host_allowed(headers.get("host")):
             return _refusal(400, "host not allowed")
         path: str = scope["path"]
         if not self.authorized(headers, path):
-            if scope["method"] == "GET" and path.startswith("/ui/"):
-                return _to_login(scope)
             detail = "a valid API token is needed: send Authorization: Bearer <token>, or log in"
             return _refusal(401, detail, {"WWW-Authenticate": "Bearer"})
         if changes_state(scope["method"], path) and _cross_site(headers):
@@ -102,12 +98,6 @@ class SecurityMiddleware:
         cookie = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
         assert self.session is not None
         return cookie is not None and hmac.compare_digest(cookie.encode(), self.session)
-
-
-def _to_login(scope: Scope) -> RedirectResponse:
-    root = scope.get("root_path", "")
-    query = urlencode({"next": root + scope["path"]})
-    return RedirectResponse(f"{root}{LOGIN_PAGE}?{query}", status_code=303)
 
 
 def _checked_headers(scope: Scope) -> dict[str, str]:

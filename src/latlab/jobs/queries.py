@@ -225,7 +225,12 @@ class ExperimentQueries(JobQueries):
         """The stats of every result (or those at ``location``), and of each location's for
         an experiment run at several. Constant time in the number of results: stored
         histograms plus a short tail each, merged bucket for bucket."""
-        job = await self.get(experiment_id)
+        return await self.stats_of(await self.get(experiment_id), window, location)
+
+    async def stats_of(
+        self, job: JobRecord, window: StatsWindow | None = None, location: str | None = None
+    ) -> tuple[LatencyStats, dict[str, LatencyStats]]:
+        """:meth:`stats` of an experiment already read."""
         minutes = None if window is None else window.minutes()
         found = series_of(job, location)
         histograms = [

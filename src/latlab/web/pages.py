@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from latlab import __version__
+from latlab.serving.redirects import safe_next
 from latlab.web.assets import STATIC, TEMPLATES, Library, uplot
 
 UI = "/ui"
@@ -88,7 +89,7 @@ def _entrances(router: APIRouter, login_page: Page | None) -> None:
     async def login(request: Request, next: str = f"{UI}/") -> Response:
         if login_page is None:  # no token: nothing to log in to
             return _to_overview(request, 303)
-        return login_page(request, "login.html", title="Log in", next_path=next)
+        return login_page(request, "login.html", title="Log in", next_path=safe_next(next))
 
 
 def _job_pages(router: APIRouter, page: Page) -> None:

@@ -52,11 +52,13 @@ class ExperimentsOverview(BaseModel):
     limit: int
 
 
-async def _summary(
+async def summary_of(
     experiments: ExperimentQueries, job: JobRecord, recent: int, live: set[str] | None
 ) -> ExperimentSummary:
+    """From ``job`` as read: one deleted since is summarized from what is left (nothing),
+    not read again (its 404 would fail the whole page)."""
     last = await experiments.recent(job, recent)
-    stats, _ = await experiments.stats(job.id)
+    stats, _ = await experiments.stats_of(job)
     return ExperimentSummary(
         experiment=ExperimentPublic.of(job, live),
         recent=[RecentResult.model_validate(result, from_attributes=True) for result in last],
@@ -78,10 +80,32 @@ async def experiments_overview(
     recent: RecentQuery = 30,
 ) -> ExperimentsOverview:
     """Experiments newest first, each with its last `recent` results, p50, p99 and errors."""
-    jobs = (await experiments.page(state)).items
+    shown, total = await _newest_first(experiments, state, host, offset, limit)
+    data = await asyncio.gather(*(summary_of(experiments, job, recent, locations) for job in shown))
+    return ExperimentsOverview(data=list(data), count=total, offset=offset, limit=limit)
+
+
+async def _newest_first(
+    experiments: ExperimentQueries,
+    state: JobState | None,
+    host: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[JobRecord], int]:
+    """The page ``offset``..``offset + limit`` counting from the newest, and how many match.
+    Jobs are listed by ascending id, so without a host to match the page is read from the end;
+    a host is matched against every experiment's spec (a scan: fine for thousands)."""
     if host:
-        jobs = [job for job in jobs if host in str(job.spec.get("host", ""))]
-    jobs.sort(key=lambda job: job.id, reverse=True)
-    shown = jobs[offset : offset + limit]
-    data = await asyncio.gather(*(_summary(experiments, job, recent, locations) for job in shown))
-    return ExperimentsOverview(data=list(data), count=len(jobs), offset=offset, limit=limit)
+        jobs = [job for job in (await experiments.page(state)).items if host in _host(job)]
+        jobs.reverse()
+        return jobs[offset : offset + limit], len(jobs)
+    total = (await experiments.page(state, limit=1)).total
+    end = total - offset  # the page ends here, counted from the oldest
+    if end <= 0:
+        return [], total
+    page = await experiments.page(state, offset=max(0, end - limit), limit=min(limit, end))
+    return page.items[::-1], total
+
+
+def _host(job: JobRecord) -> str:
+    return str(job.spec.get("host", ""))

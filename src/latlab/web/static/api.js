@@ -109,3 +109,13 @@ export async function act(button, path, shown) {
     problem(`${action}: ${error.message}`);
   }
 }
+
+/** `work(isLatest)` where a call started later makes the earlier ones' `isLatest()` false:
+ * a slow answer then draws nothing over a newer one. */
+export function latest(work) {
+  let calls = 0;
+  return (...args) => {
+    const call = ++calls;
+    return work(() => call === calls, ...args);
+  };
+}

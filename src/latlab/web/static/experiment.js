@@ -1,6 +1,7 @@
-// One experiment: a live latency chart (every result from the SSE feed, replay first), its
-// figures, its results newest first, and the buttons that drive it.
-import { act, api, cell, ms, problem, root, showActions, solved } from "./api.js";
+// One experiment: a live latency chart (every result from the SSE feed, replay first; one
+// feed per location of an experiment run at several), its figures, its results newest first
+// (a location at a time), and the buttons that drive it.
+import { act, api, cell, latest, ms, problem, root, showActions, solved } from "./api.js";
 import { lineChart, redrawer } from "./charts.js";
 
 const section = document.getElementById("experiment");
@@ -8,40 +9,49 @@ const id = Number(section.dataset.id);
 
 const PAGE = 50;
 const FIGURES_EVERY_MS = 2000;
-// Seconds since the epoch, then one column per series: what uPlot draws.
-const columns = [[], [], [], [], []];
+const ENDED = new Set(["completed", "stopped", "failed"]);
 const chartBox = document.getElementById("chart");
+const picker = document.getElementById("location");
+const points = []; // every result drawn: {at (s since the epoch), latency, dns, connect, ttfb}
+let unsorted = false; // a location's point came after a later one of another location
 let newestFirstPage = 0;
-let total = 0;
+const feeds = [];
 
-const chart = lineChart(chartBox, columns, [
-  ["latency", "#2a7ae2"],
-  ["DNS", "#9c27b0", false],
-  ["connect", "#e67e22", false],
-  ["TTFB", "#16a085", false],
-]);
+const chart = lineChart(
+  chartBox,
+  [[], [], [], [], []],
+  [
+    ["latency", "#2a7ae2"],
+    ["DNS", "#9c27b0", false],
+    ["connect", "#e67e22", false],
+    ["TTFB", "#16a085", false],
+  ],
+);
 const redraw = redrawer(() => {
+  if (unsorted) points.sort((a, b) => a.at - b.at); // uPlot needs x ascending
+  unsorted = false;
+  const columns = ["at", "latency", "dns", "connect", "ttfb"].map((key) => points.map((point) => point[key]));
   chart.setData(columns);
-  chartBox.dataset.points = `${columns[0].length}`;
+  chartBox.dataset.points = `${points.length}`;
 });
 
 function add(result) {
-  const failed = result.latency_ms < 0;
-  columns[0].push(new Date(result.timestamp).getTime() / 1000);
-  columns[1].push(failed ? null : result.latency_ms);
-  columns[2].push(result.dns_ms ?? null);
-  columns[3].push(result.connect_ms ?? null);
-  columns[4].push(result.ttfb_ms ?? null);
+  const at = new Date(result.timestamp).getTime() / 1000;
+  unsorted ||= points.length > 0 && at < points.at(-1).at;
+  const latency = result.latency_ms < 0 ? null : result.latency_ms;
+  points.push({ at, latency, dns: result.dns_ms, connect: result.connect_ms, ttfb: result.ttfb_ms });
   redraw();
 }
 
 async function showFigures() {
   const [experiment, stats] = await Promise.all([api(`experiments/${id}`), api(`experiments/${id}/stats`)]);
   const { settings } = experiment;
+  const where = settings.locations ? ` at ${settings.locations.join(", ")}` : "";
   document.getElementById("target").textContent =
-    `${settings.method} ${settings.scheme}://${settings.host}:${settings.port}${settings.path} every ${settings.interval_s} s`;
+    `${settings.method} ${settings.scheme}://${settings.host}:${settings.port}${settings.path} every ${settings.interval_s} s${where}`;
   showActions(experiment.state);
-  document.getElementById("done").textContent = `${experiment.done} / ${settings.count}`;
+  const planned = settings.count * (settings.locations?.length ?? 1);
+  document.getElementById("done").textContent = `${experiment.done} / ${planned}`;
   for (const name of ["p50", "p90", "p99"]) {
     document.getElementById(name).textContent = `${ms(stats[`${name}_ms`])} ms`;
   }
@@ -49,63 +59,86 @@ async function showFigures() {
   return experiment;
 }
 
-async function showResults() {
-  const first = await api(`experiments/${id}/results?limit=1`);
-  total = first.count;
-  const end = Math.max(0, total - newestFirstPage * PAGE);
+function resultRow(result) {
+  const row = document.createElement("tr");
+  if (result.error) row.className = "failed";
+  row.append(
+    cell(`${result.seq}`, "number"),
+    cell(new Date(result.timestamp).toLocaleTimeString()),
+    cell(`${result.status_code || "–"}`, "number"),
+    cell(ms(result.latency_ms), "number"),
+    cell(ms(result.dns_ms), "number"),
+    cell(ms(result.connect_ms), "number"),
+    cell(ms(result.ttfb_ms), "number"),
+    cell(result.error ?? ""),
+  );
+  return row;
+}
+
+/** The page of results newest first: of the location picked, for an experiment at several. */
+const showResults = latest(async (isLatest) => {
+  const at = picker.hidden ? "" : `&location=${encodeURIComponent(picker.value)}`;
+  const { count } = await api(`experiments/${id}/results?limit=1${at}`);
+  const end = Math.max(0, count - newestFirstPage * PAGE);
   const offset = Math.max(0, end - PAGE);
-  const page = end > 0 ? await api(`experiments/${id}/results?offset=${offset}&limit=${end - offset}`) : { data: [] };
-  const rows = page.data.reverse().map((result) => {
-    const row = document.createElement("tr");
-    if (result.error) row.className = "failed";
-    row.append(
-      cell(`${result.seq}`, "number"),
-      cell(new Date(result.timestamp).toLocaleTimeString()),
-      cell(`${result.status_code || "–"}`, "number"),
-      cell(ms(result.latency_ms), "number"),
-      cell(ms(result.dns_ms), "number"),
-      cell(ms(result.connect_ms), "number"),
-      cell(ms(result.ttfb_ms), "number"),
-      cell(result.error ?? ""),
-    );
-    return row;
-  });
-  document.querySelector("#results tbody").replaceChildren(...rows);
-  const pages = Math.max(1, Math.ceil(total / PAGE));
+  const page = end > 0 ? await api(`experiments/${id}/results?offset=${offset}&limit=${end - offset}${at}`) : null;
+  if (!isLatest()) return; // a later call (a page turned meanwhile) draws its own
+  const table = document.querySelector("#results tbody");
+  table.replaceChildren(...(page?.data ?? []).reverse().map(resultRow));
+  table.dataset.location = picker.hidden ? "" : picker.value;
+  const pages = Math.max(1, Math.ceil(count / PAGE));
   document.getElementById("page").textContent = `page ${newestFirstPage + 1} of ${pages}`;
   document.getElementById("newer").disabled = newestFirstPage === 0;
   document.getElementById("older").disabled = newestFirstPage + 1 >= pages;
-}
+});
 
 async function refresh() {
   try {
-    await Promise.all([showFigures(), showResults()]);
+    const [experiment] = await Promise.all([showFigures(), showResults()]);
     solved("read");
+    return experiment;
   } catch (error) {
     problem(error.status === 404 ? `Experiment ${id} does not exist (any more).` : error.message, "read");
+    return null;
   }
 }
 
-function follow() {
-  const events = new EventSource(`${root}/api/v1/experiments/${id}/events?after=-1`);
-  events.addEventListener("result", (event) => add(JSON.parse(event.data)));
-  events.addEventListener("state", (event) => {
-    showActions(JSON.parse(event.data).state);
-    refresh();
-  });
+/** One feed per location (each replays its own results by seq), or the experiment's own. */
+function follow(locations) {
+  const queries = locations ? locations.map((where) => `location=${encodeURIComponent(where)}&`) : [""];
+  for (const query of queries) {
+    const events = new EventSource(`${root}/api/v1/experiments/${id}/events?${query}after=-1`);
+    events.addEventListener("result", (event) => add(JSON.parse(event.data)));
+    events.addEventListener("state", (event) => {
+      const { state } = JSON.parse(event.data);
+      showActions(state);
+      if (ENDED.has(state)) events.close(); // over: a reconnect would only replay it
+      refresh();
+    });
+    feeds.push(events);
+  }
+}
+
+function pickable(locations) {
+  if (!locations) return;
+  picker.replaceChildren(...locations.map((where) => new Option(where, where)));
+  picker.hidden = false;
+  document.getElementById("location-label").hidden = false;
+}
+
+function turn(by) {
+  newestFirstPage = Math.max(0, newestFirstPage + by);
+  showResults();
 }
 
 for (const button of document.querySelectorAll("#actions button")) {
   button.addEventListener("click", () => act(button, `experiments/${id}`, (done) => showActions(done.state)));
 }
-document.getElementById("newer").addEventListener("click", () => {
-  newestFirstPage -= 1;
-  showResults();
-});
-document.getElementById("older").addEventListener("click", () => {
-  newestFirstPage += 1;
-  showResults();
-});
+document.getElementById("newer").addEventListener("click", () => turn(-1));
+document.getElementById("older").addEventListener("click", () => turn(1));
+picker.addEventListener("change", () => turn(-newestFirstPage));
+const experiment = await api(`experiments/${id}`).catch(() => null);
+pickable(experiment?.settings.locations);
 await refresh();
-follow();
+if (experiment) follow(experiment.settings.locations);
 setInterval(refresh, FIGURES_EVERY_MS);

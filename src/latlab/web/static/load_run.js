@@ -7,6 +7,7 @@ const section = document.getElementById("load-run");
 const id = Number(section.dataset.id);
 const FIGURES_EVERY_MS = 2000;
 const TABLE_ROWS = 60;
+const ENDED = new Set(["completed", "stopped", "failed"]);
 
 const rateBox = document.getElementById("rate-chart");
 const rates = [[], []]; // second, req/s
@@ -138,7 +139,10 @@ async function change(event) {
 function follow() {
   const events = new EventSource(`${document.body.dataset.root}/api/v1/load-runs/${id}/events?after=-1`);
   events.addEventListener("second", (event) => add(JSON.parse(event.data)));
-  events.addEventListener("state", refresh);
+  events.addEventListener("state", (event) => {
+    if (ENDED.has(JSON.parse(event.data).state)) events.close(); // over: nothing more comes
+    refresh();
+  });
 }
 
 for (const button of document.querySelectorAll("#actions button")) {

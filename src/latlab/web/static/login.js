@@ -11,9 +11,10 @@ form.addEventListener("submit", async (event) => {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(fields),
     credentials: "same-origin",
+    redirect: "manual", // the 303 sets the cookie; the page it names is loaded once, below
   });
-  if (response.ok) {
-    location.assign(response.url); // where the server sent us: a same-site path only
+  if (response.type === "opaqueredirect") {
+    location.assign(fields.next); // a dashboard page: the server sanitized it into the form
   } else {
     const body = await response.json().catch(() => ({}));
     problem(body.detail ?? `login failed (${response.status})`);

@@ -1,10 +1,12 @@
 // The overview: experiments (a page at a time, each with its heartbeat strip and figures),
 // load runs and bots, kept current by the events feed and a slow refresh.
-import { api, cell, ms, problem, root, solved, stateBadge, when } from "./api.js";
+import { api, cell, latest, ms, problem, root, solved, stateBadge, when } from "./api.js";
 
 const REFRESH_MS = 5000; // progress moves without a state event: read again this often
 const PAGE = 50;
 const RECENT = 30;
+const TYPING_WAIT_MS = 250;
+const EVENTS_WAIT_MS = 300;
 
 const filters = document.getElementById("filters");
 let page = 0;
@@ -56,20 +58,21 @@ function experimentRow(summary) {
   return row;
 }
 
-async function showExperiments() {
+const showExperiments = latest(async (isLatest) => {
   const query = new URLSearchParams({ offset: `${page * PAGE}`, limit: `${PAGE}`, recent: `${RECENT}` });
   const state = filters.elements.state.value;
   const host = filters.elements.host.value.trim();
   if (state) query.set("state", state);
   if (host) query.set("host", host);
   const found = await api(`overview/experiments?${query}`);
+  if (!isLatest()) return; // the filter or page changed meanwhile: a later call draws it
   document.querySelector("#experiments tbody").replaceChildren(...found.data.map(experimentRow));
   document.getElementById("experiments-empty").hidden = found.data.length > 0;
   pages = Math.max(1, Math.ceil(found.count / PAGE));
   document.getElementById("page").textContent = `page ${page + 1} of ${pages} (${found.count})`;
   document.getElementById("newer").disabled = page === 0;
   document.getElementById("older").disabled = page + 1 >= pages;
-}
+});
 
 function loadRunRow(run) {
   const row = document.createElement("tr");
@@ -83,8 +86,15 @@ function loadRunRow(run) {
   return row;
 }
 
+/** The newest load runs: the list is by ascending id, so its last page. */
+async function newestLoadRuns() {
+  const { count } = await api("load-runs?limit=1");
+  const runs = await api(`load-runs?offset=${Math.max(0, count - PAGE)}&limit=${PAGE}`);
+  return runs;
+}
+
 async function showOthers() {
-  const [runs, bots] = await Promise.all([api(`load-runs?limit=${PAGE}`), api("bots?state=running&limit=1")]);
+  const [runs, bots] = await Promise.all([newestLoadRuns(), api("bots?state=running&limit=1")]);
   const newest = runs.data.sort((a, b) => b.id - a.id);
   document.querySelector("#load-runs tbody").replaceChildren(...newest.map(loadRunRow));
   document.getElementById("load-runs-empty").hidden = runs.count > 0;
@@ -100,10 +110,20 @@ async function refresh() {
   }
 }
 
+/** `call`, at most once per `wait_ms`: the last of a burst of keystrokes or events. */
+function debounced(call, wait_ms) {
+  let timer = null;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(call, wait_ms);
+  };
+}
+
 function follow() {
   const events = new EventSource(`${root}/api/v1/events`);
-  events.addEventListener("state", refresh);
-  events.addEventListener("deleted", refresh);
+  const soon = debounced(refresh, EVENTS_WAIT_MS); // a hundred jobs ending: one read
+  events.addEventListener("state", soon);
+  events.addEventListener("deleted", soon);
 }
 
 function turn(by) {
@@ -111,9 +131,10 @@ function turn(by) {
   refresh();
 }
 
+const typed = debounced(refresh, TYPING_WAIT_MS);
 filters.addEventListener("input", () => {
   page = 0;
-  refresh();
+  typed();
 });
 filters.addEventListener("submit", (event) => event.preventDefault());
 document.getElementById("newer").addEventListener("click", () => turn(-1));
