@@ -3,42 +3,20 @@ with the network cut: every file comes from LatLab itself."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from fleet import api_and_workers
 from harness import CountingTarget, run_api, wait_for, wait_state
 from latlab.settings import Settings
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; scripts/test-services.sh installs it
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 TOKEN = "dashboard-test-token"
 WAIT_MS = 15_000
-
-
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    """Where the pages' screenshots go, as artifacts: LATLAB_SCREENSHOTS_DIR if set."""
-    directory = Path(os.environ.get("LATLAB_SCREENSHOTS_DIR", tmp_path))
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 class Watched:

@@ -272,6 +272,37 @@ def workers(
 
 
 @app.command()
+def report(
+    kind: Annotated[str, typer.Argument(metavar="experiment|load-run", help="What to report on.")],
+    job_id: Annotated[int, typer.Argument(metavar="ID", min=1, help="Its id.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="FILE.html", help="Where to write it.")
+    ],
+    server: Annotated[
+        str, typer.Option(metavar="URL", envvar="LATLAB_SERVER", help="The LatLab server.")
+    ] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LATLAB_API_TOKEN",
+            show_default=False,
+            help="Bearer token the server asks for; prefer the env var (`ps` shows options).",
+        ),
+    ] = None,
+) -> None:
+    """Save a self-contained HTML report of an experiment or a load run (opens offline).
+
+    Exit status 0: written; 1: the server refused; 2: bad usage or an unwritable file; 3:
+    the server cannot be reached.
+    """
+    from latlab.cli.report import ReportKind, save_report
+
+    if kind not in set(ReportKind):
+        raise typer.BadParameter("experiment or load-run", param_hint="'experiment|load-run'")
+    raise SystemExit(save_report(ReportKind(kind), job_id, output, server, token or None))
+
+
+@app.command()
 def version() -> None:
     """Print LatLab's version."""
     from latlab import __version__

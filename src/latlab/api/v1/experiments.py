@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import ValidationError
 
 from latlab.api.deps import (
@@ -33,6 +33,7 @@ from latlab.api.deps import (
 )
 from latlab.api.errors import request_validation_error
 from latlab.api.idempotency import IdempotencyKey
+from latlab.api.reports import report_response
 from latlab.api.schemas import (
     ExperimentPublic,
     ExperimentsCreated,
@@ -49,6 +50,7 @@ from latlab.jobs.queries import ExperimentQueries, StatsWindow
 from latlab.jobs.state import Action
 from latlab.settings import Settings
 from latlab.storage import JobRecord, JobState, ProbeResult
+from latlab.web.reports import experiment_data, experiment_points
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 _CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -297,3 +299,30 @@ async def results_csv(
     return StreamingResponse(
         _csv_lines(experiments, job), media_type="text/csv; charset=utf-8", headers=headers
     )
+
+
+@router.get(
+    "/{experiment_id}/report.html",
+    response_class=HTMLResponse,
+    responses={
+        200: {"content": {"text/html": {}}, "description": "One self-contained HTML file."},
+        **_NOT_FOUND,
+        503: {"description": "The chart library is not installed (`make install`)."},
+    },
+)
+async def report(
+    experiment_id: ExperimentIdPath, experiments: ExperimentsDep, locations: LiveLocationsDep
+) -> HTMLResponse:
+    """The experiment as one HTML file: figures and latency chart inside, no network needed
+    to open it (`latlab report experiment ID -o FILE.html` saves it)."""
+    job = await experiments.get(experiment_id)
+    stats, by_location = await experiments.stats_of(job)
+    pages = experiments.results_from(job, RESULTS_PAGE)
+    points = await experiment_points(pages, stats.count)
+    data = experiment_data(
+        ExperimentPublic.of(job, locations).model_dump(mode="json"),
+        StatsPublic.of(stats, None, by_location).model_dump(mode="json", by_alias=True),
+        points,
+        stats.count,
+    )
+    return report_response(f"Experiment {job.id}", "experiment", data)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import ValidationError
 
 from latlab.api.deps import (
@@ -31,8 +31,10 @@ from latlab.api.load_run_schemas import (
     LoadRunChange,
     LoadRunPublic,
     LoadRunsPublic,
+    LoadSecondPublic,
     LoadSecondsPublic,
 )
+from latlab.api.reports import report_response
 from latlab.jobs.kinds.load import KIND, LoadRunner, RetuneRefused
 from latlab.jobs.kinds.load_queries import LoadRunQueries
 from latlab.jobs.kinds.load_remote import ChangeOutOfBounds, retune_anywhere, retune_sharded
@@ -43,6 +45,7 @@ from latlab.jobs.state import Action
 from latlab.measure.load.plan import LoadLimits
 from latlab.measure.load.summary import CSV_COLUMNS
 from latlab.storage import JobRecord, JobState
+from latlab.web.reports import load_run_data
 
 router = APIRouter(prefix="/api/v1/load-runs", tags=["load runs"])
 SECONDS_PAGE = 500  # seconds per store read when exporting CSV
@@ -266,3 +269,25 @@ async def seconds_csv(load_run_id: LoadRunIdPath, runs: LoadRunsDep) -> Streamin
     return StreamingResponse(
         _csv_lines(runs, job.id), media_type="text/csv; charset=utf-8", headers=headers
     )
+
+
+@router.get(
+    "/{load_run_id}/report.html",
+    response_class=HTMLResponse,
+    responses={
+        200: {"content": {"text/html": {}}, "description": "One self-contained HTML file."},
+        **_NOT_FOUND,
+        503: {"description": "The chart library is not installed (`make install`)."},
+    },
+)
+async def report(load_run_id: LoadRunIdPath, runs: LoadRunsDep) -> HTMLResponse:
+    """The run as one HTML file: figures, per-second charts and percentiles inside, no
+    network needed to open it (`latlab report load-run ID -o FILE.html` saves it)."""
+    job = await runs.get(load_run_id)
+    public = LoadRunPublic.of(job, await runs.figures(job)).model_dump(mode="json")
+    seconds = [
+        LoadSecondPublic.model_validate(row).model_dump(mode="json")
+        async for rows in runs.seconds_from(job.id, SECONDS_PAGE)
+        for row in rows
+    ]
+    return report_response(f"Load run {job.id}", "load-run", load_run_data(public, seconds))
