@@ -82,6 +82,8 @@ def cases(busy: int, held: int) -> dict[str, tuple[list[str], dict[str, str]]]:
         "targets_command_port_busy": ([*LATLAB, "targets", "--port", str(busy)], {}),
         "bad_port_variable": ([*LATLAB, "serve", "--no-targets"], {"LATLAB_PORT": "abc"}),
         "bad_storage_scheme": ([*serve, str(free_port())], {"LATLAB_STORAGE_URL": "foo://x"}),
+        "bad_storage_option": ([*serve, str(free_port()), "--storage-url", "foo://x"], {}),
+        "bad_log_level_option": ([*serve, str(free_port()), "--log-level", "loud"], {}),
         "verbose": ([*serve, str(busy), "--verbose"], {}),
         "missing_driver": (
             [*WITHOUT_ASYNCPG, "serve", "--no-targets", "--port", str(free_port())],
@@ -192,6 +194,17 @@ def test_an_unknown_storage_scheme_exits_2(outcome: dict[str, Future[Outcome]]) 
     result = outcome["bad_storage_scheme"].result()
     assert result.returncode == 2
     assert "LATLAB_STORAGE_URL: unsupported storage URL scheme 'foo'" in result.line
+
+
+def test_the_storage_and_log_level_options_are_checked_as_their_variables(
+    outcome: dict[str, Future[Outcome]],
+) -> None:
+    storage = outcome["bad_storage_option"].result()
+    assert storage.returncode == 2
+    assert "unsupported storage URL scheme 'foo'" in storage.line
+    level = outcome["bad_log_level_option"].result()
+    assert level.returncode == 2
+    assert level.line.startswith("latlab: LATLAB_LOG_LEVEL='loud'")
 
 
 def test_a_missing_driver_exits_2_naming_the_extra(outcome: dict[str, Future[Outcome]]) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from latlab.cli.experiments import experiment_app
 from latlab.cli.pipeline import pipeline_app
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(experiment_app, name="experiment")
 
 HostOption = Annotated[str | None, typer.Option(help="Bind address [env LATLAB_HOST].")]
 PortOption = Annotated[int | None, typer.Option(help="Port [env LATLAB_PORT].", min=0, max=65535)]
@@ -35,6 +37,25 @@ InsecureOption = Annotated[
     bool,
     typer.Option(
         "--insecure", help="Serve a non-loopback address without a token [env LATLAB_INSECURE]."
+    ),
+]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage-url",
+        metavar="URL",
+        show_default=False,
+        help="The store: sqlite+aiosqlite:///FILE, postgresql+asyncpg://…, mongodb://… "
+        "[env LATLAB_STORAGE_URL; default SQLite ./latlab.db].",
+    ),
+]
+LogLevelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        metavar="LEVEL",
+        show_default=False,
+        help="debug, info, warning, error or critical [env LATLAB_LOG_LEVEL; default info].",
     ),
 ]
 VerboseOption = Annotated[
@@ -60,6 +81,8 @@ def serve(
     ] = False,
     token: TokenOption = None,
     insecure: InsecureOption = False,
+    storage_url: StorageOption = None,
+    log_level: LogLevelOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the control API (and the built-in targets on port 8008).
@@ -68,7 +91,14 @@ def serve(
     """
     from latlab.cli.serve import run_serve
 
-    overrides = _given(host=host, port=port, targets_port=targets_port, api_token=token)
+    overrides = _given(
+        host=host,
+        port=port,
+        targets_port=targets_port,
+        api_token=token,
+        storage_url=storage_url,
+        log_level=log_level,
+    )
     if no_targets:
         overrides["targets_enabled"] = False
     if insecure:
@@ -242,6 +272,8 @@ def worker(
     capacity: Annotated[
         int, typer.Option(help="Experiments and load runs it runs at once.", min=1, max=10_000)
     ] = 4,
+    storage_url: StorageOption = None,
+    log_level: LogLevelOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run dispatched jobs on this machine (needs LATLAB_REDIS_URL and the API's store).
@@ -256,7 +288,7 @@ def worker(
 
     log = StartupLog()
     with reporting_startup(verbose, log):
-        settings = Settings()
+        settings = Settings(**_given(storage_url=storage_url, log_level=log_level))
         log.set_level(settings.log_level)
         run_worker(settings, location=location, capacity=capacity, log=log)
 
@@ -308,6 +340,26 @@ def version() -> None:
     from latlab import __version__
 
     typer.echo(__version__)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from latlab import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """LatLab: latency experiments and load runs against HTTP services."""
 
 
 def main() -> None:

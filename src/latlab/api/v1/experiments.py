@@ -303,7 +303,7 @@ async def results_csv(
 
 @router.get(
     "/{experiment_id}/report.html",
-    response_class=HTMLResponse,
+    response_class=Response,  # other answers are JSON: only the 200 is text/html
     responses={
         200: {"content": {"text/html": {}}, "description": "One self-contained HTML file."},
         **_NOT_FOUND,

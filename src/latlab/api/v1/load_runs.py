@@ -273,7 +273,7 @@ async def seconds_csv(load_run_id: LoadRunIdPath, runs: LoadRunsDep) -> Streamin
 
 @router.get(
     "/{load_run_id}/report.html",
-    response_class=HTMLResponse,
+    response_class=Response,  # other answers are JSON: only the 200 is text/html
     responses={
         200: {"content": {"text/html": {}}, "description": "One self-contained HTML file."},
         **_NOT_FOUND,

@@ -1,0 +1,130 @@
+"""``latlab experiment …``: create, list, show, drive and watch experiments on a server."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from latlab.cli.remote import DEFAULT_SERVER, Server, ServerOption, TokenOption
+from latlab.cli.watch import ms, watch_experiment
+
+experiment_app = typer.Typer(
+    help="Experiments on a running server (--server, default http://127.0.0.1:8000).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+IdArgument = Annotated[int, typer.Argument(metavar="ID", min=1, help="The experiment's id.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON.")]
+
+
+def _print(document: Any, as_json: bool, table: Table | None = None) -> None:
+    console = Console()
+    if as_json or table is None:
+        console.print_json(json.dumps(document))
+    else:
+        console.print(table)
+
+
+def _row(experiment: dict[str, Any]) -> list[str]:
+    spec = experiment["settings"]
+    target = f"{spec['scheme']}://{spec['host']}:{spec['port']}{spec['path']}"
+    return [
+        str(experiment["id"]),
+        experiment["state"],
+        target,
+        f"{experiment['done']}/{spec['count']}",
+    ]
+
+
+def _table(experiments: list[dict[str, Any]]) -> Table:
+    table = Table("id", "state", "target", "probes")
+    for experiment in experiments:
+        table.add_row(*_row(experiment))
+    return table
+
+
+@experiment_app.command()
+def create(
+    host: Annotated[str, typer.Option(help="Target host.")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Target port.")],
+    path: Annotated[str, typer.Option(help="Path (and query) to request.")] = "/api/latency",
+    interval: Annotated[float, typer.Option(metavar="S", help="Seconds between probes.")] = 1.0,
+    count: Annotated[int, typer.Option(min=1, help="Probes in total.")] = 10,
+    start: Annotated[bool, typer.Option("--start", help="Start it at once.")] = False,
+    as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+) -> None:
+    """Create an experiment (the server validates it: a bad value is exit 1, its reason)."""
+    body = {"host": host, "port": port, "path": path, "interval_s": interval, "count": count}
+    api = Server(server, token)
+    made = api.call("POST", "/experiments", json=body)
+    if start:
+        made = api.call("POST", f"/experiments/{made['id']}/start")
+    _print(made, as_json, _table([made]))
+
+
+@experiment_app.command("ls")
+def list_experiments(
+    state: Annotated[str | None, typer.Option(help="Only in this state.")] = None,
+    as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+) -> None:
+    """The experiments (up to 1,000, oldest first)."""
+    params = {"limit": 1000, **({"state": state} if state else {})}
+    page = Server(server, token).call("GET", "/experiments", params=params)
+    _print(page, as_json, _table(page["data"]))
+
+
+@experiment_app.command()
+def show(
+    experiment_id: IdArgument,
+    as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+) -> None:
+    """One experiment with its stats."""
+    api = Server(server, token)
+    experiment = api.call("GET", f"/experiments/{experiment_id}")
+    stats = api.call("GET", f"/experiments/{experiment_id}/stats")
+    table = _table([experiment])
+    figures = Table("count", "errors", "p50", "p90", "p99", "max")
+    latencies = (ms(stats[key]) for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms"))
+    figures.add_row(str(stats["count"]), str(stats["errors"]), *latencies)
+    if as_json:
+        _print({"experiment": experiment, "stats": stats}, True)
+        return
+    Console().print(table, figures)
+
+
+def _action(action: str) -> None:
+    def command(
+        experiment_id: IdArgument,
+        as_json: JsonOption = False,
+        server: ServerOption = DEFAULT_SERVER,
+        token: TokenOption = None,
+    ) -> None:
+        done = Server(server, token).call("POST", f"/experiments/{experiment_id}/{action}")
+        _print(done, as_json, _table([done]))
+
+    command.__doc__ = f"{action.capitalize()} an experiment."
+    experiment_app.command(action)(command)
+
+
+for _name in ("start", "pause", "resume", "stop"):
+    _action(_name)
+
+
+@experiment_app.command()
+def watch(
+    experiment_id: IdArgument,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+) -> None:
+    """A live view (progress, p50 / p99, a sparkline of the last latencies) until it ends."""
+    raise SystemExit(watch_experiment(Server(server, token), experiment_id))

@@ -1,0 +1,107 @@
+"""``latlab experiment …`` against a real server: create, list, show, drive and watch, and
+the exit statuses of a refusal (1) and of a server that cannot be reached (3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+import httpx
+
+from harness import run_api, wait_state
+from latlab import __version__
+from latlab.settings import Settings
+from services import free_port
+
+TOKEN = "cli-client-token"
+
+
+async def latlab(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "latlab", *args,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def json_of(*args: str, env: dict[str, str] | None = None) -> Any:
+    code, out, err = await latlab(*args, "--json", env=env)
+    assert code == 0, err
+    return json.loads(out)
+
+
+async def test_create_list_show_drive_and_watch(targets_port: int) -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        server = ["--server", str(api.base_url)]
+        made = await json_of(
+            "experiment", "create", "--host", "127.0.0.1", "--port", str(targets_port),
+            "--interval", "0.01", "--count", "5", *server,
+        )  # fmt: skip
+        assert (made["state"], made["settings"]["count"]) == ("created", 5)
+        listed = await json_of("experiment", "ls", *server)
+        assert [e["id"] for e in listed["data"]] == [made["id"]]
+        started = await json_of("experiment", "start", str(made["id"]), *server)
+        assert started["state"] in ("running", "completed")
+        code, out, _ = await latlab("experiment", "watch", str(made["id"]), *server)
+        assert code == 0
+        assert "5/5 probes" in out
+        shown = await json_of("experiment", "show", str(made["id"]), *server)
+        assert (shown["experiment"]["state"], shown["stats"]["count"]) == ("completed", 5)
+        code, out, _ = await latlab("experiment", "ls", "--state", "completed", *server)
+        assert (code, str(made["id"]) in out, "completed" in out) == (0, True, True)
+
+
+async def test_pause_and_stop_reach_the_server(targets_port: int) -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        server = ["--server", str(api.base_url)]
+        made = await json_of(
+            "experiment", "create", "--host", "127.0.0.1", "--port", str(targets_port),
+            "--interval", "1", "--count", "100", "--start", *server,
+        )  # fmt: skip
+        assert (await json_of("experiment", "pause", str(made["id"]), *server))["state"] == "paused"
+        await wait_state(api, made["id"], "paused")
+        assert (await json_of("experiment", "stop", str(made["id"]), *server))["state"] == "stopped"
+        code, _, _ = await latlab("experiment", "watch", str(made["id"]), *server)
+        assert code == 1  # it ended without completing
+
+
+async def test_a_refusal_exits_1_with_the_servers_reason_and_unreachable_exits_3() -> None:
+    settings = Settings(storage_url="memory://", freeze_gc=False, api_token=TOKEN)
+    async with run_api(settings) as api:
+        server = ["--server", str(api.base_url)]
+        code, _, err = await latlab("experiment", "ls", *server)
+        assert (code, err) == (
+            1,
+            "latlab: GET /experiments: 401 the server wants a token: --token, or "
+            "LATLAB_API_TOKEN\n",
+        )
+        token = {"LATLAB_API_TOKEN": TOKEN}
+        code, _, err = await latlab("experiment", "show", "42", *server, env=token)
+        assert (code, "404" in err) == (1, True)
+        code, _, err = await latlab(
+            "experiment", "create", "--host", "127.0.0.1", "--port", "9", "--interval",
+            "0.00001", *server, env=token,
+        )  # fmt: skip
+        assert (code, "interval_s" in err) == (1, True)
+        assert (await api.get("/api/v1/experiments", headers=_bearer())).json()["count"] == 0
+    code, _, err = await latlab("experiment", "ls", "--server", f"http://127.0.0.1:{free_port()}")
+    assert (code, err.startswith("latlab: cannot reach")) == (3, True)
+
+
+def _bearer() -> httpx.Headers:
+    return httpx.Headers({"Authorization": f"Bearer {TOKEN}"})
+
+
+async def test_version_flag_and_every_help_shows_defaults() -> None:
+    code, out, _ = await latlab("--version")
+    assert (code, out.strip()) == (0, __version__)
+    code, out, _ = await latlab("experiment", "create", "--help")
+    assert code == 0
+    assert "default: 10" in out  # --count
+    assert "LATLAB_SERVER" in out
