@@ -243,3 +243,48 @@ async def test_an_experiment_at_two_locations_draws_both_series_and_pages_each(
         assert latency == f"{newest['latency_ms']:.2f}"
     assert tab.blocked == []
     assert tab.errors == []
+
+
+async def test_the_new_experiment_form_shows_the_apis_reasons_and_creates_nothing_until_valid(
+    browser: Browser, targets_port: int, screenshots: Path
+) -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/experiments/new")
+        await tab.page.fill("input[name=host]", "127.0.0.1")
+        await tab.page.fill("input[name=port]", str(targets_port))
+        await tab.page.fill("input[name=interval_s]", "0.01")
+        await tab.page.fill("input[name=count]", "0")
+        await tab.page.click("button[type=submit]")
+        count_error = tab.page.locator(".field-error[data-for=count]")
+        await expect(count_error).to_have_text("Input should be greater than or equal to 1")
+        await tab.screenshot(screenshots / "new-experiment.png")
+        assert (await api.get("/api/v1/experiments")).json()["count"] == 0
+        await tab.page.fill("input[name=count]", "5")
+        await tab.page.click("button[type=submit]")
+        await tab.page.wait_for_url("**/ui/experiments/1", timeout=WAIT_MS)
+        await expect(count_error).to_have_count(0)
+        done = await wait_state(api, 1, "completed")
+        assert (done["done"], done["settings"]["interval_s"]) == (5, 0.01)
+    assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def test_the_new_load_run_form_starts_a_run_and_opens_its_page(
+    browser: Browser, targets_port: int
+) -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/load-runs/new")
+        await tab.page.fill("input[name=url]", f"http://127.0.0.1:{targets_port}/api/latency")
+        await tab.page.fill("input[name=rate]", "20")
+        await tab.page.fill("input[name=duration]", "2s")
+        await tab.page.fill("input[name=connections]", "2")
+        await tab.page.fill("input[name=thresholds]", "p99 < 500ms, errors < 1%")
+        await tab.page.click("button[type=submit]")
+        await tab.page.wait_for_url("**/ui/load-runs/1", timeout=WAIT_MS)
+        await wait_for(lambda: run_state(api, 1, "completed"), WAIT_MS / 1000, "completed")
+        run = (await api.get("/api/v1/load-runs/1")).json()
+        assert (run["spec"]["rate"], run["passed"]) == (20, True)
+    assert tab.blocked == []
+    assert tab.errors == []

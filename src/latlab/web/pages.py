@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from latlab import __version__
 from latlab.serving.redirects import safe_next
 from latlab.web.assets import STATIC, TEMPLATES, Library, uplot
+from latlab.web.forms import EXPERIMENT_FIELDS, LOAD_RUN_FIELDS
 
 UI = "/ui"
 STATIC_URL = f"{UI}/static"
@@ -96,6 +97,17 @@ def _job_pages(router: APIRouter, page: Page) -> None:
     @router.get(f"{UI}/")
     async def overview(request: Request) -> Response:
         return page(request, "overview.html", title="Overview")
+
+    # Before the pages of one job: "new" is not an id.
+    @router.get(f"{UI}/experiments/new")
+    async def new_experiment(request: Request) -> Response:
+        return page(request, "new_job.html", title="New experiment", fields=EXPERIMENT_FIELDS,
+                    endpoint="experiments", page="experiments")  # fmt: skip
+
+    @router.get(f"{UI}/load-runs/new")
+    async def new_load_run(request: Request) -> Response:
+        return page(request, "new_job.html", title="New load run", fields=LOAD_RUN_FIELDS,
+                    endpoint="load-runs", page="load-runs")  # fmt: skip
 
     @router.get(f"{UI}/experiments/{{experiment_id}}")
     async def experiment(request: Request, experiment_id: ExperimentId) -> Response:
