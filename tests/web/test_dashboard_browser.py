@@ -12,7 +12,9 @@ from playwright.async_api import Browser, Page, Route, expect
 
 from fleet import api_and_workers
 from harness import CountingTarget, run_api, wait_for, wait_state
+from latlab.pipeline.services import ALL_ROLES, Role, open_pipeline
 from latlab.settings import Settings
+from pipeline_files import pipeline_settings, wait_for_results
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 TOKEN = "dashboard-test-token"
@@ -286,5 +288,56 @@ async def test_the_new_load_run_form_starts_a_run_and_opens_its_page(
         await wait_for(lambda: run_state(api, 1, "completed"), WAIT_MS / 1000, "completed")
         run = (await api.get("/api/v1/load-runs/1")).json()
         assert (run["spec"]["rate"], run["passed"]) == (20, True)
+    assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def test_the_bots_page_starts_a_bot_shows_it_counting_and_stops_it(
+    browser: Browser,
+) -> None:
+    settings = Settings(storage_url="memory://", freeze_gc=False, bots_tick_s=0.05)
+    async with run_api(settings) as api:
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/bots")
+        await tab.page.fill("input[name=start_number]", "12")
+        await tab.page.click("#start-bot button[type=submit]")
+        row = tab.page.locator("#bots tr[data-id='1']")
+        await expect(row.locator(".state")).to_have_text("running", timeout=WAIT_MS)
+
+        async def counted() -> bool:
+            shown = await row.locator("td").nth(3).inner_text()
+            return shown.isdigit() and int(shown) > 12
+
+        await wait_for(counted, WAIT_MS / 1000, "the bot's numbers shown")
+        await row.locator("button[data-stop]").click()
+        await expect(row.locator(".state")).to_have_text("stopped", timeout=WAIT_MS)
+        assert (await api.get("/api/v1/bots/1")).json()["state"] == "stopped"
+        await tab.page.fill("input[name=start_number]", "twelve")
+        await tab.page.click("#start-bot button[type=submit]")
+        await expect(tab.page.locator("#problem")).to_contain_text("start_number")
+        assert (await api.get("/api/v1/bots")).json()["count"] == 1
+    assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def test_the_pipeline_page_shows_a_client_call_counted_at_every_step(
+    browser: Browser, tmp_path: Path
+) -> None:
+    settings = pipeline_settings(tmp_path)
+    async with (
+        run_api(Settings(storage_url=settings.storage_url, freeze_gc=False)) as api,
+        open_pipeline(settings, ALL_ROLES) as pipeline,
+    ):
+        client = f"http://127.0.0.1:{pipeline.port(Role.CLIENT)}"
+        async with httpx.AsyncClient(base_url=client, timeout=30) as http:
+            query = "connection_count=4&connection_value=40&delay_range=0"
+            run_id = (await http.get(f"/?{query}")).json()["run_id"]
+        await wait_for_results(tmp_path / "out", 40)
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/pipeline")
+        row = tab.page.locator(f"#runs tr[data-id='{run_id}']")
+        await expect(row.locator("td").nth(6)).to_have_text("40", timeout=WAIT_MS)
+        cells = await row.locator("td").all_inner_texts()
+        assert cells[2:6] == ["40", "40", "40", "40"]  # asked, acked, received, processed
     assert tab.blocked == []
     assert tab.errors == []

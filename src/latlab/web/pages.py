@@ -98,6 +98,14 @@ def _job_pages(router: APIRouter, page: Page) -> None:
     async def overview(request: Request) -> Response:
         return page(request, "overview.html", title="Overview")
 
+    @router.get(f"{UI}/bots")
+    async def bots(request: Request) -> Response:
+        return page(request, "bots.html", title="Bots")
+
+    @router.get(f"{UI}/pipeline")
+    async def pipeline(request: Request) -> Response:
+        return page(request, "pipeline.html", title="Pipeline runs")
+
     # Before the pages of one job: "new" is not an id.
     @router.get(f"{UI}/experiments/new")
     async def new_experiment(request: Request) -> Response:
