@@ -92,3 +92,23 @@ async def test_an_experiment_deleted_after_the_page_was_read_is_still_summarized
     await store.delete_job("probe", job.id)
     summary = await summary_of(ExperimentQueries(store), job, 5, None)
     assert (summary.experiment.id, summary.recent, summary.count) == (job.id, [], 0)
+
+
+async def test_an_experiments_percentile_distribution_rises_to_its_maximum(
+    api: httpx.AsyncClient, targets_port: int
+) -> None:
+    probed = await created(api, targets_port, count=20)
+    await api.post(f"/api/v1/experiments/{probed}/start")
+    await wait_state(api, probed, "completed")
+    curve = (await api.get(f"/api/v1/experiments/{probed}/percentiles")).json()
+    stats = (await api.get(f"/api/v1/experiments/{probed}/stats")).json()
+    rows = curve["data"]
+    assert curve["count"] == 20
+    assert [row["percentile"] for row in rows] == sorted(row["percentile"] for row in rows)
+    assert [row["value_ms"] for row in rows] == sorted(row["value_ms"] for row in rows)
+    assert rows[-1]["percentile"] == 1.0
+    assert rows[-1]["total_count"] == 20
+    assert abs(rows[-1]["value_ms"] - stats["max_ms"]) <= stats["max_ms"] * 0.01  # HDR's 3 digits
+    assert (await api.get("/api/v1/experiments/999/percentiles")).status_code == 404
+    elsewhere = await api.get(f"/api/v1/experiments/{probed}/percentiles", params={"location": "x"})
+    assert elsewhere.status_code == 422

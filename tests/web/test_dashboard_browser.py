@@ -58,6 +58,19 @@ async def created(api: httpx.AsyncClient, port: int, **fields: Any) -> int:
     return int(response.json()["id"])
 
 
+def ms_text(value: float) -> str:
+    """A latency as the pages write it (api.js ``ms``)."""
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+async def completed(api: httpx.AsyncClient, port: int, **fields: Any) -> int:
+    """An experiment made, started and run to its end."""
+    experiment_id = await created(api, port, **fields)
+    await api.post(f"/api/v1/experiments/{experiment_id}/start")
+    await wait_state(api, experiment_id, "completed")
+    return experiment_id
+
+
 async def points_drawn(page: Page) -> int:
     return int(await page.locator("#chart").get_attribute("data-points") or 0)
 
@@ -157,9 +170,7 @@ async def test_the_overview_shows_heartbeats_and_filters_by_state_and_host(
     browser: Browser, targets_port: int, screenshots: Path
 ) -> None:
     async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
-        probed = await created(api, targets_port, count=8, interval_s=0.01)
-        await api.post(f"/api/v1/experiments/{probed}/start")
-        await wait_state(api, probed, "completed")
+        probed = await completed(api, targets_port, count=8, interval_s=0.01)
         stopped = await created(api, 9, host="localhost")
         await api.post(f"/api/v1/experiments/{stopped}/stop")
         tab = await watched(browser)
@@ -339,5 +350,43 @@ async def test_the_pipeline_page_shows_a_client_call_counted_at_every_step(
         await expect(row.locator("td").nth(6)).to_have_text("40", timeout=WAIT_MS)
         cells = await row.locator("td").all_inner_texts()
         assert cells[2:6] == ["40", "40", "40", "40"]  # asked, acked, received, processed
+    assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def test_compare_draws_both_percentile_curves_and_their_difference(
+    browser: Browser, targets_port: int, screenshots: Path
+) -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        experiment_id = await completed(api, targets_port, count=40, interval_s=0.005)
+        url = f"http://127.0.0.1:{targets_port}/api/latency"
+        body = {"url": url, "rate": 100, "duration": "1s", "connections": 2}
+        run_id = (await api.post("/api/v1/load-runs", json=body, params={"start": True})).json()[
+            "id"
+        ]
+        await wait_for(lambda: run_state(api, run_id, "completed"), WAIT_MS / 1000, "completed")
+        curve = (await api.get(f"/api/v1/experiments/{experiment_id}/percentiles")).json()
+        run = (await api.get(f"/api/v1/load-runs/{run_id}")).json()
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/compare")
+        await tab.page.fill("input[name=a_id]", str(experiment_id))
+        await tab.page.select_option("select[name=b_kind]", "load-runs")
+        await tab.page.fill("input[name=b_id]", str(run_id))
+        await tab.page.click("#pick button[type=submit]")
+        steps = [*curve["data"], *run["stats"]["percentiles"]]
+        drawn = str(sum(row["percentile"] < 1 for row in steps))  # 100 %: at infinity
+        await expect(tab.page.locator("#curves")).to_have_attribute("data-points", drawn)
+        stats = (await api.get(f"/api/v1/experiments/{experiment_id}/stats")).json()
+        a, b = stats["p99_ms"], run["stats"]["latency_ms"]["p99"]
+        p99 = tab.page.locator("#summary tbody tr").nth(3).locator("td")
+        times = "\u00d7"
+        assert await p99.all_inner_texts() == [
+            "p99",
+            ms_text(a),
+            ms_text(b),
+            f"{b - a:+.2f}",
+            f"{b / a:.2f}{times}",
+        ]
+        await tab.screenshot(screenshots / "compare.png")
     assert tab.blocked == []
     assert tab.errors == []

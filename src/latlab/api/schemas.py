@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from latlab.api.load_run_schemas import PercentileRow
 from latlab.coordination.fleet import ANY_LOCATION
 from latlab.jobs.kinds.probe_spec import ProbeSpec
 from latlab.jobs.queries import StatsWindow
@@ -215,3 +216,8 @@ class StatsPublic(BaseModel):
 
 
 _FIGURES = [field.name for field in dataclasses.fields(LatencyStats)]
+
+
+class PercentilesPublic(BaseModel):
+    data: list[PercentileRow] = Field(description="One row per HDR step, lowest first.")
+    count: int = Field(description="Probes in all; the distribution holds those answered.")

@@ -231,19 +231,27 @@ class ExperimentQueries(JobQueries):
         self, job: JobRecord, window: StatsWindow | None = None, location: str | None = None
     ) -> tuple[LatencyStats, dict[str, LatencyStats]]:
         """:meth:`stats` of an experiment already read."""
+        merged, by_location = await self.histograms(job, window, location)
+        stats = {where: histogram.stats() for where, histogram in by_location.items()}
+        return merged.stats(), stats
+
+    async def histograms(
+        self, job: JobRecord, window: StatsWindow | None = None, location: str | None = None
+    ) -> tuple[LatencyHistogram, dict[str, LatencyHistogram]]:
+        """The histogram of every result (or those at ``location``), and each location's."""
         minutes = None if window is None else window.minutes()
         found = series_of(job, location)
         histograms = [
             (where, await experiment_stats(self._store, job_id, minutes, kind))
             for where, (kind, job_id) in found
         ]
-        by_location = {where: histogram.stats() for where, histogram in histograms if where}
+        by_location = {where: histogram for where, histogram in histograms if where}
         if len(histograms) == 1:  # one series (an experiment's own): nothing to merge
-            return histograms[0][1].stats(), by_location
+            return histograms[0][1], by_location
         merged = LatencyHistogram()
         for _, histogram in histograms:
             merged.merge(histogram)
-        return merged.stats(), by_location
+        return merged, by_location
 
 
 def _series_filter(job: JobRecord, location: str | None) -> SeriesFilter:

@@ -98,6 +98,10 @@ def _job_pages(router: APIRouter, page: Page) -> None:
     async def overview(request: Request) -> Response:
         return page(request, "overview.html", title="Overview")
 
+    @router.get(f"{UI}/compare")
+    async def compare(request: Request) -> Response:
+        return page(request, "compare.html", title="Compare")
+
     @router.get(f"{UI}/bots")
     async def bots(request: Request) -> Response:
         return page(request, "bots.html", title="Bots")

@@ -33,11 +33,13 @@ from latlab.api.deps import (
 )
 from latlab.api.errors import request_validation_error
 from latlab.api.idempotency import IdempotencyKey
+from latlab.api.load_run_schemas import PercentileRow
 from latlab.api.reports import report_response
 from latlab.api.schemas import (
     ExperimentPublic,
     ExperimentsCreated,
     ExperimentsPublic,
+    PercentilesPublic,
     ResultPublic,
     ResultsPublic,
     StatsPublic,
@@ -264,6 +266,20 @@ async def stats(
         window = StatsWindow.rounded_out(start, end)
         merged, by_location = await experiments.stats(experiment_id, window, location)
     return StatsPublic.of(merged, window, by_location)
+
+
+@router.get("/{experiment_id}/percentiles", response_model=PercentilesPublic, responses=_NOT_FOUND)
+async def percentiles(
+    experiment_id: ExperimentIdPath, experiments: ExperimentsDep, location: LocationQuery = None
+) -> PercentilesPublic:
+    """The HDR percentile distribution of the latencies (as `latlab load` prints it): one
+    row per step, for percentile curves and comparisons. Failed probes are not in it."""
+    with query_errors():
+        histogram, _ = await experiments.histograms(
+            await experiments.get(experiment_id), None, location
+        )
+    rows = histogram.percentile_distribution()
+    return PercentilesPublic(data=[PercentileRow(**row) for row in rows], count=histogram.count)
 
 
 def _csv_row(result: ProbeResult, columns: list[str]) -> list[object]:
