@@ -20,6 +20,13 @@ async def created(api: httpx.AsyncClient, port: int, **fields: Any) -> int:
     return int(response.json()["id"])
 
 
+async def completed(api: httpx.AsyncClient, port: int, count: int) -> int:
+    experiment_id = await created(api, port, count=count)
+    await api.post(f"/api/v1/experiments/{experiment_id}/start")
+    await wait_state(api, experiment_id, "completed")
+    return experiment_id
+
+
 async def test_each_experiment_comes_with_its_last_results_and_figures(
     api: httpx.AsyncClient, targets_port: int
 ) -> None:
@@ -97,9 +104,7 @@ async def test_an_experiment_deleted_after_the_page_was_read_is_still_summarized
 async def test_an_experiments_percentile_distribution_rises_to_its_maximum(
     api: httpx.AsyncClient, targets_port: int
 ) -> None:
-    probed = await created(api, targets_port, count=20)
-    await api.post(f"/api/v1/experiments/{probed}/start")
-    await wait_state(api, probed, "completed")
+    probed = await completed(api, targets_port, 20)
     curve = (await api.get(f"/api/v1/experiments/{probed}/percentiles")).json()
     stats = (await api.get(f"/api/v1/experiments/{probed}/stats")).json()
     rows = curve["data"]
@@ -111,4 +116,21 @@ async def test_an_experiments_percentile_distribution_rises_to_its_maximum(
     assert abs(rows[-1]["value_ms"] - stats["max_ms"]) <= stats["max_ms"] * 0.01  # HDR's 3 digits
     assert (await api.get("/api/v1/experiments/999/percentiles")).status_code == 404
     elsewhere = await api.get(f"/api/v1/experiments/{probed}/percentiles", params={"location": "x"})
+    assert elsewhere.status_code == 422
+
+
+async def test_an_experiments_minute_bands_count_every_probe_once(
+    api: httpx.AsyncClient, targets_port: int
+) -> None:
+    probed = await completed(api, targets_port, 30)
+    minutes = (await api.get(f"/api/v1/experiments/{probed}/bands")).json()["data"]
+    assert 1 <= len(minutes) <= 2  # 30 probes 10 ms apart: one minute, or across its end
+    assert sum(band["count"] for band in minutes) == 30
+    assert [band["start"] for band in minutes] == sorted(band["start"] for band in minutes)
+    for band in minutes:
+        assert band["start"].endswith(":00Z")
+        figures = [band[key] for key in ("min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")]
+        assert figures == sorted(figures)
+    assert (await api.get("/api/v1/experiments/999/bands")).status_code == 404
+    elsewhere = await api.get(f"/api/v1/experiments/{probed}/bands", params={"location": "x"})
     assert elsewhere.status_code == 422

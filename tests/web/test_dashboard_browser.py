@@ -104,6 +104,14 @@ async def test_the_chart_draws_every_result_live_and_the_buttons_drive_the_exper
 
         # Both read afresh each time: a probe's write may land just after the pause.
         await wait_for(every_result_drawn, WAIT_MS / 1000, "every stored result drawn")
+        stats = (await api.get(f"/api/v1/experiments/{experiment_id}/stats")).json()
+        bands = (await api.get(f"/api/v1/experiments/{experiment_id}/bands")).json()["data"]
+        await expect(tab.page.locator("#smoke")).to_have_attribute(
+            "data-minutes", str(len(bands)), timeout=WAIT_MS
+        )
+        answered = str(stats["count"] - stats["errors"])
+        histogram = tab.page.locator("#histogram")
+        await expect(histogram).to_have_attribute("data-probes", answered, timeout=WAIT_MS)
         await expect(tab.page.locator("#state")).to_have_text("paused", timeout=WAIT_MS)
         assert await tab.page.is_disabled("#actions button[data-action=pause]")
         await tab.screenshot(screenshots / "experiment.png")

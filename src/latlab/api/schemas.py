@@ -221,3 +221,23 @@ _FIGURES = [field.name for field in dataclasses.fields(LatencyStats)]
 class PercentilesPublic(BaseModel):
     data: list[PercentileRow] = Field(description="One row per HDR step, lowest first.")
     count: int = Field(description="Probes in all; the distribution holds those answered.")
+
+
+class BandPublic(BaseModel):
+    start: datetime = Field(description="The minute's start (UTC).")
+    count: int = Field(description="Probes started in it, failed ones included.")
+    errors: int
+    min_ms: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+    @classmethod
+    def of(cls, start: datetime, stats: LatencyStats) -> BandPublic:
+        figures = {name: getattr(stats, name) for name in cls.model_fields if name != "start"}
+        return cls(start=start, **figures)
+
+
+class BandsPublic(BaseModel):
+    data: list[BandPublic] = Field(description="One per minute that holds a probe, oldest first.")

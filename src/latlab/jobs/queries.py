@@ -22,7 +22,13 @@ from latlab.jobs.feeds import (
 from latlab.jobs.kinds.bot import KIND as BOT
 from latlab.jobs.kinds.probe import KIND
 from latlab.jobs.kinds.probe_sites import SITES
-from latlab.jobs.kinds.probe_stats import SITE_KIND, MinuteWindow, experiment_stats, results_of
+from latlab.jobs.kinds.probe_stats import (
+    SITE_KIND,
+    MinuteWindow,
+    experiment_stats,
+    minute_histograms,
+    results_of,
+)
 from latlab.jobs.live import LiveHub
 from latlab.measure.stats import LatencyHistogram, LatencyStats
 from latlab.storage import JobRecord, JobState, Page, ProbeResult, Store
@@ -252,6 +258,20 @@ class ExperimentQueries(JobQueries):
         for _, histogram in histograms:
             merged.merge(histogram)
         return merged, by_location
+
+    async def bands(
+        self, job: JobRecord, location: str | None = None
+    ) -> list[tuple[datetime, LatencyStats]]:
+        """Each minute that holds a probe, oldest first, with the stats of its probes (of
+        every location, merged, or those at ``location``): SmokePing's bands."""
+        merged: dict[int, LatencyHistogram] = {}
+        for _, (kind, job_id) in series_of(job, location):
+            for minute, histogram in (await minute_histograms(self._store, job_id, kind)).items():
+                merged.setdefault(minute, LatencyHistogram()).merge(histogram)
+        return [
+            (datetime.fromtimestamp(minute * 60, UTC), merged[minute].stats())
+            for minute in sorted(merged)
+        ]
 
 
 def _series_filter(job: JobRecord, location: str | None) -> SeriesFilter:

@@ -36,6 +36,8 @@ from latlab.api.idempotency import IdempotencyKey
 from latlab.api.load_run_schemas import PercentileRow
 from latlab.api.reports import report_response
 from latlab.api.schemas import (
+    BandPublic,
+    BandsPublic,
     ExperimentPublic,
     ExperimentsCreated,
     ExperimentsPublic,
@@ -280,6 +282,18 @@ async def percentiles(
         )
     rows = histogram.percentile_distribution()
     return PercentilesPublic(data=[PercentileRow(**row) for row in rows], count=histogram.count)
+
+
+@router.get("/{experiment_id}/bands", response_model=BandsPublic, responses=_NOT_FOUND)
+async def bands(
+    experiment_id: ExperimentIdPath, experiments: ExperimentsDep, location: LocationQuery = None
+) -> BandsPublic:
+    """Each minute that holds a probe, oldest first, with its probes' min, p50, p90, p99,
+    max and errors: the percentile bands of a smoke chart (as SmokePing draws)."""
+    job = await experiments.get(experiment_id)
+    with query_errors():
+        minutes = await experiments.bands(job, location)
+    return BandsPublic(data=[BandPublic.of(start, stats) for start, stats in minutes])
 
 
 def _csv_row(result: ProbeResult, columns: list[str]) -> list[object]:

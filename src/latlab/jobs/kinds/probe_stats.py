@@ -93,6 +93,17 @@ async def experiment_stats(
 async def _window(
     store: Store, kind: str, job_id: int, window: MinuteWindow
 ) -> tuple[LatencyHistogram, int]:
+    """The stored minutes of ``window`` merged, and through which ``seq`` they count."""
+    stored, through_seq = await _stored_minutes(store, kind, job_id, window)
+    payloads = list(stored.values())
+    if len(payloads) > _THREAD_ABOVE:
+        return await asyncio.to_thread(_merged, payloads), through_seq
+    return _merged(payloads), through_seq
+
+
+async def _stored_minutes(
+    store: Store, kind: str, job_id: int, window: MinuteWindow
+) -> tuple[dict[int, str], int]:
     """The stored minutes of ``window``, and through which ``seq`` they count.
 
     A flush writes the whole-run histogram and the minutes together, and ``through_seq``
@@ -104,12 +115,22 @@ async def _window(
         stored = await store.histograms.read(kind, job_id, window.first, window.last)
         _, through_now = await _stored_total(store, kind, job_id)
         if through_now == through_seq:
-            break
+            return stored, through_seq
         through_seq = through_now
-    payloads = list(stored.values())
-    if len(payloads) > _THREAD_ABOVE:
-        return await asyncio.to_thread(_merged, payloads), through_seq
-    return _merged(payloads), through_seq
+
+
+async def minute_histograms(
+    store: Store, job_id: int, kind: str = KIND
+) -> dict[int, LatencyHistogram]:
+    """Every minute of the experiment or series (since the Unix epoch) that holds a result,
+    as its histogram: the stored minutes plus the tail."""
+    stored, through_seq = await _stored_minutes(store, kind, job_id, MinuteWindow(0, 2**40))
+    minutes = {minute: _merged([payload]) for minute, payload in stored.items()}
+    for result in await _tail(store, kind, job_id, through_seq):
+        minutes.setdefault(minute_of(result), LatencyHistogram()).record(
+            result.latency_ms, result.error
+        )
+    return minutes
 
 
 class StatsKeeper:

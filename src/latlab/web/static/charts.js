@@ -2,7 +2,7 @@
 import { ms } from "./api.js";
 
 const vendor = document.querySelector("[data-vendor]").dataset.vendor;
-const { default: uPlot } = await import(`${vendor}/uplot/uPlot.esm.js`);
+export const { default: uPlot } = await import(`${vendor}/uplot/uPlot.esm.js`);
 
 export const HEIGHT = 280;
 const SECOND_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
@@ -43,4 +43,11 @@ export function redrawer(draw) {
       draw();
     });
   };
+}
+
+/** A chart sized to `box` that follows its width: `options` as uPlot takes them. */
+export function sizedChart(box, options, data) {
+  const chart = new uPlot({ width: box.clientWidth || 800, height: HEIGHT, ...options }, data, box);
+  new ResizeObserver(() => chart.setSize({ width: box.clientWidth, height: HEIGHT })).observe(box);
+  return chart;
 }

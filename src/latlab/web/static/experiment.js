@@ -2,7 +2,7 @@
 // feed per location of an experiment run at several), its figures, its results newest first
 // (a location at a time), and the buttons that drive it.
 import { act, api, cell, latest, ms, problem, root, showActions, solved } from "./api.js";
-import { lineChart, redrawer } from "./charts.js";
+import { lineChart, redrawer, sizedChart, uPlot } from "./charts.js";
 
 const section = document.getElementById("experiment");
 const id = Number(section.dataset.id);
@@ -92,9 +92,73 @@ const showResults = latest(async (isLatest) => {
   document.getElementById("older").disabled = newestFirstPage + 1 >= pages;
 });
 
+const smokeBox = document.getElementById("smoke");
+const smoke = sizedChart(
+  smokeBox,
+  {
+    scales: { x: { time: true } },
+    axes: [{}, { label: "ms" }],
+    series: [
+      {},
+      { label: "min", stroke: "rgba(42,122,226,0.4)" },
+      { label: "p50", stroke: "#1f5fb0", width: 2 },
+      { label: "p99", stroke: "rgba(42,122,226,0.6)" },
+      { label: "max", stroke: "rgba(42,122,226,0.4)" },
+    ],
+    bands: [
+      { series: [4, 1], fill: "rgba(42,122,226,0.10)" },
+      { series: [3, 2], fill: "rgba(42,122,226,0.25)" },
+    ],
+  },
+  [[], [], [], [], []],
+);
+
+async function showSmoke() {
+  const minutes = (await api(`experiments/${id}/bands${located()}`)).data;
+  const at = minutes.map((band) => new Date(band.start).getTime() / 1000);
+  const columns = ["min_ms", "p50_ms", "p99_ms", "max_ms"].map((key) => minutes.map((band) => band[key]));
+  if (at.length === 1) {
+    // One minute alone is drawn over years: the minutes around it, empty, frame it.
+    at.unshift(at[0] - 60);
+    at.push(at.at(-1) + 60);
+    for (const column of columns) column.splice(0, column.length, null, ...column, null);
+  }
+  smoke.setData([at, ...columns]);
+  smokeBox.dataset.minutes = `${minutes.length}`;
+}
+
+const histogramBox = document.getElementById("histogram");
+const histogram = sizedChart(
+  histogramBox,
+  {
+    scales: { x: { time: false, distr: 3 }, y: { range: (_, __, max) => [0, max * 1.1] } },
+    axes: [{ label: "ms" }, { label: "probes" }],
+    series: [{}, { label: "probes", fill: "rgba(22,160,133,0.5)", stroke: "#16a085", paths: uPlot.paths.bars() }],
+  },
+  [[], []],
+);
+
+/** Probes per HDR step: the percentile distribution's counts, step by step. */
+async function showHistogram() {
+  const steps = (await api(`experiments/${id}/percentiles${located()}`)).data;
+  const values = [];
+  const counts = [];
+  let before = 0;
+  for (const step of steps) {
+    if (step.total_count === before) continue;
+    values.push(step.value_ms);
+    counts.push(step.total_count - before);
+    before = step.total_count;
+  }
+  histogram.setData([values, counts]);
+  histogramBox.dataset.probes = `${before}`;
+}
+
+const located = () => (picker.hidden ? "" : `?location=${encodeURIComponent(picker.value)}`);
+
 async function refresh() {
   try {
-    const [experiment] = await Promise.all([showFigures(), showResults()]);
+    const [experiment] = await Promise.all([showFigures(), showResults(), showSmoke(), showHistogram()]);
     solved("read");
     return experiment;
   } catch (error) {
