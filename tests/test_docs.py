@@ -30,6 +30,16 @@ def test_readme_lists_every_cli_command() -> None:
     assert all(f"latlab {name}" in README for name in commands)
 
 
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub makes of a page's headings: lower case, punctuation dropped,
+    spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", markdown, re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 def test_docs_links_resolve() -> None:
     for link in re.findall(r"\]\((docs/[^)]+|CHANGELOG\.md)\)", README):
-        assert (ROOT / link).exists(), link
+        path, _, anchor = link.partition("#")
+        assert (ROOT / path).exists(), link
+        if anchor:
+            assert anchor in heading_anchors((ROOT / path).read_text()), link
