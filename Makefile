@@ -53,7 +53,7 @@ test: install services lint typecheck ## Everything: services, lint, types, test
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-bench: install services ## Benchmarks: probes, lateness (also with every sink), stats, paging, writer, bots, targets, load, pipeline, workers, load shards, fleet at scale
+bench: install services ## Benchmarks: probes, lateness (also with every sink), stats, paging, writer, bots, targets, load, pipeline, workers, load shards, fleet at scale, dashboard paint
 	$(BIN)/python bench/probe_latency.py
 	$(BIN)/python bench/schedule_lateness.py
 	$(BIN)/python bench/live_lateness.py
@@ -69,6 +69,7 @@ bench: install services ## Benchmarks: probes, lateness (also with every sink), 
 	$(BIN)/python bench/fleet_dispatch.py
 	$(BIN)/python bench/load_shards.py
 	$(BIN)/python bench/fleet_scale.py
+	$(BIN)/python bench/dashboard_paint.py
 
 clean: ## Remove caches and coverage data (keeps .venv and latlab.db)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.*
