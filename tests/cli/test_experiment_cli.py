@@ -105,3 +105,57 @@ async def test_version_flag_and_every_help_shows_defaults() -> None:
     assert code == 0
     assert "default: 10" in out  # --count
     assert "LATLAB_SERVER" in out
+
+
+async def test_load_run_commands_list_show_retune_and_watch(targets_port: int) -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        server = ["--server", str(api.base_url)]
+        url = f"http://127.0.0.1:{targets_port}/api/latency"
+        body = {"url": url, "rate": 20, "duration": "2s", "connections": 2}
+        made = await api.post("/api/v1/load-runs", json=body, params={"start": True})
+        run_id = str(made.json()["id"])
+        retuned = await json_of("load-run", "set", run_id, "--rate", "40", *server)
+        assert retuned["progress"]["rate"] == 40
+        code, out, err = await latlab("load-run", "watch", run_id, *server)
+        assert code == 0, err
+        assert f"load run {run_id}: completed" in out
+        listed = await json_of("load-run", "ls", *server)
+        assert [run["id"] for run in listed["data"]] == [int(run_id)]
+        shown = await json_of("load-run", "show", run_id, *server)
+        assert shown["stats"]["requests"] == shown["progress"]["requests"] > 0
+        code, _, err = await latlab("load-run", "set", run_id, "--rate", "50", *server)
+        assert (code, "409" in err) == (1, True)  # over: nothing to retune
+        code, _, err = await latlab("load-run", "set", run_id, *server)
+        assert code == 2
+
+
+async def answering(status: int) -> tuple[asyncio.Server, str]:
+    """A server that answers every request with ``status`` and a page, as a proxy does."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        page = b"<html>not here</html>"
+        head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(page)}\r\nConnection: close\r\n\r\n"
+        writer.write(head.encode() + page)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_what_is_not_a_latlab_answer_gets_its_own_exit_status() -> None:
+    """Found in review: a 502 from a proxy was "refused" (1), not unreachable (3); a 200
+    page that is no JSON was a traceback; a token with a line ending was printed."""
+    for status, code, said in [(502, 3, "502 from a proxy"), (200, 1, "not a LatLab server")]:
+        server, url = await answering(status)
+        async with server:
+            found = await latlab("experiment", "ls", "--server", url)
+        assert (found[0], said in found[2], "Traceback" in found[2]) == (code, True, False)
+    code, _, err = await latlab(
+        "experiment", "ls", "--server", f"http://127.0.0.1:{free_port()}",
+        env={"LATLAB_API_TOKEN": "s3cret-token\r"},
+    )  # fmt: skip
+    assert (code, "s3cret" in err, "line ending" in err) == (2, False, True)
+    code, _, err = await latlab("experiment", "ls", "--server", "http://127.0.0.1:80x")
+    assert (code, "Traceback" in err) == (2, False)

@@ -11,7 +11,13 @@ import pytest
 from conftest import STORE_KINDS
 from harness import CountingTarget, run_experiment_to_end, running_engine, wait_for
 from latlab.jobs.kinds.probe import KIND, ProbeRunner
-from latlab.jobs.kinds.probe_stats import MinuteWindow, StatsKeeper, experiment_stats, minute_of
+from latlab.jobs.kinds.probe_stats import (
+    MinuteWindow,
+    StatsKeeper,
+    experiment_stats,
+    minute_histograms,
+    minute_of,
+)
 from latlab.jobs.state import Action
 from latlab.measure.stats import LatencyHistogram
 from latlab.storage import TOTAL_BUCKET, ProbeResult, Store
@@ -202,3 +208,20 @@ async def test_a_keeper_after_a_restart_adds_to_minutes_stored_before_it(store: 
     window = MinuteWindow(minute_of(old[0]), minute_of(old[0]))
     assert (await experiment_stats(store, job.id, window)).stats().count == 15
     assert (await experiment_stats(store, job.id)).stats().count == 20
+
+
+@pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)
+async def test_each_minutes_histogram_is_its_stored_one_and_its_tail(store: Store) -> None:
+    job = await store.create_job(KIND, {"host": "127.0.0.1", "port": 1})
+    start = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    results = [  # 80 minutes (more than are merged on the event loop), two probes each
+        result_at(job.id, seq, start + timedelta(seconds=seq * 30), 1.0 + seq % 7)
+        for seq in range(160)
+    ]
+    await keep(store, job.id, results[:150], flush=True)
+    await keep(store, job.id, results[150:], flush=False)  # these stay in the tail
+    minutes = await minute_histograms(store, job.id)
+    assert sorted(minutes) == sorted({minute_of(result) for result in results})
+    for minute, histogram in minutes.items():
+        window = MinuteWindow(minute, minute)
+        assert histogram.stats() == (await recount(store, job.id, window)).stats()

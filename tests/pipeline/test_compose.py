@@ -72,6 +72,19 @@ def test_the_services_run_latlab_from_the_image_built_here() -> None:
         assert SERVICES[service]["build"] == "."
 
 
+def test_the_image_copies_what_the_wheel_is_built_from() -> None:
+    """Found in review: the build hook and node_modules were left out, so the image's
+    `pip install .` stopped ("Build script does not exist")."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    hook = re.search(r'^path = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert hook is not None
+    copied = " ".join(re.findall(r"^COPY (.+)$", dockerfile, re.MULTILINE))
+    assert hook[1] in copied.split()
+    assert "package-lock.json" in copied
+    assert re.search(r"^RUN npm ci\b", dockerfile, re.MULTILINE)
+    assert "--from=assets /assets/node_modules ./node_modules" in copied
+
+
 def test_published_ports_are_the_settings_defaults() -> None:
     for service, (_, setting) in ROLES.items():
         port = default(setting)

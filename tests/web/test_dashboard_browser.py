@@ -137,6 +137,7 @@ async def test_the_rate_control_changes_the_running_load_run_and_the_chart_follo
             "rate": 20,
             "duration": "30s",
             "connections": 2,
+            "probe": "0.2s",
         }
         made = await api.post("/api/v1/load-runs", json=body, params={"start": True})
         assert made.status_code == 201, made.text
@@ -157,6 +158,8 @@ async def test_the_rate_control_changes_the_running_load_run_and_the_chart_follo
         seconds = stored.json()["count"]
         chart = tab.page.locator("#rate-chart")
         await expect(chart).to_have_attribute("data-points", str(seconds), timeout=WAIT_MS)
+        side = tab.page.locator("#side-probe")
+        await expect(side).to_contain_text("Side probe (a fresh connection every 0.2 s)")
         await tab.screenshot(screenshots / "load-run.png")
         await tab.page.fill("#rate", "2000000")  # over LATLAB_LOAD_MAX_RATE
         await tab.page.click("#apply")
@@ -398,3 +401,19 @@ async def test_compare_draws_both_percentile_curves_and_their_difference(
         await tab.screenshot(screenshots / "compare.png")
     assert tab.blocked == []
     assert tab.errors == []
+
+
+async def test_a_dark_preference_gets_a_dark_page_and_legible_charts(
+    browser: Browser, targets_port: int, screenshots: Path
+) -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        experiment_id = await completed(api, targets_port, count=10, interval_s=0.01)
+        page = await browser.new_page(color_scheme="dark", viewport={"width": 1280, "height": 900})
+        await page.goto(f"{api.base_url}/ui/experiments/{experiment_id}")
+        await expect(page.locator("#chart")).to_have_attribute("data-points", "10")
+        colours = await page.evaluate(
+            "() => [getComputedStyle(document.body).backgroundColor,"
+            " getComputedStyle(document.body).color]"
+        )
+        assert colours == ["rgb(20, 23, 28)", "rgb(230, 232, 235)"]  # latlab.css, dark
+        await page.screenshot(path=screenshots / "experiment-dark.png", full_page=True)

@@ -63,6 +63,17 @@ async def opened_offline(browser: Browser, report: Path) -> tuple[list[str], Any
     return tried, page
 
 
+async def load_report_drawn(browser: Browser, report: Path, seconds: int) -> Any:
+    """A load run's report opened offline: nothing tried, both charts with every second."""
+    tried, page = await opened_offline(browser, report)
+    assert tried == []
+    charts = page.locator(".chart")
+    await expect(charts).to_have_count(2)
+    for chart in await charts.all():
+        assert await chart.get_attribute("data-points") == str(seconds)
+    return page
+
+
 async def latlab_report(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "latlab", "report", *args,
@@ -107,12 +118,7 @@ async def test_a_load_run_report_draws_its_seconds_offline(
             "load-run", str(run["id"]), "-o", str(out), "--server", str(api.base_url)
         )
     assert code == 0
-    tried, page = await opened_offline(browser, out)
-    assert tried == []
-    charts = page.locator(".chart")
-    await expect(charts).to_have_count(2)
-    for chart in await charts.all():
-        assert await chart.get_attribute("data-points") == str(seconds)
+    page = await load_report_drawn(browser, out, seconds)
     assert await page.locator("#figures dd").first.inner_text() == str(run["stats"]["requests"])
     await page.screenshot(path=screenshots / "load-run-report.png", full_page=True)
 
@@ -124,7 +130,7 @@ async def test_latlab_report_says_why_it_wrote_nothing(tmp_path: Path) -> None:
         server = str(api.base_url)
         assert await latlab_report("experiment", "1", "-o", str(out), "--server", server) == (
             1,
-            "latlab report: experiment 1: 401 the server wants a token: --token, or "
+            "latlab: GET /experiments/1/report.html: 401 the server wants a token: --token, or "
             "LATLAB_API_TOKEN\n",
         )
         code, said = await latlab_report(
@@ -134,7 +140,24 @@ async def test_latlab_report_says_why_it_wrote_nothing(tmp_path: Path) -> None:
     code, said = await latlab_report(
         "load-run", "1", "-o", str(out), "--server", f"http://127.0.0.1:{free_port()}"
     )
-    assert (code, said.startswith("latlab report: cannot reach")) == (3, True)
+    assert (code, said.startswith("latlab: cannot reach")) == (3, True)
     code, said = await latlab_report("bot", "1", "-o", str(out))
     assert code == 2
     assert not out.exists()
+
+
+async def test_latlab_load_writes_the_same_report_of_a_run_made_here(
+    browser: Browser, targets_port: int, tmp_path: Path
+) -> None:
+    out, rows = tmp_path / "load.html", tmp_path / "load.csv"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "latlab", "load", f"http://127.0.0.1:{targets_port}/api/latency",
+        "-d", "2s", "--rate", "50", "-c", "2", "--workers", "1", "-q",
+        "--report", str(out), "--csv", str(rows),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    seconds = len(rows.read_text().splitlines()) - 1
+    page = await load_report_drawn(browser, out, seconds)
+    await expect(page.locator("#state")).to_have_text("completed")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from latlab.cli.remote import DEFAULT_SERVER, Server, ServerOption, TokenOption
+from latlab.cli.remote import (
+    DEFAULT_SERVER,
+    JsonOption,
+    Server,
+    ServerOption,
+    TokenOption,
+    add_actions,
+    add_listing,
+    show,
+)
 from latlab.cli.watch import ms, watch_experiment
 
 experiment_app = typer.Typer(
@@ -18,15 +26,6 @@ experiment_app = typer.Typer(
     rich_markup_mode=None,
 )
 IdArgument = Annotated[int, typer.Argument(metavar="ID", min=1, help="The experiment's id.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON.")]
-
-
-def _print(document: Any, as_json: bool, table: Table | None = None) -> None:
-    console = Console()
-    if as_json or table is None:
-        console.print_json(json.dumps(document))
-    else:
-        console.print(table)
 
 
 def _row(experiment: dict[str, Any]) -> list[str]:
@@ -36,7 +35,7 @@ def _row(experiment: dict[str, Any]) -> list[str]:
         str(experiment["id"]),
         experiment["state"],
         target,
-        f"{experiment['done']}/{spec['count']}",
+        f"{experiment['done']}/{spec['count'] * len(spec.get('locations') or [None])}",
     ]
 
 
@@ -65,24 +64,14 @@ def create(
     made = api.call("POST", "/experiments", json=body)
     if start:
         made = api.call("POST", f"/experiments/{made['id']}/start")
-    _print(made, as_json, _table([made]))
+    show(made, as_json, _table([made]))
 
 
-@experiment_app.command("ls")
-def list_experiments(
-    state: Annotated[str | None, typer.Option(help="Only in this state.")] = None,
-    as_json: JsonOption = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-) -> None:
-    """The experiments (up to 1,000, oldest first)."""
-    params = {"limit": 1000, **({"state": state} if state else {})}
-    page = Server(server, token).call("GET", "/experiments", params=params)
-    _print(page, as_json, _table(page["data"]))
+add_listing(experiment_app, "experiments", "experiments", _table)
 
 
-@experiment_app.command()
-def show(
+@experiment_app.command("show")
+def show_one(
     experiment_id: IdArgument,
     as_json: JsonOption = False,
     server: ServerOption = DEFAULT_SERVER,
@@ -97,27 +86,12 @@ def show(
     latencies = (ms(stats[key]) for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms"))
     figures.add_row(str(stats["count"]), str(stats["errors"]), *latencies)
     if as_json:
-        _print({"experiment": experiment, "stats": stats}, True)
+        show({"experiment": experiment, "stats": stats}, True)
         return
     Console().print(table, figures)
 
 
-def _action(action: str) -> None:
-    def command(
-        experiment_id: IdArgument,
-        as_json: JsonOption = False,
-        server: ServerOption = DEFAULT_SERVER,
-        token: TokenOption = None,
-    ) -> None:
-        done = Server(server, token).call("POST", f"/experiments/{experiment_id}/{action}")
-        _print(done, as_json, _table([done]))
-
-    command.__doc__ = f"{action.capitalize()} an experiment."
-    experiment_app.command(action)(command)
-
-
-for _name in ("start", "pause", "resume", "stop"):
-    _action(_name)
+add_actions(experiment_app, "experiments", "experiment", lambda done: _table([done]))
 
 
 @experiment_app.command()

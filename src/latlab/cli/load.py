@@ -40,6 +40,7 @@ from latlab.cli.load_view import (
     print_summary,
     remove_outputs,
     write_files,
+    write_report,
 )
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
@@ -209,6 +210,8 @@ def _finish(
     job.created_outputs.clear()
     try:
         write_files(report, rows, job.options.json_path, job.options.csv_path)
+        if job.options.report_path is not None:
+            write_report(job.options.report_path, job.options.method, report, rows)
     except OSError as exc:
         print_summary(job.console, report)
         return _fail(f"cannot write the results: {exc}", 1)

@@ -56,6 +56,7 @@ class LoadOptions:
     quiet: bool = False
     server: str | None = None  # a LatLab server whose workers make the run
     shards: int = 1
+    report_path: Path | None = None  # --report FILE.html
 
 
 @dataclass(slots=True)
@@ -99,7 +100,9 @@ def prepare(options: LoadOptions, settings: Settings) -> LoadJob:
     probe_s = _probe_interval_s(options.probe, settings.min_interval_s)
     tls = _tls(plan)
     policy = TargetPolicy.from_settings(settings)
-    created = claim_outputs({"--json": options.json_path, "--csv": options.csv_path})
+    created = claim_outputs(
+        {"--json": options.json_path, "--csv": options.csv_path, "--report": options.report_path}
+    )
     return LoadJob(options, plan, policy, tls, thresholds, probe_s, created)
 
 

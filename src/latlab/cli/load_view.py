@@ -291,3 +291,22 @@ def write_files(
             writer.writerow(CSV_COLUMNS)
             for row in rows:
                 writer.writerow(["" if row[key] is None else row[key] for key in CSV_COLUMNS])
+
+
+def write_report(
+    path: Path, method: str, report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """``--report``: the HTML report a server makes of a load run, of this one (its figures
+    are the summary's; a run cut short is "stopped")."""
+    from latlab.web.reports import ReportUnavailable, load_run_data, render
+
+    run = {
+        "state": "stopped" if report.get("interrupted") else "completed",
+        "spec": {k: report[k] for k in ("url", "rate", "connections")} | {"method": method},
+        "stats": dict(report),
+    }
+    try:
+        html = render("load-run", f"Load run of {report['url']}", load_run_data(run, rows))
+    except ReportUnavailable as exc:
+        raise OSError(str(exc)) from exc
+    path.write_text(html, encoding="utf-8")

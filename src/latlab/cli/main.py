@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from latlab.cli.experiments import experiment_app
+from latlab.cli.load_runs import load_run_app
 from latlab.cli.pipeline import pipeline_app
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(load_run_app, name="load-run")
 
 HostOption = Annotated[str | None, typer.Option(help="Bind address [env LATLAB_HOST].")]
 PortOption = Annotated[int | None, typer.Option(help="Port [env LATLAB_PORT].", min=0, max=65535)]
@@ -213,6 +215,15 @@ def load(
         Path | None,
         typer.Option("--csv", metavar="FILE", help="Write one row a second.", show_default="none"),
     ] = None,
+    report_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            metavar="FILE.html",
+            help="Write a self-contained HTML report (opens offline).",
+            show_default="none",
+        ),
+    ] = None,
     probe: Annotated[
         str | None,
         typer.Option(
@@ -259,6 +270,7 @@ def load(
             url, connections, requests, duration, rate, workers, method, tuple(header or ()),
             body, body_file, timeout, expect_status, tuple(threshold or ()), json_path,
             csv_path, probe, warmup, insecure, ca_file, quiet, server, shards,
+            report_path=report_path,
         )
     )  # fmt: skip
 

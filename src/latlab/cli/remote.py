@@ -7,13 +7,17 @@ answered with an error (its reason is printed); 3: it cannot be reached.
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from rich.console import Console
+from rich.table import Table
 
-REFUSED, UNREACHABLE = 1, 3
+REFUSED, USAGE, UNREACHABLE = 1, 2, 3
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 ServerOption = Annotated[
@@ -29,6 +33,59 @@ TokenOption = Annotated[
 ]
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON.")]
+Describe = Callable[[Any], Table]  # what the server answered -> the table shown
+
+
+def show(document: Any, as_json: bool, table: Table | None = None) -> None:
+    """The server's JSON (``--json``), or ``table``."""
+    console = Console()
+    if as_json or table is None:
+        console.print_json(json.dumps(document))
+    else:
+        console.print(table)
+
+
+def add_listing(app: typer.Typer, route: str, plural: str, table: Describe) -> None:
+    """``ls [--state S]``: ``GET /{route}``, up to 1,000, oldest first."""
+
+    def list_jobs(
+        state: Annotated[str | None, typer.Option(help="Only in this state.")] = None,
+        as_json: JsonOption = False,
+        server: ServerOption = DEFAULT_SERVER,
+        token: TokenOption = None,
+    ) -> None:
+        params = {"limit": 1000, **({"state": state} if state else {})}
+        page = Server(server, token).call("GET", f"/{route}", params=params)
+        show(page, as_json, table(page["data"]))
+
+    list_jobs.__doc__ = f"The {plural} (up to 1,000, oldest first)."
+    app.command("ls")(list_jobs)
+
+
+def add_actions(app: typer.Typer, route: str, noun: str, table: Describe) -> None:
+    """``start``, ``pause``, ``resume`` and ``stop`` of one job: ``POST /{route}/{id}/{action}``."""
+    for action in ("start", "pause", "resume", "stop"):
+        app.command(action)(_action(route, noun, action, table))
+
+
+def _action(route: str, noun: str, action: str, table: Describe) -> Callable[..., None]:
+    # A default, not an annotation: annotations are read later, where ``noun`` is unknown.
+    id_argument = typer.Argument(metavar="ID", min=1, help=f"The {noun}'s id.")
+
+    def command(
+        job_id: int = id_argument,
+        as_json: JsonOption = False,
+        server: ServerOption = DEFAULT_SERVER,
+        token: TokenOption = None,
+    ) -> None:
+        done = Server(server, token).call("POST", f"/{route}/{job_id}/{action}")
+        show(done, as_json, table(done))
+
+    command.__doc__ = f"{action.capitalize()} the {noun} ID."
+    return command
+
+
 def fail(message: str, code: int) -> NoReturn:
     sys.stderr.write(f"latlab: {' '.join(message.split())}\n")
     raise SystemExit(code)
@@ -42,10 +99,8 @@ def reason(answer: httpx.Response) -> str:
         detail = answer.json().get("detail")
     except (ValueError, AttributeError):
         detail = None
-    if isinstance(detail, list):
-        return "; ".join(
-            f"{'.'.join(map(str, e.get('loc', [])[1:]))}: {e.get('msg')}" for e in detail
-        )
+    if isinstance(detail, list):  # a 422: each field and what is wrong with it
+        return "; ".join(f"{_field(error)}: {error.get('msg')}" for error in detail)
     return str(detail) if detail else answer.reason_phrase
 
 
@@ -53,23 +108,58 @@ def _field(error: dict[str, Any]) -> str:
     return ".".join(str(part) for part in error.get("loc", [])[1:])
 
 
+# A proxy's answers while the server behind it is down: unreachable, not refused.
+GATEWAY_DOWN = frozenset({502, 503, 504})
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    if not token:
+        return {}
+    if not (token.isascii() and token.isprintable()):
+        # Never echoed: a token read from a file with its line ending would be printed.
+        fail("the token has a character a header cannot carry (a line ending?)", USAGE)
+    return {"Authorization": f"Bearer {token}"}
+
+
 class Server:
-    """``/api/v1`` of one server, with its token."""
+    """``/api/v1`` of one server, with its token. Exit status 1: the server refused (its
+    reason printed); 2: a URL or token that cannot be used; 3: unreachable, or a proxy
+    answering for it that it is down."""
 
     def __init__(self, url: str, token: str | None, timeout_s: float = 30.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=f"{self.url}/api/v1", headers=headers, timeout=timeout_s)
+        try:
+            self.http = httpx.Client(
+                base_url=f"{self.url}/api/v1", headers=_headers(token), timeout=timeout_s
+            )
+        except httpx.InvalidURL as exc:
+            fail(f"--server {url}: {exc}", USAGE)
 
-    def call(self, method: str, path: str, **options: Any) -> Any:
-        """The JSON answer (None for a 204); exits 1 on an error answer, 3 when unreachable."""
+    def answer(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """The server's successful answer; exits otherwise."""
         try:
             answer = self.http.request(method, path, **options)
-        except httpx.HTTPError as exc:
-            fail(f"cannot reach {self.url}: {exc or type(exc).__name__}", UNREACHABLE)
-        if answer.is_error:
+        except httpx.InvalidURL as exc:
+            fail(f"--server {self.url}: {exc}", USAGE)
+        except httpx.TransportError as exc:
+            # The class and message of a transport error: never a header (LocalProtocolError
+            # would quote one, and the tokens above are checked before any is sent).
+            fail(f"cannot reach {self.url}: {type(exc).__name__}: {exc}", UNREACHABLE)
+        if answer.status_code in GATEWAY_DOWN:
+            fail(f"cannot reach {self.url}: {answer.status_code} from a proxy", UNREACHABLE)
+        if not answer.is_success:
             fail(f"{method} {path}: {answer.status_code} {reason(answer)}", REFUSED)
-        return None if answer.status_code == httpx.codes.NO_CONTENT else answer.json()
+        return answer
+
+    def call(self, method: str, path: str, **options: Any) -> Any:
+        """The JSON answer (None for a 204)."""
+        answer = self.answer(method, path, **options)
+        if answer.status_code == httpx.codes.NO_CONTENT:
+            return None
+        try:
+            return answer.json()
+        except ValueError:
+            fail(f"{self.url} answered {method} {path} with no JSON: not a LatLab server?", REFUSED)
 
     def close(self) -> None:
         self.http.close()

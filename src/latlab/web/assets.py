@@ -34,7 +34,8 @@ class Library:
 
 def uplot(node_modules: Path = NODE_MODULES, packaged: Path = PACKAGED_VENDOR) -> Library:
     """uPlot: time series drawn on a canvas, fast with 100k points (48 kB minified)."""
-    files = ("uPlot.esm.js", "uPlot.min.css")
+    files = ("uPlot.esm.js", "uPlot.iife.min.js", "uPlot.min.css")  # the pages', the reports'
+
     in_wheel = packaged / "uplot"
     directory = in_wheel if in_wheel.is_dir() else node_modules / "uplot" / "dist"
     return Library("uplot", directory, files)

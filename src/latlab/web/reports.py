@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,9 @@ def _inline_text(text: str) -> str:
 
 def _inline_json(data: Any) -> str:
     # "<" escaped: a result's error text must not be able to end the script element.
-    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
+    # allow_nan: NaN is no JSON, and the report's JSON.parse would refuse the whole file.
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c")
 
 
 def _read(library: Library, name: str) -> str:
@@ -96,5 +98,5 @@ def experiment_data(
     return {"experiment": experiment, "stats": stats, "points": points, "results": count}
 
 
-def load_run_data(run: dict[str, Any], seconds: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    return {"run": run, "seconds": list(seconds)}
+def load_run_data(run: Mapping[str, Any], seconds: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    return {"run": dict(run), "seconds": [dict(second) for second in seconds]}

@@ -68,6 +68,10 @@ async def _tail(store: Store, kind: str, job_id: int, from_seq: int) -> list[Pro
     return [result async for page in stored for result in page]
 
 
+def _each_merged(stored: dict[int, str]) -> dict[int, LatencyHistogram]:
+    return {bucket: _merged([payload]) for bucket, payload in stored.items()}
+
+
 def _merged(payloads: Sequence[str]) -> LatencyHistogram:
     histogram = LatencyHistogram()
     for payload in payloads:
@@ -125,7 +129,11 @@ async def minute_histograms(
     """Every minute of the experiment or series (since the Unix epoch) that holds a result,
     as its histogram: the stored minutes plus the tail."""
     stored, through_seq = await _stored_minutes(store, kind, job_id, MinuteWindow(0, 2**40))
-    minutes = {minute: _merged([payload]) for minute, payload in stored.items()}
+    # A month of minutes is 43,200 histograms to decode: not on the event loop.
+    if len(stored) > _THREAD_ABOVE:
+        minutes = await asyncio.to_thread(_each_merged, stored)
+    else:
+        minutes = _each_merged(stored)
     for result in await _tail(store, kind, job_id, through_seq):
         minutes.setdefault(minute_of(result), LatencyHistogram()).record(
             result.latency_ms, result.error

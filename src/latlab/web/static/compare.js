@@ -1,9 +1,8 @@
 // Two experiments or load runs side by side: their percentile curves on one log-scale chart
 // and their figures with the difference. The pair is in the URL (?a=experiments/1&b=…).
 import { api, cell, ms, problem, root } from "./api.js";
+import { sizedChart, uPlot } from "./charts.js";
 
-const vendor = document.getElementById("compare").dataset.vendor;
-const { default: uPlot } = await import(`${vendor}/uplot/uPlot.esm.js`);
 const form = document.getElementById("pick");
 const box = document.getElementById("curves");
 const FIGURES = ["p50", "p90", "p99", "p99_9", "max"];
@@ -35,10 +34,9 @@ function draw(a, b) {
   });
   const data = uPlot.join(tables);
   box.replaceChildren();
-  new uPlot(
+  sizedChart(
+    box,
     {
-      width: box.clientWidth || 900,
-      height: 320,
       scales: { x: { time: false, distr: 3, log: 10 } },
       axes: [
         {
@@ -55,7 +53,6 @@ function draw(a, b) {
       ],
     },
     data,
-    box,
   );
   box.dataset.points = `${tables[0][0].length + tables[1][0].length}`;
 }
@@ -81,10 +78,16 @@ function summarize(a, b) {
   document.querySelector("#summary tbody").replaceChildren(counts, ...rows);
 }
 
+const JOB = /^(experiments|load-runs)\/[1-9]\d{0,18}$/; // what ?a= and ?b= may name
+
 async function compare() {
   const query = new URLSearchParams(location.search);
   const [pathA, pathB] = [query.get("a"), query.get("b")];
   if (!pathA || !pathB) return;
+  if (!JOB.test(pathA) || !JOB.test(pathB)) {
+    problem("Name each side as experiments/ID or load-runs/ID.");
+    return;
+  }
   for (const [key, path] of [
     ["a", pathA],
     ["b", pathB],
@@ -106,7 +109,7 @@ async function compare() {
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const pick = (key) =>
-    `${form.elements[`${key}_kind`].value}/${Number.parseInt(form.elements[`${key}_id`].value, 10)}`;
+    encodeURIComponent(`${form.elements[`${key}_kind`].value}/${form.elements[`${key}_id`].value.trim()}`);
   location.assign(`${root}/ui/compare?a=${pick("a")}&b=${pick("b")}`);
 });
 await compare();

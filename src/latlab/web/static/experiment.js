@@ -113,8 +113,9 @@ const smoke = sizedChart(
   [[], [], [], [], []],
 );
 
-async function showSmoke() {
+const showSmoke = latest(async (isLatest) => {
   const minutes = (await api(`experiments/${id}/bands${located()}`)).data;
+  if (!isLatest()) return; // another location was picked meanwhile
   const at = minutes.map((band) => new Date(band.start).getTime() / 1000);
   const columns = ["min_ms", "p50_ms", "p99_ms", "max_ms"].map((key) => minutes.map((band) => band[key]));
   if (at.length === 1) {
@@ -125,7 +126,7 @@ async function showSmoke() {
   }
   smoke.setData([at, ...columns]);
   smokeBox.dataset.minutes = `${minutes.length}`;
-}
+});
 
 const histogramBox = document.getElementById("histogram");
 const histogram = sizedChart(
@@ -139,8 +140,9 @@ const histogram = sizedChart(
 );
 
 /** Probes per HDR step: the percentile distribution's counts, step by step. */
-async function showHistogram() {
+const showHistogram = latest(async (isLatest) => {
   const steps = (await api(`experiments/${id}/percentiles${located()}`)).data;
+  if (!isLatest()) return;
   const values = [];
   const counts = [];
   let before = 0;
@@ -152,14 +154,18 @@ async function showHistogram() {
   }
   histogram.setData([values, counts]);
   histogramBox.dataset.probes = `${before}`;
-}
+});
 
 const located = () => (picker.hidden ? "" : `?location=${encodeURIComponent(picker.value)}`);
 
+let over = false; // ended, and drawn once since: nothing will change any more
+
 async function refresh() {
+  if (over) return;
   try {
     const [experiment] = await Promise.all([showFigures(), showResults(), showSmoke(), showHistogram()]);
     solved("read");
+    over = ENDED.has(experiment.state);
     return experiment;
   } catch (error) {
     problem(error.status === 404 ? `Experiment ${id} does not exist (any more).` : error.message, "read");
@@ -200,7 +206,11 @@ for (const button of document.querySelectorAll("#actions button")) {
 }
 document.getElementById("newer").addEventListener("click", () => turn(-1));
 document.getElementById("older").addEventListener("click", () => turn(1));
-picker.addEventListener("change", () => turn(-newestFirstPage));
+picker.addEventListener("change", () => {
+  turn(-newestFirstPage);
+  showSmoke();
+  showHistogram();
+});
 const experiment = await api(`experiments/${id}`).catch(() => null);
 pickable(experiment?.settings.locations);
 await refresh();

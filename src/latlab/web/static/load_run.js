@@ -88,11 +88,22 @@ function showFigures(run) {
   document.getElementById("errors-by-kind").textContent = kinds.length
     ? `Errors by kind: ${kinds.map(([kind, count]) => `${kind} ${count}`).join(", ")}`
     : "";
+  showSideProbe(stats?.probe);
   document.getElementById("rate").placeholder = `${run.progress.rate ?? "closed model"}`;
   document.getElementById("connections").placeholder = `${run.progress.connections ?? ""}`;
   const control = document.getElementById("control");
   control.hidden = !run.progress.rate && run.progress.connections === null;
   document.getElementById("rate").disabled = !run.progress.rate; // a closed model has no rate
+}
+
+/** What a fresh client sees meanwhile: the side probe's figures, when the run has one. */
+function showSideProbe(probe) {
+  const line = document.getElementById("side-probe");
+  line.hidden = !probe;
+  if (!probe) return;
+  line.textContent =
+    `Side probe (a fresh connection every ${probe.interval_s} s): ${probe.count} probes, ` +
+    `p50 ${ms(probe.p50)} ms, p99 ${ms(probe.p99)} ms, max ${ms(probe.max)} ms, ${probe.errors} failed`;
 }
 
 async function refresh() {

@@ -2,6 +2,7 @@
 import { problem, root } from "./api.js";
 
 const form = document.getElementById("new-job");
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,2})?$/; // finite: e99 at most
 
 function value(input) {
   const text = input.value.trim();
@@ -9,7 +10,8 @@ function value(input) {
     case "bool":
       return input.checked;
     case "number":
-      return text === "" ? undefined : Number.isNaN(Number(text)) ? text : Number(text);
+      // Decimal only: "0x10" or "Infinity" go as typed, and the API says what is wrong.
+      return text === "" ? undefined : DECIMAL.test(text) ? Number(text) : text;
     case "list":
       return text === "" ? undefined : text.split(",").map((part) => part.trim());
     default:
