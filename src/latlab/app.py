@@ -23,7 +23,7 @@ from latlab.api.security import PUBLIC_PATHS, SecurityMiddleware
 from latlab.api.state import AppState
 from latlab.api.v1 import bots as v1_bots
 from latlab.api.v1 import events as v1_events
-from latlab.api.v1 import experiments, load_runs, pipeline_runs, workers
+from latlab.api.v1 import experiment_charts, experiments, load_runs, pipeline_runs, workers
 from latlab.api.v1 import overview as v1_overview
 from latlab.coordination import open_coordinator
 from latlab.exporters.influx import InfluxExporter, open_exporter
@@ -196,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(login_router(settings.api_token, CreateRate().admit))
     app.include_router(metrics.router)
     app.include_router(experiments.router)
+    app.include_router(experiment_charts.router)
     app.include_router(v1_events.router)
     app.include_router(v1_overview.router)
     app.include_router(v1_bots.router)
