@@ -25,6 +25,7 @@ from latlab.api.v1 import bots as v1_bots
 from latlab.api.v1 import events as v1_events
 from latlab.api.v1 import experiment_charts, experiments, load_runs, pipeline_runs, workers
 from latlab.api.v1 import overview as v1_overview
+from latlab.api.v1.targets import TargetCounts, targets_router
 from latlab.coordination import open_coordinator
 from latlab.exporters.influx import InfluxExporter, open_exporter
 from latlab.exporters.influx_load import InfluxLoadSink
@@ -170,7 +171,12 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
         )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+TargetsHere = tuple[TargetCounts, int]  # the targets' request cells, and their port
+
+
+def create_app(settings: Settings | None = None, *, targets: TargetsHere | None = None) -> FastAPI:
+    """The control API. ``targets``: the built-in targets' counters and port, when they run
+    in this process (``latlab serve``), for ``/api/v1/targets`` and the dashboard."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -203,6 +209,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(load_runs.router)
     app.include_router(pipeline_runs.router)
     app.include_router(workers.router)
+    app.include_router(targets_router(*(targets or (None, None))))
     app.include_router(bots.router)
     app.include_router(seed.router)
     # The original served these under /api; same handlers, kept out of the schema twice over.

@@ -134,3 +134,15 @@ async def test_an_experiments_minute_bands_count_every_probe_once(
     assert (await api.get("/api/v1/experiments/999/bands")).status_code == 404
     elsewhere = await api.get(f"/api/v1/experiments/{probed}/bands", params={"location": "x"})
     assert elsewhere.status_code == 422
+
+
+async def test_the_most_recent_results_come_oldest_first(
+    api: httpx.AsyncClient, targets_port: int
+) -> None:
+    probed = await completed(api, targets_port, 8)
+    recent = (await api.get(f"/api/v1/experiments/{probed}/recent", params={"limit": 3})).json()
+    assert ([r["seq"] for r in recent["data"]], recent["count"]) == ([5, 6, 7], 8)
+    assert (await api.get("/api/v1/experiments/999/recent")).status_code == 404
+    for limit in (0, 1001):
+        answer = await api.get(f"/api/v1/experiments/{probed}/recent", params={"limit": limit})
+        assert answer.status_code == 422

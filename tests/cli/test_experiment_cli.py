@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -159,3 +160,15 @@ async def test_what_is_not_a_latlab_answer_gets_its_own_exit_status() -> None:
     assert (code, "s3cret" in err, "line ending" in err) == (2, False, True)
     code, _, err = await latlab("experiment", "ls", "--server", "http://127.0.0.1:80x")
     assert (code, "Traceback" in err) == (2, False)
+
+
+async def test_a_load_the_server_cannot_take_leaves_no_claimed_file(tmp_path: Path) -> None:
+    """Found in review: a refusal of --server's spec left the files it had claimed empty."""
+    report, summary = tmp_path / "r.html", tmp_path / "s.json"
+    code, _, err = await latlab(
+        "load", "http://127.0.0.1:9/", "-n", "1", "-H", "X-A: 1", "-H", "X-A: 2",
+        "--server", "http://127.0.0.1:9", "--report", str(report), "--json", str(summary),
+    )  # fmt: skip
+    assert (code, "one value a header" in err) == (2, True)
+    assert not report.exists()
+    assert not summary.exists()

@@ -3,6 +3,9 @@ with the network cut: every file comes from LatLab itself."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,6 +107,8 @@ async def test_the_chart_draws_every_result_live_and_the_buttons_drive_the_exper
 
         # Both read afresh each time: a probe's write may land just after the pause.
         await wait_for(every_result_drawn, WAIT_MS / 1000, "every stored result drawn")
+        drawn = str(await points_drawn(tab.page))
+        await expect(tab.page.locator("#phases")).to_have_attribute("data-points", drawn)
         stats = (await api.get(f"/api/v1/experiments/{experiment_id}/stats")).json()
         bands = (await api.get(f"/api/v1/experiments/{experiment_id}/bands")).json()["data"]
         await expect(tab.page.locator("#smoke")).to_have_attribute(
@@ -265,6 +270,16 @@ async def test_an_experiment_at_two_locations_draws_both_series_and_pages_each(
         newest = stored.json()["data"][-1]
         latency = await rows.first.locator("td").nth(3).inner_text()
         assert latency == f"{newest['latency_ms']:.2f}"
+        # The CLI's view of it: both locations' probes, and a sparkline of all 24.
+        watch = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "latlab", "experiment", "watch", str(experiment_id),
+            "--server", str(api.base_url), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        shown, _ = await watch.communicate()
+        assert watch.returncode == 0
+        assert "24/24 probes" in shown.decode()
+        counts = [len(re.findall("[▁▂▃▄▅▆▇█✕]", line)) for line in shown.decode().splitlines()]
+        assert max(counts) == 24, shown.decode()
     assert tab.blocked == []
     assert tab.errors == []
 

@@ -73,8 +73,12 @@ def run_load(options: LoadOptions) -> None:
         if options.shards != 1 and options.server is None:
             raise UsageError("--shards needs --server: the shards run on a server's workers")
         job = prepare(options, settings)
-        spec = None if options.server is None else remote_spec(job, options.shards)
     except (PlanError, RequestError, UsageError, OutputError) as exc:
+        raise SystemExit(_fail(str(exc), USAGE)) from None
+    try:
+        spec = None if options.server is None else remote_spec(job, options.shards)
+    except UsageError as exc:
+        remove_outputs(job.created_outputs)  # claimed by prepare(): nothing was written
         raise SystemExit(_fail(str(exc), USAGE)) from None
     try:
         if options.server is None or spec is None:

@@ -100,10 +100,21 @@ def prepare(options: LoadOptions, settings: Settings) -> LoadJob:
     probe_s = _probe_interval_s(options.probe, settings.min_interval_s)
     tls = _tls(plan)
     policy = TargetPolicy.from_settings(settings)
+    if options.report_path is not None:
+        _check_report_library()
     created = claim_outputs(
         {"--json": options.json_path, "--csv": options.csv_path, "--report": options.report_path}
     )
     return LoadJob(options, plan, policy, tls, thresholds, probe_s, created)
+
+
+def _check_report_library() -> None:
+    """--report needs the chart library: said before the run, not after it."""
+    from latlab.web.assets import uplot
+
+    chart = uplot()
+    if not chart.installed:
+        raise UsageError(f"--report needs {chart.directory}: run `make install` (npm ci)")
 
 
 def _probe_interval_s(text: str | None, least_s: float) -> float | None:

@@ -36,6 +36,7 @@ from latlab.cli.binding import (
 from latlab.cli.logs import StartupLog
 from latlab.cli.shutdown import ShutdownDeadline
 from latlab.cli.startup import reporting_startup
+from latlab.serving.counting import REQUEST_CELLS
 from latlab.serving.runner import run
 from latlab.serving.signals import STOP_SIGNALS
 from latlab.settings import Settings
@@ -44,6 +45,8 @@ from latlab.storage.registry import check_url
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
+
+    from latlab.app import TargetsHere
 
 logger = logging.getLogger("latlab")
 GRACEFUL_SHUTDOWN_S = 5
@@ -80,7 +83,7 @@ def _already_open(state: State) -> Callable[[Any], AbstractAsyncContextManager[S
     return lifespan
 
 
-async def _open_targets(settings: Settings, stack: contextlib.AsyncExitStack) -> None:
+async def _open_targets(settings: Settings, stack: contextlib.AsyncExitStack) -> TargetsHere:
     from latlab.targets.server import open_targets
 
     port_setting = "LATLAB_TARGETS_PORT / --targets-port"
@@ -94,14 +97,17 @@ async def _open_targets(settings: Settings, stack: contextlib.AsyncExitStack) ->
             raise
         raise bind_error(exc, listen) from exc
     logger.info("targets on http://%s:%d", settings.targets_host, targets.port)
+    return lambda: targets.counts.cells[:REQUEST_CELLS], targets.port
 
 
-def _uvicorn_server(settings: Settings, max_connections: int) -> tuple[FastAPI, uvicorn.Server]:
+def _uvicorn_server(
+    settings: Settings, max_connections: int, targets: TargetsHere | None
+) -> tuple[FastAPI, uvicorn.Server]:
     import uvicorn
 
     from latlab.app import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, targets=targets)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -124,10 +130,11 @@ async def serve(settings: Settings, api_socket: socket.socket, log: StartupLog) 
     deadline = ShutdownDeadline()
     try:
         async with contextlib.AsyncExitStack() as stack:
+            targets = None
             if settings.targets_enabled:
                 # Up before the API, so experiments resumed at start-up find their target.
-                await _open_targets(_with_targets_share(settings, budget), stack)
-            app, server = _uvicorn_server(settings, budget.api)
+                targets = await _open_targets(_with_targets_share(settings, budget), stack)
+            app, server = _uvicorn_server(settings, budget.api, targets)
             # A stop asked for during start-up ends the server as soon as it is up.
             stack.enter_context(_signals_stop(server))
             state = await stack.enter_async_context(app.router.lifespan_context(app))

@@ -57,17 +57,24 @@ def render(
         f"errors {stats['errors']}",
     )
     latencies = [None if r["latency_ms"] < 0 else r["latency_ms"] for r in recent]
-    bar = ProgressBar(total=planned, completed=experiment["done"], width=60)
+    # The bar in a row of its own: a bare ProgressBar ends no line, and the sparkline ran on
+    # after it, cut at the console's width.
+    bar = Table.grid()
+    bar.add_row(ProgressBar(total=planned, completed=experiment["done"], width=60))
     return Group(figures, bar, Text(sparkline(latencies), style="cyan"))
 
 
 def _read(api: Server, experiment_id: int) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
     experiment = api.call("GET", f"/experiments/{experiment_id}")
     stats = api.call("GET", f"/experiments/{experiment_id}/stats")
-    offset = max(0, stats["count"] - SPARK_POINTS)
-    params = {"offset": offset, "limit": SPARK_POINTS}
-    recent = api.call("GET", f"/experiments/{experiment_id}/results", params=params)["data"]
-    return experiment, stats, recent
+    return experiment, stats, _recent(api, experiment)
+
+
+def _recent(api: Server, experiment: dict[str, Any]) -> list[dict[str, Any]]:
+    """The last results by start time, of every location (the server sorts them)."""
+    path = f"/experiments/{experiment['id']}/recent"
+    found: list[dict[str, Any]] = api.call("GET", path, params={"limit": SPARK_POINTS})["data"]
+    return found
 
 
 def watch_experiment(api: Server, experiment_id: int, console: Console | None = None) -> int:

@@ -3,7 +3,9 @@ its minute bands and its one-file report (``/api/v1/experiments/{id}/…``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import HTMLResponse
 
 from latlab.api.deps import (
@@ -20,6 +22,8 @@ from latlab.api.schemas import (
     BandsPublic,
     ExperimentPublic,
     PercentilesPublic,
+    ResultPublic,
+    ResultsPublic,
     StatsPublic,
 )
 from latlab.api.streaming import RESULTS_PAGE
@@ -43,6 +47,20 @@ async def percentiles(
         )
     rows = histogram.percentile_distribution()
     return PercentilesPublic(data=[PercentileRow(**row) for row in rows], count=histogram.count)
+
+
+@router.get("/{experiment_id}/recent", response_model=ResultsPublic, responses=_NOT_FOUND)
+async def recent(
+    experiment_id: ExperimentIdPath,
+    experiments: ExperimentsDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="How many (1-1000).")] = 60,
+) -> ResultsPublic:
+    """The last `limit` results by start time, oldest first, of every location (`/results`
+    lists one location after the other): what a sparkline of the newest draws."""
+    job = await experiments.get(experiment_id)
+    last = await experiments.recent(job, limit)
+    data = [ResultPublic.of(result) for result in last]
+    return ResultsPublic(data=data, count=int(job.progress.get("done", 0)), offset=0, limit=limit)
 
 
 @router.get("/{experiment_id}/bands", response_model=BandsPublic, responses=_NOT_FOUND)

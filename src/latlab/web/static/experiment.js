@@ -27,12 +27,47 @@ const chart = lineChart(
     ["TTFB", "#16a085", false],
   ],
 );
+const phasesBox = document.getElementById("phases");
+const phaseLine = (label, stroke) => ({ label, stroke, width: 1, value: (_, v) => ms(v) });
+const phases = sizedChart(
+  phasesBox,
+  {
+    scales: { x: { time: true } },
+    axes: [{}, { label: "ms, cumulative" }],
+    series: [
+      {},
+      { ...phaseLine("DNS", "#9c27b0"), fill: "rgba(156,39,176,0.25)" },
+      phaseLine("+ connect", "#e67e22"),
+      phaseLine("+ first byte", "#16a085"),
+      phaseLine("+ rest (total)", "#2a7ae2"),
+    ],
+    bands: [
+      { series: [2, 1], fill: "rgba(230,126,34,0.25)" },
+      { series: [3, 2], fill: "rgba(22,160,133,0.25)" },
+      { series: [4, 3], fill: "rgba(42,122,226,0.2)" },
+    ],
+  },
+  [[], [], [], [], []],
+);
+
+/** Each probe's phases added up, for the stacked chart (a failed probe draws nothing). */
+function stacked(point) {
+  if (point.latency === null) return [null, null, null, null];
+  const dns = point.dns ?? 0;
+  const connected = dns + (point.connect ?? 0);
+  const firstByte = connected + (point.ttfb ?? 0);
+  return [dns, connected, Math.min(firstByte, point.latency), point.latency];
+}
+
 const redraw = redrawer(() => {
   if (unsorted) points.sort((a, b) => a.at - b.at); // uPlot needs x ascending
   unsorted = false;
   const columns = ["at", "latency", "dns", "connect", "ttfb"].map((key) => points.map((point) => point[key]));
   chart.setData(columns);
   chartBox.dataset.points = `${points.length}`;
+  const sums = points.map(stacked);
+  phases.setData([columns[0], ...[0, 1, 2, 3].map((i) => sums.map((sum) => sum[i]))]);
+  phasesBox.dataset.points = `${points.length}`;
 });
 
 function add(result) {

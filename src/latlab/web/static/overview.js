@@ -93,8 +93,27 @@ async function newestLoadRuns() {
   return runs;
 }
 
+/** The built-in targets' answers, when they run in this server's process. */
+function showTargets(targets) {
+  document.getElementById("targets-section").hidden = !targets.here;
+  if (!targets.here) return;
+  const byClass = {};
+  for (const statuses of Object.values(targets.by_method)) {
+    for (const [status, count] of Object.entries(statuses)) byClass[status] = (byClass[status] ?? 0) + count;
+  }
+  const classes = Object.entries(byClass).filter(([, count]) => count > 0);
+  const detail = classes.map(([status, count]) => `${status} ${count}`).join(", ");
+  document.getElementById("targets").textContent =
+    `${targets.requests} requests answered on port ${targets.port}${detail ? ` (${detail})` : ""}`;
+}
+
 async function showOthers() {
-  const [runs, bots] = await Promise.all([newestLoadRuns(), api("bots?state=running&limit=1")]);
+  const [runs, bots, targets] = await Promise.all([
+    newestLoadRuns(),
+    api("bots?state=running&limit=1"),
+    api("targets"),
+  ]);
+  showTargets(targets);
   const newest = runs.data.sort((a, b) => b.id - a.id);
   document.querySelector("#load-runs tbody").replaceChildren(...newest.map(loadRunRow));
   document.getElementById("load-runs-empty").hidden = runs.count > 0;
