@@ -4,6 +4,7 @@ with the network cut: every file comes from LatLab itself."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from playwright.async_api import Browser, Page, Route, expect
 
 from fleet import api_and_workers
@@ -109,6 +111,17 @@ async def test_the_chart_draws_every_result_live_and_the_buttons_drive_the_exper
         await wait_for(every_result_drawn, WAIT_MS / 1000, "every stored result drawn")
         drawn = str(await points_drawn(tab.page))
         await expect(tab.page.locator("#phases")).to_have_attribute("data-points", drawn)
+        newest = (
+            await api.get(
+                f"/api/v1/experiments/{experiment_id}/results",
+                params={"offset": int(drawn) - 1, "limit": 1},
+            )
+        ).json()["data"][0]
+        stack = json.loads(await tab.page.locator("#phases").get_attribute("data-last") or "")
+        dns, connect, ttfb = (newest[k] or 0 for k in ("dns_ms", "connect_ms", "ttfb_ms"))
+        first_byte = min(dns + connect + ttfb, newest["latency_ms"])
+        expected = [dns, dns + connect, first_byte, newest["latency_ms"]]
+        assert stack == pytest.approx(expected)
         stats = (await api.get(f"/api/v1/experiments/{experiment_id}/stats")).json()
         bands = (await api.get(f"/api/v1/experiments/{experiment_id}/bands")).json()["data"]
         await expect(tab.page.locator("#smoke")).to_have_attribute(

@@ -68,6 +68,7 @@ const redraw = redrawer(() => {
   const sums = points.map(stacked);
   phases.setData([columns[0], ...[0, 1, 2, 3].map((i) => sums.map((sum) => sum[i]))]);
   phasesBox.dataset.points = `${points.length}`;
+  phasesBox.dataset.last = JSON.stringify(sums.at(-1) ?? []); // the newest probe's stack
 });
 
 function add(result) {
