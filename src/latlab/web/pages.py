@@ -93,33 +93,36 @@ def _entrances(router: APIRouter, login_page: Page | None) -> None:
         return login_page(request, "login.html", title="Log in", next_path=safe_next(next))
 
 
+# Pages with nothing in their path: path under /ui/ -> template, title and its values.
+# The forms come before the pages of one job: "new" is not an id.
+FIXED_PAGES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "/": ("overview.html", "Overview", {}),
+    "/compare": ("compare.html", "Compare", {}),
+    "/bots": ("bots.html", "Bots", {}),
+    "/pipeline": ("pipeline.html", "Pipeline runs", {}),
+    "/experiments/new": (
+        "new_job.html",
+        "New experiment",
+        {"fields": EXPERIMENT_FIELDS, "endpoint": "experiments", "page": "experiments"},
+    ),
+    "/load-runs/new": (
+        "new_job.html",
+        "New load run",
+        {"fields": LOAD_RUN_FIELDS, "endpoint": "load-runs", "page": "load-runs"},
+    ),
+}
+
+
+def _fixed_page(page: Page, template: str, title: str, values: dict[str, Any]) -> Any:
+    async def show(request: Request) -> Response:
+        return page(request, template, title=title, **values)
+
+    return show
+
+
 def _job_pages(router: APIRouter, page: Page) -> None:
-    @router.get(f"{UI}/")
-    async def overview(request: Request) -> Response:
-        return page(request, "overview.html", title="Overview")
-
-    @router.get(f"{UI}/compare")
-    async def compare(request: Request) -> Response:
-        return page(request, "compare.html", title="Compare")
-
-    @router.get(f"{UI}/bots")
-    async def bots(request: Request) -> Response:
-        return page(request, "bots.html", title="Bots")
-
-    @router.get(f"{UI}/pipeline")
-    async def pipeline(request: Request) -> Response:
-        return page(request, "pipeline.html", title="Pipeline runs")
-
-    # Before the pages of one job: "new" is not an id.
-    @router.get(f"{UI}/experiments/new")
-    async def new_experiment(request: Request) -> Response:
-        return page(request, "new_job.html", title="New experiment", fields=EXPERIMENT_FIELDS,
-                    endpoint="experiments", page="experiments")  # fmt: skip
-
-    @router.get(f"{UI}/load-runs/new")
-    async def new_load_run(request: Request) -> Response:
-        return page(request, "new_job.html", title="New load run", fields=LOAD_RUN_FIELDS,
-                    endpoint="load-runs", page="load-runs")  # fmt: skip
+    for path, (template, title, values) in FIXED_PAGES.items():
+        router.add_api_route(f"{UI}{path}", _fixed_page(page, template, title, values))
 
     @router.get(f"{UI}/experiments/{{experiment_id}}")
     async def experiment(request: Request, experiment_id: ExperimentId) -> Response:
