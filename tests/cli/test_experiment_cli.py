@@ -12,12 +12,20 @@ from typing import Any
 
 import httpx
 
-from harness import run_api, wait_state
+from harness import CountingTarget, run_api, wait_state
 from latlab import __version__
 from latlab.settings import Settings
 from services import free_port
 
 TOKEN = "cli-client-token"
+WITHOUT_UPLOT = """
+import sys
+from pathlib import Path
+import latlab.web.assets as assets
+from latlab.cli.main import main
+assets.NODE_MODULES = assets.PACKAGED_VENDOR = Path(sys.argv.pop(1))  # where nothing is
+main()
+"""
 
 
 async def latlab(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -172,3 +180,20 @@ async def test_a_load_the_server_cannot_take_leaves_no_claimed_file(tmp_path: Pa
     assert (code, "one value a header" in err) == (2, True)
     assert not report.exists()
     assert not summary.exists()
+
+
+async def test_a_report_without_the_chart_library_is_refused_before_any_request(
+    tmp_path: Path,
+) -> None:
+    """latlab load --report FILE.html without uPlot installed: exit 2 before the run (it used
+    to be found missing only once the load was sent)."""
+    report = tmp_path / "r.html"
+    async with CountingTarget() as target:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WITHOUT_UPLOT, str(tmp_path / "absent"), "load", f"http://127.0.0.1:{target.port}/",
+            "-n", "5", "--report", str(report),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await process.communicate()
+    assert (process.returncode, "make install" in err.decode()) == (2, True), err.decode()
+    assert (target.requests, report.exists()) == (0, False)

@@ -4,6 +4,7 @@ with the network cut: every file comes from LatLab itself."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Browser, Page, Request, Route, expect
 
 from fleet import api_and_workers
 from harness import CountingTarget, run_api, wait_for, wait_state
@@ -224,6 +225,59 @@ async def test_the_overview_shows_heartbeats_and_filters_by_state_and_host(
         assert await rows.first.get_attribute("data-id") == str(probed)
     assert tab.page.url.endswith("/ui/")
     assert tab.blocked == []
+    assert tab.errors == []
+
+
+def unfiltered_read(request: Request) -> bool:
+    return "/overview/experiments?" in request.url and "host=" not in request.url
+
+
+DRAWS_RECORDED = """() => {
+  window.draws = [];
+  const rows = document.querySelector("#experiments tbody");
+  const record = () => window.draws.push([...rows.rows].map((row) => row.dataset.id));
+  new MutationObserver(record).observe(rows, { childList: true });
+}"""
+FILTER_DRAWN = "(id) => window.draws.some((ids) => ids.join() === id)"
+
+
+async def test_a_slow_answer_is_not_drawn_over_the_filter_typed_meanwhile(browser: Browser) -> None:
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        kept = await created(api, 9, host="localhost")
+        tab = await watched(browser)
+        arrived, release = asyncio.Event(), asyncio.Event()
+
+        async def hold_one_unfiltered_read(route: Route) -> None:
+            if "host=" in route.request.url or arrived.is_set() or not holding:
+                await route.fallback()
+                return
+            arrived.set()
+            answer = await route.fetch()  # every experiment: no filter yet
+            await release.wait()
+            await route.fulfill(response=answer)
+
+        holding = False
+        await tab.page.route("**/api/v1/overview/experiments?*", hold_one_unfiltered_read)
+        await tab.page.goto(f"{api.base_url}/ui/")
+        rows = tab.page.locator("#experiments tbody tr")
+        await expect(rows).to_have_count(1, timeout=WAIT_MS)
+        holding = True
+        while not arrived.is_set():  # a state event makes the page read (once it listens)
+            await api.post(f"/api/v1/experiments/{await created(api, 9)}/stop")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), 1)
+        await tab.page.evaluate(DRAWS_RECORDED)
+        await tab.page.fill("#host-filter", "localhost")
+        filtered = [str(kept)]
+        await tab.page.wait_for_function(FILTER_DRAWN, arg=str(kept))
+        async with tab.page.expect_request_finished(unfiltered_read):
+            release.set()
+        # A later read, once the slow answer is in: its draw comes after whatever that one drew.
+        await api.post(f"/api/v1/experiments/{kept}/stop")
+        await expect(rows.first.locator(".state")).to_have_text("stopped", timeout=WAIT_MS)
+        draws = await tab.page.evaluate("window.draws")
+        since_filtered = draws[draws.index(filtered) :]
+        assert all(ids == filtered for ids in since_filtered), draws
     assert tab.errors == []
 
 

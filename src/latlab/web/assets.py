@@ -32,10 +32,11 @@ class Library:
         return all((self.directory / file).is_file() for file in self.files)
 
 
-def uplot(node_modules: Path = NODE_MODULES, packaged: Path = PACKAGED_VENDOR) -> Library:
-    """uPlot: time series drawn on a canvas, fast with 100k points (48 kB minified)."""
+def uplot(node_modules: Path | None = None, packaged: Path | None = None) -> Library:
+    """uPlot: time series drawn on a canvas, fast with 100k points (48 kB minified).
+    Looked for where the module says when called, not when it was imported."""
     files = ("uPlot.esm.js", "uPlot.iife.min.js", "uPlot.min.css")  # the pages', the reports'
-
-    in_wheel = packaged / "uplot"
-    directory = in_wheel if in_wheel.is_dir() else node_modules / "uplot" / "dist"
+    in_wheel = (packaged or PACKAGED_VENDOR) / "uplot"
+    in_checkout = (node_modules or NODE_MODULES) / "uplot" / "dist"
+    directory = in_wheel if in_wheel.is_dir() else in_checkout
     return Library("uplot", directory, files)
