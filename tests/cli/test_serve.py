@@ -61,7 +61,8 @@ async def test_sigkill_mid_run_then_restart_finishes_with_exactly_count_and_exac
 
 async def test_serve_runs_the_targets_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     targets_port = free_port()
-    with latlab_serve(tmp_path / "latlab.db", "--targets-port", str(targets_port)) as (
+    several = {"LATLAB_TARGETS_WORKERS": "2"}  # for `latlab targets`: said, not ignored
+    with latlab_serve(tmp_path / "latlab.db", "--targets-port", str(targets_port), env=several) as (
         process,
         url,
     ):
@@ -73,6 +74,7 @@ async def test_serve_runs_the_targets_and_stops_cleanly_on_sigterm(tmp_path: Pat
     assert health.json()["status"] == "ok"
     assert pong.json() == {"message": "pong"}
     assert "Application shutdown complete" in read_logs(tmp_path)
+    assert "LATLAB_TARGETS_WORKERS=2 is for `latlab targets`" in read_logs(tmp_path)
 
 
 def test_targets_command_serves_api_latency(tmp_path: Path) -> None:

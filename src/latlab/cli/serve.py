@@ -97,6 +97,13 @@ async def _open_targets(settings: Settings, stack: contextlib.AsyncExitStack) ->
             raise
         raise bind_error(exc, listen) from exc
     logger.info("targets on http://%s:%d", settings.targets_host, targets.port)
+    if settings.targets_workers > 1:
+        logger.warning(
+            "LATLAB_TARGETS_WORKERS=%d is for `latlab targets`; `latlab serve` answers in its own"
+            " process (for more: `latlab serve --no-targets`, `latlab targets --workers %d`)",
+            settings.targets_workers,
+            settings.targets_workers,
+        )
     return lambda: targets.counts.cells[:REQUEST_CELLS], targets.port
 
 
