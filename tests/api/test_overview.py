@@ -1,5 +1,6 @@
 """``/api/v1/overview/experiments``: a page of experiments, newest first, each with its last
-results and headline figures; filters by state and host; bad queries are 422s."""
+results and headline figures; filters by state and host; bad queries are 422s.
+``/api/v1/overview/load-runs``: a page of load runs, newest first, each with its figures."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from harness import wait_state
+from harness import wait_for, wait_state
 from latlab.api.v1.overview import summary_of
 from latlab.jobs.queries import ExperimentQueries
 from latlab.storage import Store
@@ -58,6 +59,7 @@ async def test_filters_and_pages(api: httpx.AsyncClient) -> None:
     assert await shown(state="created", host="a.") == [ids[2]]
     assert await shown(offset=1, limit=1) == [ids[1]]
     assert await shown(host="nowhere") == []
+    assert await shown(host="A.TEST") == [ids[2], ids[0]]  # found in review: case mattered
 
 
 async def test_bad_queries_are_422s(api: httpx.AsyncClient) -> None:
@@ -72,6 +74,9 @@ async def test_bad_queries_are_422s(api: httpx.AsyncClient) -> None:
     ]
     for params in bad:
         response = await api.get("/api/v1/overview/experiments", params=params)
+        assert response.status_code == 422, params
+    for params in bad[:2] + bad[4:6]:
+        response = await api.get("/api/v1/overview/load-runs", params=params)
         assert response.status_code == 422, params
 
 
@@ -146,3 +151,31 @@ async def test_the_most_recent_results_come_oldest_first(
     for limit in (0, 1001):
         answer = await api.get(f"/api/v1/experiments/{probed}/recent", params={"limit": limit})
         assert answer.status_code == 422
+
+
+async def test_each_load_run_comes_newest_first_with_its_figures(
+    api: httpx.AsyncClient, targets_port: int
+) -> None:
+    """Found in review: the overview listed load runs without their p99 (the list has no stats)."""
+    url = f"http://127.0.0.1:{targets_port}/api/latency"
+    made = [
+        (await api.post("/api/v1/load-runs", json={"url": url, "connections": 2, **spec})).json()
+        for spec in ({"requests": 300}, {"requests": 10})
+    ]
+    finished, idle = made[0]["id"], made[1]["id"]
+    await api.post(f"/api/v1/load-runs/{finished}/start")
+    await wait_for(lambda: ended(api, finished), 30, "the load run to end")
+    page = (await api.get("/api/v1/overview/load-runs")).json()
+    assert (page["count"], page["offset"], page["limit"]) == (2, 0, 50)
+    assert [run["id"] for run in page["data"]] == [idle, finished]
+    one = (await api.get(f"/api/v1/load-runs/{finished}")).json()
+    assert page["data"][1]["stats"] == one["stats"]
+    assert one["stats"]["requests"] == 300
+    assert page["data"][0]["stats"]["requests"] == 0
+    stopped = await api.get("/api/v1/overview/load-runs", params={"state": "completed"})
+    assert [run["id"] for run in stopped.json()["data"]] == [finished]
+
+
+async def ended(api: httpx.AsyncClient, run_id: int) -> bool:
+    state = (await api.get(f"/api/v1/load-runs/{run_id}")).json()["state"]
+    return bool(state in ("completed", "stopped", "failed"))

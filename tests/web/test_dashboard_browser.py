@@ -77,6 +77,16 @@ async def completed(api: httpx.AsyncClient, port: int, **fields: Any) -> int:
     return experiment_id
 
 
+async def load_run_ended(api: httpx.AsyncClient, run_id: int) -> dict[str, Any]:
+    async def ended() -> bool:
+        answer = (await api.get(f"/api/v1/load-runs/{run_id}")).json()
+        return bool(answer["state"] in ("completed", "stopped", "failed"))
+
+    await wait_for(ended, WAIT_MS / 1000, f"load run {run_id} to end")
+    run: dict[str, Any] = (await api.get(f"/api/v1/load-runs/{run_id}")).json()
+    return run
+
+
 async def points_drawn(page: Page) -> int:
     return int(await page.locator("#chart").get_attribute("data-points") or 0)
 
@@ -203,10 +213,15 @@ async def test_the_overview_shows_heartbeats_and_filters_by_state_and_host(
         probed = await completed(api, targets_port, count=8, interval_s=0.01)
         stopped = await created(api, 9, host="localhost")
         await api.post(f"/api/v1/experiments/{stopped}/stop")
+        load = {"url": f"http://127.0.0.1:{targets_port}/api/latency", "requests": 200}
+        run_id = (await api.post("/api/v1/load-runs", json=load, params={"start": True})).json()
+        run = await load_run_ended(api, run_id["id"])
         tab = await watched(browser)
         await tab.page.goto(f"{api.base_url}/")  # a browser at the root lands on /ui/
         rows = tab.page.locator("#experiments tbody tr")
         await expect(rows).to_have_count(2, timeout=WAIT_MS)
+        p99 = tab.page.locator(f"#load-runs tr[data-id='{run['id']}'] td:nth-child(6)")
+        await expect(p99).to_have_text(ms_text(run["stats"]["latency_ms"]["p99"]))
         assert [await row.get_attribute("data-id") for row in await rows.all()] == [
             str(stopped),
             str(probed),

@@ -1,7 +1,8 @@
 """``/api/v1/overview``: what the dashboard's overview shows, in one read a page.
 
 Each experiment of the page comes with its last results (the heartbeat strip) and its
-headline figures, so that a page of 50 is one request, not a hundred and one.
+headline figures, each load run with its figures so far, so that a page of 50 is one
+request, not a hundred and one.
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from latlab.api.deps import ExperimentsDep, LiveLocationsDep, Offset
+from latlab.api.load_run_schemas import LoadRunPublic
 from latlab.api.schemas import ExperimentPublic
-from latlab.jobs.queries import ExperimentQueries
+from latlab.api.v1.load_runs import LoadRunsDep
+from latlab.jobs.queries import ExperimentQueries, JobQueries
 from latlab.storage import JobRecord, JobState
 
 router = APIRouter(prefix="/api/v1/overview", tags=["overview"])
 
 HostQuery = Annotated[
     str | None,
-    Query(max_length=253, description="Only experiments whose host contains this text."),
+    Query(
+        max_length=253,
+        description="Only experiments whose host contains this text (any letter case).",
+    ),
 ]
 PageLimit = Annotated[int, Query(ge=1, le=100, description="Experiments per page (1-100).")]
 RecentQuery = Annotated[int, Query(ge=1, le=100, description="Last results of each (1-100).")]
@@ -48,6 +54,13 @@ class ExperimentSummary(BaseModel):
 class ExperimentsOverview(BaseModel):
     data: list[ExperimentSummary] = Field(description="Newest experiment first.")
     count: int = Field(description="Experiments that match, in all.")
+    offset: int
+    limit: int
+
+
+class LoadRunsOverview(BaseModel):
+    data: list[LoadRunPublic] = Field(description="Newest run first, each with its stats.")
+    count: int = Field(description="Load runs that match, in all.")
     offset: int
     limit: int
 
@@ -85,8 +98,22 @@ async def experiments_overview(
     return ExperimentsOverview(data=list(data), count=total, offset=offset, limit=limit)
 
 
+@router.get("/load-runs", response_model=LoadRunsOverview)
+async def load_runs_overview(
+    runs: LoadRunsDep,
+    state: Annotated[JobState | None, Query(description="Only runs in this state.")] = None,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=100, description="Runs per page (1-100).")] = 50,
+) -> LoadRunsOverview:
+    """Load runs newest first, each with its figures so far (`stats`: req/s, p50, p99, …)."""
+    shown, total = await _newest_first(runs, state, None, offset, limit)
+    data = await asyncio.gather(*(runs.figures(job) for job in shown))
+    public = [LoadRunPublic.of(job, figures) for job, figures in zip(shown, data, strict=True)]
+    return LoadRunsOverview(data=public, count=total, offset=offset, limit=limit)
+
+
 async def _newest_first(
-    experiments: ExperimentQueries,
+    queries: JobQueries,
     state: JobState | None,
     host: str | None,
     offset: int,
@@ -96,16 +123,17 @@ async def _newest_first(
     Jobs are listed by ascending id, so without a host to match the page is read from the end;
     a host is matched against every experiment's spec (a scan: fine for thousands)."""
     if host:
-        jobs = [job for job in (await experiments.page(state)).items if host in _host(job)]
+        wanted = host.casefold()  # host names are case-insensitive
+        jobs = [job for job in (await queries.page(state)).items if wanted in _host(job)]
         jobs.reverse()
         return jobs[offset : offset + limit], len(jobs)
-    total = (await experiments.page(state, limit=1)).total
+    total = (await queries.page(state, limit=1)).total
     end = total - offset  # the page ends here, counted from the oldest
     if end <= 0:
         return [], total
-    page = await experiments.page(state, offset=max(0, end - limit), limit=min(limit, end))
+    page = await queries.page(state, offset=max(0, end - limit), limit=min(limit, end))
     return page.items[::-1], total
 
 
 def _host(job: JobRecord) -> str:
-    return str(job.spec.get("host", ""))
+    return str(job.spec.get("host", "")).casefold()

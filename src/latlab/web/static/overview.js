@@ -82,15 +82,19 @@ function loadRunRow(run) {
   const id = cell("");
   id.append(link("load-runs", run.id));
   row.dataset.id = run.id;
-  row.append(id, state, cell(run.spec.url), cell(rate), cell(when(run.created_at)));
+  const { stats } = run;
+  const measured = stats?.requests ? stats.rps.toFixed(0) : "–";
+  const p99 = stats?.requests ? ms(stats.latency_ms.p99) : "–";
+  row.append(
+    id,
+    state,
+    cell(run.spec.url),
+    cell(rate),
+    cell(measured, "number"),
+    cell(p99, "number"),
+    cell(when(run.created_at)),
+  );
   return row;
-}
-
-/** The newest load runs: the list is by ascending id, so its last page. */
-async function newestLoadRuns() {
-  const { count } = await api("load-runs?limit=1");
-  const runs = await api(`load-runs?offset=${Math.max(0, count - PAGE)}&limit=${PAGE}`);
-  return runs;
 }
 
 /** The built-in targets' answers, when they run in this server's process. */
@@ -109,13 +113,12 @@ function showTargets(targets) {
 
 async function showOthers() {
   const [runs, bots, targets] = await Promise.all([
-    newestLoadRuns(),
+    api(`overview/load-runs?limit=${PAGE}`),
     api("bots?state=running&limit=1"),
     api("targets"),
   ]);
   showTargets(targets);
-  const newest = runs.data.sort((a, b) => b.id - a.id);
-  document.querySelector("#load-runs tbody").replaceChildren(...newest.map(loadRunRow));
+  document.querySelector("#load-runs tbody").replaceChildren(...runs.data.map(loadRunRow));
   document.getElementById("load-runs-empty").hidden = runs.count > 0;
   document.getElementById("bots").textContent = `${bots.count} running`;
 }
