@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from harness import CountingTarget, run_api, wait_state
 from latlab import __version__
 from latlab.settings import Settings
+from latlab.web import assets
 from services import free_port
 
 TOKEN = "cli-client-token"
@@ -197,3 +199,21 @@ async def test_a_report_without_the_chart_library_is_refused_before_any_request(
         _, err = await process.communicate()
     assert (process.returncode, "make install" in err.decode()) == (2, True), err.decode()
     assert (target.requests, report.exists()) == (0, False)
+
+
+async def test_a_report_the_server_cannot_make_is_its_refusal_not_a_proxys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: the server's 503 "run make install" was called a proxy's (exit 3)."""
+    monkeypatch.setattr(assets, "NODE_MODULES", tmp_path / "absent")
+    monkeypatch.setattr(assets, "PACKAGED_VENDOR", tmp_path / "absent")
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        body = {"host": "127.0.0.1", "port": 9, "interval_s": 1, "count": 1}
+        experiment_id = (await api.post("/api/v1/experiments", json=body)).json()["id"]
+        report = tmp_path / "r.html"
+        code, _, err = await latlab(
+            "report", "experiment", str(experiment_id), "-o", str(report),
+            "--server", str(api.base_url),
+        )  # fmt: skip
+    assert (code, "make install" in err, "proxy" in err) == (1, True, False), err
+    assert not report.exists()

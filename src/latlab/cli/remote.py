@@ -104,11 +104,21 @@ def reason(answer: httpx.Response) -> str:
     return str(detail) if detail else answer.reason_phrase
 
 
+def _has_detail(answer: httpx.Response) -> bool:
+    """Whether the answer is LatLab's own problem (JSON with a ``detail``): a 503 for a
+    missing chart library is the server's reason to print, not a proxy's page."""
+    try:
+        return bool(answer.json().get("detail"))
+    except (ValueError, AttributeError):
+        return False
+
+
 def _field(error: dict[str, Any]) -> str:
     return ".".join(str(part) for part in error.get("loc", [])[1:])
 
 
-# A proxy's answers while the server behind it is down: unreachable, not refused.
+# A proxy's answers while the server behind it is down: unreachable, not refused (unless
+# they carry LatLab's own detail).
 GATEWAY_DOWN = frozenset({502, 503, 504})
 
 
@@ -145,7 +155,7 @@ class Server:
             # The class and message of a transport error: never a header (LocalProtocolError
             # would quote one, and the tokens above are checked before any is sent).
             fail(f"cannot reach {self.url}: {type(exc).__name__}: {exc}", UNREACHABLE)
-        if answer.status_code in GATEWAY_DOWN:
+        if answer.status_code in GATEWAY_DOWN and not _has_detail(answer):
             fail(f"cannot reach {self.url}: {answer.status_code} from a proxy", UNREACHABLE)
         if not answer.is_success:
             fail(f"{method} {path}: {answer.status_code} {reason(answer)}", REFUSED)
