@@ -8,6 +8,7 @@ import contextlib
 import json
 import re
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -501,7 +502,10 @@ async def test_compare_draws_both_percentile_curves_and_their_difference(
 
 
 async def test_a_dark_preference_gets_a_dark_page_and_legible_charts(
-    browser: Browser, targets_port: int, screenshots: Path
+    browser: Browser,
+    targets_port: int,
+    screenshots: Path,
+    light_axis_pixels: Callable[[Page, str], Awaitable[int]],
 ) -> None:
     async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
         experiment_id = await completed(api, targets_port, count=10, interval_s=0.01)
@@ -513,4 +517,5 @@ async def test_a_dark_preference_gets_a_dark_page_and_legible_charts(
             " getComputedStyle(document.body).color]"
         )
         assert colours == ["rgb(20, 23, 28)", "rgb(230, 232, 235)"]  # latlab.css, dark
+        assert await light_axis_pixels(page, "#chart") > 0
         await page.screenshot(path=screenshots / "experiment-dark.png", full_page=True)

@@ -7,11 +7,12 @@ import asyncio
 import os
 import re
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
-from playwright.async_api import Browser, Route, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from harness import run_api, wait_state
 from latlab.settings import Settings
@@ -42,7 +43,9 @@ async def load_run_done(api: httpx.AsyncClient, port: int) -> dict[str, Any]:
     raise AssertionError(f"load run {run_id} did not complete")
 
 
-async def opened_offline(browser: Browser, report: Path) -> tuple[list[str], Any]:
+async def opened_offline(
+    browser: Browser, report: Path, colours: Literal["light", "dark"] = "light"
+) -> tuple[list[str], Any]:
     """``report`` opened from disk with every request refused: those it tried, and the page."""
     tried: list[str] = []
 
@@ -53,7 +56,7 @@ async def opened_offline(browser: Browser, report: Path) -> tuple[list[str], Any
             tried.append(route.request.url)
             await route.abort()
 
-    page = await browser.new_page()
+    page = await browser.new_page(color_scheme=colours)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     await page.route("**/*", refuse)
@@ -86,7 +89,11 @@ async def latlab_report(*args: str, env: dict[str, str] | None = None) -> tuple[
 
 
 async def test_an_experiment_report_is_one_file_that_draws_every_result_offline(
-    browser: Browser, targets_port: int, tmp_path: Path, screenshots: Path
+    browser: Browser,
+    targets_port: int,
+    tmp_path: Path,
+    screenshots: Path,
+    light_axis_pixels: Callable[[Page, str], Awaitable[int]],
 ) -> None:
     async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
         experiment_id = await experiment_done(api, targets_port, 30)
@@ -105,6 +112,8 @@ async def test_an_experiment_report_is_one_file_that_draws_every_result_offline(
     await expect(page.locator(".chart")).to_have_attribute("data-points", "30")
     assert await page.locator(".chart canvas").count() == 1
     await page.screenshot(path=screenshots / "experiment-report.png", full_page=True)
+    _, dark = await opened_offline(browser, out, "dark")
+    assert await light_axis_pixels(dark, ".chart") > 0  # found in review: black on dark
 
 
 async def test_a_load_run_report_draws_its_seconds_offline(

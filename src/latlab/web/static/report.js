@@ -33,6 +33,13 @@
     for (const [name, count] of Object.entries(byName)) if (count > 0) row(`${prefix}${name}`, `${count}`);
   }
 
+  /** Axes in the page's colours: uPlot's own dark grey cannot be read on the dark theme. */
+  function inked(axes) {
+    const style = getComputedStyle(document.body);
+    const line = style.getPropertyValue("--line").trim() || "rgba(128,128,128,0.3)";
+    return axes.map((axis) => ({ stroke: style.color, grid: { stroke: line }, ticks: { stroke: line }, ...axis }));
+  }
+
   function chart(title, columns, series, { time = true, yLabel = "ms" } = {}) {
     const heading = document.createElement("h2");
     heading.textContent = title;
@@ -41,7 +48,7 @@
     box.dataset.points = `${columns[0].length}`;
     document.getElementById("charts").append(heading, box);
     const lines = series.map(([label, stroke]) => ({ label, stroke, width: 1.5 }));
-    const axes = [time ? {} : { incrs: SECOND_STEPS, label: "s" }, { label: yLabel }];
+    const axes = inked([time ? {} : { incrs: SECOND_STEPS, label: "s" }, { label: yLabel }]);
     new uPlot(
       { width: box.clientWidth || 900, height: HEIGHT, scales: { x: { time } }, axes, series: [{}, ...lines] },
       columns,
