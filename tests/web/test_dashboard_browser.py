@@ -18,10 +18,11 @@ import pytest
 from playwright.async_api import Browser, Page, Request, Route, expect
 
 from fleet import api_and_workers
-from harness import CountingTarget, run_api, wait_for, wait_state
+from harness import CountingTarget, latlab_serve, run_api, wait_for, wait_state
 from latlab.pipeline.services import ALL_ROLES, Role, open_pipeline
 from latlab.settings import Settings
 from pipeline_files import pipeline_settings, wait_for_results
+from services import free_port
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 TOKEN = "dashboard-test-token"
@@ -203,6 +204,34 @@ async def test_the_rate_control_changes_the_running_load_run_and_the_chart_follo
     assert tab.errors == []
 
 
+async def test_an_ended_load_run_shows_both_latencies_and_is_read_no_more(
+    browser: Browser, targets_port: int
+) -> None:
+    """Found in review: the page read an ended run every 2 s for ever, offered its rate
+    control, and showed only the corrected p99 beside the service latency."""
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        body = {"url": f"http://127.0.0.1:{targets_port}/api/latency", "requests": 100}
+        made = await api.post(
+            "/api/v1/load-runs", json={**body, "rate": 400}, params={"start": True}
+        )
+        run = await load_run_ended(api, made.json()["id"])
+        tab = await watched(browser)
+        await tab.page.clock.install()  # the page's timers run when the test says
+        reads: list[str] = []
+        own = f"/api/v1/load-runs/{run['id']}"
+        tab.page.on("request", lambda r: reads.append(r.url) if r.url.endswith(own) else None)
+        await tab.page.goto(f"{api.base_url}/ui/load-runs/{run['id']}")
+        for kind, figures in (("service", "latency_ms"), ("corrected", "corrected_latency_ms")):
+            p99 = tab.page.locator(f"#{kind} td:nth-child(5)")
+            await expect(p99).to_have_text(ms_text(run["stats"][figures]["p99"]))
+        await expect(tab.page.locator("#control")).to_be_hidden()
+        before = len(reads)
+        await tab.page.clock.run_for(20_000)  # ten of the page's refreshes, were it to go on
+        await tab.page.evaluate("() => new Promise((done) => requestAnimationFrame(done))")
+        assert len(reads) == before
+    assert tab.errors == []
+
+
 async def run_state(api: httpx.AsyncClient, run_id: int, state: str) -> bool:
     return bool((await api.get(f"/api/v1/load-runs/{run_id}")).json()["state"] == state)
 
@@ -318,6 +347,13 @@ async def test_with_a_token_the_dashboard_asks_for_it_once_and_keeps_working(
         await tab.page.locator("#state", has_text="created").wait_for(timeout=WAIT_MS)
         await tab.page.goto(f"{api.base_url}/ui/")  # the cookie holds: no second login
         await tab.page.locator(f"#experiments tr[data-id='{experiment_id}']").wait_for()
+        await tab.page.context.clear_cookies()  # found in review: the query was lost
+        side = f"experiments/{experiment_id}"
+        await tab.page.goto(f"{api.base_url}/ui/compare?a={side}&b={side}")
+        await tab.page.wait_for_url("**/ui/login?next=%2Fui%2Fcompare%3Fa*", timeout=WAIT_MS)
+        await tab.page.fill("input[name=token]", TOKEN)
+        await tab.page.click("button[type=submit]")
+        await tab.page.wait_for_url(f"**/ui/compare?a={side}&b={side}", timeout=WAIT_MS)
     assert tab.blocked == []
     assert tab.errors == []
 
@@ -367,29 +403,58 @@ async def test_an_experiment_at_two_locations_draws_both_series_and_pages_each(
     assert tab.errors == []
 
 
-async def test_the_new_experiment_form_shows_the_apis_reasons_and_creates_nothing_until_valid(
-    browser: Browser, targets_port: int, screenshots: Path
+async def test_on_latlab_serve_an_experiment_made_with_the_form_is_drawn_live_and_paused(
+    browser: Browser, tmp_path: Path, screenshots: Path
 ) -> None:
-    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
-        tab = await watched(browser)
-        await tab.page.goto(f"{api.base_url}/ui/experiments/new")
-        await tab.page.fill("input[name=host]", "127.0.0.1")
-        await tab.page.fill("input[name=port]", str(targets_port))
-        await tab.page.fill("input[name=interval_s]", "0.01")
-        await tab.page.fill("input[name=count]", "0")
-        await tab.page.click("button[type=submit]")
-        count_error = tab.page.locator(".field-error[data-for=count]")
-        await expect(count_error).to_have_text("Input should be greater than or equal to 1")
-        await tab.screenshot(screenshots / "new-experiment.png")
-        assert (await api.get("/api/v1/experiments")).json()["count"] == 0
-        await tab.page.fill("input[name=count]", "5")
-        await tab.page.click("button[type=submit]")
-        await tab.page.wait_for_url("**/ui/experiments/1", timeout=WAIT_MS)
-        await expect(count_error).to_have_count(0)
-        done = await wait_state(api, 1, "completed")
-        assert (done["done"], done["settings"]["interval_s"]) == (5, 0.01)
+    """The issue's walk-through against a real ``latlab serve`` (its own targets): the form
+    shows the API's reasons and creates nothing until valid; the experiment's chart gains
+    points live, the pause button pauses it, the points drawn are the results stored; with the
+    server gone, the form says so."""
+    targets_port = free_port()
+    with latlab_serve(tmp_path / "l.db", "--targets-port", str(targets_port)) as (server, url):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+            tab = await watched(browser)
+            await tab.page.goto(f"{url}/ui/experiments/new")
+            await fill_experiment(tab.page, targets_port, count="0")
+            await tab.page.click("button[type=submit]")
+            count_error = tab.page.locator(".field-error[data-for=count]")
+            await expect(count_error).to_have_text("Input should be greater than or equal to 1")
+            await tab.screenshot(screenshots / "new-experiment.png")
+            assert (await api.get("/api/v1/experiments")).json()["count"] == 0
+            await tab.page.fill("input[name=count]", "400")
+            await tab.page.click("button[type=submit]")
+            await tab.page.wait_for_url("**/ui/experiments/1", timeout=WAIT_MS)
+            await expect(count_error).to_have_count(0)
+
+            async def drawing() -> bool:
+                return await points_drawn(tab.page) > 5
+
+            await wait_for(drawing, WAIT_MS / 1000, "points drawn live")
+            await tab.page.click("#actions button[data-action=pause]")
+            await wait_state(api, 1, "paused")
+
+            async def every_result_drawn() -> bool:
+                return await points_drawn(tab.page) == await results_count(api, 1)
+
+            await wait_for(every_result_drawn, WAIT_MS / 1000, "every stored result drawn")
+            assert (await api.get("/api/v1/experiments/1")).json()["settings"]["interval_s"] == 0.05
+            await tab.page.goto(f"{url}/ui/experiments/new")
+            await fill_experiment(tab.page, targets_port, count="5")
+            server.terminate()
+            assert server.wait(timeout=15) == 0
+            await tab.page.click("button[type=submit]")
+            await expect(tab.page.locator("#problem")).to_contain_text(
+                "Could not reach the server", timeout=WAIT_MS
+            )  # found in review: nothing was said
     assert tab.blocked == []
     assert tab.errors == []
+
+
+async def fill_experiment(page: Page, port: int, count: str) -> None:
+    await page.fill("input[name=host]", "127.0.0.1")
+    await page.fill("input[name=port]", str(port))
+    await page.fill("input[name=interval_s]", "0.05")
+    await page.fill("input[name=count]", count)
 
 
 async def test_the_new_load_run_form_starts_a_run_and_opens_its_page(

@@ -24,13 +24,16 @@ async function detailOf(response) {
   }
 }
 
+/** To the login page, and back to this very page after it (its query too). */
+export function logIn() {
+  location.assign(`${root}/ui/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+}
+
 /** The JSON answer of `path` (under /api/v1 unless it starts with /), or an ApiError. */
 export async function api(path, options = {}) {
   const url = root + (path.startsWith("/") ? path : `/api/v1/${path}`);
   const response = await fetch(url, { credentials: "same-origin", ...options });
-  if (response.status === 401) {
-    location.assign(`${root}/ui/login?next=${encodeURIComponent(location.pathname)}`);
-  }
+  if (response.status === 401) logIn();
   if (!response.ok) {
     throw new ApiError(response.status, await detailOf(response));
   }

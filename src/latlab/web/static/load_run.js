@@ -73,6 +73,15 @@ function describe(run) {
     `${spec.method} ${spec.url}: ${pace} over ${progress.connections} connections, ${until}`;
 }
 
+/** Service and corrected latency side by side: the corrected one counts the time a request
+ * waited for its turn (coordinated omission), only an open model has it. */
+function latencyRow(kind, figures) {
+  const row = document.getElementById(kind);
+  const label = row.firstElementChild;
+  const names = ["min", "p50", "p90", "p99", "p99_9", "max"];
+  row.replaceChildren(label, ...names.map((name) => cell(ms(figures?.[name]), "number")));
+}
+
 function showFigures(run) {
   showActions(run.state);
   describe(run);
@@ -83,6 +92,8 @@ function showFigures(run) {
     document.getElementById(name).textContent = `${ms(stats?.latency_ms[name])} ms`;
   }
   document.getElementById("p99c").textContent = `${ms(stats?.corrected_latency_ms?.p99)} ms`;
+  latencyRow("service", stats?.latency_ms);
+  latencyRow("corrected", stats?.corrected_latency_ms);
   document.getElementById("errors").textContent = `${run.progress.errors}`;
   const kinds = Object.entries(stats?.errors_by_kind ?? {}).filter(([, count]) => count > 0);
   document.getElementById("errors-by-kind").textContent = kinds.length
@@ -92,7 +103,8 @@ function showFigures(run) {
   document.getElementById("rate").placeholder = `${run.progress.rate ?? "closed model"}`;
   document.getElementById("connections").placeholder = `${run.progress.connections ?? ""}`;
   const control = document.getElementById("control");
-  control.hidden = !run.progress.rate && run.progress.connections === null;
+  const ended = ENDED.has(run.state); // nothing left to change
+  control.hidden = ended || (!run.progress.rate && run.progress.connections === null);
   document.getElementById("rate").disabled = !run.progress.rate; // a closed model has no rate
 }
 
@@ -106,10 +118,15 @@ function showSideProbe(probe) {
     `p50 ${ms(probe.p50)} ms, p99 ${ms(probe.p99)} ms, max ${ms(probe.max)} ms, ${probe.errors} failed`;
 }
 
+let over = false; // ended, and drawn once since: nothing will change any more
+
 async function refresh() {
+  if (over) return;
   try {
-    showFigures(await api(`load-runs/${id}`));
+    const run = await api(`load-runs/${id}`);
+    showFigures(run);
     solved("read");
+    over = ENDED.has(run.state);
   } catch (error) {
     problem(error.status === 404 ? `Load run ${id} does not exist (any more).` : error.message, "read");
   }

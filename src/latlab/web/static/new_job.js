@@ -1,5 +1,5 @@
 // Creates a job from the form through the API; a refusal's reasons go beside their fields.
-import { problem, root } from "./api.js";
+import { logIn, problem, root } from "./api.js";
 
 const form = document.getElementById("new-job");
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,2})?$/; // finite: e99 at most
@@ -42,18 +42,24 @@ function showErrors(errors) {
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const start = form.elements.start.checked;
-  const response = await fetch(`${root}/api/v1/${form.dataset.endpoint}?start=${start}`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body()),
-    credentials: "same-origin",
-  });
+  let response;
+  try {
+    response = await fetch(`${root}/api/v1/${form.dataset.endpoint}?start=${start}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body()),
+      credentials: "same-origin",
+    });
+  } catch (error) {
+    problem(`Could not reach the server (${error.message}): is it running?`);
+    return;
+  }
   if (response.status === 422) {
     showErrors((await response.json()).detail);
     return;
   }
   if (response.status === 401) {
-    location.assign(`${root}/ui/login?next=${encodeURIComponent(location.pathname)}`);
+    logIn();
     return;
   }
   if (!response.ok) {
