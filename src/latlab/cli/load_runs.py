@@ -81,8 +81,12 @@ add_actions(load_run_app, "load-runs", "load run", lambda done: _table([done]))
 @load_run_app.command("set")
 def retune(
     run_id: IdArgument,
-    rate: Annotated[float | None, typer.Option(help="Requests a second from now on.")] = None,
-    connections: Annotated[int | None, typer.Option(help="Connections from now on.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Requests a second from now on [default: unchanged].")
+    ] = None,
+    connections: Annotated[
+        int | None, typer.Option(help="Connections from now on [default: unchanged].")
+    ] = None,
     as_json: JsonOption = False,
     server: ServerOption = DEFAULT_SERVER,
     token: TokenOption = None,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from latlab.cli import remote
 from latlab.cli.experiments import experiment_app
 from latlab.cli.load_runs import load_run_app
 from latlab.cli.pipeline import pipeline_app
@@ -25,13 +26,18 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(load_run_app, name="load-run")
 
-HostOption = Annotated[str | None, typer.Option(help="Bind address [env LATLAB_HOST].")]
-PortOption = Annotated[int | None, typer.Option(help="Port [env LATLAB_PORT].", min=0, max=65535)]
+HostOption = Annotated[
+    str | None, typer.Option(help="Bind address [env LATLAB_HOST; default 127.0.0.1].")
+]
+PortOption = Annotated[
+    int | None,
+    typer.Option(help="Port [env LATLAB_PORT; default 8000].", min=0, max=65535),
+]
 TokenOption = Annotated[
     str | None,
     typer.Option(
         help="Bearer token the API asks for; prefer the env var, which `ps` does not show "
-        "[env LATLAB_API_TOKEN].",
+        "[env LATLAB_API_TOKEN; default none: no token asked on loopback].",
         show_default=False,
     ),
 ]
@@ -48,7 +54,7 @@ StorageOption = Annotated[
         metavar="URL",
         show_default=False,
         help="The store: sqlite+aiosqlite:///FILE, postgresql+asyncpg://…, mongodb://… "
-        "[env LATLAB_STORAGE_URL; default SQLite ./latlab.db].",
+        "[env LATLAB_STORAGE_URL; default sqlite+aiosqlite:///./latlab.db].",
     ),
 ]
 LogLevelOption = Annotated[
@@ -76,7 +82,11 @@ def serve(
     port: PortOption = None,
     targets_port: Annotated[
         int | None,
-        typer.Option(help="Port of the built-in targets [env LATLAB_TARGETS_PORT].", min=0),
+        typer.Option(
+            help="Port of the built-in targets [env LATLAB_TARGETS_PORT; default 8008].",
+            min=0,
+            max=65535,
+        ),
     ] = None,
     no_targets: Annotated[
         bool, typer.Option("--no-targets", help="Do not serve the built-in targets.")
@@ -111,14 +121,17 @@ def serve(
 @app.command()
 def targets(
     host: Annotated[
-        str | None, typer.Option(help="Bind address [env LATLAB_TARGETS_HOST].")
+        str | None, typer.Option(help="Bind address [env LATLAB_TARGETS_HOST; default 127.0.0.1].")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port [env LATLAB_TARGETS_PORT].", min=0, max=65535)
+        int | None,
+        typer.Option(help="Port [env LATLAB_TARGETS_PORT; default 8008].", min=0, max=65535),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(help="Server processes [env LATLAB_TARGETS_WORKERS].", min=1, max=64),
+        typer.Option(
+            help="Server processes [env LATLAB_TARGETS_WORKERS; default 1].", min=1, max=64
+        ),
     ] = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -322,17 +335,8 @@ def report(
     output: Annotated[
         Path, typer.Option("--output", "-o", metavar="FILE.html", help="Where to write it.")
     ],
-    server: Annotated[
-        str, typer.Option(metavar="URL", envvar="LATLAB_SERVER", help="The LatLab server.")
-    ] = "http://127.0.0.1:8000",
-    token: Annotated[
-        str | None,
-        typer.Option(
-            envvar="LATLAB_API_TOKEN",
-            show_default=False,
-            help="Bearer token the server asks for; prefer the env var (`ps` shows options).",
-        ),
-    ] = None,
+    server: remote.ServerOption = remote.DEFAULT_SERVER,
+    token: remote.TokenOption = None,
 ) -> None:
     """Save a self-contained HTML report of an experiment or a load run (opens offline).
 

@@ -29,15 +29,34 @@ pipeline_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-Port = Annotated[int | None, typer.Option(min=0, max=65535, show_default=False)]
+
+def _port(service: str, default: int) -> Any:
+    env = f"LATLAB_PIPELINE_{service.upper()}_PORT"
+    return typer.Option(
+        min=0, max=65535, help=f"The {service}'s port [env {env}; default {default}]."
+    )
+
+
+ClientPort = Annotated[int | None, _port("client", 5000)]
+ReceiverPort = Annotated[int | None, _port("receiver", 5001)]
+HandlerPort = Annotated[int | None, _port("handler", 5002)]
+WriterPort = Annotated[int | None, _port("writer", 5003)]
 OutDir = Annotated[
-    str | None, typer.Option(help="Where 2.txt and 1.txt go [env LATLAB_PIPELINE_OUT_DIR].")
+    str | None,
+    typer.Option(
+        help="Where 2.txt and 1.txt go [env LATLAB_PIPELINE_OUT_DIR; default pipeline-out]."
+    ),
 ]
 ServerUrl = Annotated[
     str | None,
-    typer.Option(help="The receiver's URL [env LATLAB_PIPELINE_RECEIVER_URL]."),
+    typer.Option(
+        help="The receiver's URL [env LATLAB_PIPELINE_RECEIVER_URL; default http://127.0.0.1:5001]."
+    ),
 ]
-Host = Annotated[str | None, typer.Option(help="Bind address [env LATLAB_PIPELINE_HOST].")]
+Host = Annotated[
+    str | None,
+    typer.Option(help="Bind address [env LATLAB_PIPELINE_HOST; default 127.0.0.1]."),
+]
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -48,10 +67,10 @@ def _given(**options: Any) -> dict[str, Any]:
 def up(
     out_dir: OutDir = None,
     host: Host = None,
-    client_port: Port = None,
-    receiver_port: Port = None,
-    handler_port: Port = None,
-    writer_port: Port = None,
+    client_port: ClientPort = None,
+    receiver_port: ReceiverPort = None,
+    handler_port: HandlerPort = None,
+    writer_port: WriterPort = None,
 ) -> None:
     """All four services in this process (ports 5000 to 5003); the queue in LatLab's store."""
     run_services(
@@ -68,25 +87,25 @@ def up(
 
 
 @pipeline_app.command()
-def client(port: Port = None, server_url: ServerUrl = None, host: Host = None) -> None:
+def client(port: ClientPort = None, server_url: ServerUrl = None, host: Host = None) -> None:
     """The client (5000): GET /?connection_count=&connection_value=&delay_range= sends a run."""
     run_services(_given(client_port=port, receiver_url=server_url, host=host), ("client",))
 
 
 @pipeline_app.command()
-def server(port: Port = None, host: Host = None) -> None:
+def server(port: ReceiverPort = None, host: Host = None) -> None:
     """The receiver (5001): POST /handler enqueues durably and answers at once."""
     run_services(_given(receiver_port=port, host=host), ("receiver",))
 
 
 @pipeline_app.command()
-def process(port: Port = None, host: Host = None) -> None:
+def process(port: HandlerPort = None, host: Host = None) -> None:
     """The handler (5002): processes the queue, many requests at once."""
     run_services(_given(handler_port=port, host=host), ("handler",))
 
 
 @pipeline_app.command()
-def save(port: Port = None, out_dir: OutDir = None, host: Host = None) -> None:
+def save(port: WriterPort = None, out_dir: OutDir = None, host: Host = None) -> None:
     """The writer (5003): 2.txt and 1.txt, both in receipt order."""
     run_services(_given(writer_port=port, out_dir=out_dir, host=host), ("writer",))
 

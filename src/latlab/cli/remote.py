@@ -28,7 +28,8 @@ TokenOption = Annotated[
     typer.Option(
         envvar="LATLAB_API_TOKEN",
         show_default=False,
-        help="Bearer token the server asks for; prefer the env var (`ps` shows options).",
+        help="Bearer token the server asks for; prefer the env var (`ps` shows options) "
+        "[default none].",
     ),
 ]
 
@@ -50,7 +51,9 @@ def add_listing(app: typer.Typer, route: str, plural: str, table: Describe) -> N
     """``ls [--state S]``: ``GET /{route}``, up to 1,000, oldest first."""
 
     def list_jobs(
-        state: Annotated[str | None, typer.Option(help="Only in this state.")] = None,
+        state: Annotated[
+            str | None, typer.Option(help="Only in this state [default: any].")
+        ] = None,
         as_json: JsonOption = False,
         server: ServerOption = DEFAULT_SERVER,
         token: TokenOption = None,
