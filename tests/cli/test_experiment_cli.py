@@ -217,3 +217,19 @@ async def test_a_report_the_server_cannot_make_is_its_refusal_not_a_proxys(
         )  # fmt: skip
     assert (code, "make install" in err, "proxy" in err) == (1, True, False), err
     assert not report.exists()
+
+
+async def test_create_with_start_is_one_request_that_leaves_nothing_when_refused() -> None:
+    """Found in review: --start was a create then a start, so a refused start (too many
+    running) left a created experiment behind."""
+    settings = Settings(storage_url="memory://", freeze_gc=False, max_running_jobs=1)
+    async with run_api(settings) as api:
+        server = ["--server", str(api.base_url)]
+        target = ["--host", "127.0.0.1", "--port", "9", "--interval", "60", "--count", "2"]
+        made = await json_of(
+            "experiment", "create", *target, "--start", "--method", "HEAD", *server
+        )
+        assert (made["state"], made["settings"]["method"]) == ("running", "HEAD")
+        code, _, err = await latlab("experiment", "create", *target, "--start", *server)
+        assert (code, "429" in err) == (1, True), err
+        assert (await api.get("/api/v1/experiments")).json()["count"] == 1

@@ -115,3 +115,12 @@ async def test_without_node_modules_the_pages_say_how_to_install(tmp_path: Path)
             page = await client.get(path)
             assert page.status_code == 503, path
             assert "make install" in page.text
+
+
+async def test_the_new_experiment_form_asks_for_every_field_a_user_sets(
+    api_client: httpx.AsyncClient,
+) -> None:
+    """Found in review: no scheme, so an https target could not be made from the form."""
+    form = (await api_client.get("/ui/experiments/new")).text
+    for field in ("scheme", "host", "port", "path", "method", "expect_status", "locations"):
+        assert f'name="{field}"' in form, field

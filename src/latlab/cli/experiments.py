@@ -53,17 +53,29 @@ def create(
     path: Annotated[str, typer.Option(help="Path (and query) to request.")] = "/api/latency",
     interval: Annotated[float, typer.Option(metavar="S", help="Seconds between probes.")] = 1.0,
     count: Annotated[int, typer.Option(min=1, help="Probes in total.")] = 10,
+    scheme: Annotated[str, typer.Option(help="http or https.")] = "http",
+    method: Annotated[str, typer.Option(help="HTTP method.")] = "GET",
+    expect_status: Annotated[
+        str | None, typer.Option(help="Like 2xx or 200,201 [default: any status].")
+    ] = None,
+    location: Annotated[
+        list[str] | None,
+        typer.Option(help="Probe from this location's worker; repeat for several [default: here]."),
+    ] = None,
     start: Annotated[bool, typer.Option("--start", help="Start it at once.")] = False,
     as_json: JsonOption = False,
     server: ServerOption = DEFAULT_SERVER,
     token: TokenOption = None,
 ) -> None:
     """Create an experiment (the server validates it: a bad value is exit 1, its reason)."""
-    body = {"host": host, "port": port, "path": path, "interval_s": interval, "count": count}
-    api = Server(server, token)
-    made = api.call("POST", "/experiments", json=body)
-    if start:
-        made = api.call("POST", f"/experiments/{made['id']}/start")
+    body: dict[str, object] = {"host": host, "port": port, "path": path, "interval_s": interval}
+    body |= {"count": count, "scheme": scheme, "method": method}
+    if expect_status is not None:
+        body["expect_status"] = expect_status
+    if location:
+        body["locations"] = location
+    # One request: a start the server refuses leaves no experiment behind.
+    made = Server(server, token).call("POST", "/experiments", json=body, params={"start": start})
     show(made, as_json, _table([made]))
 
 

@@ -24,6 +24,7 @@ class Field:
 
 
 EXPERIMENT_FIELDS = (
+    Field("scheme", "Scheme", "http, or https (TLS).", value="http"),
     Field("host", "Host", "Name or IP address of the target.", placeholder="127.0.0.1"),
     Field("port", "Port", "TCP port.", "number", placeholder="8008"),
     Field("path", "Path", "Path and query to request.", value="/api/latency"),
