@@ -189,6 +189,8 @@ async def test_the_rate_control_changes_the_running_load_run_and_the_chart_follo
         seconds = stored.json()["count"]
         chart = tab.page.locator("#rate-chart")
         await expect(chart).to_have_attribute("data-points", str(seconds), timeout=WAIT_MS)
+        described = tab.page.locator("#target")
+        await expect(described).to_have_text(re.compile(r": 80 req/s over 2 connections, 30s$"))
         side = tab.page.locator("#side-probe")
         await expect(side).to_contain_text("Side probe (a fresh connection every 0.2 s)")
         await tab.screenshot(screenshots / "load-run.png")
@@ -327,7 +329,7 @@ async def test_a_slow_answer_is_not_drawn_over_the_filter_typed_meanwhile(browse
 
 
 async def test_with_a_token_the_dashboard_asks_for_it_once_and_keeps_working(
-    browser: Browser,
+    browser: Browser, screenshots: Path
 ) -> None:
     settings = Settings(storage_url="memory://", freeze_gc=False, api_token=TOKEN)
     async with run_api(settings) as api:
@@ -341,6 +343,7 @@ async def test_with_a_token_the_dashboard_asks_for_it_once_and_keeps_working(
         await tab.page.fill("input[name=token]", "wrong")
         await tab.page.click("button[type=submit]")
         await tab.page.locator("#problem", has_text="wrong API token").wait_for(timeout=WAIT_MS)
+        await tab.screenshot(screenshots / "login.png")
         await tab.page.fill("input[name=token]", TOKEN)
         await tab.page.click("button[type=submit]")
         await tab.page.wait_for_url(f"**/ui/experiments/{experiment_id}", timeout=WAIT_MS)
@@ -458,7 +461,7 @@ async def fill_experiment(page: Page, port: int, count: str) -> None:
 
 
 async def test_the_new_load_run_form_starts_a_run_and_opens_its_page(
-    browser: Browser, targets_port: int
+    browser: Browser, targets_port: int, screenshots: Path
 ) -> None:
     async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
         tab = await watched(browser)
@@ -468,6 +471,7 @@ async def test_the_new_load_run_form_starts_a_run_and_opens_its_page(
         await tab.page.fill("input[name=duration]", "2s")
         await tab.page.fill("input[name=connections]", "2")
         await tab.page.fill("input[name=thresholds]", "p99 < 500ms, errors < 1%")
+        await tab.screenshot(screenshots / "new-load-run.png")
         await tab.page.click("button[type=submit]")
         await tab.page.wait_for_url("**/ui/load-runs/1", timeout=WAIT_MS)
         await wait_for(lambda: run_state(api, 1, "completed"), WAIT_MS / 1000, "completed")
@@ -478,7 +482,7 @@ async def test_the_new_load_run_form_starts_a_run_and_opens_its_page(
 
 
 async def test_the_bots_page_starts_a_bot_shows_it_counting_and_stops_it(
-    browser: Browser,
+    browser: Browser, screenshots: Path
 ) -> None:
     settings = Settings(storage_url="memory://", freeze_gc=False, bots_tick_s=0.05)
     async with run_api(settings) as api:
@@ -494,6 +498,7 @@ async def test_the_bots_page_starts_a_bot_shows_it_counting_and_stops_it(
             return shown.isdigit() and int(shown) > 12
 
         await wait_for(counted, WAIT_MS / 1000, "the bot's numbers shown")
+        await tab.screenshot(screenshots / "bots.png")
         await row.locator("button[data-stop]").click()
         await expect(row.locator(".state")).to_have_text("stopped", timeout=WAIT_MS)
         assert (await api.get("/api/v1/bots/1")).json()["state"] == "stopped"
@@ -506,7 +511,7 @@ async def test_the_bots_page_starts_a_bot_shows_it_counting_and_stops_it(
 
 
 async def test_the_pipeline_page_shows_a_client_call_counted_at_every_step(
-    browser: Browser, tmp_path: Path
+    browser: Browser, tmp_path: Path, screenshots: Path
 ) -> None:
     settings = pipeline_settings(tmp_path)
     async with (
@@ -524,6 +529,7 @@ async def test_the_pipeline_page_shows_a_client_call_counted_at_every_step(
         await expect(row.locator("td").nth(6)).to_have_text("40", timeout=WAIT_MS)
         cells = await row.locator("td").all_inner_texts()
         assert cells[2:6] == ["40", "40", "40", "40"]  # asked, acked, received, processed
+        await tab.screenshot(screenshots / "pipeline.png")
     assert tab.blocked == []
     assert tab.errors == []
 

@@ -68,7 +68,9 @@ function add(second) {
 function describe(run) {
   const { spec, progress } = run;
   const pace = progress.rate ? `${progress.rate} req/s` : "as fast as it can (closed model)";
-  const until = spec.requests ? `${spec.requests} requests` : spec.duration ? `${spec.duration} s` : "until stopped";
+  // A duration is kept as given: "30s", "2m", or a number of seconds.
+  const lasting = typeof spec.duration === "number" ? `${spec.duration} s` : spec.duration;
+  const until = spec.requests ? `${spec.requests} requests` : (lasting ?? "10 s");
   document.getElementById("target").textContent =
     `${spec.method} ${spec.url}: ${pace} over ${progress.connections} connections, ${until}`;
 }
