@@ -254,6 +254,10 @@ async def test_the_overview_shows_heartbeats_and_filters_by_state_and_host(
         await expect(rows).to_have_count(2, timeout=WAIT_MS)
         p99 = tab.page.locator(f"#load-runs tr[data-id='{run['id']}'] td:nth-child(6)")
         await expect(p99).to_have_text(ms_text(run["stats"]["latency_ms"]["p99"]))
+        bot = (await api.post("/api/v1/bots", json={"start_number": 7})).json()
+        await expect(tab.page.locator("#bots")).to_have_text(
+            re.compile(rf"^1 running: #{bot['id']} at \d+$"), timeout=WAIT_MS
+        )
         assert [await row.get_attribute("data-id") for row in await rows.all()] == [
             str(stopped),
             str(probed),

@@ -7,6 +7,7 @@ const PAGE = 50;
 const RECENT = 30;
 const TYPING_WAIT_MS = 250;
 const EVENTS_WAIT_MS = 300;
+const BOTS_NAMED = 10;
 
 const filters = document.getElementById("filters");
 let page = 0;
@@ -111,16 +112,24 @@ function showTargets(targets) {
     `${targets.requests} requests answered on port ${targets.port}${detail ? ` (${detail})` : ""}`;
 }
 
+/** How many bots run, and the first few with the number each is at. */
+function showBots(bots) {
+  const named = bots.data.map((bot) => `#${bot.id} at ${bot.last_number ?? bot.start_number}`);
+  const more = bots.count > named.length ? ", …" : "";
+  const which = named.length ? `: ${named.join(", ")}${more}` : "";
+  document.getElementById("bots").textContent = `${bots.count} running${which}`;
+}
+
 async function showOthers() {
   const [runs, bots, targets] = await Promise.all([
     api(`overview/load-runs?limit=${PAGE}`),
-    api("bots?state=running&limit=1"),
+    api(`bots?state=running&limit=${BOTS_NAMED}`),
     api("targets"),
   ]);
   showTargets(targets);
   document.querySelector("#load-runs tbody").replaceChildren(...runs.data.map(loadRunRow));
   document.getElementById("load-runs-empty").hidden = runs.count > 0;
-  document.getElementById("bots").textContent = `${bots.count} running`;
+  showBots(bots);
 }
 
 async function refresh() {
