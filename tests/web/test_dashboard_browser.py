@@ -445,6 +445,13 @@ async def test_on_latlab_serve_an_experiment_made_with_the_form_is_drawn_live_an
 
             await wait_for(every_result_drawn, WAIT_MS / 1000, "every stored result drawn")
             assert (await api.get("/api/v1/experiments/1")).json()["settings"]["interval_s"] == 0.05
+            await tab.page.goto(f"{url}/ui/")  # the server's own targets answered the probes
+            targets = tab.page.locator("#targets")
+            said = rf"^(\d+) requests answered on port {targets_port} \(2xx (\d+)\)$"
+            await expect(targets).to_have_text(re.compile(said), timeout=WAIT_MS)
+            counts = re.fullmatch(said, await targets.inner_text())
+            assert counts is not None
+            assert int(counts[1]) == int(counts[2]) >= await results_count(api, 1)
             await tab.page.goto(f"{url}/ui/experiments/new")
             await fill_experiment(tab.page, targets_port, count="5")
             server.terminate()
