@@ -1,8 +1,10 @@
 """``latlab serve`` killed during a load run: its workers die with it, and after a restart the
-run is ``failed``/``interrupted`` with the seconds it stored before the kill."""
+run is ``failed``/``interrupted`` with the seconds it stored before the kill. Stopped by
+SIGTERM instead, the run drains and goes on after the restart, exactly."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 from typing import Any
@@ -64,3 +66,36 @@ async def test_sigkill_during_a_run_kills_its_workers_and_a_restart_marks_it_int
     assert run["progress"]["seconds"] == page["count"] >= 2
     assert [row["second"] for row in page["data"]] == list(range(page["count"]))
     assert run["stats"]["requests"] == sum(row["requests"] for row in page["data"]) > 0
+
+
+async def test_sigterm_during_a_run_drains_it_and_a_restart_goes_on_to_exactly_n(
+    tmp_path: Path,
+) -> None:
+    """A graceful stop stores every answer (those in flight too) and marks the drain, so the
+    next start resumes the run as after a pause: the target counts exactly its requests."""
+    db = tmp_path / "latlab.db"
+    async with CountingTarget(delay_s=0.02) as target:
+        spec = {"url": f"http://127.0.0.1:{target.port}/", "rate": 300, "requests": 900}
+        with latlab_serve(db, "--no-targets") as (process, url):
+            async with httpx.AsyncClient(base_url=url) as api:
+                created = await api.post(
+                    RUNS, json={**spec, "connections": 8}, params={"start": True}
+                )
+                run_id = created.json()["id"]
+
+                async def one_second() -> bool:
+                    return int((await load_run(api, run_id))["progress"]["seconds"]) >= 1
+
+                await wait_for(one_second, 30, "a stored second")
+            process.terminate()  # the target answers what is in flight meanwhile
+            assert await asyncio.to_thread(process.wait, 15) == 0
+        with latlab_serve(db, "--no-targets") as (_, url):
+            async with httpx.AsyncClient(base_url=url) as api:
+
+                async def ended() -> bool:
+                    return (await load_run(api, run_id))["state"] != "running"
+
+                await wait_for(ended, 30, f"load run {run_id} to end")
+                run = await load_run(api, run_id)
+    assert (run["state"], run["error"]) == ("completed", None)
+    assert run["stats"]["requests"] == target.requests == 900

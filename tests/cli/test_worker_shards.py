@@ -3,6 +3,7 @@ store and the local Redis, against a target in this process that counts what it 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,10 +26,10 @@ pytestmark = pytest.mark.timeout(120)
 
 @asynccontextmanager
 async def api_and_two_workers(
-    db: Path,
+    db: Path, env: dict[str, str] | None = None
 ) -> AsyncIterator[tuple[httpx.AsyncClient, WorkerProcess, WorkerProcess]]:
     """One shard a worker: ``--capacity 1`` each."""
-    env = fleet_env(require_redis())
+    env = env or fleet_env(require_redis())
     with (
         latlab_serve(db, "--no-targets", env=env) as (_, url),
         latlab_worker(db, env, "--capacity", "1", name="a") as a,
@@ -135,3 +136,32 @@ async def test_a_stop_keeps_the_seconds_the_workers_store_as_they_halt(tmp_path:
     assert stopped.status_code == 200, stopped.text
     summary = stopped.json()["progress"]["requests"]
     assert summary == sum(total.requests for total in totals) > 0
+
+
+async def test_sigterm_on_a_busy_worker_hands_its_shard_on_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    """Found in review: a worker stopped by SIGTERM failed its shard, and so the whole run
+    (``shard 1 of 2 failed: interrupted``). Its shard drains, is handed on and goes on from
+    its checkpoint on another worker: the target counts exactly the run's requests."""
+    db = tmp_path / "latlab.db"
+    env = fleet_env(require_redis())
+    spec = {"connections": 8, "rate": 400.0, "requests": 3000, "shards": 2}
+    async with CountingTarget(delay_s=0.02) as target, api_and_two_workers(db, env) as (api, a, _):
+        url = f"http://127.0.0.1:{target.port}/"
+        created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
+        run_id = created.json()["id"]
+        await merging(api, run_id)
+        a.process.terminate()  # its answers in flight come while it drains: the loop runs on
+        assert await asyncio.to_thread(a.process.wait, 15) == 0
+        with latlab_worker(db, env, "--capacity", "1", name="c") as c:
+            run = await finished(api, run_id)
+            taken_on = c.output()
+    assert run["state"] == "completed", run
+    assert run["stats"]["requests"] == 3000 == target.requests
+    handed = [shard for shard in run["progress"]["shards"] if f"job {shard} claimed" in taken_on]
+    assert len(handed) == 1
+    totals = [
+        (await stored_seconds(db, "load_shard", i))[TOTAL_BUCKET] for i in run["progress"]["shards"]
+    ]
+    assert [total.requests for total in totals] == [1500, 1500]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from scripted import OK, Answer, ScriptedTarget
 
-from latlab.measure.load.engine import LoadWorker
+from latlab.measure.load.engine import STOP_DRAIN_S, LoadWorker
 from latlab.measure.load.plan import LoadPlan
 from latlab.measure.load.seconds import SecondStats
 from latlab.measure.load.summary import RunTotals
@@ -210,3 +210,31 @@ async def test_the_last_partial_second_gives_its_rate_not_its_count() -> None:
     assert seconds[-1].span_s == pytest.approx(0.5, abs=0.01)
     assert 180 <= last["rps"] <= 220  # ~100 requests in half a second
     assert summary["missed_sends"] == 0
+
+
+async def test_a_stop_counts_the_answers_in_flight_so_the_target_saw_what_is_recorded() -> None:
+    """A stop used to close the connections with their requests in flight: the target had
+    answered them but the run did not count them, so a run stopped and resumed elsewhere
+    sent more than its requests. Four connections, each answer 100 ms late."""
+
+    def stop_soon(worker: LoadWorker) -> None:
+        asyncio.get_running_loop().call_later(0.25, worker.stop)
+
+    async with ScriptedTarget(lambda _n: Answer(delay_s=0.1)) as target:
+        plan = plan_for(target.port, requests=1000, connections=4)
+        _, summary = await run(plan, stop_soon)
+    assert summary["requests"] == target.requests == 12  # 3 rounds of 4, the last in flight
+    assert summary["errors"] == 0
+
+
+async def test_a_stop_gives_up_on_answers_that_do_not_come_within_its_drain() -> None:
+    def stop_soon(worker: LoadWorker) -> None:
+        asyncio.get_running_loop().call_later(0.1, worker.stop)
+
+    async with ScriptedTarget(lambda _n: Answer(delay_s=30.0)) as target:
+        started_s = perf_counter()
+        _, summary = await run(plan_for(target.port, requests=10, connections=2), stop_soon)
+        stopped_after_s = perf_counter() - started_s
+    assert summary["requests"] == 0  # in flight at the end of the drain: not counted (as wrk)
+    assert target.requests == 2
+    assert STOP_DRAIN_S <= stopped_after_s < STOP_DRAIN_S + 1.0

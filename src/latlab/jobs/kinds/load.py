@@ -5,9 +5,12 @@ the API's event loop; the runner only reads their merged seconds and checkpoints
 histograms (second ``n`` in bucket ``n``), the run's total and a progress line, in one write.
 
 A pause cancels the runner, which closes the pool; a resume runs what is left (requests or
-seconds) with the second numbering carried on. A run found running at start-up had a gap its
-target saw, so it is not resumed: it fails as ``interrupted`` with its seconds kept
-(:attr:`ResumePolicy.FAIL`). Rate and connections change live (:meth:`LoadRunner.retune`).
+seconds) with the second numbering carried on. A run found running whose last attempt let go
+gracefully (its process stopped by SIGTERM: the pool drained, every second stored, the drain
+marked) goes on the same way, wherever it is adopted: a worker's shards are handed on. One whose
+process died may have sent requests it never stored, so it is not resumed: it fails as
+``interrupted`` with its seconds kept (:attr:`ResumePolicy.FAIL`). Rate and connections change
+live (:meth:`LoadRunner.retune`).
 """
 
 from __future__ import annotations
@@ -98,8 +101,11 @@ class LoadRunner(KindRunner):
         return self._sharded(LoadRunSpec.model_validate(job.spec))
 
     def resume_policy(self, job: JobRecord) -> ResumePolicy:
-        """A sharded run's follower resumes (its shards ran on); a run here cannot."""
-        return ResumePolicy.RESUME if self._sharded_job(job) else self.resume
+        """A sharded run's follower resumes (its shards ran on); so does a run whose last
+        attempt drained (every request it sent is stored: a graceful stop). One whose
+        process died cannot: what it sent last is unknown."""
+        drained = job.progress.get(DRAINED_KEY) is not None
+        return ResumePolicy.RESUME if drained or self._sharded_job(job) else self.resume
 
     def location(self, job: JobRecord) -> str | None:
         """A sharded run is followed by the control plane; its shards go to the workers."""
@@ -152,6 +158,7 @@ class LoadRunner(KindRunner):
         started: Started,
     ) -> None:
         side = self._side_probe(spec, live, stored)
+        await self._undrained(job.id, live)
         try:
             await live.pool.start()
             count_from_s = perf_counter() + START_LEAD_S + live.pool.plan.warmup_s
@@ -170,14 +177,23 @@ class LoadRunner(KindRunner):
             try:
                 await record()
             except asyncio.CancelledError:
-                await _drained(live.pool, record)  # a pause or stop keeps the second in progress
-                await _shielded(_mark_drained(job.id, live))
+                # A pause, stop or graceful shutdown keeps the second in progress; only a
+                # drain that stored everything is marked (a resume from it is exact).
+                if await _drained(live.pool, record):
+                    await _shielded(_mark_drained(job.id, live))
                 raise
         finally:
             self._live.pop(job.id, None)
             if side is not None:
                 await side.stop()
             await _closed(live.pool)
+
+    async def _undrained(self, job_id: int, live: _LiveRun) -> None:
+        """Before the first request: this attempt has not drained (yet). Should its process
+        die, the run is not resumed on an earlier attempt's mark."""
+        update = ProgressUpdate(live.kind, job_id, {DRAINED_KEY: None}, live.owner)
+        write = functools.partial(live.ctx.writer.write, [], [update])
+        await until_stored(f"{self.noun} {job_id}", write)
 
     def _side_probe(
         self, spec: LoadRunSpec, live: _LiveRun, stored: StoredTotals
@@ -285,11 +301,11 @@ class LoadRunner(KindRunner):
 DRAIN_TIMEOUT_S = 5.0
 
 
-async def _drained(pool: LoadPool, record: Callable[[], Awaitable[None]]) -> None:
+async def _drained(pool: LoadPool, record: Callable[[], Awaitable[None]]) -> bool:
     """Stop the workers and store the seconds they still report (the one in progress at a
-    pause or stop)."""
+    pause or stop); whether every one was stored."""
     pool.stop()
-    await _shielded(record())
+    return await _shielded(record())
 
 
 async def _mark_drained(job_id: int, live: _LiveRun) -> None:
@@ -298,13 +314,16 @@ async def _mark_drained(job_id: int, live: _LiveRun) -> None:
     await live.ctx.writer.write([], [update])
 
 
-async def _shielded(work: Awaitable[None]) -> None:
-    """``work`` in a cancelled task: bounded, and given up if cancelled again."""
+async def _shielded(work: Awaitable[None]) -> bool:
+    """``work`` in a cancelled task: bounded, and given up if cancelled again; whether it
+    completed."""
     running = asyncio.ensure_future(work)
     with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
         await asyncio.wait_for(asyncio.shield(running), DRAIN_TIMEOUT_S)
+        return True
     if not running.done():
         running.cancel()
+    return False
 
 
 async def _closed(pool: LoadPool) -> None:

@@ -4,7 +4,8 @@ Its spec names the run and its index; what it sends is derived from the run's sp
 is validated again here (the worker that runs it trusts nothing it reads from Redis or the
 store). Its seconds are stored under its own job and reach the feeds, InfluxDB and
 ``/metrics`` merged, through its run (:mod:`latlab.jobs.kinds.load_follow`). Like a load
-run it is not resumed after its process died: it fails ``interrupted``, and so does its run.
+run, a shard whose worker stopped gracefully (SIGTERM) is handed on and goes on from its
+checkpoint on another worker; one whose worker died fails ``interrupted``, and so does its run.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from latlab.measure.load.seconds import SecondBook, SecondStats
 LATE_AFTER_S = 0.010  # a send this far behind its intended time is late
 SAME_MOMENT_S = 1e-6  # intended times closer than this are one (float rounding)
 SWEEP_EVERY_S = 0.1  # timeouts are checked this often
+STOP_DRAIN_S = 2.0  # a stop awaits the answers in flight this long; later ones are not counted
 
 Emit = Callable[[SecondStats], None]
 
@@ -56,6 +57,7 @@ class LoadWorker:
         self._book = SecondBook(emit, open_model=plan.rate is not None)
         self._paused_at: float | None = None
         self._stopping = False
+        self._stopped_s = math.inf  # when stop() was asked: no send is missed after it
         self._finished = self._loop.create_future()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.sent = 0
@@ -76,7 +78,7 @@ class LoadWorker:
             await self._finished
         finally:
             self._stopping = True
-            self._count_missed(min(perf_counter(), self._end_s))
+            self._count_missed(min(perf_counter(), self._end_s, self._stopped_s))
             for timer in self._timers.values():
                 timer.cancel()
             for slot in self._slots:
@@ -116,7 +118,20 @@ class LoadWorker:
     # --- control (from the pool) ---
 
     def stop(self) -> None:
-        self._done()
+        """No request leaves any more; the answers in flight are awaited (up to
+        ``STOP_DRAIN_S``) and counted, so that what the target saw is what the run records,
+        and a run stopped and resumed elsewhere sends exactly its requests."""
+        if self._stopping:
+            return
+        self._stopping, self._stopped_s = True, perf_counter()
+        for slot in self._slots:
+            slot.cancel_timer()
+        self._later("end", STOP_DRAIN_S, self._done)
+        self._done_if_idle()
+
+    def _done_if_idle(self) -> None:
+        if not any(self._busy(slot) for slot in self._slots):
+            self._done()
 
     def pause(self) -> None:
         if self._paused_at is None:
@@ -216,9 +231,9 @@ class LoadWorker:
             slot.conn = None
         if slot.retiring:
             self._drop_slot(slot)
-        if self._remaining == 0 and not any(self._busy(s) for s in self._slots):
-            self._done()
-        elif not self._stopping:
+        if self._stopping or self._remaining == 0:
+            self._done_if_idle()  # the last answer of a stop's drain, or of -n
+        else:
             self._next(slot)
 
     def _next(self, slot: Slot) -> None:
@@ -290,6 +305,7 @@ class LoadWorker:
         slot.conn = conn
         if self._stopping or slot.retiring:
             conn.close()
+            self._after(slot, conn)  # a stop's drain may have waited for this connection
             return
         conn.send(self._request, intended_s, counted)
 
