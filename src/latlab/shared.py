@@ -65,7 +65,11 @@ async def open_shared(
         await fleet.refresh()
     unclaimed = unclaimed_in(store)
     executor = FleetExecutor(
-        InProcessExecutor(), dispatcher.dispatch, fleet.has_workers_at, unclaimed
+        InProcessExecutor(),
+        dispatcher.dispatch,
+        fleet.has_workers_at,
+        unclaimed,
+        has_room_at=fleet.has_room_at,
     )
     return Shared(executor, fleet, OwnerRequests(client, prefix))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from latlab.coordination.fleet import WorkerInfo
 from latlab.jobs.executor import InProcessExecutor
-from latlab.jobs.fleet import FleetExecutor
+from latlab.jobs.fleet import FleetExecutor, has_room
 from latlab.jobs.runner import Started
 
 
@@ -21,7 +22,10 @@ class Recorder:
 
 
 def executor_with(
-    dispatch: Recorder, workers: list[str], unclaimed: set[int] | None = None
+    dispatch: Recorder,
+    workers: list[str],
+    unclaimed: set[int] | None = None,
+    full: set[str] | None = None,
 ) -> tuple[FleetExecutor, list[int]]:
     """``workers``: the locations of the live workers; ``unclaimed``: the jobs nobody took."""
     ran: list[int] = []
@@ -38,8 +42,13 @@ def executor_with(
     async def not_taken(_kind: str, job_id: int) -> bool:
         return job_id in nobody_took
 
+    def has_room_at(location: str, _kind: str) -> bool:
+        return has_workers_at(location) and location not in (full or set())
+
     local = InProcessExecutor()
-    executor = FleetExecutor(local, dispatch.dispatch, has_workers_at, not_taken, claim_within_s=0)
+    executor = FleetExecutor(
+        local, dispatch.dispatch, has_workers_at, not_taken, 0, has_room_at=has_room_at
+    )
     executor.bind(drive)
     return executor, ran
 
@@ -137,3 +146,33 @@ async def test_a_pinned_job_is_never_run_here_and_is_sent_once_a_worker_is_there
     assert ran == []
     assert failing.sent == [("probe", 4, "us-1")]
     await executor.shutdown()
+
+
+async def test_a_job_queued_behind_busy_workers_is_not_sent_again_until_one_has_room() -> None:
+    """Found in review: a job waiting for a free slot was taken for lost and sent again every
+    5 s (the stream grew, the log repeated "dispatched but not taken")."""
+    sent, busy = Recorder(), {"any"}
+    executor, ran = executor_with(sent, workers=["eu-1"], unclaimed={5}, full=busy)
+    await executor.submit("probe", 5)
+    for _ in range(3):
+        await executor.resend_unclaimed()
+    await executor.settled()
+    assert sent.sent == [("probe", 5, "any")]
+    busy.clear()  # a slot freed and the job is still unclaimed: its dispatch was lost
+    await executor.resend_unclaimed()
+    await executor.settled()
+    assert sent.sent == [("probe", 5, "any")] * 2
+    assert ran == []
+    await executor.shutdown()
+
+
+def test_room_counts_experiments_and_shards_against_capacity_and_not_bots() -> None:
+    workers = [
+        WorkerInfo("w1", "eu-1", 1, [("probe", 1), ("bot", 2), ("bot", 3)]),
+        WorkerInfo("w2", "us-1", 2, [("load_shard", 4)]),
+    ]
+    assert not has_room(workers, "eu-1", "probe")  # its one slot runs an experiment
+    assert has_room(workers, "eu-1", "bot")
+    assert has_room(workers, "any", "load_shard")  # w2 has a second slot
+    assert has_room(workers, "us-1", "probe")
+    assert not has_room(workers, "ap-1", "bot")  # nobody there

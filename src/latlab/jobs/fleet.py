@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination import JobKey
+from latlab.coordination.dispatch import lane_of
 from latlab.coordination.fleet import ANY_LOCATION, Fleet, WorkerInfo
 from latlab.exporters.prometheus_fleet import WorkerSample
 from latlab.jobs.executor import Driver, InProcessExecutor
@@ -25,8 +26,18 @@ log = logging.getLogger("latlab.jobs")
 Dispatch = Callable[[str, int, str], Awaitable[None]]
 # Whether a job is still running with no owner named: nobody took its dispatch (yet).
 Unclaimed = Callable[[str, int], Awaitable[bool]]
+HasRoom = Callable[[str, str], bool]  # (location, kind): could a worker there start it now
 CLAIM_WITHIN_S = 5.0  # a dispatched job nobody claimed by then is sent again, or run here
 CHECK_CLAIMS_EVERY_S = 1.0
+
+
+def has_room(workers: list[WorkerInfo], location: str, kind: str) -> bool:
+    """Whether one of ``workers`` there could start a ``kind`` job now: bots are light (no
+    bound); an experiment or a load shard needs a free slot of its ``--capacity``."""
+    there = [w for w in workers if location in (ANY_LOCATION, w.location)]
+    if lane_of(kind) == "light":
+        return bool(there)
+    return any(sum(lane_of(k) == "heavy" for k, _ in w.jobs) < w.capacity for w in there)
 
 
 class FleetWatch:
@@ -40,6 +51,9 @@ class FleetWatch:
     def has_workers_at(self, location: str) -> bool:
         """Whether a live worker reads ``location``'s jobs (every worker reads ``any``)."""
         return any(location in (ANY_LOCATION, w.location) for w in self.workers)
+
+    def has_room_at(self, location: str, kind: str) -> bool:
+        return has_room(self.workers, location, kind)
 
     def samples(self) -> list[WorkerSample]:
         """The workers as ``/metrics`` shows them."""
@@ -76,10 +90,12 @@ class FleetExecutor:
         has_workers_at: Callable[[str], bool],
         unclaimed: Unclaimed,
         claim_within_s: float = CLAIM_WITHIN_S,
+        has_room_at: HasRoom | None = None,
     ) -> None:
         self._local = local
         self._dispatch = dispatch
         self._has_workers_at = has_workers_at
+        self._has_room_at = has_room_at or (lambda location, _kind: has_workers_at(location))
         self._unclaimed = unclaimed
         self._claim_within_s = claim_within_s
         self._sending: set[asyncio.Task[None]] = set()
@@ -140,6 +156,10 @@ class FleetExecutor:
                 continue
             if where != ANY_LOCATION and not self._has_workers_at(where):
                 self._awaiting[key] = (where, now + self._claim_within_s)  # waiting_for it
+                continue
+            if self._has_workers_at(where) and not self._has_room_at(where, key[0]):
+                # Queued behind busy workers, not lost: the first to free a slot reads it.
+                self._awaiting[key] = (where, now + self._claim_within_s)
                 continue
             log.warning("%s job %s dispatched but not taken: sending it again", *key)
             self.submit(*key, where)
