@@ -10,7 +10,17 @@ On a CPU-bound target the two shards share this machine's cores with the target 
 each other, so they cannot scale here (2 cores); the goal for a bigger machine is at least
 1.8x with 2 shards on 4 or more cores, each worker on its own cores or machine.
 
+Then, in the same setup, against a target in this process that counts the requests it reads
+and when each came:
+
+- exactness at the issue's full scale: ``-n 100000`` over the two shards; the target must
+  count exactly 100,000, and the run's merged histogram must equal the sum of its shards',
+  bucket for bucket;
+- control latency of a sharded run (two shards, 400 req/s): from the moment a pause, or a
+  stop, is sent to the last request the target reads from either worker (goal: 100 ms).
+
     python bench/load_shards.py [--connections 32] [--seconds 5] [--rounds 3]
+                                [--exact 100000] [--controls 10]
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -29,8 +40,12 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from _counting import CountingServer
 from _targets import targets_process
 from fleet_dispatch import environment, process, serve, until, workers
+from latlab.measure.load.seconds import SecondStats
+from latlab.storage import open_store
+from latlab.storage.records import TOTAL_BUCKET
 
 RUNS = "/api/v1/load-runs"
 
@@ -55,9 +70,67 @@ async def run_once(
     return run
 
 
+async def ended(api: httpx.AsyncClient, run_id: int, timeout_s: float) -> dict[str, Any]:
+    async def over() -> bool:
+        state = (await api.get(f"{RUNS}/{run_id}")).json()["state"]
+        return state in ("completed", "failed", "stopped")
+
+    await until(over, timeout_s=timeout_s)
+    run: dict[str, Any] = (await api.get(f"{RUNS}/{run_id}")).json()
+    return run
+
+
+async def totals(db: Path, kind: str, job_id: int) -> SecondStats:
+    store = await open_store(f"sqlite+aiosqlite:///{db}")
+    try:
+        stored = await store.histograms.read(kind, job_id, TOTAL_BUCKET, TOTAL_BUCKET)
+    finally:
+        await store.close()
+    return SecondStats.from_payload(stored[TOTAL_BUCKET])
+
+
+async def exact_run(api: httpx.AsyncClient, db: Path, requests: int) -> dict[str, Any]:
+    """``requests`` over two shards against a target that counts what it reads."""
+    async with CountingServer() as target:
+        spec = {"url": target.url, "connections": 16, "requests": requests, "shards": 2}
+        created = await api.post(RUNS, json=spec, params={"start": True})
+        created.raise_for_status()
+        run = await ended(api, created.json()["id"], 600)
+        counted = target.requests
+    merged = await totals(db, "load", run["id"])
+    parts = [await totals(db, "load_shard", shard) for shard in run["progress"]["shards"]]
+    summed = Counter[int]()
+    for part in parts:
+        summed.update(part.service.bucket_counts())
+    same = Counter(merged.service.bucket_counts()) == summed
+    return {"run": run, "counted": counted, "merge_equal": same, "parts": parts}
+
+
+async def control_latencies(api: httpx.AsyncClient, cycles: int) -> dict[str, list[float]]:
+    """Pause (``cycles`` times) and finally stop a two-shard run at 400 req/s: from each
+    request sent to the last request the target read after it, in ms."""
+    found: dict[str, list[float]] = {"pause": [], "stop": []}
+    async with CountingServer() as target:
+        spec = {"url": target.url, "connections": 8, "rate": 400.0, "duration": "10m"}
+        created = await api.post(RUNS, json={**spec, "shards": 2}, params={"start": True})
+        created.raise_for_status()
+        run_id = created.json()["id"]
+        for cycle in range(cycles + 1):
+            await target.flowing()
+            action = "stop" if cycle == cycles else "pause"
+            asked_s = time.perf_counter()
+            answer = await api.post(f"{RUNS}/{run_id}/{action}")
+            answer.raise_for_status()
+            await asyncio.sleep(1.0)  # anything still coming arrives by then
+            found[action].append((target.last_arrival_s() - asked_s) * 1000)
+            if action == "pause":
+                (await api.post(f"{RUNS}/{run_id}/resume")).raise_for_status()
+    return found
+
+
 async def measure(
-    folder: Path, per_shard: int, seconds: int, rounds: int
-) -> dict[int, list[dict[str, Any]]]:
+    folder: Path, per_shard: int, seconds: int, rounds: int, exact: int, controls: int
+) -> tuple[dict[int, list[dict[str, Any]]], dict[str, Any], dict[str, list[float]]]:
     env = environment(folder / "latlab.db", f"bench-shards-{secrets.token_hex(4)}")
     with ExitStack() as stack:
         port = stack.enter_context(targets_process())
@@ -75,7 +148,39 @@ async def measure(
             for _ in range(rounds):  # alternated, so drift on the machine hits both alike
                 for shards in (1, 2):
                     runs[shards].append(await run_once(api, url, shards, per_shard, seconds))
-    return runs
+            exactness = await exact_run(api, folder / "latlab.db", exact)
+            latencies = await control_latencies(api, controls)
+    return runs, exactness, latencies
+
+
+def report_exact(exactness: dict[str, Any], requests: int) -> None:
+    run, console = exactness["run"], Console()
+    parts = ", ".join(f"{part.requests:,}" for part in exactness["parts"])
+    console.print(
+        f"-n {requests:,} over 2 shards: {run['state']}; the target counted "
+        f"{exactness['counted']:,}, the run {run['stats']['requests']:,} ({parts} a shard), "
+        f"{run['stats']['rps']:,.0f} req/s; merged histogram equal to the sum of the shards': "
+        f"{'yes' if exactness['merge_equal'] else 'NO'}"
+    )
+
+
+def report_controls(latencies: dict[str, list[float]]) -> None:
+    table = Table(title="control of a 2-shard run at 400 req/s: request sent -> last request read")
+    for column in ("action", "n", "p50 ms", "p99 ms", "max ms"):
+        table.add_column(column)
+    for action, values in latencies.items():
+        ordered = sorted(values)
+        p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+        table.add_row(
+            action,
+            str(len(values)),
+            f"{statistics.median(values):.1f}",
+            f"{p99:.1f}",
+            f"{ordered[-1]:.1f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print("goal: pause and stop reach every shard within 100 ms")
 
 
 def report(runs: dict[int, list[dict[str, Any]]], per_shard: int, seconds: int) -> None:
@@ -107,11 +212,19 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="per shard")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--exact", type=int, default=100_000, help="requests of the exact run")
+    parser.add_argument("--controls", type=int, default=10, help="pauses to time")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        runs = asyncio.run(measure(Path(tmp), args.connections, args.seconds, args.rounds))
+        runs, exactness, latencies = asyncio.run(
+            measure(
+                Path(tmp), args.connections, args.seconds, args.rounds, args.exact, args.controls
+            )
+        )
     report(runs, args.connections, args.seconds)
+    report_exact(exactness, args.exact)
+    report_controls(latencies)
     Console().print(f"[dim]{time.monotonic() - started:.0f} s in all[/dim]")
 
 

@@ -93,7 +93,7 @@ async def test_sigterm_during_a_run_drains_it_and_a_restart_goes_on_to_exactly_n
             async with httpx.AsyncClient(base_url=url) as api:
 
                 async def ended() -> bool:
-                    return (await load_run(api, run_id))["state"] != "running"
+                    return bool((await load_run(api, run_id))["state"] != "running")
 
                 await wait_for(ended, 30, f"load run {run_id} to end")
                 run = await load_run(api, run_id)
