@@ -244,8 +244,21 @@ async def test_a_job_pinned_to_a_location_waits_for_a_worker_there(
             bot = {"start_number": 7, "location": "us-1"}
             bot_id = (await api.post("/api/v1/bots", json=bot)).json()["id"]
             bot_waiting = (await api.get(f"/api/v1/bots/{bot_id}")).json()["waiting_for"]
+            load = {
+                "url": f"http://127.0.0.1:{targets_port}/",
+                "requests": 50,
+                "locations": ["us-1"],
+            }
+            run_id = (await api.post("/api/v1/load-runs?start=true", json=load)).json()["id"]
+            run_waiting = (await api.get(f"/api/v1/load-runs/{run_id}")).json()["waiting_for"]
             with latlab_worker(db, env, "--location", "us-1", name="us") as there:
                 done = await wait_state(api, experiment_id, "completed")
+
+                async def run_done() -> bool:
+                    run = (await api.get(f"/api/v1/load-runs/{run_id}")).json()
+                    return bool(run["state"] == "completed" and run["waiting_for"] is None)
+
+                await wait_for(run_done, what="the pinned load run to complete on the us-1 worker")
 
                 async def bot_printed() -> bool:
                     return f"bot {bot_id}: 7" in there.output()
@@ -257,6 +270,7 @@ async def test_a_job_pinned_to_a_location_waits_for_a_worker_there(
     assert f"probe job {experiment_id} claimed" in there.output()
     assert "claimed" not in elsewhere.output()
     assert bot_waiting == "us-1"
+    assert run_waiting == "us-1"  # found in review: load runs had no waiting_for
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from latlab.api.schemas import WAITING_FOR, waiting_for
+from latlab.api.waiting import WAITING_FOR, waiting_for
 from latlab.storage import JobRecord, JobState
 
 STILL_ALIVE = "still alive"

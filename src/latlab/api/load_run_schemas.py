@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
+from latlab.api.waiting import WAITING_FOR, waiting_for
 from latlab.jobs.kinds.load_queries import LoadFigures
 from latlab.jobs.kinds.load_spec import LoadRunSpec
 from latlab.measure.errors import ErrorKind
@@ -98,11 +100,18 @@ class LoadRunPublic(BaseModel):
     )
     passed: bool | None = Field(None, description="Whether every threshold held (once judged).")
     error: str | None = None
+    waiting_for: str | None = WAITING_FOR
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, job: JobRecord, figures: LoadFigures | None = None) -> LoadRunPublic:
+    def of(
+        cls,
+        job: JobRecord,
+        figures: LoadFigures | None = None,
+        live_locations: Collection[str] | None = None,
+    ) -> LoadRunPublic:
+        """``live_locations``: where workers are up (None: no workers in this deployment)."""
         spec = LoadRunSpec.model_validate(job.spec)
         progress = {"rate": spec.rate, "connections": spec.connections}  # until changed
         progress |= {k: v for k, v in job.progress.items() if k in LoadProgressPublic.model_fields}
@@ -116,6 +125,7 @@ class LoadRunPublic(BaseModel):
             thresholds=thresholds if isinstance(thresholds, list) else None,
             passed=job.progress.get("passed"),
             error=job.error,
+            waiting_for=waiting_for(job, live_locations),
             created_at=job.created_at,
             updated_at=job.updated_at,
         )

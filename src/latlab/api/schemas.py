@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from latlab.api.load_run_schemas import PercentileRow
-from latlab.coordination.fleet import ANY_LOCATION
+from latlab.api.waiting import WAITING_FOR, waiting_for
 from latlab.jobs.kinds.probe_spec import ProbeSpec
 from latlab.jobs.queries import StatsWindow
 from latlab.measure.errors import ErrorKind
@@ -76,26 +76,6 @@ def seed_experiment(job: JobRecord, results: list[ProbeResult]) -> Experiment:
         created_at=job.created_at,
         updated_at=job.updated_at,
     )
-
-
-def waiting_for(job: JobRecord, live_locations: Collection[str] | None) -> str | None:
-    """The location a running job is pinned to while no worker is up there, else None.
-
-    ``live_locations``: where workers are up; None without Redis (nothing to wait for)."""
-    if job.state is not JobState.RUNNING or live_locations is None:
-        return None
-    # An experiment at several locations waits for each series' worker.
-    for location in job.spec.get("locations") or [job.spec.get("location")]:
-        if location not in (None, ANY_LOCATION, *live_locations):
-            return str(location)
-    return None
-
-
-WAITING_FOR = Field(
-    None,
-    description="Running but pinned to this location, where no worker is up: it goes on once "
-    "one starts there.",
-)
 
 
 class ExperimentPublic(BaseModel):

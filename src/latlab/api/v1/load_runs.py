@@ -17,6 +17,7 @@ from latlab.api.deps import (
     IdempotencyDep,
     JobsDep,
     Limit,
+    LiveLocationsDep,
     LoadRunIdPath,
     Offset,
     SettingsDep,
@@ -148,20 +149,23 @@ async def create(
 @router.get("", response_model=LoadRunsPublic)
 async def list_load_runs(
     runs: LoadRunsDep,
+    locations: LiveLocationsDep,
     state: Annotated[JobState | None, Query(description="Only runs in this state.")] = None,
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> LoadRunsPublic:
     page = await runs.page(state, offset=offset, limit=limit)
-    data = [LoadRunPublic.of(job) for job in page.items]
+    data = [LoadRunPublic.of(job, live_locations=locations) for job in page.items]
     return LoadRunsPublic(data=data, count=page.total, offset=offset, limit=limit)
 
 
 @router.get("/{load_run_id}", response_model=LoadRunPublic, responses=_NOT_FOUND)
-async def get(load_run_id: LoadRunIdPath, runs: LoadRunsDep) -> LoadRunPublic:
+async def get(
+    load_run_id: LoadRunIdPath, runs: LoadRunsDep, locations: LiveLocationsDep
+) -> LoadRunPublic:
     """The run with its figures so far, from its stored seconds."""
     job = await runs.get(load_run_id)
-    return LoadRunPublic.of(job, await runs.figures(job))
+    return LoadRunPublic.of(job, await runs.figures(job), locations)
 
 
 @router.post(

@@ -101,6 +101,7 @@ async def experiments_overview(
 @router.get("/load-runs", response_model=LoadRunsOverview)
 async def load_runs_overview(
     runs: LoadRunsDep,
+    locations: LiveLocationsDep,
     state: Annotated[JobState | None, Query(description="Only runs in this state.")] = None,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="Runs per page (1-100).")] = 50,
@@ -108,7 +109,8 @@ async def load_runs_overview(
     """Load runs newest first, each with its figures so far (`stats`: req/s, p50, p99, …)."""
     shown, total = await _newest_first(runs, state, None, offset, limit)
     data = await asyncio.gather(*(runs.figures(job) for job in shown))
-    public = [LoadRunPublic.of(job, figures) for job, figures in zip(shown, data, strict=True)]
+    pairs = zip(shown, data, strict=True)
+    public = [LoadRunPublic.of(job, figures, locations) for job, figures in pairs]
     return LoadRunsOverview(data=public, count=total, offset=offset, limit=limit)
 
 
