@@ -91,11 +91,43 @@ async def test_sigterm_during_a_run_drains_it_and_a_restart_goes_on_to_exactly_n
             assert await asyncio.to_thread(process.wait, 15) == 0
         with latlab_serve(db, "--no-targets") as (_, url):
             async with httpx.AsyncClient(base_url=url) as api:
+                at_restart = (await load_run(api, run_id))["progress"]["requests"]
 
                 async def ended() -> bool:
                     return bool((await load_run(api, run_id))["state"] != "running")
 
                 await wait_for(ended, 30, f"load run {run_id} to end")
                 run = await load_run(api, run_id)
+    assert 0 < at_restart < 900  # stopped midway: the restart sent the rest
     assert (run["state"], run["error"]) == ("completed", None)
     assert run["stats"]["requests"] == target.requests == 900
+
+
+async def test_a_drain_that_gave_up_on_answers_is_not_resumed(tmp_path: Path) -> None:
+    """Found in review: a stop's drain that cut requests off (answers slower than its 2 s)
+    was still marked drained, so the restart sent them again. Now the run fails as
+    interrupted, its target having seen what it never counted."""
+    db = tmp_path / "latlab.db"
+    async with CountingTarget(delay_s=3.0) as target:
+        spec = {"url": f"http://127.0.0.1:{target.port}/", "requests": 12, "connections": 4}
+        with latlab_serve(db, "--no-targets") as (process, url):
+            async with httpx.AsyncClient(base_url=url) as api:
+                created = await api.post(RUNS, json=spec, params={"start": True})
+                run_id = created.json()["id"]
+
+                async def sending() -> bool:
+                    return target.requests == 4
+
+                await wait_for(sending, 30, "the first four requests at the target")
+            process.terminate()
+            assert await asyncio.to_thread(process.wait, 15) == 0
+        with latlab_serve(db, "--no-targets") as (_, url):
+            async with httpx.AsyncClient(base_url=url) as api:
+
+                async def ended() -> bool:
+                    return bool((await load_run(api, run_id))["state"] != "running")
+
+                await wait_for(ended, 30, f"load run {run_id} to end")
+                run = await load_run(api, run_id)
+        assert target.requests == 4  # nothing sent again
+    assert (run["state"], run["error"]) == ("failed", "interrupted")

@@ -146,8 +146,8 @@ async def test_sigterm_on_a_busy_worker_hands_its_shard_on_and_nothing_is_lost(
     its checkpoint on another worker: the target counts exactly the run's requests."""
     db = tmp_path / "latlab.db"
     env = fleet_env(require_redis())
-    spec = {"connections": 8, "rate": 400.0, "requests": 3000, "shards": 2}
-    async with CountingTarget(delay_s=0.02) as target, api_and_two_workers(db, env) as (api, a, _):
+    spec = {"connections": 8, "rate": 400.0, "requests": 2000, "shards": 2}
+    async with CountingTarget(delay_s=0.02) as target, api_and_two_workers(db, env) as (api, a, b):
         url = f"http://127.0.0.1:{target.port}/"
         created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
         run_id = created.json()["id"]
@@ -156,12 +156,10 @@ async def test_sigterm_on_a_busy_worker_hands_its_shard_on_and_nothing_is_lost(
         assert await asyncio.to_thread(a.process.wait, 15) == 0
         with latlab_worker(db, env, "--capacity", "1", name="c") as c:
             run = await finished(api, run_id)
-            taken_on = c.output()
+            taken_on = b.output() + c.output()
     assert run["state"] == "completed", run
-    assert run["stats"]["requests"] == 3000 == target.requests
-    handed = [shard for shard in run["progress"]["shards"] if f"job {shard} claimed" in taken_on]
-    assert len(handed) == 1
-    totals = [
-        (await stored_seconds(db, "load_shard", i))[TOTAL_BUCKET] for i in run["progress"]["shards"]
-    ]
-    assert [total.requests for total in totals] == [1500, 1500]
+    assert run["stats"]["requests"] == 2000 == target.requests
+    assert taken_on.count(f"claimed (was {a.id})") == 1  # b or c, whichever had room first
+    shards = run["progress"]["shards"]
+    totals = [(await stored_seconds(db, "load_shard", i))[TOTAL_BUCKET] for i in shards]
+    assert [total.requests for total in totals] == [1000, 1000]

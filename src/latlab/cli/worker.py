@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("latlab.worker")
 LIGHT_SLOTS = 100_000  # bots: bounded by the store's quota, not by the worker
-HANDOFF_DEADLINE_S = 5.0
+HANDOFF_DEADLINE_S = 10.0  # a load shard drains (its answers in flight, up to 2 s), then writes
 
 
 def run_worker(settings: Settings, *, location: str, capacity: int, log: StartupLog) -> None:

@@ -149,7 +149,7 @@ class Children:
             children = await self.read(ctx, list(waiting))
             for child_id, mark in list(waiting.items()):
                 child = children.get(child_id)
-                if child is None or _drained(child, mark):
+                if child is None or drained_since(child, mark):
                     del waiting[child_id]
             if waiting:
                 await asyncio.sleep(DRAIN_EVERY_S)
@@ -187,10 +187,12 @@ class Children:
             await until_stored(f"{self.noun} {child_id} delete", delete)
 
 
-def _drained(child: JobRecord, mark: object) -> bool:
-    """A new drain mark, or an end of its own (it completed or failed meanwhile)."""
+def drained_since(child: JobRecord, mark: object) -> bool:
+    """A new drain mark, or an end of its own (it completed or failed meanwhile). A mark
+    cleared (None: a new attempt began, see the load runner) is no drain."""
     ended = child.state in (JobState.COMPLETED, JobState.FAILED)
-    return ended or child.progress.get(DRAINED_KEY) != mark
+    now = child.progress.get(DRAINED_KEY)
+    return ended or (now is not None and now != mark)
 
 
 class Parents:

@@ -303,9 +303,9 @@ DRAIN_TIMEOUT_S = 5.0
 
 async def _drained(pool: LoadPool, record: Callable[[], Awaitable[None]]) -> bool:
     """Stop the workers and store the seconds they still report (the one in progress at a
-    pause or stop); whether every one was stored."""
+    pause or stop); whether every request the target may have seen is stored."""
     pool.stop()
-    return await _shielded(record())
+    return await _shielded(record()) and pool.accounted
 
 
 async def _mark_drained(job_id: int, live: _LiveRun) -> None:

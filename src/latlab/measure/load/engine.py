@@ -61,6 +61,7 @@ class LoadWorker:
         self._finished = self._loop.create_future()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.sent = 0
+        self.cut_off = 0  # counted requests in flight when the run ended: seen, never counted
 
     async def run(self, start_s: float, count_from_s: float) -> None:
         """Send from ``start_s`` (warm-up), count what finishes from ``count_from_s``, until
@@ -84,6 +85,7 @@ class LoadWorker:
             for slot in self._slots:
                 slot.cancel_timer()
                 if slot.conn is not None:
+                    self.cut_off += slot.conn.in_flight and slot.conn.counted
                     slot.conn.close()  # what is in flight at the end is not counted (as wrk)
         elapsed_s = min(perf_counter(), self._end_s) - self._count_from_s
         last = math.ceil(elapsed_s) - 1
@@ -126,7 +128,7 @@ class LoadWorker:
         self._stopping, self._stopped_s = True, perf_counter()
         for slot in self._slots:
             slot.cancel_timer()
-        self._later("end", STOP_DRAIN_S, self._done)
+        self._later("end", min(STOP_DRAIN_S, self._end_s - self._stopped_s), self._done)
         self._done_if_idle()
 
     def _done_if_idle(self) -> None:
@@ -140,7 +142,7 @@ class LoadWorker:
                 slot.cancel_timer()
 
     def resume(self) -> None:
-        if self._paused_at is None:
+        if self._paused_at is None or self._stopping:
             return
         paused_s, self._paused_at = perf_counter() - self._paused_at, None
         self._end_s += paused_s  # a duration counts running time
@@ -374,7 +376,7 @@ class LoadWorker:
             conn = slot.conn
             if conn is not None and conn.in_flight and conn.sent_s < deadline_s:
                 conn.timed_out(text)
-        if not self._stopping:
+        if not self._finished.done():  # a stop's drain too: its timeouts are answers
             self._later("sweep", SWEEP_EVERY_S, self._sweep)
 
     def _done(self) -> None:

@@ -37,7 +37,9 @@ class _Worker:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reported = 0  # seconds received
         self.finished = False
+        self.done = False  # ended by itself and said so (not lost, not failed)
         self.sent = 0
+        self.cut_off = 0
 
 
 class LoadPool:
@@ -60,6 +62,12 @@ class LoadPool:
     @property
     def sent(self) -> int:
         return sum(worker.sent for worker in self._workers)
+
+    @property
+    def accounted(self) -> bool:
+        """Whether every request the target may have seen is counted: each worker ended by
+        itself and none cut a request off in flight (a stop's drain gave up on it)."""
+        return all(worker.done and worker.cut_off == 0 for worker in self._workers)
 
     async def start(self) -> None:
         """Start the processes and, once every one is ready, the run."""
@@ -116,7 +124,7 @@ class LoadPool:
                 merged.merge(stats)
             worker.reported = stats.second + 1
         elif kind == "done":
-            worker.sent = int(message[1])
+            worker.sent, worker.cut_off, worker.done = int(message[1]), int(message[2]), True
             self._finish(worker)
         elif kind == "failed":
             self._failure = f"load worker failed: {message[1]}"

@@ -1,7 +1,8 @@
 """A load worker process: its own uvloop, its share of the plan, a pipe to the parent.
 
 Messages to the parent: ``("ready",)``, ``("second", payload)`` once a second, ``("done",
-sent)`` or ``("failed", text)``. From the parent: ``("start", start_s, count_from_s)``,
+sent, cut_off)`` (``cut_off``: requests in flight when the run ended, never counted) or
+``("failed", text)``. From the parent: ``("start", start_s, count_from_s)``,
 ``("rate", r)``, ``("connections", c)``, ``("pause",)``, ``("resume",)``, ``("stop",)``. A
 closed pipe means the parent is gone: the worker stops at once, and the kernel kills it
 should the parent die before the pipe says so, so no orphan keeps loading a target.
@@ -72,7 +73,7 @@ async def _run(plan: LoadPlan, address: tuple[int, str], pipe: Connection) -> No
         return
     finally:
         loop.remove_reader(pipe.fileno())
-    _send(pipe, ("done", worker.sent))
+    _send(pipe, ("done", worker.sent, worker.cut_off))
 
 
 def _send(pipe: Connection, message: tuple[Any, ...]) -> None:
