@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from latlab.coordination.fleet import WorkerInfo
+from latlab.jobs import fleet
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.fleet import FleetExecutor, has_room
 from latlab.jobs.runner import Started
@@ -176,3 +179,19 @@ def test_room_counts_experiments_and_shards_against_capacity_and_not_bots() -> N
     assert has_room(workers, "any", "load_shard")  # w2 has a second slot
     assert has_room(workers, "us-1", "probe")
     assert not has_room(workers, "ap-1", "bot")  # nobody there
+
+
+async def test_a_job_queued_past_the_longest_wait_is_sent_again_anyway(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found in review: under a steady backlog no worker ever shows room, so a dispatch that
+    was really lost would never be sent again."""
+    sent = Recorder()
+    executor, _ = executor_with(sent, workers=["eu-1"], unclaimed={6}, full={"any"})
+    await executor.submit("probe", 6)
+    await executor.resend_unclaimed()
+    monkeypatch.setattr(fleet, "MAX_QUEUED_S", 0.0)
+    await executor.resend_unclaimed()
+    await executor.settled()
+    assert sent.sent == [("probe", 6, "any")] * 2
+    await executor.shutdown()

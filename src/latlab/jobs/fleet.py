@@ -29,6 +29,7 @@ Unclaimed = Callable[[str, int], Awaitable[bool]]
 HasRoom = Callable[[str, str], bool]  # (location, kind): could a worker there start it now
 CLAIM_WITHIN_S = 5.0  # a dispatched job nobody claimed by then is sent again, or run here
 CHECK_CLAIMS_EVERY_S = 1.0
+MAX_QUEUED_S = 60.0  # a job queued behind busy workers this long is sent again anyway
 
 
 def has_room(workers: list[WorkerInfo], location: str, kind: str) -> bool:
@@ -100,6 +101,7 @@ class FleetExecutor:
         self._claim_within_s = claim_within_s
         self._sending: set[asyncio.Task[None]] = set()
         self._awaiting: dict[JobKey, tuple[str, float]] = {}  # dispatched: (where, check at)
+        self._queued_since: dict[JobKey, float] = {}  # unclaimed, no worker with room
 
     def bind(self, drive: Driver) -> None:
         self._local.bind(drive)
@@ -150,6 +152,7 @@ class FleetExecutor:
             del self._awaiting[key]
             try:
                 if not await self._unclaimed(*key):
+                    self._queued_since.pop(key, None)
                     continue  # taken, or no longer running
             except StoreUnavailable:
                 self._awaiting[key] = (where, now + self._claim_within_s)  # look again later
@@ -157,12 +160,25 @@ class FleetExecutor:
             if where != ANY_LOCATION and not self._has_workers_at(where):
                 self._awaiting[key] = (where, now + self._claim_within_s)  # waiting_for it
                 continue
-            if self._has_workers_at(where) and not self._has_room_at(where, key[0]):
-                # Queued behind busy workers, not lost: the first to free a slot reads it.
+            if self._queued(key, where, now):
                 self._awaiting[key] = (where, now + self._claim_within_s)
                 continue
             log.warning("%s job %s dispatched but not taken: sending it again", *key)
             self.submit(*key, where)
+
+    def _queued(self, key: JobKey, where: str, now: float) -> bool:
+        """Whether an unclaimed job waits behind busy workers (the first to free a slot
+        reads it) rather than lost. Workers' views are a heartbeat old, and under a steady
+        backlog a freed slot is taken at once: after ``MAX_QUEUED_S`` it is sent again
+        anyway (a second message is harmless: the claim runs a job once)."""
+        if not self._has_workers_at(where) or self._has_room_at(where, key[0]):
+            self._queued_since.pop(key, None)
+            return False
+        since = self._queued_since.setdefault(key, now)
+        if now - since < MAX_QUEUED_S:
+            return True
+        del self._queued_since[key]
+        return False
 
     def running(self) -> list[JobKey]:
         return self._local.running()
