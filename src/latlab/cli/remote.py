@@ -108,8 +108,8 @@ def reason(answer: httpx.Response) -> str:
 
 
 def _has_detail(answer: httpx.Response) -> bool:
-    """Whether the answer is LatLab's own problem (JSON with a ``detail``): a 503 for a
-    missing chart library is the server's reason to print, not a proxy's page."""
+    """Whether the answer is LatLab's own problem (JSON with a ``detail``): its reason is
+    printed, not taken for a proxy's page."""
     try:
         return bool(answer.json().get("detail"))
     except (ValueError, AttributeError):
@@ -120,8 +120,8 @@ def _field(error: dict[str, Any]) -> str:
     return ".".join(str(part) for part in error.get("loc", [])[1:])
 
 
-# A proxy's answers while the server behind it is down: unreachable, not refused (unless
-# they carry LatLab's own detail).
+# A proxy's answers while the server behind it is down, or LatLab's own while its store,
+# Redis or chart library is missing: unavailable (exit 3), not refused.
 GATEWAY_DOWN = frozenset({502, 503, 504})
 
 
@@ -158,8 +158,10 @@ class Server:
             # The class and message of a transport error: never a header (LocalProtocolError
             # would quote one, and the tokens above are checked before any is sent).
             fail(f"cannot reach {self.url}: {type(exc).__name__}: {exc}", UNREACHABLE)
-        if answer.status_code in GATEWAY_DOWN and not _has_detail(answer):
-            fail(f"cannot reach {self.url}: {answer.status_code} from a proxy", UNREACHABLE)
+        if answer.status_code in GATEWAY_DOWN:
+            # Unavailable either way (exit 3: worth a retry); LatLab's own says why.
+            said = reason(answer) if _has_detail(answer) else "from a proxy"
+            fail(f"cannot reach {self.url}: {answer.status_code} {said}", UNREACHABLE)
         if not answer.is_success:
             fail(f"{method} {path}: {answer.status_code} {reason(answer)}", REFUSED)
         return answer
