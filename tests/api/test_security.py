@@ -101,6 +101,12 @@ async def test_login_never_sends_a_browser_to_a_get_that_acts(guarded: httpx.Asy
         "/api/stop/3",
         "/test-latency?host=127.0.0.1&port=9",
         "/ui/../stop/3",
+        "/ui/%2e%2e/stop/3",  # found in review: a browser decodes %2e%2e to ..
+        "/ui/%2E%2e/stop/3",
+        "/ui/.%2e/stop/3",
+        "/ui/%2e./stop/3",
+        "/ui/x/%2e%2e/%2e%2e/stop/3",
+        "/ui/%5c..%5cstop/3",
     ]:
         response = await guarded.post("/ui/login", json={"token": TOKEN, "next": acting})
         assert (response.status_code, response.headers["location"]) == (303, "/ui/"), acting

@@ -8,15 +8,22 @@ bot for whoever logs in. Pages under ``/ui/`` only read.
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 DASHBOARD = "/ui/"
 _FORBIDDEN = frozenset("\\\r\n\t")
 
 
 def safe_next(value: str | None) -> str:
-    """``value`` if it is a path under ``/ui/`` (no scheme, host, ``..`` or control
-    characters); else ``/ui/``."""
+    """``value`` if it is a path under ``/ui/`` (no scheme, host, dot segment or control
+    character, percent-encoded or not: a browser decodes ``%2e%2e`` to ``..``); else
+    ``/ui/``."""
     if not value or not value.startswith(DASHBOARD) or not value.isprintable():
         return DASHBOARD
-    if _FORBIDDEN & set(value) or "/../" in value or value.endswith("/.."):
-        return DASHBOARD
+    path = value.split("?", 1)[0]
+    for seen in (path, unquote(path)):
+        if _FORBIDDEN & set(seen) or not seen.isprintable():
+            return DASHBOARD
+        if any(segment in (".", "..") for segment in seen.split("/")):
+            return DASHBOARD
     return value
