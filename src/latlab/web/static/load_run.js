@@ -120,7 +120,12 @@ function showSideProbe(probe) {
     `p50 ${ms(probe.p50)} ms, p99 ${ms(probe.p99)} ms, max ${ms(probe.max)} ms, ${probe.errors} failed`;
 }
 
-let over = false; // ended, and drawn once since: nothing will change any more
+// A run's state ends before its summary is written (a sharded run's stop waits up to 6 s for
+// its shards): an ended run is read on until it settles, then no more.
+const SETTLE_MS = 8000;
+let over = false; // ended, and unchanged since it settled: nothing will change any more
+let endedAt = null;
+let lastUpdated = null;
 
 async function refresh() {
   if (over) return;
@@ -128,7 +133,11 @@ async function refresh() {
     const run = await api(`load-runs/${id}`);
     showFigures(run);
     solved("read");
-    over = ENDED.has(run.state);
+    if (ENDED.has(run.state)) {
+      endedAt ??= Date.now();
+      over = Date.now() - endedAt >= SETTLE_MS && run.updated_at === lastUpdated;
+    }
+    lastUpdated = run.updated_at;
   } catch (error) {
     problem(error.status === 404 ? `Load run ${id} does not exist (any more).` : error.message, "read");
   }
