@@ -300,19 +300,35 @@ class OwnRedis(OwnServer):
     ``appendonly``: then every write is fsynced to an append-only file in its dir before
     Redis answers, and a start after a stop (or a :meth:`kill`) loads it again."""
 
-    def __init__(self, appendonly: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self, appendonly: bool = False, password: str | None = None, tls: bool = False
+    ) -> None:
         self.appendonly = appendonly
         self.password = password
+        self.tls = tls  # TLS only (no plain port), its certificate made for this server
         self.port = free_port()
-        credentials = "" if password is None else f":{password}@"
-        self.url = f"redis://{credentials}{HOST}:{self.port}/0"
         self.root = Path(tempfile.mkdtemp(prefix="latlab-redis-"))
+        self.certificate = self.root / "server.crt"  # self-signed: its own CA
+        credentials = "" if password is None else f":{password}@"
+        scheme = "rediss" if tls else "redis"
+        self.url = f"{scheme}://{credentials}{HOST}:{self.port}/0"
+        if tls:
+            self.url += f"?ssl_ca_certs={self.certificate}&ssl_cert_reqs=required"
         self.log = self.root / "redis.log"
         self._binary = ""
         self._process: subprocess.Popen[bytes] | None = None
 
     def _prepare(self) -> None:
         self._binary = redis_server_binary()
+        if self.tls:
+            self._make_certificate()
+
+    def _make_certificate(self) -> None:
+        """A key and a self-signed certificate for 127.0.0.1 (a day's), with openssl."""
+        command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        command += ["-keyout", str(self.root / "server.key"), "-out", str(self.certificate)]
+        command += ["-subj", f"/CN={HOST}", "-addext", f"subjectAltName=IP:{HOST}"]
+        subprocess.run(command, check=True, capture_output=True)
 
     @property
     def running(self) -> bool:
@@ -320,6 +336,11 @@ class OwnRedis(OwnServer):
 
     def _command(self) -> list[str]:
         command = [self._binary, "--port", str(self.port), "--bind", HOST]
+        if self.tls:
+            command = [self._binary, "--port", "0", "--tls-port", str(self.port), "--bind", HOST]
+            command += ["--tls-cert-file", str(self.certificate)]
+            command += ["--tls-key-file", str(self.root / "server.key")]
+            command += ["--tls-ca-cert-file", str(self.certificate), "--tls-auth-clients", "no"]
         # --dir: a dump (none expected with --save "") must not land in the cwd of the tests.
         command += ["--save", "", "--dir", str(self.root)]
         if self.appendonly:
