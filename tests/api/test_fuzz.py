@@ -35,7 +35,7 @@ def in_network_namespace(
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_fuzzed_requests_get_no_server_error_and_documented_answers() -> None:
-    result = in_network_namespace(ISOLATED, "--examples", "20", timeout_s=220)
+    result = in_network_namespace(ISOLATED, "--examples", "10", timeout_s=220)
     if result.returncode != 0:
         pytest.fail(f"fuzz_api exited {result.returncode}:\n{result.stdout}{result.stderr}")
     assert "fuzz_api: 0 failure(s)" in result.stdout

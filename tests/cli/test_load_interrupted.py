@@ -75,7 +75,7 @@ async def test_sigterm_during_a_run_drains_it_and_a_restart_goes_on_to_exactly_n
     next start resumes the run as after a pause: the target counts exactly its requests."""
     db = tmp_path / "latlab.db"
     async with CountingTarget(delay_s=0.02) as target:
-        spec = {"url": f"http://127.0.0.1:{target.port}/", "rate": 300, "requests": 900}
+        spec = {"url": f"http://127.0.0.1:{target.port}/", "rate": 300, "requests": 600}
         with latlab_serve(db, "--no-targets") as (process, url):
             async with httpx.AsyncClient(base_url=url) as api:
                 created = await api.post(
@@ -98,9 +98,9 @@ async def test_sigterm_during_a_run_drains_it_and_a_restart_goes_on_to_exactly_n
 
                 await wait_for(ended, 30, f"load run {run_id} to end")
                 run = await load_run(api, run_id)
-    assert 0 < at_restart < 900  # stopped midway: the restart sent the rest
+    assert 0 < at_restart < 600  # stopped midway: the restart sent the rest
     assert (run["state"], run["error"]) == ("completed", None)
-    assert run["stats"]["requests"] == target.requests == 900
+    assert run["stats"]["requests"] == target.requests == 600
 
 
 async def test_a_drain_that_gave_up_on_answers_is_not_resumed(tmp_path: Path) -> None:

@@ -85,6 +85,9 @@ async def test_killing_an_api_process_and_a_worker_loses_no_probe_and_leaves_no_
                     return len(held) == EXPERIMENTS + BOTS
 
                 await wait_for(all_spread, 60, "every job on a worker")
+                bots_on = [
+                    sum(k == "bot" for k, _ in jobs) for jobs in (await workers(api)).values()
+                ]
                 victim = pair[0]
                 await asyncio.sleep(1.0)
                 first_api.send_signal(signal.SIGKILL)
@@ -110,5 +113,7 @@ async def test_killing_an_api_process_and_a_worker_loses_no_probe_and_leaves_no_
                     )
                     counts[experiment_id] = sorted(r["seq"] for r in response.json()["data"])
     assert all(seqs == list(range(PROBES)) for seqs in counts.values())
+    assert len(bots_on) == 2, bots_on
+    assert min(bots_on) > 0, bots_on  # spread over both workers
     gaps = {b: n for b in bots if set(n := printed(logs, b)) != set(range(max(n) + 1))}
     assert gaps == {}

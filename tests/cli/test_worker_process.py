@@ -293,59 +293,42 @@ def test_a_worker_refuses_to_start_on_a_mistake_with_one_line(
     assert ended.stderr.startswith(b"latlab: " + said)
 
 
-async def test_workers_authenticate_to_redis_and_a_wrong_password_is_one_line(
+async def test_workers_authenticate_to_redis_over_tls_and_a_mistake_is_one_line(
     tmp_path: Path, targets_port: int
 ) -> None:
+    """A password and ``rediss://`` end to end (found in review: TLS was tested only as a
+    URL's form): a Redis that speaks TLS only, its certificate checked by every client (the
+    API's coordination and dispatch, the worker's). A wrong password, or a worker that does
+    not trust the certificate, refuses to start in one line that shows no password."""
     db = tmp_path / "latlab.db"
-    with OwnRedis(password="right-pw") as redis:
+    with OwnRedis(password="right-pw", tls=True) as redis:
         env = {"LATLAB_REDIS_URL": redis.url, "LATLAB_REDIS_PREFIX": "auth"}
         async with api_and_worker(db, env) as (api, worker):
             experiment_id = await start_experiment(api, targets_port, count=5)
             await wait_state(api, experiment_id, "completed")
-        wrong = redis.url.replace("right-pw", "wrong-pw")
-        environment = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{db}"}
-        command = [sys.executable, "-m", "latlab", "worker"]
-        ended = subprocess.run(  # noqa: ASYNC221 - the worker's start-up, not the loop, is measured
-            command,
-            env={**environment, **env, "LATLAB_REDIS_URL": wrong},
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+        wrong = worker_refused(db, env, redis.url.replace("right-pw", "wrong-pw"))
+        untrusting = worker_refused(db, env, redis.url.split("?", 1)[0])  # system CAs only
     assert f"probe job {experiment_id} claimed" in worker.output()
-    assert ended.returncode == 2, ended.stderr
-    assert ended.stderr.startswith(b"latlab: Redis refused the user or password")
-    assert ended.stderr.count(b"\n") == 1
-    assert b"wrong-pw" not in ended.stderr
+    assert wrong.returncode == 2, wrong.stderr
+    assert wrong.stderr.startswith(b"latlab: Redis refused the user or password")
+    assert untrusting.returncode == 3, untrusting.stderr
+    assert b"CERTIFICATE_VERIFY_FAILED" in untrusting.stderr
+    for ended in (wrong, untrusting):
+        assert ended.stderr.count(b"\n") == 1, ended.stderr
+        assert b"-pw" not in ended.stderr
 
 
-async def test_over_tls_the_api_and_a_worker_dispatch_and_run_a_job(
-    tmp_path: Path, targets_port: int
-) -> None:
-    """``rediss://`` end to end (found in review: only the URL's form was tested): a Redis
-    that speaks TLS only, its certificate checked by every client (the API's coordination and
-    dispatch, the worker's); a worker that does not trust it cannot start."""
-    db = tmp_path / "latlab.db"
-    with OwnRedis(password="tls-pw", tls=True) as redis:
-        env = {"LATLAB_REDIS_URL": redis.url, "LATLAB_REDIS_PREFIX": "tls"}
-        async with api_and_worker(db, env) as (api, worker):
-            experiment_id = await start_experiment(api, targets_port, count=5)
-            done = await wait_state(api, experiment_id, "completed")
-        untrusting = redis.url.split("?", 1)[0]  # the system's CAs only: not ours
-        environment = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{db}"}
-        ended = subprocess.run(  # noqa: ASYNC221 - the worker's start-up, not the loop, is measured
-            [sys.executable, "-m", "latlab", "worker"],
-            env={**environment, **env, "LATLAB_REDIS_URL": untrusting},
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-    assert f"probe job {experiment_id} claimed" in worker.output()
-    assert done["done"] == 5
-    assert ended.returncode == 3, ended.stderr
-    assert b"CERTIFICATE_VERIFY_FAILED" in ended.stderr
-    assert ended.stderr.count(b"\n") == 1, ended.stderr
-    assert b"tls-pw" not in ended.stderr
+def worker_refused(
+    db: Path, env: dict[str, str], redis_url: str
+) -> subprocess.CompletedProcess[bytes]:
+    environment = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{db}", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "latlab", "worker"],
+        env={**environment, "LATLAB_REDIS_URL": redis_url},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
 
 
 async def test_after_redis_restarts_empty_jobs_still_go_to_the_worker(
