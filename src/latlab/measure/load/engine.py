@@ -85,7 +85,7 @@ class LoadWorker:
             for slot in self._slots:
                 slot.cancel_timer()
                 if slot.conn is not None:
-                    self.cut_off += slot.conn.in_flight and slot.conn.counted
+                    self.cut_off += int(slot.conn.in_flight and slot.conn.counted)
                     slot.conn.close()  # what is in flight at the end is not counted (as wrk)
         elapsed_s = min(perf_counter(), self._end_s) - self._count_from_s
         last = math.ceil(elapsed_s) - 1
