@@ -16,16 +16,14 @@ from latlab.cli.remote import (
     TokenOption,
     add_actions,
     add_listing,
+    client_app,
+    id_argument,
     show,
 )
 from latlab.cli.watch import ms, watch_experiment
 
-experiment_app = typer.Typer(
-    help="Experiments on a running server (--server, default http://127.0.0.1:8000).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-IdArgument = Annotated[int, typer.Argument(metavar="ID", min=1, help="The experiment's id.")]
+experiment_app = client_app("Experiments")
+IdArgument = Annotated[int, id_argument("experiment")]
 
 
 def _row(experiment: dict[str, Any]) -> list[str]:

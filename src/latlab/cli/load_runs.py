@@ -22,16 +22,14 @@ from latlab.cli.remote import (
     TokenOption,
     add_actions,
     add_listing,
+    client_app,
+    id_argument,
     show,
 )
 from latlab.cli.watch import ENDED, EVERY_S, SPARK_POINTS, ms, sparkline
 
-load_run_app = typer.Typer(
-    help="Load runs on a running server (--server, default http://127.0.0.1:8000).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-IdArgument = Annotated[int, typer.Argument(metavar="ID", min=1, help="The load run's id.")]
+load_run_app = client_app("Load runs")
+IdArgument = Annotated[int, id_argument("load run")]
 
 
 def _table(runs: list[dict[str, Any]]) -> Table:

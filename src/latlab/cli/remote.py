@@ -66,6 +66,20 @@ def add_listing(app: typer.Typer, route: str, plural: str, table: Describe) -> N
     app.command("ls")(list_jobs)
 
 
+def client_app(what: str) -> typer.Typer:
+    """A command group that drives ``what`` on a running server."""
+    return typer.Typer(
+        help=f"{what} on a running server (--server, default {DEFAULT_SERVER}).",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
+
+
+def id_argument(noun: str) -> Any:
+    """The ``ID`` argument of a command about one ``noun``."""
+    return typer.Argument(metavar="ID", min=1, help=f"The {noun}'s id.")
+
+
 def add_actions(app: typer.Typer, route: str, noun: str, table: Describe) -> None:
     """``start``, ``pause``, ``resume`` and ``stop`` of one job: ``POST /{route}/{id}/{action}``."""
     for action in ("start", "pause", "resume", "stop"):
@@ -74,10 +88,10 @@ def add_actions(app: typer.Typer, route: str, noun: str, table: Describe) -> Non
 
 def _action(route: str, noun: str, action: str, table: Describe) -> Callable[..., None]:
     # A default, not an annotation: annotations are read later, where ``noun`` is unknown.
-    id_argument = typer.Argument(metavar="ID", min=1, help=f"The {noun}'s id.")
+    job_argument = id_argument(noun)
 
     def command(
-        job_id: int = id_argument,
+        job_id: int = job_argument,
         as_json: JsonOption = False,
         server: ServerOption = DEFAULT_SERVER,
         token: TokenOption = None,
