@@ -6,6 +6,7 @@ import asyncio
 import secrets
 from typing import Any
 
+import pytest
 import redis.asyncio as redis
 
 from harness import running_engine, wait_for
@@ -15,7 +16,7 @@ from latlab.jobs.clock import SystemClock
 from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.manager import JobManager
-from latlab.jobs.runner import KindRunner, ResumePolicy, RunContext, Started
+from latlab.jobs.runner import KindRunner, ResumePolicy, RunContext, Started, fence_owner
 from latlab.measure.client import ProbeClient
 from latlab.storage import JobRecord, JobState
 from latlab.storage.memory import MemoryStore
@@ -167,3 +168,53 @@ async def test_a_redis_error_while_claiming_an_adopted_job_is_asked_again() -> N
 
         await wait_for(ran, 10, "the adopted job to run")
     assert coordinator.failed
+
+
+class Writing(KindRunner):
+    """Checkpoints its count every few milliseconds, fenced as every runner's are."""
+
+    kind = "writing"
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.ended = asyncio.Event()
+
+    async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
+        started()
+        try:
+            while True:
+                update = ProgressUpdate(self.kind, job.id, {"n": self.written}, fence_owner(ctx))
+                await ctx.writer.write([], [update])
+                self.written += 1
+                await asyncio.sleep(0.005)
+        finally:
+            self.ended.set()
+
+
+async def test_a_job_handed_on_behind_its_back_halts_at_its_next_refused_write(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found in review: a fenced-out checkpoint was dropped in silence, so a process whose
+    job had been handed on (a frozen worker woken before its guard looked) went on running
+    it unheard, its probes reaching the target twice. Now the refused write halts it there,
+    and the job is left running for the owner that holds it."""
+    store, prefix = MemoryStore(), f"t-{secrets.token_hex(4)}"
+    (job,) = await store.create_jobs("writing", [{}], state=JobState.RUNNING)
+    await store.checkpoint([], [ProgressUpdate("writing", job.id, {"fleet": "gone-1"})])
+    runner, other = Writing(), await RedisCoordinator.open(require_redis(), prefix)
+    try:
+        here = await RedisCoordinator.open(require_redis(), prefix)
+        async with running_engine(store, [runner], here):
+
+            async def writing() -> bool:
+                return runner.written >= 3
+
+            await wait_for(writing, 10, "the adopted job to write")
+            taken = ProgressUpdate("writing", job.id, {"fleet": other.owner_id})
+            await store.checkpoint([], [taken])
+            await asyncio.wait_for(runner.ended.wait(), 10)
+            held = await store.get_job("writing", job.id)
+    finally:
+        await other.close()
+    assert (held.state, held.progress["fleet"]) == (JobState.RUNNING, other.owner_id)
+    assert f"writing job {job.id} is held elsewhere now: halted here" in caplog.text

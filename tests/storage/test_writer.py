@@ -14,7 +14,7 @@ from latlab.storage import TOTAL_BUCKET, HistogramUpdate, ProbeResult, Record
 from latlab.storage.base import StoreUnavailable
 from latlab.storage.memory import MemoryStore
 from latlab.storage.records import ProgressUpdate
-from latlab.storage.writer import BatchWriter
+from latlab.storage.writer import BatchWriter, FencedOut
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -139,8 +139,10 @@ async def test_committed_gets_the_landed_records_of_each_call() -> None:
 
     async with BatchWriter(store, max_results=3, delay_s=0, committed=hook) as writer:
         records = [result(job_id, seq) for seq in range(2) for job_id in (taken, kept)]
-        await writer.write(records, [owned(taken, "A"), owned(kept, "A")])
+        with pytest.raises(FencedOut) as refused:
+            await writer.write(records, [owned(taken, "A"), owned(kept, "A")])
         await writer.write(progress=[owned(kept, "A", {"done": 2})])
+    assert refused.value.jobs == (("probe", taken),)
     # Chunks of 3 (taken 0, kept 0, taken 1 | kept 1 with the progress), told once; the
     # progress alone lands no record and is not told.
     assert calls == [[(kept, 0), (kept, 1)]]
@@ -268,3 +270,25 @@ async def test_queued_updates_of_two_owners_keep_their_own_fences_in_order() -> 
     async with BatchWriter(store, delay_s=0.001) as writer:
         await asyncio.gather(writer.write(progress=[claim]), writer.write(progress=[mine]))
     assert (await store.get_job("probe", job.id)).progress == {"fleet": "me", "done": 5}
+
+
+async def test_a_write_its_fence_refused_raises_for_that_job_alone() -> None:
+    """Found in review: a fenced-out checkpoint was dropped in silence, so a process that
+    had lost its job (frozen, then woken) went on probing, its writes landing nowhere."""
+    store = RecordingStore()
+    taken, kept = [job.id for job in await store.create_jobs("probe", [{}, {}])]
+    await store.checkpoint([], [ProgressUpdate("probe", taken, {"fleet": "B"})])
+    store.calls.clear()
+    async with BatchWriter(store, delay_s=0.001) as writer:
+        outcomes = await asyncio.gather(
+            writer.write([result(taken, 0)], [owned(taken, "A", {"done": 1})]),
+            writer.write([result(kept, 0)], [owned(kept, "A", {"done": 1})]),
+            return_exceptions=True,
+        )
+    assert store.calls == [(2, 2)]  # one batch for both
+    assert isinstance(outcomes[0], FencedOut)
+    assert outcomes[0].jobs == (("probe", taken),)
+    assert "probe job" in str(outcomes[0])
+    assert outcomes[1] is None
+    assert await store.probe_results.count(taken) == 0
+    assert await store.probe_results.count(kept) == 1

@@ -17,6 +17,7 @@ from latlab.jobs.runner import JobRunner, RunContext, Started, owned_here
 from latlab.jobs.supervise import Backoff, Outage, retried, until_stored
 from latlab.storage import JobNotFound, JobRecord, JobState, StateConflict, StoreUnavailable
 from latlab.storage.records import ProgressUpdate
+from latlab.storage.writer import FencedOut
 
 log = logging.getLogger("latlab.jobs")
 
@@ -74,6 +75,10 @@ class JobDriver:
             await runner.run(job, self._ctx, started)
         except StoreUnavailable:
             raise
+        except FencedOut:
+            # Handed on while this process was frozen or cut off: the new owner ends it.
+            log.warning("%s job %s is held elsewhere now: halted here", job.kind, job.id)
+            return
         except JobFailed as exc:
             log.warning("%s job %s failed: %s", job.kind, job.id, exc)
             await self.finish(job, JobState.FAILED, str(exc))

@@ -23,6 +23,18 @@ from latlab.storage.records import (
 
 log = logging.getLogger("latlab.storage")
 Committed = Callable[[Sequence[Record]], None]
+JobKey = tuple[str, int]
+
+
+class FencedOut(Exception):
+    """The checkpoint of a job was refused by its fence: another process holds the job now
+    (it was handed on while this one was frozen or cut off), or it was deleted. The job must
+    halt here; what it wrote with that checkpoint did not land."""
+
+    def __init__(self, jobs: Sequence[JobKey]) -> None:
+        self.jobs = tuple(jobs)
+        named = ", ".join(f"{kind} job {job_id}" for kind, job_id in self.jobs)
+        super().__init__(f"checkpoint refused, held elsewhere now: {named}")
 
 
 class BatchWriter:
@@ -35,7 +47,8 @@ class BatchWriter:
 
     ``committed`` is called once a batch has committed whole, with the records that landed
     (those fenced out are left out; never with none), e.g. to fold them into in-memory stats;
-    what it raises is logged, never passed on.
+    what it raises is logged, never passed on. A write whose job's update failed its fence
+    raises :class:`FencedOut`, so that the job halts instead of going on unheard.
     """
 
     def __init__(
@@ -56,7 +69,7 @@ class BatchWriter:
         # Per job, its queued update: of one owner per batch (see write).
         self._progress: dict[tuple[str, int], ProgressUpdate] = {}
         self._histograms: dict[tuple[str, int, int], HistogramUpdate] = {}
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[tuple[asyncio.Future[None], frozenset[JobKey]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._creations = GroupCreator(store)
@@ -125,7 +138,7 @@ class BatchWriter:
         waiter = asyncio.get_running_loop().create_future()
         # A waiter whose job was cancelled still gets its error; mark it seen so none is logged.
         waiter.add_done_callback(lambda done: done.exception())
-        self._waiters.append(waiter)
+        self._waiters.append((waiter, frozenset((u.kind, u.job_id) for u in progress)))
         self._wakeup.set()
         await asyncio.shield(waiter)
 
@@ -156,6 +169,7 @@ class BatchWriter:
         waiters, self._waiters = self._waiters, []
         self._in_flight = len(records)
         landed: list[Record] = []
+        dropped: set[JobKey] = set()
         try:
             for start in range(0, max(len(records), 1), self._max_results):
                 chunk = records[start : start + self._max_results]
@@ -163,18 +177,22 @@ class BatchWriter:
                 if not (chunk or (last and (progress or histograms))):
                     continue
                 if last:  # the progress, and the histograms it fences, go with the last chunk
-                    landed += await self._checkpoint(chunk, progress, histograms)
+                    landed += await self._checkpoint(chunk, progress, histograms, dropped)
                 else:
-                    landed += await self._checkpoint(chunk, _fences(chunk, progress), ())
+                    landed += await self._checkpoint(chunk, _fences(chunk, progress), (), dropped)
         except Exception as exc:  # handed to every waiter: the jobs decide what it means
             self._in_flight = 0  # not retried here: the jobs write them again
-            for waiter in waiters:
+            for waiter, _ in waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
             return
         self._tell(landed)
-        for waiter in waiters:
-            if not waiter.done():
+        for waiter, jobs in waiters:
+            if waiter.done():
+                continue
+            if refused := sorted(jobs & dropped):
+                waiter.set_exception(FencedOut(refused))
+            else:
                 waiter.set_result(None)
 
     async def _checkpoint(
@@ -182,12 +200,15 @@ class BatchWriter:
         chunk: Sequence[Record],
         progress: Sequence[ProgressUpdate],
         histograms: Sequence[HistogramUpdate],
+        dropped: set[JobKey],
     ) -> list[Record]:
-        """One checkpoint call; the records of the chunk that landed (not fenced out)."""
-        dropped = await self._store.checkpoint(chunk, progress, histograms)
+        """One checkpoint call; the records of the chunk that landed (not fenced out). The
+        jobs whose update failed its fence are added to ``dropped``."""
+        refused = await self._store.checkpoint(chunk, progress, histograms)
         self._in_flight -= len(chunk)
         self._last_commit = time.monotonic()
-        return fenced_records(chunk, dropped)
+        dropped.update(refused)
+        return fenced_records(chunk, refused)
 
     def _tell(self, landed: Sequence[Record]) -> None:
         """The ``committed`` hook, once per batch that committed whole: had a later chunk

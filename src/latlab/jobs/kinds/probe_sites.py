@@ -29,6 +29,7 @@ from latlab.jobs.state import Action
 from latlab.jobs.supervise import until_stored
 from latlab.storage import JobRecord, JobState, StoreUnavailable
 from latlab.storage.records import ProgressUpdate
+from latlab.storage.writer import FencedOut
 
 if TYPE_CHECKING:  # the manager runs the kinds: theirs to be handed it, not to import it
     pass
@@ -112,8 +113,8 @@ class ExperimentSites(Parents):
         started()
         try:
             await _follow(job, ids, ctx)
-        except StoreUnavailable:
-            raise  # the experiment is run again once the store answers; its series go on
+        except (StoreUnavailable, FencedOut):
+            raise  # run again once the store answers, or by its new owner: its series go on
         except Exception:  # it failed: no series may go on without it
             await SITES.act(jobs, ids, Action.STOP)
             raise
