@@ -205,6 +205,9 @@ def main() -> None:
         reference = asyncio.run(scenario(folder, args.experiments, args.bots, kill=False))
         killed = asyncio.run(scenario(folder, args.experiments, args.bots, kill=True))
     report(reference, killed, args.experiments, args.bots)
+    for outcome in (reference, killed):
+        if (outcome.exact, outcome.bots_on) != (args.experiments, args.bots):
+            raise SystemExit("an experiment was not exact or a bot has a gap: see above")
 
 
 if __name__ == "__main__":

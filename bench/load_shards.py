@@ -226,6 +226,9 @@ def main() -> None:
     report_exact(exactness, args.exact)
     report_controls(latencies)
     Console().print(f"[dim]{time.monotonic() - started:.0f} s in all[/dim]")
+    counted, run = exactness["counted"], exactness["run"]
+    if not (counted == run["stats"]["requests"] == args.exact and exactness["merge_equal"]):
+        raise SystemExit(f"the -n {args.exact} run was not exact: see above")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from fleet import WorkerProcess, fleet_env, latlab_worker, workers
-from harness import bot_numbers, latlab_serve, wait_for
+from harness import CountingTarget, bot_numbers, latlab_serve, wait_for
 from latlab.storage import JobState, open_store
 from latlab.storage.records import ProgressUpdate
 from services import postgres_database, require_redis
@@ -51,8 +52,11 @@ def printed(logs: list[Path], bot: int) -> list[int]:
 
 
 async def test_killing_an_api_process_and_a_worker_loses_no_probe_and_leaves_no_bot_gap(
-    tmp_path: Path, targets_port: int
+    tmp_path: Path,
 ) -> None:
+    """The API process killed is the one the experiments were made through, the worker
+    killed one that holds some of them (found in review: the API killed held nothing, and
+    the worker killed was not checked to)."""
     db = tmp_path / "latlab.db"
     with postgres_database() as url:
         env = {
@@ -63,18 +67,22 @@ async def test_killing_an_api_process_and_a_worker_loses_no_probe_and_leaves_no_
         bots = await running_bots(url)
         with (
             two_workers(db, env) as pair,
-            latlab_serve(db, "--no-targets", env=env) as (first_api, _),
+            latlab_serve(db, "--no-targets", env=env) as (creator, url_a),
             latlab_serve(db, "--no-targets", env=env) as (_, url_b),
         ):
             logs = [worker.log for worker in pair]
-            async with httpx.AsyncClient(base_url=url_b, timeout=30) as api:
+            async with (
+                CountingTarget() as target,
+                httpx.AsyncClient(base_url=url_a, timeout=30) as via_creator,
+                httpx.AsyncClient(base_url=url_b, timeout=30) as api,
+            ):
                 spec = {
                     "host": "127.0.0.1",
-                    "port": targets_port,
+                    "port": target.port,
                     "interval_s": INTERVAL_S,
                     "count": PROBES,
                 }
-                created = await api.post(
+                created = await via_creator.post(
                     "/api/v1/experiments?start=true", json=[spec] * EXPERIMENTS
                 )
                 assert created.status_code == 201, created.text
@@ -85,12 +93,12 @@ async def test_killing_an_api_process_and_a_worker_loses_no_probe_and_leaves_no_
                     return len(held) == EXPERIMENTS + BOTS
 
                 await wait_for(all_spread, 60, "every job on a worker")
-                bots_on = [
-                    sum(k == "bot" for k, _ in jobs) for jobs in (await workers(api)).values()
-                ]
-                victim = pair[0]
+                held = await workers(api)
+                bots_on = [sum(k == "bot" for k, _ in jobs) for jobs in held.values()]
+                victim = max(pair, key=lambda w: sum(k == "probe" for k, _ in held[w.id]))
+                victim_probes = sum(k == "probe" for k, _ in held[victim.id])
                 await asyncio.sleep(1.0)
-                first_api.send_signal(signal.SIGKILL)
+                creator.send_signal(signal.SIGKILL)
                 victim.process.send_signal(signal.SIGKILL)
                 high_before = {bot: max(printed(logs, bot), default=-1) for bot in bots}
 
@@ -113,7 +121,17 @@ async def test_killing_an_api_process_and_a_worker_loses_no_probe_and_leaves_no_
                     )
                     counts[experiment_id] = sorted(r["seq"] for r in response.json()["data"])
     assert all(seqs == list(range(PROBES)) for seqs in counts.values())
+    assert victim_probes > 0
+    # Nothing run twice: a probe each, but one in flight on the killed worker per experiment.
+    assert EXPERIMENTS * PROBES <= target.requests <= EXPERIMENTS * PROBES + victim_probes
     assert len(bots_on) == 2, bots_on
     assert min(bots_on) > 0, bots_on  # spread over both workers
     gaps = {b: n for b in bots if set(n := printed(logs, b)) != set(range(max(n) + 1))}
     assert gaps == {}
+    # A bot's number printed twice only where the killed worker's last tick was not stored.
+    twice = {b: n for b in bots if (n := _repeated(printed(logs, b)))}
+    assert all(len(n) <= 1 for n in twice.values()), twice
+
+
+def _repeated(numbers: list[int]) -> list[int]:
+    return sorted(n for n, count in Counter(numbers).items() if count > 1)

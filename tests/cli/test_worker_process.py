@@ -7,6 +7,7 @@ killed worker and the first of the one that took over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -23,7 +24,7 @@ import httpx
 import pytest
 
 from fleet import WorkerProcess, fleet_env, holder, latlab_worker, workers
-from harness import latlab_serve, wait_for, wait_state
+from harness import CountingTarget, latlab_serve, wait_for, wait_state
 from latlab.storage import open_store
 from outages import OwnRedis
 from services import postgres_database, require_redis
@@ -138,16 +139,20 @@ async def _listed(api: httpx.AsyncClient, worker_id: str) -> bool:
 
 
 async def test_sigkill_of_the_running_worker_hands_the_experiment_on_with_every_probe_once(
-    tmp_path: Path, env: dict[str, str], targets_port: int
+    tmp_path: Path, env: dict[str, str]
 ) -> None:
-    async with api_and_two_workers(tmp_path / "latlab.db", env) as (api, a, b):
-        experiment_id = await start_experiment(api, targets_port)
+    db = tmp_path / "latlab.db"
+    async with CountingTarget() as target, api_and_two_workers(db, env) as (api, a, b):
+        experiment_id = await start_experiment(api, target.port)
         running = await wait_held(api, experiment_id, done=COUNT // 2)
         victim, survivor = running_first(running, a, b)
         victim.process.send_signal(signal.SIGKILL)
         await wait_state(api, experiment_id, "completed", timeout_s=60)
         rows = await results(api, experiment_id)
     assert sorted(row["seq"] for row in rows) == list(range(COUNT))
+    # Not run twice (results are stored once per seq whatever happens): the target saw each
+    # probe once, but the one the killed worker may have sent and not stored.
+    assert COUNT <= target.requests <= COUNT + 1
     assert f"probe job {experiment_id} claimed" in survivor.output()
     assert largest_gap_s(rows) < 5.0  # lease (3 s) + the control plane's look (1 s) + claim
 
@@ -170,10 +175,11 @@ async def test_sigterm_ends_an_idle_worker_within_two_seconds(
 
 
 async def test_sigterm_on_a_busy_worker_hands_its_experiment_off_nothing_lost(
-    tmp_path: Path, env: dict[str, str], targets_port: int
+    tmp_path: Path, env: dict[str, str]
 ) -> None:
-    async with api_and_two_workers(tmp_path / "latlab.db", env) as (api, a, b):
-        experiment_id = await start_experiment(api, targets_port)
+    db = tmp_path / "latlab.db"
+    async with CountingTarget() as target, api_and_two_workers(db, env) as (api, a, b):
+        experiment_id = await start_experiment(api, target.port)
         running = await wait_held(api, experiment_id, done=COUNT // 3)
         leaving, staying = running_first(running, a, b)
         sent_s = time.monotonic()
@@ -192,35 +198,65 @@ async def test_sigterm_on_a_busy_worker_hands_its_experiment_off_nothing_lost(
     assert code == 0, leaving.output()
     assert took_s < 2.0, f"a busy worker took {took_s:.2f} s to hand off and stop"
     assert sorted(row["seq"] for row in rows) == list(range(COUNT))
+    assert COUNT <= target.requests <= COUNT + 1  # none sent twice but one cut off in flight
     assert f"probe job {experiment_id} claimed" in staying.output()
 
 
 async def test_a_frozen_worker_is_handed_off_and_halts_when_it_wakes(
-    tmp_path: Path, env: dict[str, str], targets_port: int
+    tmp_path: Path, env: dict[str, str]
 ) -> None:
     """SIGSTOP for 6 s (twice the lease) on PostgreSQL, where a frozen process cannot hold
-    the whole store the way it can hold SQLite's one write lock."""
+    the whole store the way it can hold SQLite's one write lock. Whether its guard or the
+    fence of its next write stops the woken worker, nothing it does lands: the progress
+    never goes back, and the target saw no probe twice."""
+    db = tmp_path / "latlab.db"
     with postgres_database() as url:
         env = {**env, "LATLAB_STORAGE_URL": url}
-        async with api_and_two_workers(tmp_path / "latlab.db", env) as (api, a, b):
-            experiment_id = await start_experiment(api, targets_port)
+        async with CountingTarget() as target, api_and_two_workers(db, env) as (api, a, b):
+            experiment_id = await start_experiment(api, target.port, count=COUNT * 2)
             running = await wait_held(api, experiment_id, done=COUNT // 4)
             frozen, other = running_first(running, a, b)
             frozen.process.send_signal(signal.SIGSTOP)
             stopped_s = time.monotonic()
-            await wait_for(lambda: _held_by(api, experiment_id, other.id), what="the handoff")
-            await asyncio.sleep(max(0.0, stopped_s + 6.0 - time.monotonic()))
-            frozen.process.send_signal(signal.SIGCONT)
-            await wait_state(api, experiment_id, "completed", timeout_s=60)
+            async with progress_watched(api, experiment_id) as seen:
+                await wait_for(lambda: _held_by(api, experiment_id, other.id), what="handoff")
+                await asyncio.sleep(max(0.0, stopped_s + 6.0 - time.monotonic()))
+                frozen.process.send_signal(signal.SIGCONT)
+                await wait_state(api, experiment_id, "completed", timeout_s=60)
             rows = await results(api, experiment_id)
             store = await open_store(url)
             try:
                 job = await store.get_job("probe", experiment_id)
             finally:
                 await store.close()
-    assert sorted(row["seq"] for row in rows) == list(range(COUNT))
+    assert sorted(row["seq"] for row in rows) == list(range(COUNT * 2))
+    assert seen == sorted(seen), "the progress went back: a stale checkpoint landed"
+    assert COUNT * 2 <= target.requests <= COUNT * 2 + 1
     assert job.progress["fleet"] == other.id
-    assert "lease not renewed in time: halting 1 job(s) here" in frozen.output()
+    woke = frozen.output()
+    assert (
+        "lease not renewed in time: halting 1 job(s) here" in woke
+        or f"probe job {experiment_id} is held elsewhere now: halted here" in woke
+    ), woke
+
+
+@asynccontextmanager
+async def progress_watched(api: httpx.AsyncClient, experiment_id: int) -> AsyncIterator[list[int]]:
+    """The experiment's ``done`` as the API reads it, every 20 ms while the block runs."""
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append(int((await api.get(f"/api/v1/experiments/{experiment_id}")).json()["done"]))
+            await asyncio.sleep(0.02)
+
+    watching = asyncio.create_task(watch())
+    try:
+        yield seen
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
 
 
 async def _held_by(api: httpx.AsyncClient, experiment_id: int, worker_id: str) -> bool:

@@ -4,6 +4,7 @@ store and the local Redis, against a target in this process that counts what it 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -152,12 +153,15 @@ async def test_sigterm_on_a_busy_worker_hands_its_shard_on_and_nothing_is_lost(
         created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
         run_id = created.json()["id"]
         await merging(api, run_id)
+        sent_s = time.monotonic()
         a.process.terminate()  # its answers in flight come while it drains: the loop runs on
         assert await asyncio.to_thread(a.process.wait, 15) == 0
+        took_s = time.monotonic() - sent_s
         with latlab_worker(db, env, "--capacity", "1", name="c") as c:
             run = await finished(api, run_id)
             taken_on = b.output() + c.output()
     assert run["state"] == "completed", run
+    assert took_s < 2.0, f"a busy worker took {took_s:.2f} s to hand its shard off and stop"
     assert run["stats"]["requests"] == 1200 == target.requests
     assert taken_on.count(f"claimed (was {a.id})") == 1  # b or c, whichever had room first
     shards = run["progress"]["shards"]
