@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, Request, Route, expect
+from playwright.async_api import Browser, Dialog, Page, Request, Route, expect
 
 from fleet import api_and_workers
 from harness import CountingTarget, latlab_serve, run_api, wait_for, wait_state
@@ -36,8 +36,14 @@ class Watched:
         self.page = page
         self.blocked: list[str] = []
         self.errors: list[str] = []
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.on("dialog", lambda dialog: dialog.accept())  # "Stop experiment 1?": yes
+        self.asked: list[str] = []  # the confirmations the page asked for
+        self.confirm = True  # the answer to them: "Stop experiment 1?" yes
+        page.on("pageerror", lambda error: self.errors.append(f"{page.url} {error}"))
+        page.on("dialog", self._answer)
+
+    async def _answer(self, dialog: Dialog) -> None:
+        self.asked.append(dialog.message)
+        await (dialog.accept() if self.confirm else dialog.dismiss())
 
     async def cut_the_network(self) -> None:
         async def loopback_only(route: Route) -> None:
@@ -77,6 +83,13 @@ async def completed(api: httpx.AsyncClient, port: int, **fields: Any) -> int:
     await api.post(f"/api/v1/experiments/{experiment_id}/start")
     await wait_state(api, experiment_id, "completed")
     return experiment_id
+
+
+async def overview_of(api: httpx.AsyncClient, experiment_id: int) -> dict[str, Any]:
+    """The overview's summary of one experiment (its recent results and figures)."""
+    page = (await api.get("/api/v1/overview/experiments", params={"limit": 100})).json()
+    (found,) = [s for s in page["data"] if s["experiment"]["id"] == experiment_id]
+    return dict(found)
 
 
 async def load_run_ended(api: httpx.AsyncClient, run_id: int) -> dict[str, Any]:
@@ -149,9 +162,41 @@ async def test_the_chart_draws_every_result_live_and_the_buttons_drive_the_exper
 
         await tab.page.click("#actions button[data-action=resume]")
         await wait_state(api, experiment_id, "running")
-        await tab.page.click("#actions button[data-action=stop]")  # confirmed by the dialog
+        tab.confirm = False  # found in review: the confirmations were never checked
+        await tab.page.click("#actions button[data-action=stop]")
+        await tab.page.click("#actions button[data-action=delete]")
+        still = (await api.get(f"/api/v1/experiments/{experiment_id}")).json()["state"]
+        tab.confirm = True
+        await tab.page.click("#actions button[data-action=stop]")
         await wait_state(api, experiment_id, "stopped")
+        await tab.page.click("#actions button[data-action=delete]")
+        await tab.page.wait_for_url("**/ui/", timeout=WAIT_MS)
+        gone = await api.get(f"/api/v1/experiments/{experiment_id}")
+    stop = f"Stop experiment {experiment_id}? It cannot be resumed."
+    delete = f"Delete experiment {experiment_id} and all its results?"
+    assert tab.asked == [stop, delete, stop, delete]
+    assert still == "running"  # a stop and a delete answered "no" did nothing
+    assert gone.status_code == 404
     assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def test_the_experiment_chart_is_fed_by_the_event_feed_alone(
+    browser: Browser, targets_port: int
+) -> None:
+    """The issue: the chart's points arrive over the SSE feed, no polling (found in review:
+    nothing showed the chart was not fed by the table's reads). With the feed refused, the
+    results table, read every 2 s, fills; the chart stays empty."""
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        experiment_id = await created(api, targets_port, interval_s=0.01, count=20)
+        tab = await watched(browser)
+        await tab.page.route("**/api/v1/experiments/*/events*", lambda route: route.abort())
+        await tab.page.goto(f"{api.base_url}/ui/experiments/{experiment_id}")
+        await api.post(f"/api/v1/experiments/{experiment_id}/start")
+        await wait_state(api, experiment_id, "completed")
+        await expect(tab.page.locator("#results tbody tr")).to_have_count(20, timeout=WAIT_MS)
+        drawn = await points_drawn(tab.page)
+    assert drawn == 0
     assert tab.errors == []
 
 
@@ -160,48 +205,57 @@ async def last_rps(page: Page) -> float:
 
 
 async def test_the_rate_control_changes_the_running_load_run_and_the_chart_follows(
-    browser: Browser, targets_port: int, screenshots: Path
+    browser: Browser, tmp_path: Path, screenshots: Path
 ) -> None:
-    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
-        body = {
-            "url": f"http://127.0.0.1:{targets_port}/api/latency",
-            "rate": 20,
-            "duration": "30s",
-            "connections": 2,
-            "probe": "0.2s",
-        }
-        made = await api.post("/api/v1/load-runs", json=body, params={"start": True})
-        assert made.status_code == 201, made.text
-        run_id = made.json()["id"]
-        tab = await watched(browser)
-        await tab.page.goto(f"{api.base_url}/ui/load-runs/{run_id}")
+    """On a real ``latlab serve`` with its own targets, as the issue's walk-through asks."""
+    targets_port = free_port()
+    with latlab_serve(tmp_path / "l.db", "--targets-port", str(targets_port)) as (_, url):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+            body = {
+                "url": f"http://127.0.0.1:{targets_port}/api/latency",
+                "rate": 20,
+                "duration": "30s",
+                "connections": 2,
+                "probe": "0.2s",
+            }
+            made = await api.post("/api/v1/load-runs", json=body, params={"start": True})
+            assert made.status_code == 201, made.text
+            run_id = made.json()["id"]
+            tab = await watched(browser)
+            await tab.page.goto(f"{api.base_url}/ui/load-runs/{run_id}")
 
-        async def drawn_at(rps: float) -> bool:
-            return abs(await last_rps(tab.page) - rps) <= rps * 0.25
+            async def drawn_at(rps: float) -> bool:
+                return abs(await last_rps(tab.page) - rps) <= rps * 0.25
 
-        await wait_for(lambda: drawn_at(20), WAIT_MS / 1000, "a second at 20 req/s drawn")
-        await tab.page.fill("#rate", "80")
-        await tab.page.click("#apply")
-        await wait_for(lambda: drawn_at(80), WAIT_MS / 1000, "a second at 80 req/s drawn")
-        run = (await api.get(f"/api/v1/load-runs/{run_id}")).json()
-        assert run["progress"]["rate"] == 80
-        stored = await api.get(f"/api/v1/load-runs/{run_id}/seconds", params={"limit": 1000})
-        seconds = stored.json()["count"]
-        chart = tab.page.locator("#rate-chart")
-        await expect(chart).to_have_attribute("data-points", str(seconds), timeout=WAIT_MS)
-        described = tab.page.locator("#target")
-        await expect(described).to_have_text(re.compile(r": 80 req/s over 2 connections, 30s$"))
-        side = tab.page.locator("#side-probe")
-        await expect(side).to_contain_text("Side probe (a fresh connection every 0.2 s)")
-        await tab.screenshot(screenshots / "load-run.png")
-        await tab.page.fill("#rate", "2000000")  # over LATLAB_LOAD_MAX_RATE
-        await tab.page.click("#apply")
-        await expect(tab.page.locator("#problem")).to_have_text(
-            "Change refused: rate must be at most 1e+06 (LATLAB_LOAD_MAX_RATE)", timeout=WAIT_MS
-        )
-        assert (await api.get(f"/api/v1/load-runs/{run_id}")).json()["progress"]["rate"] == 80
-        await tab.page.click("#actions button[data-action=stop]")
-        await wait_for(lambda: run_state(api, run_id, "stopped"), WAIT_MS / 1000, "stopped")
+            await wait_for(lambda: drawn_at(20), WAIT_MS / 1000, "a second at 20 req/s drawn")
+            await tab.page.fill("#rate", "80")
+            await tab.page.click("#apply")
+            await wait_for(lambda: drawn_at(80), WAIT_MS / 1000, "a second at 80 req/s drawn")
+            run = (await api.get(f"/api/v1/load-runs/{run_id}")).json()
+            assert run["progress"]["rate"] == 80
+            stored = await api.get(f"/api/v1/load-runs/{run_id}/seconds", params={"limit": 1000})
+            seconds = stored.json()["count"]
+            chart = tab.page.locator("#rate-chart")
+            await expect(chart).to_have_attribute("data-points", str(seconds), timeout=WAIT_MS)
+            described = tab.page.locator("#target")
+            await expect(described).to_have_text(re.compile(r": 80 req/s over 2 connections, 30s$"))
+            await tab.page.fill("#connections", "3")  # found in review: never tried
+            await tab.page.click("#apply")
+            await expect(described).to_have_text(re.compile(r": 80 req/s over 3 connections, 30s$"))
+            assert (await api.get(f"/api/v1/load-runs/{run_id}")).json()["progress"][
+                "connections"
+            ] == 3
+            side = tab.page.locator("#side-probe")
+            await expect(side).to_contain_text("Side probe (a fresh connection every 0.2 s)")
+            await tab.screenshot(screenshots / "load-run.png")
+            await tab.page.fill("#rate", "2000000")  # over LATLAB_LOAD_MAX_RATE
+            await tab.page.click("#apply")
+            await expect(tab.page.locator("#problem")).to_have_text(
+                "Change refused: rate must be at most 1e+06 (LATLAB_LOAD_MAX_RATE)", timeout=WAIT_MS
+            )
+            assert (await api.get(f"/api/v1/load-runs/{run_id}")).json()["progress"]["rate"] == 80
+            await tab.page.click("#actions button[data-action=stop]")
+            await wait_for(lambda: run_state(api, run_id, "stopped"), WAIT_MS / 1000, "stopped")
     assert tab.blocked == []
     assert tab.errors == []
 
@@ -231,11 +285,11 @@ async def test_an_ended_load_run_shows_both_latencies_and_is_read_no_more(
 
         async def first_read_before_the_summary(route: Route) -> None:
             """The run as read just after its state ended, before its summary was written
-            (a stop writes it after the state): another p99 than it ends with."""
+            (a stop writes it after the state): another p99 than it ends with. Every read
+            until the test has seen it drawn (the feed's state event reads it again)."""
             if not early:
                 await route.fallback()
                 return
-            early.clear()
             answer = await route.fetch()
             changed = await answer.json()
             changed["stats"]["latency_ms"]["p99"] = 123.0
@@ -244,6 +298,7 @@ async def test_an_ended_load_run_shows_both_latencies_and_is_read_no_more(
         await tab.page.route(f"**{own}", first_read_before_the_summary)
         await tab.page.goto(f"{api.base_url}/ui/load-runs/{run['id']}")
         await expect(tab.page.locator("#p99")).to_have_text("123 ms")  # the early answer
+        early.clear()
 
         async def read_through(ms: int) -> None:
             """The page's clock on by ``ms``, and every read it made meanwhile answered."""
@@ -275,6 +330,7 @@ async def test_the_overview_shows_heartbeats_and_filters_by_state_and_host(
 ) -> None:
     async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
         probed = await completed(api, targets_port, count=8, interval_s=0.01)
+        refused = await completed(api, free_port(), count=3, interval_s=0.01, host="localhost")
         stopped = await created(api, 9, host="localhost")
         await api.post(f"/api/v1/experiments/{stopped}/stop")
         load = {"url": f"http://127.0.0.1:{targets_port}/api/latency", "requests": 200}
@@ -283,7 +339,7 @@ async def test_the_overview_shows_heartbeats_and_filters_by_state_and_host(
         tab = await watched(browser)
         await tab.page.goto(f"{api.base_url}/")  # a browser at the root lands on /ui/
         rows = tab.page.locator("#experiments tbody tr")
-        await expect(rows).to_have_count(2, timeout=WAIT_MS)
+        await expect(rows).to_have_count(3, timeout=WAIT_MS)
         p99 = tab.page.locator(f"#load-runs tr[data-id='{run['id']}'] td:nth-child(6)")
         await expect(p99).to_have_text(ms_text(run["stats"]["latency_ms"]["p99"]))
         bot = (await api.post("/api/v1/bots", json={"start_number": 7})).json()
@@ -292,11 +348,19 @@ async def test_the_overview_shows_heartbeats_and_filters_by_state_and_host(
         )
         assert [await row.get_attribute("data-id") for row in await rows.all()] == [
             str(stopped),
+            str(refused),
             str(probed),
         ]
         beats = tab.page.locator(f"#experiments tr[data-id='{probed}'] .heartbeat i")
         await expect(beats).to_have_count(8)
-        assert await tab.page.locator(".beat-bad").count() == 0
+        summary = await overview_of(api, probed)
+        p99_ms = summary["p99_ms"]
+        assert [await beat.get_attribute("class") for beat in await beats.all()] == [
+            "beat-slow" if result["latency_ms"] > p99_ms else "beat-ok"
+            for result in summary["recent"]
+        ]
+        red = tab.page.locator(f"#experiments tr[data-id='{refused}'] .heartbeat i.beat-bad")
+        await expect(red).to_have_count(3)  # found in review: no colour but green was checked
         await tab.screenshot(screenshots / "overview.png")
         await tab.page.select_option("#state-filter", "stopped")
         await expect(rows).to_have_count(1, timeout=WAIT_MS)
@@ -307,6 +371,26 @@ async def test_the_overview_shows_heartbeats_and_filters_by_state_and_host(
         await expect(rows).to_have_count(1, timeout=WAIT_MS)
         assert await rows.first.get_attribute("data-id") == str(probed)
     assert tab.page.url.endswith("/ui/")
+    assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def test_every_load_run_can_be_reached_from_the_overview(browser: Browser) -> None:
+    """Found in review: the overview read the newest 50 load runs, with no way to the 51st."""
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        body = {"url": "http://127.0.0.1:9/", "requests": 10}
+        made = [await api.post("/api/v1/load-runs", json=body) for _ in range(51)]
+        assert {answer.status_code for answer in made} == {201}
+        first = made[0].json()["id"]
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/")
+        rows = tab.page.locator("#load-runs tbody tr")
+        await expect(rows).to_have_count(50, timeout=WAIT_MS)
+        await expect(tab.page.locator("#runs-page")).to_have_text("page 1 of 2 (51)")
+        await tab.page.click("#runs-older")
+        await expect(rows).to_have_count(1, timeout=WAIT_MS)
+        assert await rows.first.get_attribute("data-id") == str(first)
+        assert await tab.page.is_disabled("#runs-older")
     assert tab.blocked == []
     assert tab.errors == []
 
@@ -393,6 +477,8 @@ async def test_with_a_token_the_dashboard_asks_for_it_once_and_keeps_working(
         await tab.page.fill("input[name=token]", TOKEN)
         await tab.page.click("button[type=submit]")
         await tab.page.wait_for_url(f"**/ui/compare?a={side}&b={side}", timeout=WAIT_MS)
+        figures = tab.page.locator("#summary tbody tr")  # drawn: nothing loads as it stops
+        await expect(figures).not_to_have_count(0)
     assert tab.blocked == []
     assert tab.errors == []
 
@@ -438,6 +524,10 @@ async def test_an_experiment_at_two_locations_draws_both_series_and_pages_each(
         assert "24/24 probes" in shown.decode()
         counts = [len(re.findall("[▁▂▃▄▅▆▇█✕]", line)) for line in shown.decode().splitlines()]
         assert max(counts) == 24, shown.decode()
+        # Found in review: the overview divided by one location's count ("24 / 12").
+        await tab.page.goto(f"{api.base_url}/ui/")
+        progress = tab.page.locator(f"#experiments tr[data-id='{experiment_id}'] td").nth(7)
+        await expect(progress).to_have_text("24 / 24")
     assert tab.blocked == []
     assert tab.errors == []
 
@@ -520,6 +610,39 @@ async def test_the_new_load_run_form_starts_a_run_and_opens_its_page(
         await wait_for(lambda: run_state(api, 1, "completed"), WAIT_MS / 1000, "completed")
         run = (await api.get("/api/v1/load-runs/1")).json()
         assert (run["spec"]["rate"], run["passed"]) == (20, True)
+    assert tab.blocked == []
+    assert tab.errors == []
+
+
+async def test_the_load_run_form_takes_a_count_and_a_side_probe_and_shows_the_apis_reasons(
+    browser: Browser, targets_port: int
+) -> None:
+    """Found in review: the form filled in a duration, so a request count alone was always
+    refused ("not both"); and it had no field for the side probe."""
+    url = f"http://127.0.0.1:{targets_port}/api/latency"
+    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
+        refused = await api.post("/api/v1/load-runs", json={"url": url, "rate": -1})
+        tab = await watched(browser)
+        await tab.page.goto(f"{api.base_url}/ui/load-runs/new")
+        await tab.page.fill("input[name=url]", url)
+        await tab.page.fill("input[name=rate]", "-1")
+        await tab.page.click("button[type=submit]")
+        rate_error = tab.page.locator(".field-error[data-for=rate]")
+        await expect(rate_error).to_have_text(refused.json()["detail"][0]["msg"])
+        nothing = (await api.get("/api/v1/load-runs")).json()["count"]
+        await tab.page.fill("input[name=rate]", "")
+        await tab.page.fill("input[name=requests]", "40")
+        await tab.page.fill("input[name=connections]", "2")
+        await tab.page.fill("input[name=probe]", "0.05s")
+        await tab.page.click("button[type=submit]")
+        await tab.page.wait_for_url("**/ui/load-runs/1", timeout=WAIT_MS)
+        await wait_for(lambda: run_state(api, 1, "completed"), WAIT_MS / 1000, "completed")
+        run = (await api.get("/api/v1/load-runs/1")).json()
+    assert refused.status_code == 422
+    assert nothing == 0
+    assert (run["spec"]["requests"], run["spec"]["duration"]) == (40, None)
+    assert run["spec"]["probe"] == "0.05s"
+    assert run["stats"]["requests"] == 40
     assert tab.blocked == []
     assert tab.errors == []
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import httpx
 from playwright.async_api import Browser, Page, Route, expect
 
-from harness import run_api, wait_state
+from harness import latlab_serve, run_api, wait_state
 from latlab.settings import Settings
 from services import free_port
 
@@ -117,15 +117,16 @@ async def test_an_experiment_report_is_one_file_that_draws_every_result_offline(
 
 
 async def test_a_load_run_report_draws_its_seconds_offline(
-    browser: Browser, targets_port: int, tmp_path: Path, screenshots: Path
+    browser: Browser, tmp_path: Path, screenshots: Path
 ) -> None:
-    async with run_api(Settings(storage_url="memory://", freeze_gc=False)) as api:
-        run = await load_run_done(api, targets_port)
-        seconds = (await api.get(f"/api/v1/load-runs/{run['id']}/seconds")).json()["count"]
+    """From a real ``latlab serve`` and its own targets, as the issue's walk-through asks."""
+    targets_port = free_port()
+    with latlab_serve(tmp_path / "l.db", "--targets-port", str(targets_port)) as (_, url):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+            run = await load_run_done(api, targets_port)
+            seconds = (await api.get(f"/api/v1/load-runs/{run['id']}/seconds")).json()["count"]
         out = tmp_path / "run.html"
-        code, _ = await latlab_report(
-            "load-run", str(run["id"]), "-o", str(out), "--server", str(api.base_url)
-        )
+        code, _ = await latlab_report("load-run", str(run["id"]), "-o", str(out), "--server", url)
     assert code == 0
     page = await load_report_drawn(browser, out, seconds)
     assert await page.locator("#figures dd").first.inner_text() == str(run["stats"]["requests"])

@@ -39,9 +39,11 @@ EXPERIMENT_FIELDS = (
 LOAD_RUN_FIELDS = (
     Field("url", "URL", "http(s) URL to load.", placeholder="http://127.0.0.1:8008/api/latency"),
     Field("rate", "Rate (req/s)", "Open model; empty: as fast as it can.", "number"),
-    Field("duration", "Duration", "Like 30s or 5m; or give a request count.", value="30s"),
+    # No duration filled in: a run is a duration or a count, and the API refuses both.
+    Field("duration", "Duration", "Like 30s or 5m; empty: 10 s, or the count.", placeholder="30s"),
     Field("requests", "Requests", "How many in all (instead of a duration).", "number"),
     Field("connections", "Connections", "Keep-alive connections in all.", "number", "64"),
     Field("method", "Method", "GET, POST, …", value="GET"),
     Field("thresholds", "Thresholds", "Comma-separated, like p99<50ms, errors<1%.", "list"),
+    Field("probe", "Side probe", "A fresh connection's latency every, like 0.5s; empty: none."),
 )

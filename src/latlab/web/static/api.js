@@ -61,6 +61,11 @@ export function ms(value) {
   return value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : value.toFixed(0);
 }
 
+/** The probes an experiment makes in all: `count` at each of its locations. */
+export function plannedProbes(settings) {
+  return settings.count * (settings.locations?.length ?? 1);
+}
+
 export function when(iso) {
   return new Date(iso).toLocaleString();
 }

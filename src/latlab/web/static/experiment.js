@@ -1,7 +1,7 @@
 // One experiment: a live latency chart (every result from the SSE feed, replay first; one
 // feed per location of an experiment run at several), its figures, its results newest first
 // (a location at a time), and the buttons that drive it.
-import { act, api, cell, latest, ms, problem, root, showActions, solved } from "./api.js";
+import { act, api, cell, latest, ms, plannedProbes, problem, root, showActions, solved } from "./api.js";
 import { lineChart, redrawer, sizedChart, uPlot } from "./charts.js";
 
 const section = document.getElementById("experiment");
@@ -86,8 +86,7 @@ async function showFigures() {
   document.getElementById("target").textContent =
     `${settings.method} ${settings.scheme}://${settings.host}:${settings.port}${settings.path} every ${settings.interval_s} s${where}`;
   showActions(experiment.state);
-  const planned = settings.count * (settings.locations?.length ?? 1);
-  document.getElementById("done").textContent = `${experiment.done} / ${planned}`;
+  document.getElementById("done").textContent = `${experiment.done} / ${plannedProbes(settings)}`;
   for (const name of ["p50", "p90", "p99"]) {
     document.getElementById(name).textContent = `${ms(stats[`${name}_ms`])} ms`;
   }

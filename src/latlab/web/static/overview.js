@@ -1,6 +1,6 @@
 // The overview: experiments (a page at a time, each with its heartbeat strip and figures),
 // load runs and bots, kept current by the events feed and a slow refresh.
-import { api, cell, latest, ms, problem, root, solved, stateBadge, when } from "./api.js";
+import { api, cell, latest, ms, plannedProbes, problem, root, solved, stateBadge, when } from "./api.js";
 
 const REFRESH_MS = 5000; // progress moves without a state event: read again this often
 const PAGE = 50;
@@ -10,8 +10,41 @@ const EVENTS_WAIT_MS = 300;
 const BOTS_NAMED = 10;
 
 const filters = document.getElementById("filters");
-let page = 0;
-let pages = 1;
+
+/** Newer / Older buttons over a list read a page at a time, newest first. */
+class Pager {
+  constructor(prefix) {
+    this.prefix = prefix;
+    this.page = 0;
+    this.pages = 1;
+    this.button("newer").addEventListener("click", () => this.turn(-1));
+    this.button("older").addEventListener("click", () => this.turn(1));
+  }
+
+  button(which) {
+    return document.getElementById(`${this.prefix}${which}`);
+  }
+
+  get offset() {
+    return this.page * PAGE;
+  }
+
+  /** Show where the page is among `count` items in all. */
+  show(count) {
+    this.pages = Math.max(1, Math.ceil(count / PAGE));
+    document.getElementById(`${this.prefix}page`).textContent = `page ${this.page + 1} of ${this.pages} (${count})`;
+    this.button("newer").disabled = this.page === 0;
+    this.button("older").disabled = this.page + 1 >= this.pages;
+  }
+
+  turn(by) {
+    this.page = Math.min(Math.max(0, this.page + by), this.pages - 1);
+    refresh();
+  }
+}
+
+const experimentPages = new Pager("");
+const runPages = new Pager("runs-");
 
 function link(kind, id) {
   const a = document.createElement("a");
@@ -54,13 +87,13 @@ function experimentRow(summary) {
     cell(ms(summary.p50_ms), "number"),
     cell(ms(summary.p99_ms), "number"),
     cell(errorRate, "number"),
-    cell(`${experiment.done} / ${settings.count}`, "number"),
+    cell(`${experiment.done} / ${plannedProbes(settings)}`, "number"),
   );
   return row;
 }
 
 const showExperiments = latest(async (isLatest) => {
-  const query = new URLSearchParams({ offset: `${page * PAGE}`, limit: `${PAGE}`, recent: `${RECENT}` });
+  const query = new URLSearchParams({ offset: `${experimentPages.offset}`, limit: `${PAGE}`, recent: `${RECENT}` });
   const state = filters.elements.state.value;
   const host = filters.elements.host.value.trim();
   if (state) query.set("state", state);
@@ -69,10 +102,7 @@ const showExperiments = latest(async (isLatest) => {
   if (!isLatest()) return; // the filter or page changed meanwhile: a later call draws it
   document.querySelector("#experiments tbody").replaceChildren(...found.data.map(experimentRow));
   document.getElementById("experiments-empty").hidden = found.data.length > 0;
-  pages = Math.max(1, Math.ceil(found.count / PAGE));
-  document.getElementById("page").textContent = `page ${page + 1} of ${pages} (${found.count})`;
-  document.getElementById("newer").disabled = page === 0;
-  document.getElementById("older").disabled = page + 1 >= pages;
+  experimentPages.show(found.count);
 });
 
 function loadRunRow(run) {
@@ -122,13 +152,14 @@ function showBots(bots) {
 
 async function showOthers() {
   const [runs, bots, targets] = await Promise.all([
-    api(`overview/load-runs?limit=${PAGE}`),
+    api(`overview/load-runs?offset=${runPages.offset}&limit=${PAGE}`),
     api(`bots?state=running&limit=${BOTS_NAMED}`),
     api("targets"),
   ]);
   showTargets(targets);
   document.querySelector("#load-runs tbody").replaceChildren(...runs.data.map(loadRunRow));
   document.getElementById("load-runs-empty").hidden = runs.count > 0;
+  runPages.show(runs.count);
   showBots(bots);
 }
 
@@ -157,19 +188,12 @@ function follow() {
   events.addEventListener("deleted", soon);
 }
 
-function turn(by) {
-  page = Math.min(Math.max(0, page + by), pages - 1);
-  refresh();
-}
-
 const typed = debounced(refresh, TYPING_WAIT_MS);
 filters.addEventListener("input", () => {
-  page = 0;
+  experimentPages.page = 0;
   typed();
 });
 filters.addEventListener("submit", (event) => event.preventDefault());
-document.getElementById("newer").addEventListener("click", () => turn(-1));
-document.getElementById("older").addEventListener("click", () => turn(1));
 await refresh();
 follow();
 setInterval(refresh, REFRESH_MS);
