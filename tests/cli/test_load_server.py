@@ -140,11 +140,11 @@ async def test_a_server_that_wants_a_token_says_so_and_takes_latlab_api_token(
     assert target.requests == 50
 
 
-async def test_no_server_listening_is_exit_1_and_shards_without_a_server_exit_2() -> None:
+async def test_no_server_listening_is_exit_3_and_shards_without_a_server_exit_2() -> None:
     server = f"http://127.0.0.1:{free_port()}"
     unreachable = await load("http://127.0.0.1:9/", "-n", "1", "--server", server)
     alone = await load("http://127.0.0.1:9/", "-n", "1", "--shards", "2")
-    assert unreachable[0] == 1
+    assert unreachable[0] == 3  # as every client command says it (found in review: 1)
     assert unreachable[2].startswith(f"latlab load: cannot reach the server at {server}")
     assert alone[0] == 2
     assert "--shards needs --server" in alone[2]
@@ -221,7 +221,7 @@ async def test_options_a_server_takes_differently_are_judged_before_anything_is_
     )
     assert repeated[0] == 2
     assert "cookie is repeated" in repeated[2]
-    assert limited[0] == 1  # past the local limit, but for the server to judge: not reached
+    assert limited[0] == 3  # past the local limit, but for the server to judge: not reached
     assert "cannot reach the server" in limited[2]
 
 

@@ -72,3 +72,21 @@ def test_an_out_dir_written_from_another_queue_exits_2(tmp_path: Path) -> None:
     done = latlab(tmp_path, "up")
     assert done.returncode == 2
     assert "do not match the queue" in one_line(done)
+
+
+def test_the_store_and_log_level_options_win_over_their_variables(tmp_path: Path) -> None:
+    """Found in review: the services read LATLAB_STORAGE_URL and LATLAB_LOG_LEVEL, but had no
+    --storage-url or --log-level as serve and worker have. Unusable variables, good options:
+    the start gets as far as comparing the out dir with the queue in the store chosen."""
+    out = tmp_path / "out"
+    out.mkdir()
+    line = " | 8b9cad0e-1d0b-4c8e-9b5a-0a6f7d3f0c11 | 2026-12-03 10:00:00.000000 |\n"
+    (out / "2.txt").write_text(HEADER + line)
+    chosen = tmp_path / "chosen.db"
+    options = ("--storage-url", f"sqlite+aiosqlite:///{chosen}", "--log-level", "debug")
+    done = latlab(
+        tmp_path, "up", *options, LATLAB_STORAGE_URL="foo://x", LATLAB_LOG_LEVEL="nonsense"
+    )
+    assert done.returncode == 2
+    assert "do not match the queue" in one_line(done)
+    assert chosen.exists()

@@ -23,6 +23,7 @@ import httpx
 
 from latlab.cli.load_options import LoadJob, UsageError
 from latlab.cli.load_view import LoadView, make_view
+from latlab.cli.remote import GATEWAY_DOWN, UNREACHABLE
 
 RUNS = "/api/v1/load-runs"
 FOLLOW_EVERY_S = 0.5
@@ -111,9 +112,8 @@ async def create(api: httpx.AsyncClient, spec: Mapping[str, Any], timeout_s: flo
             )
         except httpx.TransportError as exc:
             if attempt + 1 == CREATE_ATTEMPTS:
-                raise ServerRefused(
-                    f"cannot reach the server at {api.base_url}: {exc}", 1
-                ) from None
+                message = f"cannot reach the server at {api.base_url}: {exc}"
+                raise ServerRefused(message, UNREACHABLE) from None
             await asyncio.sleep(FOLLOW_EVERY_S * (attempt + 1))
             continue
         if answer.status_code == 201:
@@ -125,7 +125,10 @@ async def create(api: httpx.AsyncClient, spec: Mapping[str, Any], timeout_s: flo
 
 
 def _exit_code(answer: httpx.Response) -> int:
-    """2 for what the user must change (the options, the token), 1 for the rest."""
+    """2 for what the user must change (the options, the token), 3 for a server that is
+    down (a proxy's 502/503/504, as the client commands say), 1 for the rest."""
+    if answer.status_code in GATEWAY_DOWN:
+        return UNREACHABLE
     return 2 if answer.status_code in (401, 403, 422) else 1
 
 
@@ -208,7 +211,7 @@ class Follower:
                 problem = f"it answered {answer.status_code}"
             if time.monotonic() > deadline:
                 message = f"lost the server at {self.api.base_url} ({problem})"
-                raise ServerRefused(f"{message}; run {self.run_id} may go on there", 1)
+                raise ServerRefused(f"{message}; run {self.run_id} may go on there", UNREACHABLE)
             await asyncio.sleep(FOLLOW_EVERY_S)
 
 

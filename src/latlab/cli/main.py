@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from latlab.cli import remote
 from latlab.cli.experiments import experiment_app
 from latlab.cli.load_runs import load_run_app
+from latlab.cli.options import LogLevelOption, StorageOption, given
 from latlab.cli.pipeline import pipeline_app
 
 app = typer.Typer(
@@ -47,33 +48,9 @@ InsecureOption = Annotated[
         "--insecure", help="Serve a non-loopback address without a token [env LATLAB_INSECURE]."
     ),
 ]
-StorageOption = Annotated[
-    str | None,
-    typer.Option(
-        "--storage-url",
-        metavar="URL",
-        show_default=False,
-        help="The store: sqlite+aiosqlite:///FILE, postgresql+asyncpg://…, mongodb://… "
-        "[env LATLAB_STORAGE_URL; default sqlite+aiosqlite:///./latlab.db].",
-    ),
-]
-LogLevelOption = Annotated[
-    str | None,
-    typer.Option(
-        "--log-level",
-        metavar="LEVEL",
-        show_default=False,
-        help="debug, info, warning, error or critical [env LATLAB_LOG_LEVEL; default info].",
-    ),
-]
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show the traceback of a start-up error.")
 ]
-
-
-def _given(**options: Any) -> dict[str, Any]:
-    """The options given on the command line; the rest come from the environment."""
-    return {name: value for name, value in options.items() if value is not None}
 
 
 @app.command()
@@ -103,7 +80,7 @@ def serve(
     """
     from latlab.cli.serve import run_serve
 
-    overrides = _given(
+    overrides = given(
         host=host,
         port=port,
         targets_port=targets_port,
@@ -138,7 +115,7 @@ def targets(
     """Serve only the built-in targets (/api/latency, /sum, /test, ...)."""
     from latlab.cli.serve import run_targets
 
-    overrides = _given(targets_host=host, targets_port=port, targets_workers=workers)
+    overrides = given(targets_host=host, targets_port=port, targets_workers=workers)
     run_targets(overrides, verbose=verbose)
 
 
@@ -313,7 +290,7 @@ def worker(
 
     log = StartupLog()
     with reporting_startup(verbose, log):
-        settings = Settings(**_given(storage_url=storage_url, log_level=log_level))
+        settings = Settings(**given(storage_url=storage_url, log_level=log_level))
         log.set_level(settings.log_level)
         run_worker(settings, location=location, capacity=capacity, log=log)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from latlab.cli.options import LogLevelOption, StorageOption, given
 from latlab.cli.startup import UNREACHABLE, StartupError, reporting_startup
 
 if TYPE_CHECKING:
@@ -59,8 +60,12 @@ Host = Annotated[
 ]
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    return {f"pipeline_{name}": value for name, value in options.items() if value is not None}
+def _given(
+    storage_url: str | None = None, log_level: str | None = None, **options: Any
+) -> dict[str, Any]:
+    """The pipeline's options given on the command line, and the store and log level."""
+    pipeline = {f"pipeline_{name}": value for name, value in given(**options).items()}
+    return {**pipeline, **given(storage_url=storage_url, log_level=log_level)}
 
 
 @pipeline_app.command()
@@ -71,10 +76,14 @@ def up(
     receiver_port: ReceiverPort = None,
     handler_port: HandlerPort = None,
     writer_port: WriterPort = None,
+    storage_url: StorageOption = None,
+    log_level: LogLevelOption = None,
 ) -> None:
     """All four services in this process (ports 5000 to 5003); the queue in LatLab's store."""
     run_services(
         _given(
+            storage_url,
+            log_level,
             out_dir=out_dir,
             host=host,
             client_port=client_port,
@@ -87,27 +96,51 @@ def up(
 
 
 @pipeline_app.command()
-def client(port: ClientPort = None, server_url: ServerUrl = None, host: Host = None) -> None:
+def client(
+    port: ClientPort = None,
+    server_url: ServerUrl = None,
+    host: Host = None,
+    storage_url: StorageOption = None,
+    log_level: LogLevelOption = None,
+) -> None:
     """The client (5000): GET /?connection_count=&connection_value=&delay_range= sends a run."""
-    run_services(_given(client_port=port, receiver_url=server_url, host=host), ("client",))
+    chosen = _given(storage_url, log_level, client_port=port, receiver_url=server_url, host=host)
+    run_services(chosen, ("client",))
 
 
 @pipeline_app.command()
-def server(port: ReceiverPort = None, host: Host = None) -> None:
+def server(
+    port: ReceiverPort = None,
+    host: Host = None,
+    storage_url: StorageOption = None,
+    log_level: LogLevelOption = None,
+) -> None:
     """The receiver (5001): POST /handler enqueues durably and answers at once."""
-    run_services(_given(receiver_port=port, host=host), ("receiver",))
+    run_services(_given(storage_url, log_level, receiver_port=port, host=host), ("receiver",))
 
 
 @pipeline_app.command()
-def process(port: HandlerPort = None, host: Host = None) -> None:
+def process(
+    port: HandlerPort = None,
+    host: Host = None,
+    storage_url: StorageOption = None,
+    log_level: LogLevelOption = None,
+) -> None:
     """The handler (5002): processes the queue, many requests at once."""
-    run_services(_given(handler_port=port, host=host), ("handler",))
+    run_services(_given(storage_url, log_level, handler_port=port, host=host), ("handler",))
 
 
 @pipeline_app.command()
-def save(port: WriterPort = None, out_dir: OutDir = None, host: Host = None) -> None:
+def save(
+    port: WriterPort = None,
+    out_dir: OutDir = None,
+    host: Host = None,
+    storage_url: StorageOption = None,
+    log_level: LogLevelOption = None,
+) -> None:
     """The writer (5003): 2.txt and 1.txt, both in receipt order."""
-    run_services(_given(writer_port=port, out_dir=out_dir, host=host), ("writer",))
+    chosen = _given(storage_url, log_level, writer_port=port, out_dir=out_dir, host=host)
+    run_services(chosen, ("writer",))
 
 
 @pipeline_app.command()
@@ -117,11 +150,12 @@ def send(
     delay_range: Annotated[int, typer.Option("--delay-range", min=0)] = 5,
     delay_unit: Annotated[str, typer.Option("--delay-unit", help="s or ms")] = "s",
     server_url: ServerUrl = None,
+    storage_url: StorageOption = None,
 ) -> None:
     """Send one run to the receiver, as the client service's GET / does; print its JSON."""
     from latlab.serving.runner import run
 
-    overrides = _given(receiver_url=server_url)
+    overrides = _given(storage_url, receiver_url=server_url)
     query = (
         f"connection_count={connections}&connection_value={requests}"
         f"&delay_range={delay_range}&delay_unit={delay_unit}"
