@@ -49,7 +49,7 @@ typecheck: install ## mypy --strict over src, tests and bench
 
 test: install services lint typecheck ## Everything: services, lint, types, tests with coverage gate
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	LATLAB_SCREENSHOTS_DIR=$${LATLAB_SCREENSHOTS_DIR:-build/screenshots} $(BIN)/coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 

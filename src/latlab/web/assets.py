@@ -2,7 +2,7 @@
 
 The libraries come from the npm registry (pinned in package.json and its lock file) into the
 checkout's ``node_modules`` (``make install`` runs ``npm ci``); a wheel carries them under
-``latlab/web/vendor`` (``[tool.hatch.build.targets.wheel.force-include]``). Nothing is loaded
+``latlab/web/vendor`` (the build hook ``hatch_build.py``). Nothing is loaded
 from a CDN: a lab may have no internet.
 """
 
