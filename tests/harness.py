@@ -111,7 +111,8 @@ class QuickServer(uvicorn.Server):
             listening.close()
         for connection in list(self.server_state.connections):
             connection.shutdown()
-        while self.server_state.connections or self.server_state.tasks:
+        # uvicorn's state has no event to wait on: it is looked at, as uvicorn does itself.
+        while self.server_state.connections or self.server_state.tasks:  # noqa: ASYNC110
             await asyncio.sleep(0.002)
         await self.lifespan.shutdown()
 

@@ -236,7 +236,7 @@ async def test_a_frozen_worker_is_handed_off_and_halts_when_it_wakes(
     woke = frozen.output()
     assert (
         "lease not renewed in time: halting 1 job(s) here" in woke
-        or f"probe job {experiment_id} is held elsewhere now: halted here" in woke
+        or f"probe job {experiment_id}: checkpoint refused, held elsewhere now" in woke
     ), woke
 
 

@@ -217,4 +217,4 @@ async def test_a_job_handed_on_behind_its_back_halts_at_its_next_refused_write(
     finally:
         await other.close()
     assert (held.state, held.progress["fleet"]) == (JobState.RUNNING, other.owner_id)
-    assert f"writing job {job.id} is held elsewhere now: halted here" in caplog.text
+    assert f"writing job {job.id}: checkpoint refused, held elsewhere now" in caplog.text

@@ -8,8 +8,8 @@ worker's message only after unrelated traffic, and duplicates a long task).
 
 Two lanes per location: ``heavy`` (experiments and load runs, bounded by a worker's
 capacity) and ``light`` (bots, not counted against it). A worker reads its location's
-streams and the ``any`` location's. Consumer groups start at ``0``, not ``$``: a job dispatched before
-the first worker of its location started is still read.
+streams and the ``any`` location's. Consumer groups start at ``0``, not ``$``: a job
+dispatched before the first worker of its location started is still read.
 
 The broker's connections have no socket timeout (redis-py 8 sets 5 s by default): with one,
 redis-py sends through ``asyncio.wait_for``, which on Python 3.11 can swallow the

@@ -77,7 +77,11 @@ class JobDriver:
             raise
         except FencedOut:
             # Handed on while this process was frozen or cut off: the new owner ends it.
-            log.warning("%s job %s is held elsewhere now: halted here", job.kind, job.id)
+            log.warning(
+                "%s job %s: checkpoint refused, held elsewhere now (or deleted): halted here",
+                job.kind,
+                job.id,
+            )
             return
         except JobFailed as exc:
             log.warning("%s job %s failed: %s", job.kind, job.id, exc)

@@ -34,7 +34,7 @@ class FencedOut(Exception):
     def __init__(self, jobs: Sequence[JobKey]) -> None:
         self.jobs = tuple(jobs)
         named = ", ".join(f"{kind} job {job_id}" for kind, job_id in self.jobs)
-        super().__init__(f"checkpoint refused, held elsewhere now: {named}")
+        super().__init__(f"checkpoint refused, held elsewhere now (or deleted): {named}")
 
 
 class BatchWriter:
