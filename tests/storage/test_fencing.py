@@ -10,7 +10,7 @@ import pytest
 from conftest import STORE_KINDS
 from latlab.storage import ProbeResult, Store, open_store
 from latlab.storage.records import ProgressUpdate
-from latlab.storage.writer import BatchWriter
+from latlab.storage.writer import BatchWriter, FencedOut
 
 EVERY_STORE = pytest.mark.parametrize("store_url", STORE_KINDS, indirect=True)
 # Two store objects on one backend: only real backends are shared between them.
@@ -117,10 +117,13 @@ async def test_queued_updates_of_two_owners_are_each_fenced_by_their_own(store: 
     owner's fence (it did when the writer merged them under the newest owner)."""
     (job_id,) = await owned_by(store, "C")
     async with BatchWriter(store, delay_s=0.05) as writer:
-        await asyncio.gather(
+        stale, own = await asyncio.gather(
             writer.write([], [probe(job_id, {"x": 1}, "A")]),
             writer.write([result(job_id, 0)], [probe(job_id, {"y": 2}, "C")]),
+            return_exceptions=True,
         )
+    assert isinstance(stale, FencedOut)  # the stale writer hears of it, and halts
+    assert own is None
     assert (await store.get_job("probe", job_id)).progress == {"fleet": "C", "y": 2}
     assert await store.probe_results.count(job_id) == 1
 
@@ -129,12 +132,14 @@ async def test_queued_updates_of_two_owners_are_each_fenced_by_their_own(store: 
 async def test_the_writer_fences_every_chunk_of_a_large_batch(store: Store) -> None:
     taken, kept = await owned_by(store, "B", 1) + await owned_by(store, "A", 1)
     async with BatchWriter(store, max_results=2, delay_s=0.05) as writer:
-        await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(
                 writer.write([result(job_id, seq) for seq in range(5)], [probe(job_id, {}, "A")])
                 for job_id in (taken, kept)
-            )
+            ),
+            return_exceptions=True,
         )
+    assert [type(outcome).__name__ for outcome in outcomes] == ["FencedOut", "NoneType"]
     assert await store.probe_results.count(taken) == 0
     assert await store.probe_results.count(kept) == 5
 
@@ -164,12 +169,15 @@ async def test_each_owners_records_go_under_its_own_fence_whatever_the_order(
     under the last update's fence: a stale owner's landed, or the owner's own was dropped."""
     stale_first, owner_first = await owned_by(store, "C", 2)
     async with BatchWriter(store, delay_s=0.05) as writer:
-        await asyncio.gather(
+        outcomes = await asyncio.gather(
             writer.write([result(stale_first, 0)], [probe(stale_first, {"x": 1}, "A")]),
             writer.write([], [probe(stale_first, {"y": 2}, "C")]),
             writer.write([result(owner_first, 0)], [probe(owner_first, {"done": 1}, "C")]),
             writer.write([], [probe(owner_first, {"x": 1}, "A")]),
+            return_exceptions=True,
         )
+    refused = [isinstance(outcome, FencedOut) for outcome in outcomes]
+    assert refused == [True, False, False, True]  # the stale owner's writes, and only they
     assert (await store.get_job("probe", stale_first)).progress == {"fleet": "C", "y": 2}
     assert await store.probe_results.count(stale_first) == 0
     assert (await store.get_job("probe", owner_first)).progress == {"fleet": "C", "done": 1}

@@ -158,7 +158,7 @@ async def test_the_writer_fences_histograms_and_reports_only_landed_records(
     taken, kept = await owned_by(store, "B"), await owned_by(store, "A")
     landed: list[Record] = []
     async with BatchWriter(store, max_results=2, delay_s=0.05, committed=landed.extend) as writer:
-        await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(
                 writer.write(
                     [result(job_id, seq) for seq in range(5)],
@@ -166,8 +166,10 @@ async def test_the_writer_fences_histograms_and_reports_only_landed_records(
                     [hist(job_id, TOTAL_BUCKET, f"h{job_id}")],
                 )
                 for job_id in (taken, kept)
-            )
+            ),
+            return_exceptions=True,
         )
+    assert [type(outcome).__name__ for outcome in outcomes] == ["FencedOut", "NoneType"]
     assert sorted((r.job_id, r.seq) for r in landed) == [(kept, seq) for seq in range(5)]
     assert await read_all(store, taken) == {}
     assert await read_all(store, kept) == {TOTAL_BUCKET: f"h{kept}"}
