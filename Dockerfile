@@ -1,7 +1,8 @@
 # LatLab in a container: `docker run IMAGE <latlab command>`, e.g. `pipeline save`.
 # compose.yaml builds it once for the pipeline's four services (docs/pipeline.md).
-# The dashboard's chart library comes from the npm registry, pinned by package-lock.json;
-# the wheel's build hook (hatch_build.py) takes it from node_modules.
+# The browser libraries (uPlot for the dashboard, Swagger UI and ReDoc for the API docs) come
+# from the npm registry, pinned by package-lock.json; the wheel's build hook (hatch_build.py)
+# takes the files the pages load from node_modules.
 FROM node:20-slim AS assets
 WORKDIR /assets
 COPY package.json package-lock.json ./

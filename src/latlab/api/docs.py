@@ -3,7 +3,8 @@
 Their browser code comes from the npm packages ``swagger-ui-dist`` and ``redoc`` (pinned in
 package.json, installed into node_modules/ by ``make install``) and is served by LatLab itself
 under ``/docs/assets/``: the pages never load anything from a CDN, so they render with the
-network cut. Without node_modules the pages say how to install it instead of going blank.
+network cut. An installed wheel carries the files it needs (``latlab/api/vendor``, put there by
+hatch_build.py). Without either the pages say how to install it instead of going blank.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ ASSETS_URL = "/docs/assets"
 OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
 # The checkout's node_modules (src/latlab/api/docs.py -> the repository root).
 NODE_MODULES = Path(__file__).resolve().parents[3] / "node_modules"
+# Where a wheel carries the files the pages load (hatch_build.py puts them there).
+PACKAGED_VENDOR = Path(__file__).resolve().parent / "vendor"
 # Everything the pages load comes from here: nothing else, so nothing from a CDN.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
@@ -51,11 +54,19 @@ class DocsAssets:
 
 
 def swagger_assets(node_modules: Path = NODE_MODULES) -> DocsAssets:
-    return DocsAssets("swagger-ui", node_modules / "swagger-ui-dist", "swagger-ui-bundle.js")
+    directory = _packaged("swagger-ui") or node_modules / "swagger-ui-dist"
+    return DocsAssets("swagger-ui", directory, "swagger-ui-bundle.js")
 
 
 def redoc_assets(node_modules: Path = NODE_MODULES) -> DocsAssets:
-    return DocsAssets("redoc", node_modules / "redoc" / "bundles", "redoc.standalone.js")
+    directory = _packaged("redoc") or node_modules / "redoc" / "bundles"
+    return DocsAssets("redoc", directory, "redoc.standalone.js")
+
+
+def _packaged(name: str) -> Path | None:
+    """The wheel's copy of a UI's files, if this is an installed wheel."""
+    directory = PACKAGED_VENDOR / name
+    return directory if directory.is_dir() else None
 
 
 def _not_installed(assets: DocsAssets) -> HTMLResponse:
