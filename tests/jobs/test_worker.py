@@ -9,12 +9,13 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from harness import wait_for
+from harness import CountingTarget, wait_for
 from latlab.coordination.redis import RedisCoordinator
 from latlab.jobs.clock import SystemClock
 from latlab.jobs.events import Events
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.fleet import Dispatch, FleetExecutor, unclaimed_in
+from latlab.jobs.kinds.probe import ProbeRunner
 from latlab.jobs.manager import JobManager
 from latlab.jobs.runner import JobRunner, KindRunner, RunContext, Started
 from latlab.jobs.state import Action
@@ -256,3 +257,25 @@ async def test_a_worker_stopped_while_claiming_does_not_start_the_job(prefix: st
         await ends_when_cancelled(claiming, asking)
         assert worker.info().jobs == []
     assert not heavy.running.is_set()
+
+
+async def test_a_spec_the_worker_finds_invalid_fails_the_job_before_any_probe(
+    prefix: str,
+) -> None:
+    """Issue 13: a worker validates a job's spec again, whatever the store holds (one written
+    past the API: a store shared with another version, or tampered with); nothing is sent."""
+    store = MemoryStore()
+    async with CountingTarget() as target:
+        spec = {"host": "127.0.0.1", "port": target.port, "interval_s": -1, "count": 3}
+        (job,) = await store.create_jobs("probe", [spec], state=JobState.RUNNING)
+        async with worker_on(store, prefix, ProbeRunner()) as worker:
+            await worker.run_job("probe", job.id)
+
+            async def failed() -> bool:
+                return (await store.get_job("probe", job.id)).state is JobState.FAILED
+
+            await wait_for(failed, 10, "the job to fail")
+        ended = await store.get_job("probe", job.id)
+    assert ended.error is not None
+    assert "interval_s" in ended.error
+    assert target.requests == 0

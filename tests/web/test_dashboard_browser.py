@@ -695,6 +695,12 @@ async def test_the_pipeline_page_shows_a_client_call_counted_at_every_step(
         await expect(row.locator("td").nth(6)).to_have_text("40", timeout=WAIT_MS)
         cells = await row.locator("td").all_inner_texts()
         assert cells[2:6] == ["40", "40", "40", "40"]  # asked, acked, received, processed
+        stored = (await api.get(f"/api/v1/pipeline-runs/{run_id}")).json()
+        # Found in review: the latency columns were never looked at (read again at the
+        # page's next refresh if the run's figures moved meanwhile).
+        for column, key in ((7, "ack_latency_ms"), (8, "end_to_end_latency_ms")):
+            shown = f"{ms_text(stored[key]['p50'])} / {ms_text(stored[key]['p99'])}"
+            await expect(row.locator("td").nth(column)).to_have_text(shown, timeout=WAIT_MS)
         await tab.screenshot(screenshots / "pipeline.png")
     assert tab.blocked == []
     assert tab.errors == []

@@ -7,15 +7,19 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import httpx
+import pytest
 from playwright.async_api import Browser, Page, Route, expect
 
 from harness import latlab_serve, run_api, wait_state
 from latlab.settings import Settings
+from latlab.web import reports
 from services import free_port
 
 TOKEN = "report-test-token"
@@ -171,3 +175,28 @@ async def test_latlab_load_writes_the_same_report_of_a_run_made_here(
     seconds = len(rows.read_text().splitlines()) - 1
     page = await load_report_drawn(browser, out, seconds)
     await expect(page.locator("#state")).to_have_text("completed")
+
+
+async def test_past_the_most_points_a_report_keeps_every_kth_result_in_time_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found in review: the sampling of a long experiment's report was never run."""
+    monkeypatch.setattr(reports, "MAX_POINTS", 10)
+    start = datetime(2026, 12, 5, tzinfo=UTC)
+    rows = [
+        SimpleNamespace(
+            timestamp=start + timedelta(seconds=seq),
+            latency_ms=-1.0 if seq == 3 else seq / 2,
+            error="refused" if seq == 3 else None,
+        )
+        for seq in range(25)
+    ]
+
+    async def pages() -> AsyncIterator[list[Any]]:
+        for first in range(0, 25, 7):  # pages of 7, as the store reads them
+            yield rows[first : first + 7]
+
+    points = await reports.experiment_points(pages(), count=25)
+    assert [point[0] - start.timestamp() for point in points] == [0, 3, 6, 9, 12, 15, 18, 21, 24]
+    assert points[1][1:] == [None, "refused"]
+    assert points[2][1:] == [3.0, None]
