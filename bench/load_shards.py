@@ -16,8 +16,10 @@ and when each came:
 - exactness at the issue's full scale: ``-n 100000`` over the two shards; the target must
   count exactly 100,000, and the run's merged histogram must equal the sum of its shards',
   bucket for bucket;
-- control latency of a sharded run (two shards, 400 req/s): from the moment a pause, or a
-  stop, is sent to the last request the target reads from either worker (goal: 100 ms).
+- control latency of a sharded run (two shards, 400 req/s), from the moment a control is
+  sent: a pause or a stop, to the last request the target reads from either worker; a
+  resume, to the first; the rate lowered to 4 req/s, to the last request of the old pace
+  (goal: 100 ms each).
 
     python bench/load_shards.py [--connections 32] [--seconds 5] [--rounds 3]
                                 [--exact 100000] [--controls 10]
@@ -107,25 +109,48 @@ async def exact_run(api: httpx.AsyncClient, db: Path, requests: int) -> dict[str
 
 
 async def control_latencies(api: httpx.AsyncClient, cycles: int) -> dict[str, list[float]]:
-    """Pause (``cycles`` times) and finally stop a two-shard run at 400 req/s: from each
-    request sent to the last request the target read after it, in ms."""
-    found: dict[str, list[float]] = {"pause": [], "stop": []}
+    """A two-shard run at 400 req/s, ``cycles`` times: its rate lowered to 4 req/s (effective
+    when the old pace's last request came), raised again, paused (the last request read after
+    it), resumed (the first request read after it); finally stopped. In ms from the request
+    sent."""
+    found: dict[str, list[float]] = {"rate": [], "pause": [], "resume": [], "stop": []}
     async with CountingServer() as target:
         spec = {"url": target.url, "connections": 8, "rate": 400.0, "duration": "10m"}
         created = await api.post(RUNS, json={**spec, "shards": 2}, params={"start": True})
         created.raise_for_status()
-        run_id = created.json()["id"]
-        for cycle in range(cycles + 1):
+        run = f"{RUNS}/{created.json()['id']}"
+        for _ in range(cycles):
             await target.flowing()
-            action = "stop" if cycle == cycles else "pause"
+            found["rate"].append(await _slowed(api, run, target))
+            found["pause"].append(await _halted(api, f"{run}/pause", target))
             asked_s = time.perf_counter()
-            answer = await api.post(f"{RUNS}/{run_id}/{action}")
-            answer.raise_for_status()
-            await asyncio.sleep(1.0)  # anything still coming arrives by then
-            found[action].append((target.last_arrival_s() - asked_s) * 1000)
-            if action == "pause":
-                (await api.post(f"{RUNS}/{run_id}/resume")).raise_for_status()
+            (await api.post(f"{run}/resume")).raise_for_status()
+            await target.flowing()
+            found["resume"].append(_ms(target.first_arrival_after(asked_s), asked_s))
+        await target.flowing()
+        found["stop"].append(await _halted(api, f"{run}/stop", target))
     return found
+
+
+async def _slowed(api: httpx.AsyncClient, run: str, target: CountingServer) -> float:
+    asked_s = time.perf_counter()
+    (await api.patch(run, json={"rate": 4.0})).raise_for_status()
+    await asyncio.sleep(1.0)  # the new pace shows by then (a request every 0.5 s a shard)
+    (await api.patch(run, json={"rate": 400.0})).raise_for_status()
+    return _ms(target.slowed_after(asked_s, 0.1), asked_s)
+
+
+async def _halted(api: httpx.AsyncClient, path: str, target: CountingServer) -> float:
+    asked_s = time.perf_counter()
+    (await api.post(path)).raise_for_status()
+    await asyncio.sleep(1.0)  # anything still coming arrives by then
+    return _ms(target.last_arrival_s(), asked_s)
+
+
+def _ms(moment_s: float | None, asked_s: float) -> float:
+    if moment_s is None:
+        raise RuntimeError("the control's effect never showed at the target")
+    return (moment_s - asked_s) * 1000
 
 
 async def measure(
@@ -165,7 +190,8 @@ def report_exact(exactness: dict[str, Any], requests: int) -> None:
 
 
 def report_controls(latencies: dict[str, list[float]]) -> None:
-    table = Table(title="control of a 2-shard run at 400 req/s: request sent -> last request read")
+    title = "control of a 2-shard run at 400 req/s: request sent -> effect at the target"
+    table = Table(title=title)
     for column in ("action", "n", "p50 ms", "p99 ms", "max ms"):
         table.add_column(column)
     for action, values in latencies.items():
@@ -180,7 +206,7 @@ def report_controls(latencies: dict[str, list[float]]) -> None:
         )
     console = Console()
     console.print(table)
-    console.print("goal: pause and stop reach every shard within 100 ms")
+    console.print("goal: pause, resume, stop and a rate change reach every shard within 100 ms")
 
 
 def report(runs: dict[int, list[dict[str, Any]]], per_shard: int, seconds: int) -> None:
@@ -213,7 +239,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--exact", type=int, default=100_000, help="requests of the exact run")
-    parser.add_argument("--controls", type=int, default=10, help="pauses to time")
+    parser.add_argument("--controls", type=int, default=10, help="control cycles to time")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
