@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+from latlab.measure.load.warm import WarmProcesses
 
 WORKER_MODULE = b"latlab.measure.load.process"
 
@@ -31,3 +36,15 @@ def _workers() -> list[tuple[int, int]]:
         if state != "Z" and WORKER_MODULE in cmdline:
             found.append((int(entry.name), int(ppid)))
     return found
+
+
+@asynccontextmanager
+async def kept(warm: WarmProcesses) -> AsyncIterator[WarmProcesses]:
+    """``warm`` with its service running, every process ended afterwards."""
+    service = asyncio.create_task(warm.keep())
+    try:
+        yield warm
+    finally:
+        service.cancel()
+        await asyncio.gather(service, return_exceptions=True)
+        await warm.close()

@@ -19,6 +19,7 @@ from harness import CountingTarget, latlab_serve, wait_for
 from latlab.measure.load.seconds import SecondStats
 from latlab.storage import open_store
 from latlab.storage.records import TOTAL_BUCKET
+from load_workers import load_workers
 from services import require_redis
 
 RUNS = "/api/v1/load-runs"
@@ -43,6 +44,15 @@ async def api_and_two_workers(
 
             await wait_for(both_listed, what="both workers listed")
             yield api, a, b
+
+
+async def started(api: httpx.AsyncClient, target: CountingTarget, spec: dict[str, Any]) -> int:
+    """A run of ``spec`` against ``target``, created and started; its id."""
+    url = f"http://127.0.0.1:{target.port}/"
+    created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
+    assert created.status_code == 201, created.text
+    run_id: int = created.json()["id"]
+    return run_id
 
 
 async def finished(api: httpx.AsyncClient, run_id: int) -> dict[str, Any]:
@@ -78,10 +88,7 @@ async def test_a_run_over_two_workers_sends_exactly_n_and_merges_bucket_for_buck
     db = tmp_path / "latlab.db"
     spec = {"connections": 8, "requests": 20_000, "shards": 2}
     async with CountingTarget() as target, api_and_two_workers(db) as (api, a, b):
-        url = f"http://127.0.0.1:{target.port}/"
-        created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
-        assert created.status_code == 201, created.text
-        run = await finished(api, created.json()["id"])
+        run = await finished(api, await started(api, target, spec))
         logs = a.output(), b.output()
     assert run["state"] == "completed", run
     assert run["stats"]["requests"] == 20_000 == target.requests
@@ -103,9 +110,7 @@ async def test_a_rate_change_is_divided_among_the_shards_on_their_workers(tmp_pa
     db = tmp_path / "latlab.db"
     spec = {"connections": 4, "rate": 100.0, "duration": "3s", "shards": 2}
     async with CountingTarget() as target, api_and_two_workers(db) as (api, _, _):
-        url = f"http://127.0.0.1:{target.port}/"
-        created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
-        run_id = created.json()["id"]
+        run_id = await started(api, target, spec)
 
         await merging(api, run_id)
         changed = await api.patch(f"{RUNS}/{run_id}", json={"rate": 300.0, "connections": 6})
@@ -126,9 +131,7 @@ async def test_a_stop_keeps_the_seconds_the_workers_store_as_they_halt(tmp_path:
     db = tmp_path / "latlab.db"
     spec = {"connections": 4, "duration": "30s", "shards": 2}
     async with CountingTarget(delay_s=0.005) as target, api_and_two_workers(db) as (api, _, _):
-        url = f"http://127.0.0.1:{target.port}/"
-        created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
-        run_id = created.json()["id"]
+        run_id = await started(api, target, spec)
 
         await merging(api, run_id)
         stopped = await api.post(f"{RUNS}/{run_id}/stop")
@@ -149,9 +152,7 @@ async def test_sigterm_on_a_busy_worker_hands_its_shard_on_and_nothing_is_lost(
     env = fleet_env(require_redis())
     spec = {"connections": 8, "rate": 400.0, "requests": 1200, "shards": 2}
     async with CountingTarget(delay_s=0.02) as target, api_and_two_workers(db, env) as (api, a, b):
-        url = f"http://127.0.0.1:{target.port}/"
-        created = await api.post(RUNS, json={**spec, "url": url}, params={"start": True})
-        run_id = created.json()["id"]
+        run_id = await started(api, target, spec)
         await merging(api, run_id)
         sent_s = time.monotonic()
         a.process.terminate()  # its answers in flight come while it drains: the loop runs on
@@ -167,3 +168,36 @@ async def test_sigterm_on_a_busy_worker_hands_its_shard_on_and_nothing_is_lost(
     shards = run["progress"]["shards"]
     totals = [(await stored_seconds(db, "load_shard", i))[TOTAL_BUCKET] for i in shards]
     assert [total.requests for total in totals] == [600, 600]
+
+
+async def test_a_paused_shard_resumes_in_processes_its_worker_started_while_it_was_paused(
+    tmp_path: Path,
+) -> None:
+    """A resume must reach the shards within 100 ms; a new load process takes ~80 ms to
+    start. Each worker starts its shard's process during the pause; the resume takes it."""
+    db = tmp_path / "latlab.db"
+    spec = {"connections": 4, "rate": 200.0, "duration": "60s", "shards": 2}
+    async with CountingTarget() as target, api_and_two_workers(db) as (api, a, b):
+        run_id = await started(api, target, spec)
+        await merging(api, run_id)
+        loading = {pid for worker in (a, b) for pid in load_workers(worker.process.pid)}
+        paused = await api.post(f"{RUNS}/{run_id}/pause")
+
+        async def each_warm() -> bool:
+            held = [load_workers(worker.process.pid) for worker in (a, b)]
+            return all(len(pids) == 1 and pids[0] not in loading for pids in held)
+
+        await wait_for(each_warm, 20, "a process started on each worker while paused")
+        warm = {worker.id: load_workers(worker.process.pid) for worker in (a, b)}
+        sent_when_paused = target.requests
+        resumed = await api.post(f"{RUNS}/{run_id}/resume")
+
+        async def sending_again() -> bool:
+            return target.requests > sent_when_paused
+
+        await wait_for(sending_again, 20, "requests after the resume")
+        now = {worker.id: load_workers(worker.process.pid) for worker in (a, b)}
+        stopped = await api.post(f"{RUNS}/{run_id}/stop")
+    assert (paused.status_code, resumed.status_code, stopped.status_code) == (200, 200, 200)
+    assert len(loading) == 2
+    assert now == warm  # the shards run in them: no process was started for the resume

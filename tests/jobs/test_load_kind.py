@@ -92,21 +92,31 @@ async def test_a_side_probe_runs_beside_the_load_and_is_summed_up_apart(store: S
 async def test_pause_closes_the_pool_and_resume_counts_on_from_where_it_was(
     store: Store,
 ) -> None:
-    async with CountingTarget() as target, running_engine(store, [LoadRunner()]) as manager:
+    runner = LoadRunner()
+    async with CountingTarget() as target, running_engine(store, [runner]) as manager:
         job = await manager.create("load", spec(target.port, requests=1500, rate=500), start=True)
 
         async def two_seconds() -> bool:
             return int((await store.get_job("load", job.id)).progress.get("seconds", 0)) >= 2
 
         await wait_for(two_seconds, 20, "two stored seconds")
-        assert len(load_workers(os.getpid())) == 1
+        [loading] = load_workers(os.getpid())
         paused = await manager.act("load", job.id, Action.PAUSE)
-        assert load_workers(os.getpid()) == []  # closed: no worker process left
+        assert loading not in load_workers(os.getpid())  # closed: its process ended
         sent_when_paused = target.requests
         before = (await store.get_job("load", job.id)).progress
+
+        async def warmed() -> bool:
+            return runner.warmth.processes.count == 1
+
+        await wait_for(warmed, 20, "a process started while paused")
+        [warm] = load_workers(os.getpid())
         await manager.act("load", job.id, Action.RESUME)
+        assert load_workers(os.getpid()) == [warm]  # the resume took it: none started
+        assert runner.warmth.processes.count == 0
         done = await ended(manager, store, job.id)
         seconds = await rows(store, job.id)
+    assert load_workers(os.getpid()) == []  # none kept after the shutdown
     assert paused.state is JobState.PAUSED
     assert before["seconds"] >= 2
     assert 0 < before["requests"] < 1500

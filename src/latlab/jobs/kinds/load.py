@@ -5,7 +5,8 @@ the API's event loop; the runner only reads their merged seconds and checkpoints
 histograms (second ``n`` in bucket ``n``), the run's total and a progress line, in one write.
 
 A pause cancels the runner, which closes the pool; a resume runs what is left (requests or
-seconds) with the second numbering carried on. A run found running whose last attempt let go
+seconds) with the second numbering carried on, in processes started while the run was paused
+(:mod:`~latlab.jobs.kinds.load_warm`). A run found running whose last attempt let go
 gracefully (its process stopped by SIGTERM: the pool drained, every second stored, the drain
 marked) goes on the same way, wherever it is adopted: a worker's shards are handed on. One whose
 process died may have sent requests it never stored, so it is not resumed: it fails as
@@ -39,11 +40,13 @@ from latlab.jobs.kinds.load_stats import (
     final_progress,
     second_payload,
 )
+from latlab.jobs.kinds.load_warm import ResumeWarmth
 from latlab.jobs.runner import (
     RUN_HERE,
     KindRunner,
     ResumePolicy,
     RunContext,
+    Service,
     Started,
     fence_owner,
 )
@@ -90,6 +93,13 @@ class LoadRunner(KindRunner):
         self._ca_file = ca_file  # for https targets signed by a private CA (LATLAB_PROBE_CA_FILE)
         self._live: dict[int, _LiveRun] = {}
         self.sharded = sharded  # runs split over workers: followed here, run by shard jobs
+        self.warmth = ResumeWarmth()  # processes started for the resume of a paused run
+
+    def services(self, ctx: RunContext) -> list[Service]:
+        return [Service(f"warm {self.noun} processes", self.warmth.processes.keep)]
+
+    async def close(self, ctx: RunContext) -> None:
+        await self.warmth.close()
 
     def _sharded(self, spec: LoadRunSpec) -> ShardedRuns | None:
         """Who follows the run, if it is made by shards on workers."""
@@ -112,10 +122,12 @@ class LoadRunner(KindRunner):
         return RUN_HERE if self._sharded_job(job) else super().location(job)
 
     async def deleting(self, job: JobRecord, ctx: RunContext) -> None:
+        self.warmth.forget((job.kind, job.id))
         if (sharded := self._sharded_job(job)) is not None:
             await sharded.deleting(job, ctx)
 
     async def paused(self, job: JobRecord, ctx: RunContext) -> None:
+        self.warmth.paused((job.kind, job.id))
         if (sharded := self._sharded_job(job)) is not None:
             await sharded.paused(job)
 
@@ -141,7 +153,8 @@ class LoadRunner(KindRunner):
                     await check_reachable(plan.url, address, tls, plan.timeout_s)
             except (TargetRefused, TargetUnreachable) as exc:
                 raise JobFailed(str(exc)) from exc  # the user's to fix: its message alone
-            live = _LiveRun(job.kind, LoadPool(plan, address), progress, ctx, fence_owner(ctx))
+            pool = LoadPool(plan, address, self.warmth.processes.take)
+            live = _LiveRun(job.kind, pool, progress, ctx, fence_owner(ctx))
             await self._run_pool(job, spec, live, stored, started)
         started()  # a run with nothing left ends here
         summary = stored.summary(spec, progress.elapsed_s)
@@ -158,6 +171,7 @@ class LoadRunner(KindRunner):
         started: Started,
     ) -> None:
         side = self._side_probe(spec, live, stored)
+        self.warmth.forget((job.kind, job.id))
         await self._undrained(job.id, live)
         try:
             await live.pool.start()
@@ -181,6 +195,7 @@ class LoadRunner(KindRunner):
                 # drain that stored everything is marked (a resume from it is exact).
                 if await _drained(live.pool, record):
                     await _shielded(_mark_drained(job.id, live))
+                self.warmth.halted((job.kind, job.id), live.pool.workers, live.ctx.store)
                 raise
         finally:
             self._live.pop(job.id, None)
@@ -289,6 +304,7 @@ class LoadRunner(KindRunner):
         self, job: JobRecord, ctx: RunContext, *, ran_here: bool
     ) -> Mapping[str, Any]:
         """A stopped run keeps its summary and thresholds, judged on what it measured."""
+        self.warmth.forget((job.kind, job.id))
         spec = await self.spec_of(job, ctx)
         if (sharded := self._sharded(spec)) is not None:
             return await sharded.stopped(job, spec, ctx, ran_here=ran_here)

@@ -9,20 +9,21 @@ for bucket. The workers are daemonic, die with this process, and stop when it st
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
 import subprocess
-import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
 from time import perf_counter
 from typing import Any
 
 from latlab.measure.load.plan import LoadPlan, shares, split
 from latlab.measure.load.seconds import SecondStats
+from latlab.measure.load.warm import Spawned, ended, spawn
 
 READY_TIMEOUT_S = 30.0
-START_LEAD_S = 0.05  # the first send waits this long after "start", so all workers begin as one
+# The first send waits this long after "start", so all workers begin as one: the message
+# reaches a waiting process in well under a millisecond, and one that wakes later only
+# starts behind its schedule (its sends counted late), never loses any. Part of every resume.
+START_LEAD_S = 0.02
 
 
 class LoadError(RuntimeError):
@@ -43,9 +44,15 @@ class _Worker:
 
 
 class LoadPool:
-    def __init__(self, plan: LoadPlan, address: tuple[int, str]) -> None:
+    def __init__(
+        self,
+        plan: LoadPlan,
+        address: tuple[int, str],
+        processes: Callable[[], Spawned] = spawn,
+    ) -> None:
         self.plan = plan
         self._address = address
+        self._processes = processes  # a new process each call (or one started ahead: warm.py)
         self._workers: list[_Worker] = []
         self._seconds: dict[int, SecondStats] = {}
         self._yielded = 0
@@ -73,7 +80,7 @@ class LoadPool:
         """Start the processes and, once every one is ready, the run."""
         loop = asyncio.get_running_loop()
         for share in split(self.plan):
-            worker = _Worker(*_spawn(), share)
+            worker = _Worker(*self._processes(), share)
             self._workers.append(worker)
             worker.pipe.send(("plan", share, self._address))
             loop.add_reader(worker.pipe.fileno(), self._on_message, worker)
@@ -191,24 +198,6 @@ class LoadPool:
         self.stop()
         for worker in self._workers:
             self._finish(worker)
-        loop = asyncio.get_running_loop()
-        for worker in self._workers:
-            try:
-                await loop.run_in_executor(None, worker.process.wait, 5.0)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                await loop.run_in_executor(None, worker.process.wait)
-            worker.pipe.close()
-
-
-def _spawn() -> tuple[subprocess.Popen[bytes], Connection]:
-    ours, theirs = multiprocessing.Pipe()
-    command = [sys.executable, "-m", "latlab.measure.load.process"]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [*command, str(theirs.fileno()), str(os.getpid())],
-        pass_fds=(theirs.fileno(),),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,  # never a closed descriptor a socket could take
-    )
-    theirs.close()
-    return process, ours
+        await asyncio.gather(
+            *(ended((worker.process, worker.pipe), told=True) for worker in self._workers)
+        )

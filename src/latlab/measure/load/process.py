@@ -19,6 +19,8 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+import uvloop
+
 from latlab.measure.http_probe import tls_context
 from latlab.measure.load.engine import LoadWorker
 from latlab.measure.load.plan import LoadPlan
@@ -36,11 +38,9 @@ def main(argv: list[str]) -> None:
     raise_fd_limit()  # one descriptor per connection: the hard limit, not the soft 1024
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        _, plan, address = pipe.recv()
+        _, plan, address = pipe.recv()  # started ahead, a process may wait here for minutes
     except EOFError:
         return
-    import uvloop
-
     with contextlib.suppress(BrokenPipeError):  # the parent went away while we reported
         uvloop.run(_run(plan, address, pipe))
 
