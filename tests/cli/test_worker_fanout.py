@@ -1,0 +1,112 @@
+"""What a worker measures reaches every API process, not one of them: a fan-out over Redis.
+
+Two ``latlab serve`` processes and one ``latlab worker`` on one SQLite store and the local
+Redis. Each API process's live feed and ``/metrics`` see the worker's results; the store has
+each result once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fleet import WorkerProcess, fleet_env, latlab_worker, workers
+from harness import CountingTarget, latlab_serve, wait_for
+from services import require_redis
+from sse import Frame, Stream, subscribed
+
+pytestmark = pytest.mark.timeout(120)
+COUNT = 20
+
+
+@asynccontextmanager
+async def two_apis_and_a_worker(
+    db: Path,
+) -> AsyncIterator[tuple[list[httpx.AsyncClient], WorkerProcess]]:
+    env = fleet_env(require_redis())
+    with (
+        latlab_serve(db, "--no-targets", env=env) as (_, first),
+        latlab_serve(db, "--no-targets", env=env) as (_, second),
+        latlab_worker(db, env, "--location", "eu-1") as worker,
+    ):
+        async with AsyncExitStack() as stack:
+            apis = [
+                await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10))
+                for url in (first, second)
+            ]
+
+            async def listed() -> bool:
+                return all([worker.id in await workers(api) for api in apis])
+
+            await wait_for(listed, what="the worker listed by both API processes")
+            yield apis, worker
+
+
+def ended(kind: str, job_id: int) -> Any:
+    def seen(frames: list[Frame]) -> bool:
+        states = [frame.json() for frame in frames if frame.event == "state"]
+        return any((s["kind"], s["id"], s["state"]) == (kind, job_id, "completed") for s in states)
+
+    return seen
+
+
+async def results_heard(feed: Stream, experiment_id: int) -> list[int]:
+    frames = await feed.until(ended("probe", experiment_id))
+    return sorted(f.json()["seq"] for f in frames if f.event == "result")
+
+
+async def test_every_api_process_hears_the_results_a_worker_makes(tmp_path: Path) -> None:
+    async with (
+        CountingTarget() as target,
+        two_apis_and_a_worker(tmp_path / "latlab.db") as (apis, worker),
+    ):
+        first, second = apis
+        params = {"include": "results"}
+        async with (
+            subscribed(first, "/api/v1/events", params=params) as feed_first,
+            subscribed(second, "/api/v1/events", params=params) as feed_second,
+        ):
+            spec = {"host": "127.0.0.1", "port": target.port, "interval_s": 0.02, "count": COUNT}
+            created = await first.post("/api/v1/experiments", json=spec, params={"start": True})
+            experiment_id = created.json()["id"]
+            heard = [await results_heard(feed, experiment_id) for feed in (feed_first, feed_second)]
+        counted = f'latlab_probe_results_total{{experiment="{experiment_id}",location="",'
+        counted += f'status_class="2xx"}} {COUNT}.0'
+
+        async def in_both_metrics() -> bool:
+            return all([counted in (await api.get("/metrics")).text for api in apis])
+
+        await wait_for(in_both_metrics, what="both API processes' /metrics to count the probes")
+        stored = (await second.get(f"/api/v1/experiments/{experiment_id}/results")).json()
+    assert created.status_code == 201, created.text
+    assert f"probe job {experiment_id} claimed" in worker.output()  # not run by either API
+    assert heard == [list(range(COUNT))] * 2
+    assert (stored["count"], target.requests) == (COUNT, COUNT)
+
+
+async def test_every_api_process_counts_a_load_run_a_worker_makes(tmp_path: Path) -> None:
+    async with (
+        CountingTarget() as target,
+        two_apis_and_a_worker(tmp_path / "latlab.db") as (apis, worker),
+    ):
+        first, _ = apis
+        spec = {"url": f"http://127.0.0.1:{target.port}/", "requests": 300, "connections": 2}
+        created = await first.post(
+            "/api/v1/load-runs", json={**spec, "locations": ["eu-1"]}, params={"start": True}
+        )
+        run_id = created.json()["id"]
+        counted = f'latlab_load_requests_total{{run="{run_id}"}} 300.0'
+
+        async def in_both_metrics() -> bool:
+            return all([counted in (await api.get("/metrics")).text for api in apis])
+
+        await wait_for(in_both_metrics, what="both API processes' /metrics to count the run")
+        [shard] = (await first.get(f"/api/v1/load-runs/{run_id}")).json()["progress"]["shards"]
+    assert created.status_code == 201, created.text
+    assert target.requests == 300
+    assert f"load_shard job {shard} claimed" in worker.output()  # not run by either API
