@@ -15,9 +15,15 @@ from latlab.coordination import JobKey
 from latlab.jobs.ownership import Ownership
 from latlab.jobs.runner import JobRunner, RunContext, Started, owned_here
 from latlab.jobs.supervise import Backoff, Outage, retried, until_stored
-from latlab.storage import JobNotFound, JobRecord, JobState, StateConflict, StoreUnavailable
+from latlab.storage import (
+    FencedOut,
+    JobNotFound,
+    JobRecord,
+    JobState,
+    StateConflict,
+    StoreUnavailable,
+)
 from latlab.storage.records import ProgressUpdate
-from latlab.storage.writer import FencedOut
 
 log = logging.getLogger("latlab.jobs")
 

@@ -25,9 +25,11 @@ from latlab.storage.records import (
     SiteResult,
 )
 from latlab.storage.registry import UnsupportedStorageURL, open_store
+from latlab.storage.writer import FencedOut
 
 __all__ = [
     "TOTAL_BUCKET",
+    "FencedOut",
     "HistogramUpdate",
     "Histograms",
     "JobNotFound",

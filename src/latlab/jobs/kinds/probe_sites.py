@@ -27,9 +27,8 @@ from latlab.jobs.kinds.spec_checks import LOCATION_MAX, LOCATION_PATTERN
 from latlab.jobs.runner import RUN_HERE, RunContext, Started, fence_owner
 from latlab.jobs.state import Action
 from latlab.jobs.supervise import until_stored
-from latlab.storage import JobRecord, JobState, StoreUnavailable
+from latlab.storage import FencedOut, JobRecord, JobState, StoreUnavailable
 from latlab.storage.records import ProgressUpdate
-from latlab.storage.writer import FencedOut
 
 if TYPE_CHECKING:  # the manager runs the kinds: theirs to be handed it, not to import it
     pass
