@@ -180,3 +180,31 @@ async def test_a_blip_during_start_up_adoption_still_resumes_every_job() -> None
         assert await manager.adopted() == 1
         done = await settle(store, job.id, JobState.COMPLETED)
     assert (store.failures, done.progress["step"]) == (0, 1)
+
+
+class ClosesAtShutdown(KindRunner):
+    """Records its close; one made to fail as a store write away at shutdown would."""
+
+    def __init__(self, kind: str, fails: bool = False) -> None:
+        self.kind = kind
+        self.fails = fails
+        self.closed = False
+
+    async def run(self, job: JobRecord, ctx: RunContext, started: Started) -> None:
+        started()
+
+    async def close(self, ctx: RunContext) -> None:
+        self.closed = True
+        if self.fails:
+            raise StoreUnavailable("away at shutdown")
+
+
+async def test_a_kind_whose_close_meets_the_store_away_does_not_keep_the_next_from_closing(
+    store: Store,
+) -> None:
+    """Found in review: the bots' last heartbeat write failing at shutdown skipped the load
+    runs' close, and their warm processes were left running."""
+    first, second = ClosesAtShutdown("first", fails=True), ClosesAtShutdown("second")
+    async with running_engine(store, [first, second]):
+        pass
+    assert (first.closed, second.closed) == (True, True)

@@ -123,10 +123,16 @@ class JobManager:
         await asyncio.gather(*self._services, return_exceptions=True)
         await self._executor.shutdown()
         await self.ownership.close()  # after the jobs: an ending job may still tell its owner
+        # Each kind closes whatever another's close met: one's store write failing must not
+        # leave another's processes running.
+        for runner in self._runners.values():
+            await self._unless_store_away(runner.close(self._ctx))
+        await self._unless_store_away(self._ctx.writer.flush())
+
+    @staticmethod
+    async def _unless_store_away(closing: Awaitable[None]) -> None:
         try:
-            for runner in self._runners.values():
-                await runner.close(self._ctx)
-            await self._ctx.writer.flush()
+            await closing
         except StoreUnavailable as exc:  # nothing more can be done; checkpoints are redone
             log.warning("last checkpoints not written at shutdown: %s", exc)
 
