@@ -25,11 +25,16 @@ async def counted(warm: WarmProcesses, count: int) -> None:
     await wait_for(reached, 20, f"{count} warm processes")
 
 
-async def test_nothing_is_started_until_a_pool_asks_for_processes() -> None:
-    async with kept(WarmProcesses()) as warm:
-        await asyncio.sleep(0)
-        assert warm.count == 0
-        assert load_workers(os.getpid()) == []
+async def test_a_new_process_taken_stands_for_one_asked_for_and_not_started_yet() -> None:
+    """A resume quicker than the service: its pool starts a process of its own, and the one
+    asked for at the pause is not started to idle beside it."""
+    warm = WarmProcesses()
+    warm.want(2)
+    spawned = warm.take()
+    try:
+        assert (warm.count, warm.wanted) == (0, 1)
+    finally:
+        await ended(spawned)
 
 
 async def test_the_processes_asked_for_are_started_and_taken_before_new_ones() -> None:
