@@ -70,6 +70,7 @@ async def open_shared(
         fleet.has_workers_at,
         unclaimed,
         has_room_at=fleet.has_room_at,
+        has_room_on=fleet.has_room_on,
     )
     return Shared(executor, fleet, OwnerRequests(client, prefix))
 

@@ -170,34 +170,58 @@ async def test_sigterm_on_a_busy_worker_hands_its_shard_on_and_nothing_is_lost(
     assert [total.requests for total in totals] == [600, 600]
 
 
-async def test_a_paused_shard_resumes_in_processes_its_worker_started_while_it_was_paused(
+async def test_a_paused_shard_resumes_on_its_worker_in_the_processes_started_while_paused(
     tmp_path: Path,
 ) -> None:
     """A resume must reach the shards within 100 ms; a new load process takes ~80 ms to
-    start. Each worker starts its shard's process during the pause; the resume takes it."""
+    start. Each worker starts its shard's process during the pause, and the resume sends
+    each shard back to its worker (not to the idle third one) where it takes that process."""
     db = tmp_path / "latlab.db"
+    env = fleet_env(require_redis())
     spec = {"connections": 4, "rate": 200.0, "duration": "60s", "shards": 2}
-    async with CountingTarget() as target, api_and_two_workers(db) as (api, a, b):
+    async with CountingTarget() as target, api_and_two_workers(db, env) as (api, a, b):
         run_id = await started(api, target, spec)
         await merging(api, run_id)
+        shards = (await api.get(f"{RUNS}/{run_id}")).json()["progress"]["shards"]
         loading = {pid for worker in (a, b) for pid in load_workers(worker.process.pid)}
-        paused = await api.post(f"{RUNS}/{run_id}/pause")
+        with latlab_worker(db, env, "--capacity", "1", name="c") as c:
+            await wait_for(lambda: _listed(api, c.id), what="the third worker listed")
+            paused = await api.post(f"{RUNS}/{run_id}/pause")
 
-        async def each_warm() -> bool:
-            held = [load_workers(worker.process.pid) for worker in (a, b)]
-            return all(len(pids) == 1 and pids[0] not in loading for pids in held)
+            async def each_warm() -> bool:
+                held = [load_workers(worker.process.pid) for worker in (a, b)]
+                return all(len(pids) == 1 and pids[0] not in loading for pids in held)
 
-        await wait_for(each_warm, 20, "a process started on each worker while paused")
-        warm = {worker.id: load_workers(worker.process.pid) for worker in (a, b)}
-        sent_when_paused = target.requests
-        resumed = await api.post(f"{RUNS}/{run_id}/resume")
+            await wait_for(each_warm, 20, "a process started on each worker while paused")
+            warm = {worker.id: load_workers(worker.process.pid) for worker in (a, b)}
+            before = await shard_requests(db, shards)
+            resumed = await api.post(f"{RUNS}/{run_id}/resume")
 
-        async def sending_again() -> bool:
-            return target.requests > sent_when_paused
+            async def both_sending() -> bool:
+                now = await shard_requests(db, shards)
+                return all(n > was for n, was in zip(now, before, strict=True))
 
-        await wait_for(sending_again, 20, "requests after the resume")
-        now = {worker.id: load_workers(worker.process.pid) for worker in (a, b)}
-        stopped = await api.post(f"{RUNS}/{run_id}/stop")
+            await wait_for(both_sending, 20, "both shards sending after the resume")
+            now = {worker.id: load_workers(worker.process.pid) for worker in (a, b)}
+            idle = load_workers(c.process.pid)
+            stopped = await api.post(f"{RUNS}/{run_id}/stop")
     assert (paused.status_code, resumed.status_code, stopped.status_code) == (200, 200, 200)
     assert len(loading) == 2
     assert now == warm  # the shards run in them: no process was started for the resume
+    assert idle == []
+    assert "claimed" not in c.output()
+
+
+async def shard_requests(db: Path, shards: list[int]) -> list[int]:
+    """Each shard's requests so far, as its checkpoints stored them."""
+    store = await open_store(f"sqlite+aiosqlite:///{db}")
+    try:
+        return [
+            int((await store.get_job("load_shard", i)).progress.get("requests", 0)) for i in shards
+        ]
+    finally:
+        await store.close()
+
+
+async def _listed(api: httpx.AsyncClient, worker_id: str) -> bool:
+    return worker_id in await workers(api)

@@ -9,7 +9,7 @@ import pytest
 from latlab.coordination.fleet import WorkerInfo
 from latlab.jobs import fleet
 from latlab.jobs.executor import InProcessExecutor
-from latlab.jobs.fleet import FleetExecutor, has_room
+from latlab.jobs.fleet import FleetExecutor, has_room, has_room_on
 from latlab.jobs.runner import Started
 
 
@@ -29,6 +29,7 @@ def executor_with(
     workers: list[str],
     unclaimed: set[int] | None = None,
     full: set[str] | None = None,
+    room_on: set[str] | None = None,
 ) -> tuple[FleetExecutor, list[int]]:
     """``workers``: the locations of the live workers; ``unclaimed``: the jobs nobody took."""
     ran: list[int] = []
@@ -48,9 +49,18 @@ def executor_with(
     def has_room_at(location: str, _kind: str) -> bool:
         return has_workers_at(location) and location not in (full or set())
 
+    def has_room_on(worker: str, _location: str, _key: tuple[str, int]) -> bool:
+        return worker in (room_on or set())
+
     local = InProcessExecutor()
     executor = FleetExecutor(
-        local, dispatch.dispatch, has_workers_at, not_taken, 0, has_room_at=has_room_at
+        local,
+        dispatch.dispatch,
+        has_workers_at,
+        not_taken,
+        0,
+        has_room_at=has_room_at,
+        has_room_on=has_room_on,
     )
     executor.bind(drive)
     return executor, ran
@@ -195,3 +205,34 @@ async def test_a_job_queued_past_the_longest_wait_is_sent_again_anyway(
     await executor.settled()
     assert sent.sent == [("probe", 6, "any")] * 2
     await executor.shutdown()
+
+
+async def test_a_job_started_again_goes_back_to_its_worker_and_to_any_if_not_taken_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A paused load run's processes wait on the worker that ran it: its resume goes there
+    while that worker is alive with room, and to any worker if it does not take it."""
+    monkeypatch.setattr(fleet, "PREFERRED_WITHIN_S", 0.0)
+    sent = Recorder()
+    executor, ran = executor_with(sent, workers=["eu-1"], unclaimed={7}, room_on={"w1"})
+    await executor.submit("load_shard", 7, prefer="w1")
+    await executor.submit("load_shard", 8, prefer="w2")  # gone, or no room there: any worker
+    await executor.resend_unclaimed()
+    await executor.settled()
+    assert sent.sent == [
+        ("load_shard", 7, "@w1"),
+        ("load_shard", 8, "any"),
+        ("load_shard", 7, "any"),  # w1 did not take it
+    ]
+    assert ran == []
+    await executor.shutdown()
+
+
+def test_a_workers_room_for_a_job_counts_the_slot_that_job_still_holds_as_free() -> None:
+    """A worker's entry is a heartbeat old: right after a pause it still lists the job."""
+    workers = [WorkerInfo("w1", "eu-1", 1, [("load_shard", 4)]), WorkerInfo("w2", "us-1", 1)]
+    assert has_room_on(workers, "w1", "any", ("load_shard", 4))
+    assert has_room_on(workers, "w1", "eu-1", ("load_shard", 4))
+    assert not has_room_on(workers, "w1", "any", ("load_shard", 5))  # its slot is taken
+    assert not has_room_on(workers, "w1", "us-1", ("load_shard", 4))  # not its location
+    assert not has_room_on(workers, "w3", "any", ("load_shard", 4))  # not alive

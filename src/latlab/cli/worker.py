@@ -29,6 +29,8 @@ from latlab.settings import Settings
 from latlab.storage.registry import check_url
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from latlab.coordination.fleet import Fleet
     from latlab.jobs.worker import Worker
 
@@ -96,7 +98,7 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
         worker = Worker(ctx, jobs, executor, location=location, capacity=capacity)
         fleet = Fleet(client, settings.redis_prefix, ctx.coordinator.lease_s)
         await fleet.heartbeat(worker.info())
-        stack.push_async_callback(_leave, fleet, worker)
+        stack.push_async_callback(_leave, fleet, worker, client, settings.redis_prefix)
 
         handlings: dict[Lane, Handling] = {
             "heavy": Handling(capacity),
@@ -132,8 +134,13 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
                 await handling.close()
 
 
-async def _leave(fleet: Fleet, worker: Worker) -> None:
+async def _leave(fleet: Fleet, worker: Worker, client: Redis, prefix: str) -> None:
+    from latlab.coordination.dispatch import worker_streams
+
+    worker_id = worker.info().id
     try:
-        await fleet.leave(worker.info().id)
+        await fleet.leave(worker_id)
+        # Jobs sent back to it after this go to any worker once it does not take them.
+        await client.delete(*worker_streams(prefix, worker_id))
     except Exception as exc:  # its entry expires with the lease anyway
         logger.warning("could not leave the fleet at shutdown: %s", exc)

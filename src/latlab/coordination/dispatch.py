@@ -24,7 +24,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 from redis.asyncio import Redis
 from taskiq import AckableMessage, AsyncBroker
@@ -50,6 +50,17 @@ def lane_of(kind: str) -> Lane:
 
 def stream_name(prefix: str, lane: Lane, location: str) -> str:
     return f"{prefix}:dispatch:{lane}:{location}"
+
+
+def worker_address(worker_id: str) -> str:
+    """The "location" only the worker ``worker_id`` reads: a job started again goes back to
+    the worker that ran it (its load processes wait there). No location has an ``@``."""
+    return f"@{worker_id}"
+
+
+def worker_streams(prefix: str, worker_id: str) -> list[str]:
+    """The streams of a worker's own address (dropped when it leaves the fleet)."""
+    return [stream_name(prefix, lane, worker_address(worker_id)) for lane in get_args(Lane)]
 
 
 class _StreamBroker(RedisStreamBroker):
@@ -178,7 +189,8 @@ async def receive(
     taskiq 0.13's ``Receiver`` could not be cancelled once it had run a task (its read, in an
     anyio task group, stayed "cancelling" forever), and a worker must stop on SIGTERM.
     """
-    streams = [stream_name(prefix, lane, name) for name in dict.fromkeys([location, ANY_LOCATION])]
+    places = dict.fromkeys([worker_address(consumer), location, ANY_LOCATION])
+    streams = [stream_name(prefix, lane, name) for name in places]
     broker = _broker(url, prefix, streams, consumer)
     await broker.startup()
     messages = broker.listen()

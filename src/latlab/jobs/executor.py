@@ -24,10 +24,13 @@ class Executor(Protocol):
         """The driver that runs one job; set once, before the first submit."""
         ...
 
-    def submit(self, kind: str, job_id: int, location: str | None = None) -> asyncio.Future[None]:
+    def submit(
+        self, kind: str, job_id: int, location: str | None = None, prefer: str | None = None
+    ) -> asyncio.Future[None]:
         """Run the job unless it already runs; the future is done once it has started.
 
-        ``location``: where the job asked to run (a worker's ``--location``), if anywhere.
+        ``location``: where the job asked to run (a worker's ``--location``), if anywhere;
+        ``prefer``: the process that ran it last, to go back to if it is a worker with room.
         """
         ...
 
@@ -58,7 +61,9 @@ class InProcessExecutor:
     def bind(self, drive: Driver) -> None:
         self._drive = drive
 
-    def submit(self, kind: str, job_id: int, location: str | None = None) -> asyncio.Future[None]:
+    def submit(
+        self, kind: str, job_id: int, location: str | None = None, prefer: str | None = None
+    ) -> asyncio.Future[None]:
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.is_running(kind, job_id):
             started.set_result(None)

@@ -11,11 +11,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination import JobKey
-from latlab.coordination.dispatch import lane_of
+from latlab.coordination.dispatch import lane_of, worker_address
 from latlab.coordination.fleet import ANY_LOCATION, Fleet, WorkerInfo
 from latlab.exporters.prometheus_fleet import WorkerSample
 from latlab.jobs.executor import Driver, InProcessExecutor
@@ -27,7 +28,10 @@ Dispatch = Callable[[str, int, str], Awaitable[None]]
 # Whether a job is still running with no owner named: nobody took its dispatch (yet).
 Unclaimed = Callable[[str, int], Awaitable[bool]]
 HasRoom = Callable[[str, str], bool]  # (location, kind): could a worker there start it now
+HasRoomOn = Callable[[str, str, JobKey], bool]  # (worker, location, job): could it start it
 CLAIM_WITHIN_S = 5.0  # a dispatched job nobody claimed by then is sent again, or run here
+# A job sent back to the worker that ran it, and not claimed by then, goes to any worker.
+PREFERRED_WITHIN_S = 1.0
 CHECK_CLAIMS_EVERY_S = 1.0
 MAX_QUEUED_S = 60.0  # a job queued behind busy workers this long is sent again anyway
 
@@ -39,6 +43,17 @@ def has_room(workers: list[WorkerInfo], location: str, kind: str) -> bool:
     if lane_of(kind) == "light":
         return bool(there)
     return any(sum(lane_of(k) == "heavy" for k, _ in w.jobs) < w.capacity for w in there)
+
+
+def has_room_on(workers: list[WorkerInfo], worker_id: str, location: str, key: JobKey) -> bool:
+    """Whether the live worker ``worker_id`` reads ``location`` and could start the job now.
+    Its entry is a heartbeat old: a slot the job itself still holds there counts as free."""
+    there = [
+        replace(w, jobs=[job for job in w.jobs if tuple(job) != key])
+        for w in workers
+        if w.id == worker_id
+    ]
+    return has_room(there, location, key[0])
 
 
 class FleetWatch:
@@ -55,6 +70,9 @@ class FleetWatch:
 
     def has_room_at(self, location: str, kind: str) -> bool:
         return has_room(self.workers, location, kind)
+
+    def has_room_on(self, worker_id: str, location: str, key: JobKey) -> bool:
+        return has_room_on(self.workers, worker_id, location, key)
 
     def samples(self) -> list[WorkerSample]:
         """The workers as ``/metrics`` shows them."""
@@ -92,32 +110,41 @@ class FleetExecutor:
         unclaimed: Unclaimed,
         claim_within_s: float = CLAIM_WITHIN_S,
         has_room_at: HasRoom | None = None,
+        has_room_on: HasRoomOn | None = None,
     ) -> None:
         self._local = local
         self._dispatch = dispatch
         self._has_workers_at = has_workers_at
         self._has_room_at = has_room_at or (lambda location, _kind: has_workers_at(location))
+        self._has_room_on = has_room_on or (lambda _worker, _location, _kind: False)
         self._unclaimed = unclaimed
         self._claim_within_s = claim_within_s
         self._sending: set[asyncio.Task[None]] = set()
         self._awaiting: dict[JobKey, tuple[str, float]] = {}  # dispatched: (where, check at)
         self._queued_since: dict[JobKey, float] = {}  # unclaimed, no worker with room
+        self._sent_back: set[JobKey] = set()  # dispatched to the worker that ran them last
 
     def bind(self, drive: Driver) -> None:
         self._local.bind(drive)
 
-    def submit(self, kind: str, job_id: int, location: str | None = None) -> asyncio.Future[None]:
+    def submit(
+        self, kind: str, job_id: int, location: str | None = None, prefer: str | None = None
+    ) -> asyncio.Future[None]:
         """A job pinned to a location always goes to the workers, and waits for one there;
-        one that must run here (:data:`RUN_HERE`) never does."""
+        one that must run here (:data:`RUN_HERE`) never does. One that ``prefer`` (a live
+        worker with room there) ran last goes back to it: a paused load run's processes
+        wait there for its resume."""
         where = location or ANY_LOCATION
         pinned = where != ANY_LOCATION
         here = where == RUN_HERE or not (pinned or self._has_workers_at(where))
         if self._local.is_running(kind, job_id) or here:
             return self._local.submit(kind, job_id)
-        self._awaiting[(kind, job_id)] = (where, time.monotonic() + self._claim_within_s)
-        sending = asyncio.create_task(
-            self._send(kind, job_id, where), name=f"latlab-dispatch-{kind}"
-        )
+        key, to, within_s = (kind, job_id), where, self._claim_within_s
+        if prefer is not None and self._has_room_on(prefer, where, key):
+            to, within_s = worker_address(prefer), PREFERRED_WITHIN_S
+            self._sent_back.add(key)
+        self._awaiting[key] = (where, time.monotonic() + within_s)
+        sending = asyncio.create_task(self._send(kind, job_id, to), name=f"latlab-dispatch-{kind}")
         self._sending.add(sending)
         sending.add_done_callback(self._sending.discard)
         return sending
@@ -153,9 +180,14 @@ class FleetExecutor:
             try:
                 if not await self._unclaimed(*key):
                     self._queued_since.pop(key, None)
+                    self._sent_back.discard(key)
                     continue  # taken, or no longer running
             except StoreUnavailable:
                 self._awaiting[key] = (where, now + self._claim_within_s)  # look again later
+                continue
+            if key in self._sent_back:  # its worker did not take it: any worker may
+                self._sent_back.discard(key)
+                self.submit(*key, where)
                 continue
             if where != ANY_LOCATION and not self._has_workers_at(where):
                 self._awaiting[key] = (where, now + self._claim_within_s)  # waiting_for it

@@ -376,7 +376,8 @@ class JobManager:
             if not self._executor.is_running(job.kind, job.id):
                 self._driver.preload(job)
             where = self._runners[job.kind].location(job)
-            started.append(self._executor.submit(job.kind, job.id, where))
+            last_ran_on = job.progress.get("handed_from")  # set when started again
+            started.append(self._executor.submit(job.kind, job.id, where, last_ran_on))
             if not self._executor.is_running(job.kind, job.id):
                 self._driver.forget((job.kind, job.id))  # dispatched: it runs elsewhere
         return started
