@@ -16,10 +16,10 @@ and when each came:
 - exactness at the issue's full scale: ``-n 100000`` over the two shards; the target must
   count exactly 100,000, and the run's merged histogram must equal the sum of its shards',
   bucket for bucket;
-- control latency of a sharded run (two shards, 400 req/s), from the moment a control is
-  sent: a pause or a stop, to the last request the target reads from either worker; a
-  resume, to the first; the rate lowered to 4 req/s, to the last request of the old pace
-  (goal: 100 ms each).
+- control latency of a sharded run (two shards, 400 req/s, a third worker idle beside the
+  two), from the moment a control is sent: a pause or a stop, to the last request the target
+  reads from either worker; a resume, to the first; the rate lowered to 4 req/s, to the last
+  request of the old pace (goal: 100 ms each).
 
     python bench/load_shards.py [--connections 32] [--seconds 5] [--rounds 3]
                                 [--exact 100000] [--controls 10]
@@ -174,6 +174,13 @@ async def measure(
                 for shards in (1, 2):
                     runs[shards].append(await run_once(api, url, shards, per_shard, seconds))
             exactness = await exact_run(api, folder / "latlab.db", exact)
+            # An idle third worker: a resumed shard must still go back to its own.
+            stack.enter_context(process(["worker", "--capacity", "1"], env))
+
+            async def three_up() -> bool:
+                return len(await workers(api)) == 3
+
+            await until(three_up)
             latencies = await control_latencies(api, controls)
     return runs, exactness, latencies
 
