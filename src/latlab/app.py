@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -43,6 +42,7 @@ from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import count_jobs
 from latlab.jobs.runner import JobRunner, RunContext
 from latlab.measure.client import ProbeClient
+from latlab.serving.heap import freeze_start_up_objects
 from latlab.settings import Settings
 from latlab.storage import Store, open_store
 from latlab.storage.writer import BatchWriter
@@ -143,11 +143,8 @@ async def _resources(settings: Settings) -> AsyncIterator[AppState]:
         bind_manager(runners, jobs)
         # Registered before start() so that a failed start still cancels what it launched.
         stack.push_async_callback(jobs.shutdown)
-        if settings.freeze_gc:
-            # Everything loaded so far lives as long as the process; a full collection walking
-            # it took ~50 ms with 1,000 experiments running (bench/schedule_lateness.py).
-            gc.collect()
-            gc.freeze()
+        if settings.freeze_gc:  # everything loaded so far lives as long as the process
+            freeze_start_up_objects()
         await jobs.start()
         if shared is not None:
             from latlab.shared import start_answering

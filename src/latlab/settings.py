@@ -251,7 +251,8 @@ class Settings(BaseSettings):
     )
     freeze_gc: bool = Field(
         True,
-        description="Move start-up objects out of the cyclic GC; cuts GC pauses that delay probes.",
+        description="Move start-up objects out of the cyclic GC (API and pipeline services): "
+        "short GC pauses, which delay probes and acknowledgements.",
     )
 
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

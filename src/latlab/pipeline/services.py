@@ -37,6 +37,7 @@ from latlab.pipeline.receiver import Receiver
 from latlab.pipeline.runs import RunRecorder
 from latlab.pipeline.writer import FilesMismatch, OrderedWriter
 from latlab.reachable import until_reachable
+from latlab.serving.heap import freeze_start_up_objects
 from latlab.serving.priority import reclaim_the_cpu, yield_the_cpu
 from latlab.serving.routes import Router, route
 from latlab.serving.server import HttpServer
@@ -110,6 +111,8 @@ async def open_pipeline(
             )
             tallies[Role.HANDLER] = _watch(reporter, handler_tally(pipeline.handler))
             tasks.append(asyncio.create_task(pipeline.handler.run()))
+        if settings.freeze_gc:  # set up: what lives now lives as long as the process
+            freeze_start_up_objects()  # before yielding the CPU: a starved collection is long
         if in_background:
             yield_the_cpu()
         try:
