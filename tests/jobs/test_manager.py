@@ -9,12 +9,18 @@ from typing import Any
 import pytest
 
 from harness import running_engine
+from latlab.coordination.local import LocalCoordinator
+from latlab.jobs.clock import SystemClock
+from latlab.jobs.events import Events
+from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.manager import JobManager
 from latlab.jobs.runner import KindRunner, RunContext, Started
 from latlab.jobs.state import Action, InvalidTransition
+from latlab.measure.client import ProbeClient
 from latlab.storage import JobNotFound, JobRecord, JobState, Page, Store, StoreUnavailable
 from latlab.storage.memory import MemoryStore
 from latlab.storage.records import ProgressUpdate
+from latlab.storage.writer import BatchWriter
 
 
 class StepRunner(KindRunner):
@@ -208,3 +214,42 @@ async def test_a_kind_whose_close_meets_the_store_away_does_not_keep_the_next_fr
     async with running_engine(store, [first, second]):
         pass
     assert (first.closed, second.closed) == (True, True)
+
+
+class RecordingExecutor(InProcessExecutor):
+    """Runs here, and records where each job was asked to go back to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.back_to: list[tuple[int, str | None]] = []
+
+    def submit(
+        self, kind: str, job_id: int, location: str | None = None, prefer: str | None = None
+    ) -> asyncio.Future[None]:
+        self.back_to.append((job_id, prefer))
+        return super().submit(kind, job_id, location, prefer)
+
+
+async def test_only_a_job_started_again_is_sent_back_to_the_process_that_ran_it(
+    store: Store,
+) -> None:
+    """Found in review: an adopted job was sent back to the process its old ``handed_from``
+    named, a stream only that worker reads; not taken there, nobody sent it on."""
+    paused = await store.create_job("steps", {"steps": 1})
+    orphan = await store.create_job("steps", {"steps": 1})
+    for job, state in ((paused, JobState.PAUSED), (orphan, JobState.RUNNING)):
+        await store.set_state("steps", job.id, state, expected={JobState.CREATED})
+    ran_there = {"fleet": "worker-a", "handed_from": "worker-b"}
+    updates = [ProgressUpdate("steps", job.id, ran_there) for job in (paused, orphan)]
+    await store.checkpoint([], updates)
+    executor = RecordingExecutor()
+    async with BatchWriter(store, delay_s=0) as writer:
+        ctx = RunContext(store, writer, SystemClock(), ProbeClient(), LocalCoordinator(), Events())
+        manager = JobManager(ctx, executor, [StepRunner()])
+        try:
+            await manager.start()
+            await manager.adopted()  # the orphan: adopted here, sent back nowhere
+            await manager.act("steps", paused.id, Action.RESUME)
+        finally:
+            await manager.shutdown()
+    assert executor.back_to == [(orphan.id, None), (paused.id, "worker-a")]

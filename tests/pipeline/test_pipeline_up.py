@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -111,3 +112,18 @@ async def test_a_service_that_does_not_answer_shows_as_an_error_in_the_stats(
             stats = (await http.get("/stats")).json()
     assert stats["client"]["runs"] == 0
     assert "error" in stats["handler"]
+
+
+async def test_the_services_freeze_their_start_up_objects_only_when_asked(tmp_path: Path) -> None:
+    """``LATLAB_FREEZE_GC`` (the default): a full collection in ``pipeline up`` walked them
+    about once a second at 5,000 req/s, 43-48 ms each: the acknowledgement p99."""
+    gc.unfreeze()  # what an earlier test froze
+    try:
+        async with open_pipeline(pipeline_settings(tmp_path / "a", freeze_gc=True), ALL_ROLES):
+            frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+    async with open_pipeline(pipeline_settings(tmp_path / "b"), ALL_ROLES):
+        left = gc.get_freeze_count()
+    assert frozen > 0
+    assert left == 0

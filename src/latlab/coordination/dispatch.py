@@ -124,6 +124,11 @@ def _broker(url: str, prefix: str, streams: list[str], consumer: str = "") -> Re
     )
 
 
+# Brokers kept for workers' own streams: a worker's id is new at each start, so the oldest
+# go (each holds a Redis connection).
+WORKER_BROKERS_KEPT = 16
+
+
 class Dispatcher:
     """The API's side: sends a job to a lane and location."""
 
@@ -139,10 +144,16 @@ class Dispatcher:
             broker = _broker(self._url, self._prefix, [stream])
             await broker.startup()  # creates the group at 0 before any worker reads
             self._brokers[stream] = broker
+            await self._forget_old_worker_brokers()
         kicker: AsyncKicker[[str, int], None] = AsyncKicker(
             TASK_NAME, broker, labels={"queue_name": stream}
         )
         await kicker.kiq(kind, job_id)
+
+    async def _forget_old_worker_brokers(self) -> None:
+        own = [stream for stream in self._brokers if stream.rsplit(":", 1)[-1].startswith("@")]
+        for stream in own[:-WORKER_BROKERS_KEPT]:
+            await self._brokers.pop(stream).shutdown()
 
     async def close(self) -> None:
         for broker in self._brokers.values():

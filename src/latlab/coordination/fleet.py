@@ -84,7 +84,11 @@ class Fleet:
         ]
         gone = [worker_id for worker_id, text in zip(ids, described, strict=True) if text is None]
         if gone:
+            from latlab.coordination.dispatch import worker_streams  # it imports this module
+
             await self._redis.zrem(self._members, *gone)
+            # A worker killed never left: its own dispatch streams go with its entry.
+            await self._redis.delete(*(s for g in gone for s in worker_streams(self._prefix, g)))
         return [info for text in described if text is not None and (info := _parsed(text))]
 
 

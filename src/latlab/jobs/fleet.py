@@ -116,7 +116,7 @@ class FleetExecutor:
         self._dispatch = dispatch
         self._has_workers_at = has_workers_at
         self._has_room_at = has_room_at or (lambda location, _kind: has_workers_at(location))
-        self._has_room_on = has_room_on or (lambda _worker, _location, _kind: False)
+        self._has_room_on = has_room_on or (lambda _worker, _location, _key: False)
         self._unclaimed = unclaimed
         self._claim_within_s = claim_within_s
         self._sending: set[asyncio.Task[None]] = set()
@@ -140,6 +140,7 @@ class FleetExecutor:
         if self._local.is_running(kind, job_id) or here:
             return self._local.submit(kind, job_id)
         key, to, within_s = (kind, job_id), where, self._claim_within_s
+        self._sent_back.discard(key)
         if prefer is not None and self._has_room_on(prefer, where, key):
             to, within_s = worker_address(prefer), PREFERRED_WITHIN_S
             self._sent_back.add(key)

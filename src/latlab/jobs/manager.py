@@ -244,8 +244,9 @@ class JobManager:
                 if job.state is not JobState.RUNNING:
                     async with self._quota(kind, 1, limit):
                         job = await self._move(job, target, action)
+                    ran_on = job.progress.get("fleet")
                     job = await self._released(job)
-                    started = self._submit([job])
+                    started = self._submit([job], back_to=ran_on)
                 elif self._may_run_here(job):
                     started = self._submit([job])  # a no-op when its task runs here already
             else:
@@ -370,14 +371,17 @@ class JobManager:
         self._ctx.events.state_changed(moved)
         return moved
 
-    def _submit(self, jobs: Collection[JobRecord]) -> list[asyncio.Future[None]]:
+    def _submit(
+        self, jobs: Collection[JobRecord], back_to: str | None = None
+    ) -> list[asyncio.Future[None]]:
+        """``back_to``: the process that ran the (one) job until its pause, when it starts
+        again; a worker's processes may wait there for it."""
         started = []
         for job in jobs:
             if not self._executor.is_running(job.kind, job.id):
                 self._driver.preload(job)
             where = self._runners[job.kind].location(job)
-            last_ran_on = job.progress.get("handed_from")  # set when started again
-            started.append(self._executor.submit(job.kind, job.id, where, last_ran_on))
+            started.append(self._executor.submit(job.kind, job.id, where, back_to))
             if not self._executor.is_running(job.kind, job.id):
                 self._driver.forget((job.kind, job.id))  # dispatched: it runs elsewhere
         return started

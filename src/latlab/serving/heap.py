@@ -3,7 +3,7 @@
 A full collection walks every object the collector tracks. In a server most of them were made
 at start-up (modules, settings, engines, apps) and live as long as the process, yet each full
 pass walks them again: ~50 ms in the API with 1,000 experiments running
-(bench/schedule_lateness.py), and 45-75 ms about once a second in ``pipeline up`` at 5,000
+(bench/schedule_lateness.py), and 38-76 ms about once a second in ``pipeline up`` at 5,000
 req/s, which was its acknowledgement p99 (bench/pipeline_throughput.py). Frozen, they are out
 of every pass: ~3 ms.
 """
