@@ -60,7 +60,10 @@ async def results_heard(feed: Stream, experiment_id: int) -> list[int]:
     return sorted(f.json()["seq"] for f in frames if f.event == "result")
 
 
-async def test_every_api_process_hears_the_results_a_worker_makes(tmp_path: Path) -> None:
+async def test_every_api_process_hears_what_a_worker_measures(tmp_path: Path) -> None:
+    """An experiment's results on both live feeds and both ``/metrics``, stored once; then a
+    load run made on the worker, counted by both ``/metrics``. One set of processes for both:
+    each start costs seconds of the suite."""
     async with (
         CountingTarget() as target,
         two_apis_and_a_worker(tmp_path / "latlab.db") as (apis, worker),
@@ -75,38 +78,29 @@ async def test_every_api_process_hears_the_results_a_worker_makes(tmp_path: Path
             created = await first.post("/api/v1/experiments", json=spec, params={"start": True})
             experiment_id = created.json()["id"]
             heard = [await results_heard(feed, experiment_id) for feed in (feed_first, feed_second)]
-        counted = f'latlab_probe_results_total{{experiment="{experiment_id}",location="",'
-        counted += f'status_class="2xx"}} {COUNT}.0'
-
-        async def in_both_metrics() -> bool:
-            return all([counted in (await api.get("/metrics")).text for api in apis])
-
-        await wait_for(in_both_metrics, what="both API processes' /metrics to count the probes")
+        probes = f'latlab_probe_results_total{{experiment="{experiment_id}",location="",'
+        probes += f'status_class="2xx"}} {COUNT}.0'
+        await counted_by_both(apis, probes)
         stored = (await second.get(f"/api/v1/experiments/{experiment_id}/results")).json()
-    assert created.status_code == 201, created.text
-    assert f"probe job {experiment_id} claimed" in worker.output()  # not run by either API
-    assert heard == [list(range(COUNT))] * 2
-    assert (stored["count"], target.requests) == (COUNT, COUNT)
+        probed = target.requests
 
-
-async def test_every_api_process_counts_a_load_run_a_worker_makes(tmp_path: Path) -> None:
-    async with (
-        CountingTarget() as target,
-        two_apis_and_a_worker(tmp_path / "latlab.db") as (apis, worker),
-    ):
-        first, _ = apis
-        spec = {"url": f"http://127.0.0.1:{target.port}/", "requests": 300, "connections": 2}
-        created = await first.post(
-            "/api/v1/load-runs", json={**spec, "locations": ["eu-1"]}, params={"start": True}
+        load = {"url": f"http://127.0.0.1:{target.port}/", "requests": 300, "connections": 2}
+        made = await first.post(
+            "/api/v1/load-runs", json={**load, "locations": ["eu-1"]}, params={"start": True}
         )
-        run_id = created.json()["id"]
-        counted = f'latlab_load_requests_total{{run="{run_id}"}} 300.0'
-
-        async def in_both_metrics() -> bool:
-            return all([counted in (await api.get("/metrics")).text for api in apis])
-
-        await wait_for(in_both_metrics, what="both API processes' /metrics to count the run")
+        run_id = made.json()["id"]
+        await counted_by_both(apis, f'latlab_load_requests_total{{run="{run_id}"}} 300.0')
         [shard] = (await first.get(f"/api/v1/load-runs/{run_id}")).json()["progress"]["shards"]
-    assert created.status_code == 201, created.text
-    assert target.requests == 300
-    assert f"load_shard job {shard} claimed" in worker.output()  # not run by either API
+    assert (created.status_code, made.status_code) == (201, 201), (created.text, made.text)
+    assert f"probe job {experiment_id} claimed" in worker.output()  # not run by either API
+    assert f"load_shard job {shard} claimed" in worker.output()
+    assert heard == [list(range(COUNT))] * 2
+    assert (stored["count"], probed) == (COUNT, COUNT)
+    assert target.requests == COUNT + 300
+
+
+async def counted_by_both(apis: list[httpx.AsyncClient], line: str) -> None:
+    async def in_both_metrics() -> bool:
+        return all([line in (await api.get("/metrics")).text for api in apis])
+
+    await wait_for(in_both_metrics, what=f"both API processes' /metrics to show {line}")
