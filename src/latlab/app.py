@@ -6,7 +6,6 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 
 from fastapi import FastAPI
 
@@ -25,58 +24,22 @@ from latlab.api.v1 import events as v1_events
 from latlab.api.v1 import experiment_charts, experiments, load_runs, pipeline_runs, workers
 from latlab.api.v1 import overview as v1_overview
 from latlab.api.v1.targets import TargetCounts, targets_router
-from latlab.coordination import open_coordinator
-from latlab.exporters.influx import InfluxExporter, open_exporter
-from latlab.exporters.influx_load import InfluxLoadSink
-from latlab.exporters.influx_probes import InfluxProbeSink
-from latlab.exporters.prometheus import ControlMetricsPage, LoadMetrics, ProbeMetrics
-from latlab.jobs.clock import SystemClock
-from latlab.jobs.events import Events
+from latlab.exporters.prometheus import ControlMetricsPage
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.fleet import FleetWatch
-from latlab.jobs.kinds import bind_manager, builtin_runners
+from latlab.jobs.kinds import bind_manager
 from latlab.jobs.kinds.bot import BotRunner
 from latlab.jobs.kinds.probe_spec import probe_limits
-from latlab.jobs.live import LiveHub
 from latlab.jobs.manager import JobManager
 from latlab.jobs.queries import count_jobs
-from latlab.jobs.runner import JobRunner, RunContext
-from latlab.measure.client import ProbeClient
+from latlab.runtime import Sinks, job_runners, open_run_context
 from latlab.serving.heap import freeze_start_up_objects
 from latlab.settings import Settings
-from latlab.storage import Store, open_store
+from latlab.storage import Store
 from latlab.storage.writer import BatchWriter
 from latlab.web.pages import install_pages
 
 log = logging.getLogger("latlab")
-
-
-@dataclass(frozen=True, slots=True)
-class Sinks:
-    """Where the event seam delivers, besides the store."""
-
-    events: Events
-    live: LiveHub
-    probe_metrics: ProbeMetrics
-    influx: InfluxExporter | None
-    load_metrics: LoadMetrics
-
-
-async def _open_sinks(settings: Settings, stack: AsyncExitStack) -> Sinks:
-    events = Events()
-    live = LiveHub(settings.events_buffer)
-    probe_metrics = ProbeMetrics(settings.metrics_max_experiments)
-    load_metrics = LoadMetrics()
-    for sink in (live, probe_metrics, load_metrics):
-        events.subscribe(sink)
-    influx = open_exporter(settings)
-    if influx is not None:
-        influx.start()
-        # Closed last (the stack unwinds in reverse): the writer's last commits reach it first.
-        stack.push_async_callback(influx.close)
-        events.subscribe(InfluxProbeSink(influx))
-        events.subscribe(InfluxLoadSink(influx))
-    return Sinks(events, live, probe_metrics, influx, load_metrics)
 
 
 def _metrics_page(
@@ -91,37 +54,6 @@ def _metrics_page(
         influx=None if sinks.influx is None else sinks.influx.stats,
         load=sinks.load_metrics,
         workers=None if fleet is None else fleet.samples,
-    )
-
-
-async def open_run_context(settings: Settings, stack: AsyncExitStack) -> tuple[RunContext, Sinks]:
-    """What jobs run with (store, writer, Redis or local coordination, probes) and where
-    measurements go; everything closed by ``stack``. The API and a worker open the same."""
-    sinks = await _open_sinks(settings, stack)
-    store = await open_store(settings.storage_url, settings.startup_timeout_s)
-    stack.push_async_callback(store.close)
-    writer = await stack.enter_async_context(
-        BatchWriter(
-            store,
-            max_results=settings.write_batch_size,
-            delay_s=settings.write_batch_delay_s,
-            committed=sinks.events.committed,  # the seam: sinks hear of results once stored
-        )
-    )
-    coordinator = await open_coordinator(
-        settings.redis_url, settings.redis_prefix, settings.startup_timeout_s
-    )
-    stack.push_async_callback(coordinator.close)
-    probes = ProbeClient.from_settings(settings)
-    return RunContext(store, writer, SystemClock(), probes, coordinator, sinks.events), sinks
-
-
-def job_runners(settings: Settings) -> list[JobRunner]:
-    return builtin_runners(
-        bot_tick_s=settings.bots_tick_s,
-        bot_log_ticks=settings.bots_log_ticks,
-        stats_flush_results=settings.stats_flush_results,
-        load_ca_file=settings.probe_ca_file,
     )
 
 

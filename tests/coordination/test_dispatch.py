@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from latlab.coordination.dispatch import Dispatcher, Handling, Lane, receive, stream_name
+from latlab.coordination.dispatch import Dispatcher, Handling, receive
+from latlab.coordination.streams import Lane, stream_name
 from services import drop_redis_keys, require_redis
 
 Got = list[tuple[str, int]]

@@ -67,16 +67,17 @@ async def _work(settings: Settings, location: str, capacity: int, log: StartupLo
 @asynccontextmanager
 async def open_worker(settings: Settings, *, location: str, capacity: int) -> AsyncIterator[str]:
     """A running worker until the block ends; yields its id."""
-    from latlab.app import job_runners, open_run_context
-    from latlab.coordination.dispatch import Handling, Lane, receive
+    from latlab.coordination.dispatch import Handling, receive
     from latlab.coordination.fleet import Fleet
     from latlab.coordination.redis import open_client
     from latlab.coordination.requests import OwnerRequests
+    from latlab.coordination.streams import Lane
     from latlab.jobs.executor import InProcessExecutor
     from latlab.jobs.manager import JobManager
     from latlab.jobs.relay import RelaySink
     from latlab.jobs.supervise import supervise
     from latlab.jobs.worker import Worker
+    from latlab.runtime import job_runners, open_run_context
     from latlab.shared import serve_load_questions, spawn
 
     assert settings.redis_url is not None
@@ -135,7 +136,7 @@ async def open_worker(settings: Settings, *, location: str, capacity: int) -> As
 
 
 async def _leave(fleet: Fleet, worker: Worker, client: Redis, prefix: str) -> None:
-    from latlab.coordination.dispatch import worker_streams
+    from latlab.coordination.streams import worker_streams
 
     worker_id = worker.info().id
     try:

@@ -24,7 +24,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from taskiq import AckableMessage, AsyncBroker
@@ -33,34 +33,15 @@ from taskiq_redis import RedisStreamBroker
 
 from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination.fleet import ANY_LOCATION
+from latlab.coordination.streams import Lane, lane_of, stream_name, worker_address
 
 TASK_NAME = "latlab.run_job"
 READ_BLOCK_MS = 1000
 STREAM_MAXLEN = 100_000  # acknowledged messages are trimmed, approximately, past this many
-Lane = Literal["heavy", "light"]
 RunJob = Callable[[str, int], Awaitable[None]]
 StreamEntries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]  # XREADGROUP's reply
 
 log = logging.getLogger("latlab.worker")
-
-
-def lane_of(kind: str) -> Lane:
-    return "light" if kind == "bot" else "heavy"
-
-
-def stream_name(prefix: str, lane: Lane, location: str) -> str:
-    return f"{prefix}:dispatch:{lane}:{location}"
-
-
-def worker_address(worker_id: str) -> str:
-    """The "location" only the worker ``worker_id`` reads: a job started again goes back to
-    the worker that ran it (its load processes wait there). No location has an ``@``."""
-    return f"@{worker_id}"
-
-
-def worker_streams(prefix: str, worker_id: str) -> list[str]:
-    """The streams of a worker's own address (dropped when it leaves the fleet)."""
-    return [stream_name(prefix, lane, worker_address(worker_id)) for lane in get_args(Lane)]
 
 
 class _StreamBroker(RedisStreamBroker):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from latlab.coordination.base import JobKey
+from latlab.coordination.streams import worker_streams
 
 if TYPE_CHECKING:  # imported by the API's schemas: no Redis client loaded for them
     import redis.asyncio as redis
@@ -84,8 +85,6 @@ class Fleet:
         ]
         gone = [worker_id for worker_id, text in zip(ids, described, strict=True) if text is None]
         if gone:
-            from latlab.coordination.dispatch import worker_streams  # it imports this module
-
             await self._redis.zrem(self._members, *gone)
             # A worker killed never left: its own dispatch streams go with its entry.
             await self._redis.delete(*(s for g in gone for s in worker_streams(self._prefix, g)))

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination import JobKey
-from latlab.coordination.dispatch import lane_of, worker_address
 from latlab.coordination.fleet import ANY_LOCATION, Fleet, WorkerInfo
+from latlab.coordination.streams import lane_of, worker_address
 from latlab.exporters.prometheus_fleet import WorkerSample
 from latlab.jobs.executor import Driver, InProcessExecutor
 from latlab.jobs.runner import RUN_HERE

@@ -14,8 +14,8 @@ import logging
 
 from latlab.cancellation import deliver_lost_cancel
 from latlab.coordination import JobKey
-from latlab.coordination.dispatch import lane_of
 from latlab.coordination.fleet import Fleet, WorkerInfo
+from latlab.coordination.streams import lane_of
 from latlab.jobs.executor import InProcessExecutor
 from latlab.jobs.manager import JobManager
 from latlab.jobs.runner import RunContext
