@@ -358,9 +358,11 @@ def worker_refused(
     db: Path, env: dict[str, str], redis_url: str
 ) -> subprocess.CompletedProcess[bytes]:
     environment = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{db}", **env}
+    # A Redis it does not trust is tried until the start-up timeout: 5 s by default.
+    refused = {"LATLAB_REDIS_URL": redis_url, "LATLAB_STARTUP_TIMEOUT_S": "0.5"}
     return subprocess.run(
         [sys.executable, "-m", "latlab", "worker"],
-        env={**environment, "LATLAB_REDIS_URL": redis_url},
+        env={**environment, **refused},
         capture_output=True,
         timeout=60,
         check=False,

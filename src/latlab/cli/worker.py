@@ -143,5 +143,5 @@ async def _leave(fleet: Fleet, worker: Worker, client: Redis, prefix: str) -> No
         await fleet.leave(worker_id)
         # Jobs sent back to it after this go to any worker once it does not take them.
         await client.delete(*worker_streams(prefix, worker_id))
-    except Exception as exc:  # its entry expires with the lease anyway (and the streams go
-        logger.warning("could not leave the fleet at shutdown: %s", exc)  # with the entry)
+    except Exception as exc:  # its entry expires with the lease, its streams with the entry
+        logger.warning("could not leave the fleet at shutdown: %s", exc)
