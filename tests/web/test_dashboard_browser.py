@@ -9,6 +9,7 @@ import json
 import re
 import sys
 from collections.abc import Awaitable, Callable
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,7 +75,15 @@ async def created(api: httpx.AsyncClient, port: int, **fields: Any) -> int:
 
 def ms_text(value: float) -> str:
     """A latency as the pages write it (api.js ``ms``)."""
-    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+    digits = 2 if value < 10 else 1 if value < 100 else 0
+    return to_fixed(value, digits)
+
+
+def to_fixed(value: float, digits: int) -> str:
+    """JavaScript's ``toFixed``: a value exactly halfway goes away from zero, where Python's
+    format goes to the even digit (-0.625 is "-0.63" on the page, "-0.62" in Python: a fresh
+    CI run failed on it)."""
+    return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 async def completed(api: httpx.AsyncClient, port: int, **fields: Any) -> int:
@@ -513,7 +522,7 @@ async def test_an_experiment_at_two_locations_draws_both_series_and_pages_each(
         )
         newest = stored.json()["data"][-1]
         latency = await rows.first.locator("td").nth(3).inner_text()
-        assert latency == f"{newest['latency_ms']:.2f}"
+        assert latency == ms_text(newest["latency_ms"])
         # The CLI's view of it: both locations' probes, and a sparkline of all 24.
         watch = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "latlab", "experiment", "watch", str(experiment_id),
@@ -736,8 +745,8 @@ async def test_compare_draws_both_percentile_curves_and_their_difference(
             "p99",
             ms_text(a),
             ms_text(b),
-            f"{b - a:+.2f}",
-            f"{b / a:.2f}{times}",
+            ("+" if b - a >= 0 else "") + to_fixed(b - a, 2),
+            f"{to_fixed(b / a, 2)}{times}",
         ]
         await tab.screenshot(screenshots / "compare.png")
     assert tab.blocked == []
