@@ -79,6 +79,11 @@ async def workers(api: httpx.AsyncClient) -> dict[str, list[tuple[str, int]]]:
     }
 
 
+async def listed(api: httpx.AsyncClient, worker_id: str) -> bool:
+    """Whether ``GET /api/v1/workers`` lists the worker."""
+    return worker_id in await workers(api)
+
+
 async def holder(api: httpx.AsyncClient, key: tuple[str, int]) -> str | None:
     """The live worker that runs ``key`` now, if any."""
     return next((wid for wid, jobs in (await workers(api)).items() if key in jobs), None)

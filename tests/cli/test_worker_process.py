@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fleet import WorkerProcess, fleet_env, holder, latlab_worker, workers
+from fleet import WorkerProcess, fleet_env, holder, latlab_worker, listed, workers
 from harness import CountingTarget, latlab_serve, wait_for, wait_state
 from latlab.storage import open_store
 from outages import OwnRedis
@@ -84,7 +84,7 @@ async def api_and_worker(
         latlab_worker(db, env, *args) as worker,
     ):
         async with httpx.AsyncClient(base_url=url, timeout=10) as api:
-            await wait_for(lambda: _listed(api, worker.id), what="the worker listed")
+            await wait_for(lambda: listed(api, worker.id), what="the worker listed")
             yield api, worker
 
 
@@ -132,10 +132,6 @@ async def test_an_experiment_runs_on_a_worker_not_in_the_api_process(
         await wait_for(relayed, what="the API's /metrics to count the worker's probes")
     assert [(w["id"], w["location"], w["capacity"]) for w in listed] == [(worker.id, "eu-1", 3)]
     assert f"probe job {experiment_id} claimed" in worker.output()
-
-
-async def _listed(api: httpx.AsyncClient, worker_id: str) -> bool:
-    return worker_id in await workers(api)
 
 
 async def test_sigkill_of_the_running_worker_hands_the_experiment_on_with_every_probe_once(
@@ -273,7 +269,7 @@ async def test_a_job_pinned_to_a_location_waits_for_a_worker_there(
         latlab_worker(db, env, "--location", "eu-1", name="eu") as elsewhere,
     ):
         async with httpx.AsyncClient(base_url=url, timeout=10) as api:
-            await wait_for(lambda: _listed(api, elsewhere.id), what="the eu-1 worker listed")
+            await wait_for(lambda: listed(api, elsewhere.id), what="the eu-1 worker listed")
             created = (await api.post("/api/v1/experiments?start=true", json=spec)).json()
             experiment_id = created["id"]
             waiting = await wait_state(api, experiment_id, "running")
@@ -380,7 +376,7 @@ async def test_after_redis_restarts_empty_jobs_still_go_to_the_worker(
             await wait_state(api, before, "completed")
             redis.stop()
             redis.start()  # no persistence: streams, groups, leases and the fleet are gone
-            await wait_for(lambda: _listed(api, worker.id), what="the worker listed again")
+            await wait_for(lambda: listed(api, worker.id), what="the worker listed again")
             after = await start_experiment(api, targets_port, count=5)
             await wait_state(api, after, "completed")
             assert sorted(r["seq"] for r in await results(api, after)) == list(range(5))

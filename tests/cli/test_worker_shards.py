@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fleet import WorkerProcess, fleet_env, latlab_worker, workers
+from fleet import WorkerProcess, fleet_env, latlab_worker, listed, workers
 from harness import CountingTarget, latlab_serve, wait_for
 from latlab.measure.load.seconds import SecondStats
 from latlab.storage import open_store
@@ -185,7 +185,7 @@ async def test_a_paused_shard_resumes_on_its_worker_in_the_processes_started_whi
         shards = (await api.get(f"{RUNS}/{run_id}")).json()["progress"]["shards"]
         loading = {pid for worker in (a, b) for pid in load_workers(worker.process.pid)}
         with latlab_worker(db, env, "--capacity", "1", name="c") as c:
-            await wait_for(lambda: _listed(api, c.id), what="the third worker listed")
+            await wait_for(lambda: listed(api, c.id), what="the third worker listed")
             paused = await api.post(f"{RUNS}/{run_id}/pause")
 
             async def each_warm() -> bool:
@@ -221,7 +221,3 @@ async def shard_requests(db: Path, shards: list[int]) -> list[int]:
         ]
     finally:
         await store.close()
-
-
-async def _listed(api: httpx.AsyncClient, worker_id: str) -> bool:
-    return worker_id in await workers(api)

@@ -13,7 +13,6 @@ from harness import CountingTarget, running_engine, wait_for
 from latlab.jobs.kinds import load_warm
 from latlab.jobs.kinds.load import LoadRunner
 from latlab.jobs.kinds.load_warm import ResumeWarmth
-from latlab.jobs.manager import JobManager
 from latlab.jobs.state import Action
 from latlab.storage import JobState, Store
 from load_workers import kept, load_workers
@@ -83,7 +82,7 @@ def slow_spec(port: int, **fields: Any) -> dict[str, Any]:
     return {"url": f"http://127.0.0.1:{port}/", "connections": 2, "duration": "60s", **fields}
 
 
-async def first_second(manager: JobManager, store: Store, job_id: int) -> None:
+async def first_second(store: Store, job_id: int) -> None:
     async def counting() -> bool:
         return int((await store.get_job("load", job_id)).progress.get("seconds", 0)) >= 1
 
@@ -95,8 +94,8 @@ async def test_a_stopped_or_deleted_run_leaves_no_process_behind(store: Store) -
     async with CountingTarget() as target, running_engine(store, [runner]) as manager:
         stopped = await manager.create("load", slow_spec(target.port, workers=2), start=True)
         deleted = await manager.create("load", slow_spec(target.port, workers=2), start=True)
-        await first_second(manager, store, stopped.id)
-        await first_second(manager, store, deleted.id)
+        await first_second(store, stopped.id)
+        await first_second(store, deleted.id)
         await manager.act("load", stopped.id, Action.STOP)
         await manager.delete("load", deleted.id)
         await runner.warmth.settled()
