@@ -8,12 +8,21 @@ import httpx
 import pytest
 
 from harness import bound_port, run_api, start_targets
+from heap import freeze_heap
 from latlab.settings import Settings
 from latlab.storage import Store, open_store
 from services import free_port, mongo_server, postgres_database, truncate_postgres
 
 STORE_KINDS = ["memory", "sqlite", "postgres", "mongo"]
 BOT_TICK_S = 0.05
+
+
+@pytest.hookimpl(trylast=True)  # after the module's fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """What is still alive between two test modules mostly lives on to the end, and every full
+    collection would walk it again (tests/heap.py): out of their reach it goes."""
+    if nextitem is None or getattr(nextitem, "module", None) is not getattr(item, "module", None):
+        freeze_heap()
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +80,13 @@ async def api(store_url: str) -> AsyncIterator[httpx.AsyncClient]:
         Settings(storage_url=store_url, probe_timeout_s=5, freeze_gc=False)
     ) as client:
         yield client
+
+
+@pytest.fixture
+def frozen_heap() -> None:
+    """For a test that asserts on timing in this process: the heap so far is out of the
+    collector's passes (tests/heap.py), so that none of them stalls what is measured."""
+    freeze_heap()
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from harness import run_api
+from heap import freeze_heap
 from latlab.api.schemas import Experiment, seed_experiment, seed_result
 from latlab.jobs.kinds.probe import KIND
 from latlab.settings import Settings
@@ -78,18 +77,6 @@ class LoopWatch:
             last = now
 
 
-@contextmanager
-def frozen_gc() -> Iterator[None]:
-    """The heap so far kept out of the cyclic GC, as ``latlab serve`` does once started
-    (freeze_gc): a full collection of the test process's heap stalls the loop on its own."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 async def _healthz_times_s(api: httpx.AsyncClient, done: asyncio.Event) -> list[float]:
     times = []
     while not done.is_set():
@@ -110,13 +97,13 @@ async def test_a_large_result_dump_leaves_the_loop_free(
     async with run_api(_settings(url)) as api:
         # FastAPI prepares a route on its first request (~0.1 s): not what is measured here.
         await api.get("/result_experiment", params={"experiment_id": job.id + 1})
-        with frozen_gc():
-            watcher = asyncio.create_task(watch.run())
-            health = asyncio.create_task(_healthz_times_s(api, done))
-            response = await api.get("/result_experiment", params={"experiment_id": job.id})
-            done.set()
-            times_s = await health
-            watcher.cancel()
+        freeze_heap()
+        watcher = asyncio.create_task(watch.run())
+        health = asyncio.create_task(_healthz_times_s(api, done))
+        response = await api.get("/result_experiment", params={"experiment_id": job.id})
+        done.set()
+        times_s = await health
+        watcher.cancel()
     assert response.status_code == 200
     results = response.json()["results"]
     assert len(results) == RESULTS

@@ -63,6 +63,7 @@ async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.005)
 
 
+@pytest.mark.usefixtures("frozen_heap")
 async def test_numbers_are_consecutive_and_one_per_tick(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "latlab.bots")
     async with fleet_on(MemoryStore()) as fleet:

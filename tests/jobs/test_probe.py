@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 
 from harness import CountingTarget, wait_done, wait_state
 
@@ -29,6 +30,7 @@ def seconds(result: dict[str, Any], key: str) -> float:
     return datetime.fromisoformat(result[key]).timestamp()
 
 
+@pytest.mark.usefixtures("frozen_heap")
 async def test_schedule_does_not_drift(api: httpx.AsyncClient, targets_port: int) -> None:
     experiment_id = await start_experiment(api, targets_port, interval_s=0.1, count=20)
     await wait_state(api, experiment_id, "completed")

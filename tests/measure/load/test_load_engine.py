@@ -127,6 +127,7 @@ async def test_the_warm_up_is_sent_but_not_counted() -> None:
     assert target.requests > 300
 
 
+@pytest.mark.usefixtures("frozen_heap")
 async def test_the_open_model_sends_at_the_rate_without_drift() -> None:
     async with ScriptedTarget() as target:
         _, summary = await run(plan_for(target.port, rate=400.0, duration_s=1.5))
@@ -137,6 +138,7 @@ async def test_the_open_model_sends_at_the_rate_without_drift() -> None:
     assert summary["late_sends"] <= 30  # on time, bar a busy machine's hiccup
 
 
+@pytest.mark.usefixtures("frozen_heap")
 async def test_a_stall_shows_in_the_corrected_latency_and_hides_from_the_service_one() -> None:
     # One connection at 100 req/s; the 50th answer takes a second: the ~100 sends due
     # meanwhile leave late, each answered at once, so only their corrected latency sees it.
