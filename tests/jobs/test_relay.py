@@ -121,7 +121,8 @@ async def test_nothing_is_relayed_while_no_other_process_listens(
     await until_listening(client, channel)
     await out.count_listeners(client)
     alone = out.active
-    out.deleted("bot", 1)  # nobody else to tell: not even encoded
+    out.deleted("bot", 1)  # nobody else to tell: held, not encoded
+    await out.count_listeners(client)  # still nobody: let go
     other = asyncio.create_task(listen(client, channel, "another process", [sink]))
     await until_listening(client, channel, 2)
     await out.count_listeners(client)
@@ -132,6 +133,29 @@ async def test_nothing_is_relayed_while_no_other_process_listens(
     await asyncio.gather(mine, publishing, other, return_exceptions=True)
     assert alone is False
     assert sink.got == [("deleted", "bot", 2)]
+
+
+async def test_a_process_that_listens_before_the_next_count_hears_what_came_since(
+    client: aioredis.Redis,
+) -> None:
+    """Found by starting an API process and a worker together: the worker counted nobody,
+    the API subscribed, and the experiment the worker ran within the next second reached
+    neither the API's feed nor its /metrics."""
+    channel = f"relay-{secrets.token_hex(4)}:events"
+    out, sink = RelaySink(channel), Recording()
+    publishing = asyncio.create_task(out.publish(client))
+    await out.count_listeners(client)
+    alone = out.active
+    other = asyncio.create_task(listen(client, channel, "an API started now", [sink]))
+    await until_listening(client, channel)
+    out.deleted("probe", 1)  # made after the API listened, before the worker counted again
+    await out.count_listeners(client)
+    await asyncio.wait_for(sink.count.wait(), 5)
+    for task in (publishing, other):
+        task.cancel()
+    await asyncio.gather(publishing, other, return_exceptions=True)
+    assert alone is False
+    assert sink.got == [("deleted", "probe", 1)]
 
 
 def test_past_the_bound_events_are_dropped_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,17 +8,21 @@ InfluxDB: the process that ran the job writes it there). Fire and forget, like t
 other sinks: if Redis is away a batch is dropped and counted; the store has every result,
 and a live client replays from it when it reconnects. Nothing is encoded while no other
 process listens (one API process with Redis for its bots pays nothing): the sink counts the
-channel's listeners every second.
+channel's listeners every second, and holds what came since the last count, unencoded, until
+the next one says whether anybody listens. A process that subscribed in between (an API
+started beside running workers) would otherwise miss up to a second of events made after it
+listened: its ``/metrics`` missed a worker's whole 20-probe experiment so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -78,12 +82,19 @@ class RelaySink(SinkBase):
         self.active = False  # another process listens
         self._own_listeners = int(listening_here)
         self._channel = channel
-        self._pending: list[Event] = []
+        self._pending: list[Callable[[], Event]] = []  # encoded only when published
         self._wakeup = asyncio.Event()
 
     async def count_listeners(self, client: redis.Redis) -> None:
+        """Whether another process listens now. If so, what was held since the last count
+        goes out (it came after whoever subscribed meanwhile did); if not, it is let go."""
+        held = len(self._pending)
         [(_, listeners)] = await client.pubsub_numsub(self._channel)
         self.active = int(listeners) > self._own_listeners
+        if self.active:
+            self._wakeup.set()
+        else:
+            del self._pending[:held]  # what came during the count waits for the next one
 
     async def watch_listeners(self, client: redis.Redis) -> None:
         """Count the channel's listeners every second until cancelled (supervised)."""
@@ -92,28 +103,26 @@ class RelaySink(SinkBase):
             await self.count_listeners(client)
             await asyncio.sleep(LISTENERS_EVERY_S)
 
-    def _add(self, event: Event) -> None:
-        if not self.active:
-            return
+    def _add(self, event: Callable[[], Event]) -> None:
         if len(self._pending) >= MAX_PENDING:
-            self.dropped += 1
+            if self.active:  # while nobody listens nothing is missed
+                self.dropped += 1
             return
         self._pending.append(event)
-        self._wakeup.set()
+        if self.active:
+            self._wakeup.set()
 
     def probed(self, experiment_id: int, tags: ProbeTags, results: Sequence[ProbeResult]) -> None:
-        if self.active:
-            rows = [_result_row(result) for result in results]
-            self._add({"probed": experiment_id, "tags": _plain(tags), "results": rows})
+        self._add(functools.partial(_probed, experiment_id, tags, tuple(results)))
 
     def load_second(self, tags: LoadTags, second: LoadSecond) -> None:
-        self._add({"load_second": _plain(second), "tags": _plain(tags)})
+        self._add(functools.partial(_load_second, tags, second))
 
     def state_changed(self, change: StateChange) -> None:
-        self._add({"state_changed": _plain(change)})
+        self._add(functools.partial(_state_changed, change))
 
     def deleted(self, kind: str, job_id: int) -> None:
-        self._add({"deleted": [kind, job_id]})
+        self._add(functools.partial(_deleted, kind, job_id))
 
     async def publish(self, client: redis.Redis) -> None:
         """Publish what the seam delivers until cancelled (supervised)."""
@@ -131,15 +140,34 @@ class RelaySink(SinkBase):
             log.warning("last relayed events not published: %s", exc)
 
     async def _publish_pending(self, client: redis.Redis) -> None:
+        if not self.active:
+            return  # held for the next count of listeners
         batch, self._pending = self._pending, []
         if not batch:
             return
-        message = json.dumps({"origin": self.origin, "events": batch})
+        message = json.dumps({"origin": self.origin, "events": [event() for event in batch]})
         try:
             await client.publish(self._channel, message)
         except Exception:
             self.dropped += len(batch)
             raise
+
+
+def _probed(experiment_id: int, tags: ProbeTags, results: Sequence[ProbeResult]) -> Event:
+    rows = [_result_row(result) for result in results]
+    return {"probed": experiment_id, "tags": _plain(tags), "results": rows}
+
+
+def _load_second(tags: LoadTags, second: LoadSecond) -> Event:
+    return {"load_second": _plain(second), "tags": _plain(tags)}
+
+
+def _state_changed(change: StateChange) -> Event:
+    return {"state_changed": _plain(change)}
+
+
+def _deleted(kind: str, job_id: int) -> Event:
+    return {"deleted": [kind, job_id]}
 
 
 def deliver(event: Event, sinks: Sequence[Sink]) -> None:
