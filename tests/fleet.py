@@ -8,15 +8,15 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from harness import latlab_serve, wait_for
-from services import require_redis
+from harness import spawned_serve, wait_for
+from services import require_redis, wait_for_port
 
 UP = re.compile(rb"worker (\w+) up")
 
@@ -41,6 +41,25 @@ def latlab_worker(
     db: Path, env: dict[str, str], *args: str, name: str = "worker"
 ) -> Iterator[WorkerProcess]:
     """``python -m latlab worker`` on SQLite ``db``; returns once it has announced itself."""
+    with spawned_worker(db, env, *args, name=name) as spawned:
+        yield spawned.announced()
+
+
+@dataclass
+class SpawnedWorker:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def announced(self) -> WorkerProcess:
+        """The worker once it has announced itself."""
+        return WorkerProcess(self.process, _announced_id(self.process, self.log), self.log)
+
+
+@contextmanager
+def spawned_worker(
+    db: Path, env: dict[str, str], *args: str, name: str = "worker"
+) -> Iterator[SpawnedWorker]:
+    """``latlab_worker`` without the wait for its announcement; killed on the way out."""
     environment = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{db}", **env}
     log = db.parent / f"{name}.log"
     with log.open("wb") as out:
@@ -51,11 +70,31 @@ def latlab_worker(
             stderr=subprocess.STDOUT,
         )
     try:
-        yield WorkerProcess(process, _announced_id(process, log), log)
+        yield SpawnedWorker(process, log)
     finally:
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+@contextmanager
+def serve_and_workers(
+    db: Path, env: dict[str, str], workers: Mapping[str, Sequence[str]], *, serves: int = 1
+) -> Iterator[tuple[list[str], list[WorkerProcess]]]:
+    """``serves`` API processes (``--no-targets``) and a worker for each name in ``workers``
+    (with its arguments), all started at once, then waited for: the URLs and the workers.
+    Together they take about the time of one start, not of each in turn."""
+    with ExitStack() as stack:
+        apis = [
+            stack.enter_context(spawned_serve(db, "--no-targets", env=env)) for _ in range(serves)
+        ]
+        spawned = [
+            stack.enter_context(spawned_worker(db, env, *args, name=name))
+            for name, args in workers.items()
+        ]
+        for process, url in apis:
+            wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]), 30, process)
+        yield [url for _, url in apis], [worker.announced() for worker in spawned]
 
 
 def _announced_id(process: subprocess.Popen[bytes], log: Path, timeout_s: float = 30) -> str:
@@ -95,12 +134,8 @@ async def api_and_workers(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, list[WorkerProcess]]]:
     """A worker at each of ``locations`` (in that order)."""
     env = fleet_env(require_redis())
-    with ExitStack() as stack:
-        _, url = stack.enter_context(latlab_serve(db, "--no-targets", env=env))
-        started = [
-            stack.enter_context(latlab_worker(db, env, "--location", where, name=f"w{n}"))
-            for n, where in enumerate(locations)
-        ]
+    names = {f"w{n}": ("--location", where) for n, where in enumerate(locations)}
+    with serve_and_workers(db, env, names) as ([url], started):
         async with httpx.AsyncClient(base_url=url, timeout=10) as api:
 
             async def all_listed() -> bool:

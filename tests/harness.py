@@ -145,13 +145,22 @@ def latlab_serve(
     db: Path, *args: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``python -m latlab serve`` on a free port with SQLite ``db``; output to serve-PORT.log."""
+    with spawned_serve(db, *args, env=env) as (process, url):
+        wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]), 30, process)
+        yield process, url
+
+
+@contextmanager
+def spawned_serve(
+    db: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``latlab_serve`` without the wait for its port: other processes start meanwhile."""
     port = free_port()
     environment = {**os.environ, "LATLAB_STORAGE_URL": f"sqlite+aiosqlite:///{db}", **(env or {})}
     command = [sys.executable, "-m", "latlab", "serve", "--port", str(port), *args]
     log = (db.parent / f"serve-{port}.log").open("wb")
     process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for_port("127.0.0.1", port, 30, process)
         yield process, f"http://127.0.0.1:{port}"
     finally:
         if process.poll() is None:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fleet import fleet_env, latlab_worker, workers
+from fleet import fleet_env, serve_and_workers, workers
 from harness import CountingTarget, latlab_serve, wait_for
 from proxy import TcpProxy
 from services import free_port, require_redis
@@ -61,10 +61,10 @@ async def test_shards_on_two_workers_send_exactly_n_and_report_as_a_local_run(
     env = fleet_env(require_redis())
     db, out, rows = tmp_path / "latlab.db", tmp_path / "out.json", tmp_path / "out.csv"
     async with CountingTarget() as target:
-        with (
-            latlab_serve(db, "--no-targets", env=env) as (_, server),
-            latlab_worker(db, env, "--capacity", "1", name="a"),
-            latlab_worker(db, env, "--capacity", "1", name="b"),
+        one_shard_each = ("--capacity", "1")
+        with serve_and_workers(db, env, {"a": one_shard_each, "b": one_shard_each}) as (
+            [server],
+            _,
         ):
             async with httpx.AsyncClient(base_url=server) as api:
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fleet import WorkerProcess, fleet_env, latlab_worker, workers
-from harness import CountingTarget, latlab_serve, wait_for
+from fleet import WorkerProcess, fleet_env, serve_and_workers, workers
+from harness import CountingTarget, wait_for
 from services import require_redis
 from sse import Frame, Stream, subscribed
 
@@ -29,10 +29,9 @@ async def two_apis_and_a_worker(
     db: Path,
 ) -> AsyncIterator[tuple[list[httpx.AsyncClient], WorkerProcess]]:
     env = fleet_env(require_redis())
-    with (
-        latlab_serve(db, "--no-targets", env=env) as (_, first),
-        latlab_serve(db, "--no-targets", env=env) as (_, second),
-        latlab_worker(db, env, "--location", "eu-1") as worker,
+    with serve_and_workers(db, env, {"worker": ("--location", "eu-1")}, serves=2) as (
+        [first, second],
+        [worker],
     ):
         async with AsyncExitStack() as stack:
             apis = [

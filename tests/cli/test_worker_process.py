@@ -23,7 +23,15 @@ from typing import Any
 import httpx
 import pytest
 
-from fleet import WorkerProcess, fleet_env, holder, latlab_worker, listed, workers
+from fleet import (
+    WorkerProcess,
+    fleet_env,
+    holder,
+    latlab_worker,
+    listed,
+    serve_and_workers,
+    workers,
+)
 from harness import CountingTarget, latlab_serve, wait_for, wait_state
 from latlab.storage import open_store
 from outages import OwnRedis
@@ -79,10 +87,7 @@ async def wait_held(api: httpx.AsyncClient, experiment_id: int, done: int) -> st
 async def api_and_worker(
     db: Path, env: dict[str, str], *args: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, WorkerProcess]]:
-    with (
-        latlab_serve(db, "--no-targets", env=env) as (_, url),
-        latlab_worker(db, env, *args) as worker,
-    ):
+    with serve_and_workers(db, env, {"worker": args}) as ([url], [worker]):
         async with httpx.AsyncClient(base_url=url, timeout=10) as api:
             await wait_for(lambda: listed(api, worker.id), what="the worker listed")
             yield api, worker
@@ -92,11 +97,7 @@ async def api_and_worker(
 async def api_and_two_workers(
     db: Path, env: dict[str, str]
 ) -> AsyncIterator[tuple[httpx.AsyncClient, WorkerProcess, WorkerProcess]]:
-    with (
-        latlab_serve(db, "--no-targets", env=env) as (_, url),
-        latlab_worker(db, env, name="a") as a,
-        latlab_worker(db, env, name="b") as b,
-    ):
+    with serve_and_workers(db, env, {"a": (), "b": ()}) as ([url], [a, b]):
         async with httpx.AsyncClient(base_url=url, timeout=10) as api:
             await wait_for(lambda: _both_listed(api, a.id, b.id), what="both workers listed")
             yield api, a, b

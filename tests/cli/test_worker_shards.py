@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fleet import WorkerProcess, fleet_env, latlab_worker, listed, workers
-from harness import CountingTarget, latlab_serve, wait_for
+from fleet import WorkerProcess, fleet_env, latlab_worker, listed, serve_and_workers, workers
+from harness import CountingTarget, wait_for
 from latlab.measure.load.seconds import SecondStats
 from latlab.storage import open_store
 from latlab.storage.records import TOTAL_BUCKET
@@ -32,10 +32,10 @@ async def api_and_two_workers(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, WorkerProcess, WorkerProcess]]:
     """One shard a worker: ``--capacity 1`` each."""
     env = env or fleet_env(require_redis())
-    with (
-        latlab_serve(db, "--no-targets", env=env) as (_, url),
-        latlab_worker(db, env, "--capacity", "1", name="a") as a,
-        latlab_worker(db, env, "--capacity", "1", name="b") as b,
+    one_shard_each = ("--capacity", "1")
+    with serve_and_workers(db, env, {"a": one_shard_each, "b": one_shard_each}) as (
+        [url],
+        [a, b],
     ):
         async with httpx.AsyncClient(base_url=url, timeout=10) as api:
 
