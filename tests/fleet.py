@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from harness import spawned_serve, wait_for
-from services import require_redis, wait_for_port
+from harness import spawned_serve, wait_for, wait_until_serving
+from services import require_redis
 
 UP = re.compile(rb"worker (\w+) up")
 
@@ -93,7 +93,7 @@ def serve_and_workers(
             for name, args in workers.items()
         ]
         for process, url in apis:
-            wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]), 30, process)
+            wait_until_serving(process, url)
         yield [url for _, url in apis], [worker.announced() for worker in spawned]
 
 

@@ -146,8 +146,13 @@ def latlab_serve(
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``python -m latlab serve`` on a free port with SQLite ``db``; output to serve-PORT.log."""
     with spawned_serve(db, *args, env=env) as (process, url):
-        wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]), 30, process)
+        wait_until_serving(process, url)
         yield process, url
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], url: str) -> None:
+    """Until the ``latlab serve`` at ``url`` listens (an error if it exits first)."""
+    wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]), 30, process)
 
 
 @contextmanager
