@@ -87,14 +87,15 @@ class RelaySink(SinkBase):
 
     async def count_listeners(self, client: redis.Redis) -> None:
         """Whether another process listens now. If so, what was held since the last count
-        goes out (it came after whoever subscribed meanwhile did); if not, it is let go."""
-        held = len(self._pending)
+        goes out (a process that subscribed meanwhile hears all that came after it did); if
+        not, it is let go."""
+        counted, held = self._pending, len(self._pending)
         [(_, listeners)] = await client.pubsub_numsub(self._channel)
         self.active = int(listeners) > self._own_listeners
         if self.active:
             self._wakeup.set()
-        else:
-            del self._pending[:held]  # what came during the count waits for the next one
+        elif self._pending is counted:  # else they were published meanwhile
+            del counted[:held]  # what came during the count waits for the next one
 
     async def watch_listeners(self, client: redis.Redis) -> None:
         """Count the channel's listeners every second until cancelled (supervised)."""
