@@ -150,6 +150,20 @@ async def test_a_rate_change_takes_effect_within_a_second(
     assert all(abs(rate - 600) <= 12 for rate in rates[first_changed + 1 :]), rates
 
 
+async def test_a_change_asked_as_the_run_starts_waits_for_its_pool(
+    api: httpx.AsyncClient, targets_process: int
+) -> None:
+    """A change sent right after ``?start=true`` is taken, from (nearly) the first request.
+    (With workers the start answers before the worker's pool is up: tests/jobs/
+    test_load_remote.py and tests/cli/test_worker_process.py.)"""
+    run_id = await create(api, body(targets_process, rate=100, duration="1s"), start=True)
+    changed = await api.patch(f"{RUNS}/{run_id}", json={"rate": 300})
+    done = await wait_ended(api, run_id)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["progress"]["rate"] == done["progress"]["rate"] == 300
+    assert done["stats"]["requests"] > 200  # at 300 req/s from (nearly) the start
+
+
 async def test_a_rate_for_a_closed_model_run_is_409(api: httpx.AsyncClient) -> None:
     async with slow_closed_run(api) as run_id:
         response = await api.patch(f"{RUNS}/{run_id}", json={"rate": 100})

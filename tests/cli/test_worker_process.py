@@ -389,19 +389,21 @@ async def test_a_load_run_on_a_worker_changes_rate_through_any_api_process(
     tmp_path: Path, env: dict[str, str], targets_port: int
 ) -> None:
     """Found by trying it: with workers every load run ran elsewhere, so every change was a
-    409 "not running in this process"; the API now asks the process that runs it."""
+    409 "not running in this process"; the API now asks the process that runs it. Asked at
+    once, the change comes before the worker's pool is up, maybe before its claim (found by
+    the fresh-clone CI run: a 409 "not running in any process"): it waits for them."""
     runs = "/api/v1/load-runs"
     url = f"http://127.0.0.1:{targets_port}/api/latency"
     spec = {"url": url, "connections": 4, "rate": 100.0, "duration": "3s"}
     async with api_and_worker(tmp_path / "latlab.db", env) as (api, worker):
         created = await api.post(runs, json=spec, params={"start": True})
         run_id = created.json()["id"]
+        changed = await api.patch(f"{runs}/{run_id}", json={"rate": 300.0})
 
         async def on_the_worker() -> bool:
             return ("load", run_id) in (await workers(api)).get(worker.id, [])
 
         await wait_for(on_the_worker, what="the load run on the worker")
-        changed = await api.patch(f"{runs}/{run_id}", json={"rate": 300.0})
 
         async def ended() -> bool:
             return bool((await api.get(f"{runs}/{run_id}")).json()["state"] == "completed")

@@ -3,12 +3,13 @@ again (any process that can publish on Redis can ask)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from latlab.jobs.kinds.load import LoadRunner, RetuneRefused
-from latlab.jobs.kinds.load_remote import retune_answerer, retune_anywhere
+from latlab.jobs.kinds.load_remote import ASKS, retune_answerer, retune_anywhere
 from latlab.storage import JobRecord, JobState
 from latlab.storage.memory import MemoryStore
 
@@ -101,3 +102,60 @@ async def test_a_change_elsewhere_is_refused_with_what_went_wrong(
     job = await store.get_job("load", 1)
     with pytest.raises(RetuneRefused, match=refusal):
         await retune_anywhere(LoadRunner(), Answering(answer), job, rate=5.0, connections=None)  # type: ignore[arg-type]
+
+
+class StartingHere(RunningHere):
+    """Run 1's pool is being started here, and is up once ``up()`` is called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool_up = False
+        self._starting = self._starts.starting(1)
+        self._starting.__enter__()
+
+    def workers_running(self, job_id: int) -> int | None:
+        return 1 if job_id == 1 and self.pool_up else None
+
+    def up(self) -> None:
+        self.pool_up = True
+        self._starts.up(1)
+
+
+async def test_a_change_asked_while_the_pool_starts_is_answered_once_it_is_up(
+    store: MemoryStore,
+) -> None:
+    """Found by the fresh-clone CI run: a worker listed the run as its own, but its load
+    processes were still starting, and the change got a 409 "not running in any process"."""
+    runner = StartingHere()
+    answer = retune_answerer({"load": runner}, store)
+    asked = asyncio.ensure_future(answer("load", 1, {"rate": 9.0}))
+    await asyncio.sleep(0)  # the answerer is waiting for the pool, not answering nobody
+    assert not asked.done()
+    runner.up()
+    assert await asked == {"values": {"rate": 9.0, "connections": None}}
+
+
+class AnsweringLate(Answering):
+    """No process answers the first ``unanswered`` questions (the run is not claimed yet)."""
+
+    def __init__(self, answer: dict[str, Any], unanswered: int) -> None:
+        super().__init__(answer)
+        self.unanswered = unanswered
+        self.asked = 0
+
+    async def ask(self, kind: str, job_id: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        self.asked += 1
+        return None if self.asked <= self.unanswered else self.answer
+
+
+async def test_a_run_not_claimed_yet_is_asked_again_and_a_run_nobody_runs_refused(
+    store: MemoryStore,
+) -> None:
+    job = await store.get_job("load", 1)
+    claimed_late = AnsweringLate({"values": {"rate": 5.0, "connections": 2}}, ASKS - 1)
+    changed = await retune_anywhere(LoadRunner(), claimed_late, job, rate=5.0, connections=None)  # type: ignore[arg-type]
+    nobody = AnsweringLate({}, ASKS)
+    with pytest.raises(RetuneRefused, match="not running in any process"):
+        await retune_anywhere(LoadRunner(), nobody, job, rate=5.0, connections=None)  # type: ignore[arg-type]
+    assert changed == {"rate": 5.0, "connections": 2}
+    assert (claimed_late.asked, nobody.asked) == (ASKS, ASKS)

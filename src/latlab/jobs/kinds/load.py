@@ -33,6 +33,7 @@ from latlab.jobs.kinds.load_probe import SideProbe, side_probe_target
 from latlab.jobs.kinds.load_progress import RunProgress, remaining_plan
 from latlab.jobs.kinds.load_sharded import ShardedRuns
 from latlab.jobs.kinds.load_spec import LoadRunSpec
+from latlab.jobs.kinds.load_starts import PoolStarts
 from latlab.jobs.kinds.load_stats import (
     KIND,
     PROBE_BUCKET,
@@ -64,6 +65,10 @@ from latlab.storage.records import TOTAL_BUCKET, ProgressUpdate
 
 __all__ = ["KIND", "LoadRunner", "RetuneRefused"]
 
+# A change asked while the run's pool starts waits this long for it: the target is checked
+# first, with the run's timeout (10 s by default), but a pool is up in ~0.1 s as a rule.
+POOL_START_WAIT_S = 5.0
+
 
 class RetuneRefused(Exception):
     """The run cannot take this change now (HTTP 409)."""
@@ -92,6 +97,7 @@ class LoadRunner(KindRunner):
     def __init__(self, ca_file: str | None = None, sharded: ShardedRuns | None = None) -> None:
         self._ca_file = ca_file  # for https targets signed by a private CA (LATLAB_PROBE_CA_FILE)
         self._live: dict[int, _LiveRun] = {}
+        self._starts = PoolStarts()  # a change asked while a pool starts waits for it
         self.sharded = sharded  # runs split over workers: followed here, run by shard jobs
         self.warmth = ResumeWarmth()  # processes started for the resume of a paused run
 
@@ -140,6 +146,12 @@ class LoadRunner(KindRunner):
         if (sharded := self._sharded(spec)) is not None:
             await sharded.run(job, spec, ctx, started)
             return
+        with self._starts.starting(job.id):
+            await self._run_here(job, spec, ctx, started)
+
+    async def _run_here(
+        self, job: JobRecord, spec: LoadRunSpec, ctx: RunContext, started: Started
+    ) -> None:
         progress = RunProgress.of(job, spec)
         read = functools.partial(StoredTotals.read, ctx.store, job, spec)
         stored = await until_stored(f"load run {job.id}", read)
@@ -177,6 +189,7 @@ class LoadRunner(KindRunner):
             await live.pool.start()
             count_from_s = perf_counter() + START_LEAD_S + live.pool.plan.warmup_s
             self._live[job.id] = live  # only now may a retune reach its workers
+            self._starts.up(job.id)
             started()
             if side is not None:  # from when counting starts, on the clock's own time
                 side.start(live.ctx.clock.monotonic() + (count_from_s - perf_counter()))
@@ -272,6 +285,16 @@ class LoadRunner(KindRunner):
         live = self._live.get(job_id)
         return None if live is None else live.pool.workers
 
+    def runs_here(self, job_id: int) -> bool:
+        """Whether the run's pool runs here, or is being started here."""
+        return self.workers_running(job_id) is not None or job_id in self._starts
+
+    async def until_live(self, job_id: int, within_s: float) -> bool:
+        """Whether the run's pool runs here, once it is up if it is being started."""
+        if self.workers_running(job_id) is None:
+            await self._starts.wait(job_id, within_s)
+        return self.workers_running(job_id) is not None
+
     async def retune(
         self, job: JobRecord, *, rate: float | None = None, connections: int | None = None
     ) -> dict[str, Any]:
@@ -281,6 +304,7 @@ class LoadRunner(KindRunner):
         if job.state is not JobState.RUNNING:
             message = f"{self.noun} {job.id} is {job.state}: only a running run can be changed"
             raise RetuneRefused(message)
+        await self.until_live(job.id, POOL_START_WAIT_S)
         live = self._live.get(job.id)
         if live is None:
             raise RetuneRefused(f"{self.noun} {job.id} is not running in this process")

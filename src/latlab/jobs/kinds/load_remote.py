@@ -22,6 +22,11 @@ from latlab.storage.records import ProgressUpdate
 if TYPE_CHECKING:
     from latlab.coordination.requests import Answerer, Body, OwnerRequests
 
+# A change asked of a run whose pool is starting here waits for it this long: within the
+# asker's second (coordination.requests.ASK_TIMEOUT_S), with room for the answer's way back.
+ANSWER_WAIT_S = 0.8
+ASKS = 3  # a second each: a run nobody runs is refused after three
+
 
 async def retune_anywhere(
     runner: LoadRunner,
@@ -33,10 +38,10 @@ async def retune_anywhere(
 ) -> dict[str, Any]:
     """:meth:`LoadRunner.retune` where the run's pool is; :class:`RetuneRefused` as it does,
     or when no process runs it."""
-    here = runner.workers_running(job.id) is not None
+    here = runner.runs_here(job.id)
     if here or requests is None or job.state is not JobState.RUNNING:
         return await runner.retune(job, rate=rate, connections=connections)
-    answer = await requests.ask(job.kind, job.id, {"rate": rate, "connections": connections})
+    answer = await _asked(requests, job, {"rate": rate, "connections": connections})
     if answer is None:
         raise RetuneRefused(f"{runner.noun} {job.id} is not running in any process")
     if "error" in answer:
@@ -45,6 +50,16 @@ async def retune_anywhere(
     if not isinstance(values, dict):  # another version's answer: refused, not a 500
         raise RetuneRefused(f"{runner.noun} {job.id}: its process answered {answer!r:.200}")
     return values
+
+
+async def _asked(requests: OwnerRequests, job: JobRecord, body: Body) -> Body | None:
+    """The answer of the process that runs the job. Asked again while none comes: a run
+    dispatched a moment ago may not be claimed yet (its pool's start is waited for)."""
+    for _ in range(ASKS):
+        answer = await requests.ask(job.kind, job.id, body)
+        if answer is not None:
+            return answer
+    return None
 
 
 class ChangeOutOfBounds(ValueError):
@@ -126,7 +141,7 @@ def retune_answerer(runners: Mapping[str, LoadRunner], store: Store) -> Answerer
 
     async def answer(kind: str, job_id: int, body: Body) -> Body | None:
         runner = runners.get(kind)
-        if runner is None or runner.workers_running(job_id) is None:
+        if runner is None or not await runner.until_live(job_id, ANSWER_WAIT_S):
             return None  # another process's, or nobody's: it answers, or nobody does
         rate, connections = body.get("rate"), body.get("connections")
         if not _change_valid(rate, connections):
