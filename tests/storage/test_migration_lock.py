@@ -5,6 +5,7 @@ migrate it one at a time: found by starting three at once, where one in four fai
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,26 @@ async def test_a_migration_waits_for_one_in_progress_and_finds_the_schema_made(
         await engine.dispose()
     await first
     assert len(versions) == 1
+
+
+async def test_a_database_at_the_newest_revision_opens_beside_a_busy_writer(
+    tmp_path: Path,
+) -> None:
+    """Found in review: every start took the write lock to migrate, so a process opening the
+    store while another wrote waited for it, and with ``?timeout=0.2`` failed ("database is
+    locked"). Only a migration that has something to do takes it."""
+    path = tmp_path / "latlab.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate(engine)
+    await engine.dispose()
+    writer = sqlite3.connect(path)
+    writer.execute("BEGIN IMMEDIATE")  # another process, in the middle of a write
+    try:
+        again = create_engine(f"sqlite+aiosqlite:///{path}?timeout=0.2")
+        try:
+            await migrate(again)
+        finally:
+            await again.dispose()
+    finally:
+        writer.rollback()
+        writer.close()

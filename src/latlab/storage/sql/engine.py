@@ -7,6 +7,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -80,10 +82,19 @@ def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
     elif connection.dialect.name == "sqlite":
-        # No advisory lock here: the write lock, taken before alembic reads the version, and
-        # the whole migration in one transaction (SQLite's DDL is transactional).
+        config = alembic_config(connection)
+        if _at_head(connection, config):
+            return  # the usual start: no write lock to wait for behind a busy writer
+        # No advisory lock here: the write lock, taken before alembic reads the version again,
+        # and the whole migration in one transaction (SQLite's DDL is transactional).
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     command.upgrade(alembic_config(connection), "head")
+
+
+def _at_head(connection: Connection, config: Config) -> bool:
+    """Whether the database is at the newest revision (read without a lock)."""
+    current = MigrationContext.configure(connection).get_current_heads()
+    return set(current) == set(ScriptDirectory.from_config(config).get_heads())
 
 
 async def migrate(engine: AsyncEngine) -> None:
