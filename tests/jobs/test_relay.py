@@ -167,6 +167,49 @@ def test_past_the_bound_events_are_dropped_and_counted(monkeypatch: pytest.Monke
     assert out.dropped == 2
 
 
+async def test_held_past_the_bound_the_oldest_go_and_the_newest_are_heard(
+    client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: full while nobody listened, the sink kept the oldest events and let
+    the newest go, the very ones a process that subscribed meanwhile should hear."""
+    monkeypatch.setattr(relay, "MAX_PENDING", 3)
+    channel = f"relay-{secrets.token_hex(4)}:events"
+    out, sink = RelaySink(channel), Recording()
+    publishing = asyncio.create_task(out.publish(client))
+    await out.count_listeners(client)
+    other = asyncio.create_task(listen(client, channel, "an API started now", [sink]))
+    await until_listening(client, channel)
+    for job_id in range(5):
+        out.deleted("probe", job_id)
+    await out.count_listeners(client)
+    while len(sink.got) < 3:
+        sink.count.clear()
+        await asyncio.wait_for(sink.count.wait(), 5)
+    for task in (publishing, other):
+        task.cancel()
+    await asyncio.gather(publishing, other, return_exceptions=True)
+    assert sink.got == [("deleted", "probe", n) for n in (2, 3, 4)]
+    assert out.dropped == 0  # nobody had been counted as listening: nothing was missed
+
+
+async def test_drain_counts_the_listeners_before_it_lets_anything_go(
+    client: aioredis.Redis,
+) -> None:
+    """Found in review: a worker stopping within a second of an API's subscription let go
+    what it held, having counted nobody at its last count."""
+    channel = f"relay-{secrets.token_hex(4)}:events"
+    out, sink = RelaySink(channel), Recording()
+    await out.count_listeners(client)
+    listening = asyncio.create_task(listen(client, channel, "an API started now", [sink]))
+    await until_listening(client, channel)
+    out.deleted("probe", 4)
+    await out.drain(client)
+    await asyncio.wait_for(sink.count.wait(), 5)
+    listening.cancel()
+    await asyncio.gather(listening, return_exceptions=True)
+    assert sink.got == [("deleted", "probe", 4)]
+
+
 def test_a_sink_that_fails_does_not_keep_the_others_from_the_event() -> None:
     class Failing(SinkBase):
         def deleted(self, kind: str, job_id: int) -> None:

@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -82,20 +83,23 @@ class RelaySink(SinkBase):
         self.active = False  # another process listens
         self._own_listeners = int(listening_here)
         self._channel = channel
-        self._pending: list[Callable[[], Event]] = []  # encoded only when published
+        self._pending: deque[Callable[[], Event]] = deque()  # encoded only when published
+        self._held = 0  # events held so far: a count knows what came while it ran
         self._wakeup = asyncio.Event()
 
     async def count_listeners(self, client: redis.Redis) -> None:
         """Whether another process listens now. If so, what was held since the last count
         goes out (a process that subscribed meanwhile hears all that came after it did); if
         not, it is let go."""
-        counted, held = self._pending, len(self._pending)
+        held_before = self._held
         [(_, listeners)] = await client.pubsub_numsub(self._channel)
         self.active = int(listeners) > self._own_listeners
         if self.active:
             self._wakeup.set()
-        elif self._pending is counted:  # else they were published meanwhile
-            del counted[:held]  # what came during the count waits for the next one
+            return
+        came_during = self._held - held_before  # they wait for the next count
+        while len(self._pending) > came_during:
+            self._pending.popleft()
 
     async def watch_listeners(self, client: redis.Redis) -> None:
         """Count the channel's listeners every second until cancelled (supervised)."""
@@ -106,10 +110,12 @@ class RelaySink(SinkBase):
 
     def _add(self, event: Callable[[], Event]) -> None:
         if len(self._pending) >= MAX_PENDING:
-            if self.active:  # while nobody listens nothing is missed
+            if self.active:  # nobody will hear it
                 self.dropped += 1
-            return
+                return
+            self._pending.popleft()  # held for whoever may listen: the newest are kept
         self._pending.append(event)
+        self._held += 1
         if self.active:
             self._wakeup.set()
 
@@ -136,6 +142,7 @@ class RelaySink(SinkBase):
     async def drain(self, client: redis.Redis) -> None:
         """Publish what is pending now: at shutdown, once the last checkpoints are stored."""
         try:
+            await self.count_listeners(client)  # one may have come since the last count
             await self._publish_pending(client)
         except Exception as exc:  # counted as dropped; the store has them
             log.warning("last relayed events not published: %s", exc)
@@ -143,12 +150,12 @@ class RelaySink(SinkBase):
     async def _publish_pending(self, client: redis.Redis) -> None:
         if not self.active:
             return  # held for the next count of listeners
-        batch, self._pending = self._pending, []
+        batch, self._pending = self._pending, deque()
         if not batch:
             return
-        message = json.dumps({"origin": self.origin, "events": [event() for event in batch]})
         try:
-            await client.publish(self._channel, message)
+            message = {"origin": self.origin, "events": [event() for event in batch]}
+            await client.publish(self._channel, json.dumps(message))
         except Exception:
             self.dropped += len(batch)
             raise
