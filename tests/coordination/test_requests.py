@@ -90,3 +90,27 @@ async def test_stray_messages_are_skipped_and_questions_still_answered(
     await asyncio.gather(*tasks, return_exceptions=True)
     assert alive
     assert answered == {"by": "a", "got": {"rate": 5.0}}
+
+
+async def test_a_question_whose_answer_waits_holds_up_no_other(client: aioredis.Redis) -> None:
+    """Found in review: questions were answered one at a time, so one that waited (for a
+    load run's pool to start, up to half a second) made the next wait behind it."""
+    answering_one, release = asyncio.Event(), asyncio.Event()
+
+    async def answer(kind: str, job_id: int, body: Body) -> Body | None:
+        if job_id == 1:
+            answering_one.set()
+            await release.wait()  # a pool that is slow to start
+        return {"job": job_id}
+
+    requests, tasks = await serving(client, f"ask-{secrets.token_hex(4)}", answer)
+    waiting = asyncio.create_task(requests.ask("load", 1, {"rate": 1.0}, timeout_s=5))
+    await asyncio.wait_for(answering_one.wait(), 5)
+    other = await requests.ask("load", 2, {"rate": 1.0}, timeout_s=2)
+    release.set()
+    first = await waiting
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert other == {"job": 2}
+    assert first == {"job": 1}

@@ -55,8 +55,11 @@ class OwnerRequests:
             await pubsub.aclose()
 
     async def serve(self, answer: Answerer) -> None:
-        """Answer the questions about jobs that run here until cancelled (supervised)."""
+        """Answer the questions about jobs that run here until cancelled (supervised). Each
+        in a task of its own: one that waits (for a load run's pool to start) holds up none
+        of the others."""
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        answering: set[asyncio.Task[None]] = set()
         try:
             await pubsub.subscribe(self._asks)
             while True:
@@ -64,8 +67,13 @@ class OwnerRequests:
                 message = await pubsub.get_message(timeout=1.0)
                 question = None if message is None else self._question(message["data"])
                 if question is not None:
-                    await self._answer(question, answer)
+                    task = asyncio.create_task(self._answer(question, answer))
+                    answering.add(task)
+                    task.add_done_callback(answering.discard)
         finally:
+            for task in answering:
+                task.cancel()
+            await asyncio.gather(*answering, return_exceptions=True)
             await pubsub.aclose()
 
     def _question(self, data: object) -> Body | None:
@@ -89,6 +97,10 @@ class OwnerRequests:
         return checked
 
     async def _answer(self, question: Body, answer: Answerer) -> None:
-        found = await answer(str(question["kind"]), int(question["id"]), question["body"])
-        if found is not None:
-            await self._redis.publish(str(question["reply"]), json.dumps(found))
+        kind, job_id = str(question["kind"]), int(question["id"])
+        try:
+            found = await answer(kind, job_id, question["body"])
+            if found is not None:
+                await self._redis.publish(str(question["reply"]), json.dumps(found))
+        except Exception:  # the asker hears nothing, and gives up in time
+            log.exception("answering a question about %s %s failed", kind, job_id)

@@ -22,9 +22,10 @@ from latlab.storage.records import ProgressUpdate
 if TYPE_CHECKING:
     from latlab.coordination.requests import Answerer, Body, OwnerRequests
 
-# A change asked of a run whose pool is starting here waits for it this long: within the
-# asker's second (coordination.requests.ASK_TIMEOUT_S), with room for the answer's way back.
-ANSWER_WAIT_S = 0.8
+# A change asked of a run whose pool is starting here waits for it this long: well within
+# the asker's second (coordination.requests.ASK_TIMEOUT_S), with room for the change to be
+# stored and the answer's way back (an answer too late is asked again: applied twice, alike).
+ANSWER_WAIT_S = 0.5
 ASKS = 3  # a second each: a run nobody runs is refused after three
 
 
