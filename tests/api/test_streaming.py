@@ -14,7 +14,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from harness import run_api
-from heap import freeze_heap
+from heap import heap_frozen
 from latlab.api.schemas import Experiment, seed_experiment, seed_result
 from latlab.jobs.kinds.probe import KIND
 from latlab.settings import Settings
@@ -97,13 +97,13 @@ async def test_a_large_result_dump_leaves_the_loop_free(
     async with run_api(_settings(url)) as api:
         # FastAPI prepares a route on its first request (~0.1 s): not what is measured here.
         await api.get("/result_experiment", params={"experiment_id": job.id + 1})
-        freeze_heap()
-        watcher = asyncio.create_task(watch.run())
-        health = asyncio.create_task(_healthz_times_s(api, done))
-        response = await api.get("/result_experiment", params={"experiment_id": job.id})
-        done.set()
-        times_s = await health
-        watcher.cancel()
+        with heap_frozen():
+            watcher = asyncio.create_task(watch.run())
+            health = asyncio.create_task(_healthz_times_s(api, done))
+            response = await api.get("/result_experiment", params={"experiment_id": job.id})
+            done.set()
+            times_s = await health
+            watcher.cancel()
     assert response.status_code == 200
     results = response.json()["results"]
     assert len(results) == RESULTS
