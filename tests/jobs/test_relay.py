@@ -58,6 +58,19 @@ async def until_listening(client: aioredis.Redis, channel: str, listeners: int =
     await wait_for(subscribed, 5, f"{listeners} listener(s) on {channel}")
 
 
+async def until_got(sink: Recording, events: int = 1) -> None:
+    """Until ``sink`` has heard ``events`` events (each within 5 s)."""
+    while len(sink.got) < events:
+        sink.count.clear()
+        await asyncio.wait_for(sink.count.wait(), 5)
+
+
+async def stopped(*tasks: asyncio.Task[None]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def test_every_kind_of_event_reaches_the_other_process_as_it_was(
     client: aioredis.Redis,
 ) -> None:
@@ -77,12 +90,8 @@ async def test_every_kind_of_event_reaches_the_other_process_as_it_was(
     out.load_second(LoadTags("h", 1, "/", "POST"), second)
     out.state_changed(change)
     out.deleted("probe", 7)
-    while len(sink.got) < 5:
-        sink.count.clear()
-        await asyncio.wait_for(sink.count.wait(), 5)
-    for task in (listening, publishing):
-        task.cancel()
-    await asyncio.gather(listening, publishing, return_exceptions=True)
+    await until_got(sink, 5)
+    await stopped(listening, publishing)
     assert sink.got == [
         ("probed", 7, TAGS, [result]),
         ("probed", 7, eu, [located]),  # a series' result: still one of its location
@@ -103,10 +112,8 @@ async def test_a_process_does_not_hear_its_own_events(client: aioredis.Redis) ->
     await until_listening(client, channel, 2)
     await out.count_listeners(client)
     out.deleted("bot", 1)
-    await asyncio.wait_for(other.count.wait(), 5)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await until_got(other)
+    await stopped(*tasks)
     assert own.got == []
     assert other.got == [("deleted", "bot", 1)]
 
@@ -127,10 +134,8 @@ async def test_nothing_is_relayed_while_no_other_process_listens(
     await until_listening(client, channel, 2)
     await out.count_listeners(client)
     out.deleted("bot", 2)
-    await asyncio.wait_for(sink.count.wait(), 5)
-    for task in (mine, publishing, other):
-        task.cancel()
-    await asyncio.gather(mine, publishing, other, return_exceptions=True)
+    await until_got(sink)
+    await stopped(mine, publishing, other)
     assert alone is False
     assert sink.got == [("deleted", "bot", 2)]
 
@@ -150,10 +155,8 @@ async def test_a_process_that_listens_before_the_next_count_hears_what_came_sinc
     await until_listening(client, channel)
     out.deleted("probe", 1)  # made after the API listened, before the worker counted again
     await out.count_listeners(client)
-    await asyncio.wait_for(sink.count.wait(), 5)
-    for task in (publishing, other):
-        task.cancel()
-    await asyncio.gather(publishing, other, return_exceptions=True)
+    await until_got(sink)
+    await stopped(publishing, other)
     assert alone is False
     assert sink.got == [("deleted", "probe", 1)]
 
@@ -182,12 +185,8 @@ async def test_held_past_the_bound_the_oldest_go_and_the_newest_are_heard(
     for job_id in range(5):
         out.deleted("probe", job_id)
     await out.count_listeners(client)
-    while len(sink.got) < 3:
-        sink.count.clear()
-        await asyncio.wait_for(sink.count.wait(), 5)
-    for task in (publishing, other):
-        task.cancel()
-    await asyncio.gather(publishing, other, return_exceptions=True)
+    await until_got(sink, 3)
+    await stopped(publishing, other)
     assert sink.got == [("deleted", "probe", n) for n in (2, 3, 4)]
     assert out.dropped == 0  # nobody had been counted as listening: nothing was missed
 
@@ -204,9 +203,8 @@ async def test_drain_counts_the_listeners_before_it_lets_anything_go(
     await until_listening(client, channel)
     out.deleted("probe", 4)
     await out.drain(client)
-    await asyncio.wait_for(sink.count.wait(), 5)
-    listening.cancel()
-    await asyncio.gather(listening, return_exceptions=True)
+    await until_got(sink)
+    await stopped(listening)
     assert sink.got == [("deleted", "probe", 4)]
 
 
@@ -230,7 +228,6 @@ async def test_drain_publishes_what_is_pending_at_shutdown(client: aioredis.Redi
     await out.count_listeners(client)
     out.deleted("probe", 3)  # stored last, after the publishing loop was stopped
     await out.drain(client)
-    await asyncio.wait_for(sink.count.wait(), 5)
-    listening.cancel()
-    await asyncio.gather(listening, return_exceptions=True)
+    await until_got(sink)
+    await stopped(listening)
     assert sink.got == [("deleted", "probe", 3)]

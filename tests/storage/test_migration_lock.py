@@ -65,17 +65,19 @@ async def test_a_database_at_the_newest_revision_opens_beside_a_busy_writer(
     store while another wrote waited for it, and with ``?timeout=0.2`` failed ("database is
     locked"). Only a migration that has something to do takes it."""
     path = tmp_path / "latlab.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    await migrate(engine)
-    await engine.dispose()
+    await migrated(f"sqlite+aiosqlite:///{path}")
     writer = sqlite3.connect(path)
     writer.execute("BEGIN IMMEDIATE")  # another process, in the middle of a write
     try:
-        again = create_engine(f"sqlite+aiosqlite:///{path}?timeout=0.2")
-        try:
-            await migrate(again)
-        finally:
-            await again.dispose()
+        await migrated(f"sqlite+aiosqlite:///{path}?timeout=0.2")
     finally:
         writer.rollback()
         writer.close()
+
+
+async def migrated(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()

@@ -79,16 +79,16 @@ def alembic_config(connection: Connection) -> Config:
 def _upgrade(connection: Connection) -> None:
     """Migrate to the newest schema, one process at a time: processes started together on a
     fresh database (``serve`` and its workers) would each find it empty and each create it."""
+    config = alembic_config(connection)
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
     elif connection.dialect.name == "sqlite":
-        config = alembic_config(connection)
         if _at_head(connection, config):
             return  # the usual start: no write lock to wait for behind a busy writer
         # No advisory lock here: the write lock, taken before alembic reads the version again,
         # and the whole migration in one transaction (SQLite's DDL is transactional).
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-    command.upgrade(alembic_config(connection), "head")
+    command.upgrade(config, "head")
 
 
 def _at_head(connection: Connection, config: Config) -> bool:
