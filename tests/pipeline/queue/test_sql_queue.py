@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from latlab.pipeline.queue import sql
@@ -29,37 +26,22 @@ def incoming() -> Incoming:
     return Incoming(str(uuid.uuid4()), 0.0, datetime.now(UTC))
 
 
-@pytest.fixture
-def commits() -> Iterator[list[object]]:
-    """Every COMMIT any engine makes while the test runs."""
-    made: list[object] = []
-
-    def count(connection: object) -> None:
-        made.append(connection)
-
-    event.listen(Engine, "commit", count)
-    try:
-        yield made
-    finally:
-        event.remove(Engine, "commit", count)
-
-
 async def test_an_outcome_waits_for_the_next_append_and_shares_its_commit(
-    tmp_path: Path, commits: list[object], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queue = await SqlQueue.open(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
     try:
         [first] = await queue.append([incoming()])
         assert [r.seq for r in await queue.claim(1, 0)] == [first.seq]
         monkeypatch.setattr(sql, "SHARE_COMMIT_S", 10.0)  # no clock in the way: it comes
-        commits.clear()
+        before = queue.transactions
         finishing = asyncio.create_task(queue.finish(first.seq, None))
         for _ in range(5):  # the finish is under way, waiting
             await asyncio.sleep(0)
         assert not finishing.done()
         [second] = await queue.append([incoming()])
         await finishing
-        assert len(commits) == 1
+        assert queue.transactions == before + 1
         outcomes, _ = await queue.finished("0", 10, 0)
         assert [o.seq for o in outcomes] == [first.seq]
         assert second.seq == first.seq + 1
@@ -68,15 +50,15 @@ async def test_an_outcome_waits_for_the_next_append_and_shares_its_commit(
 
 
 async def test_an_outcome_with_no_append_coming_is_committed_after_the_wait(
-    tmp_path: Path, commits: list[object]
+    tmp_path: Path,
 ) -> None:
     queue = await SqlQueue.open(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
     try:
         [first] = await queue.append([incoming()])
         await queue.claim(1, 0)
-        commits.clear()
+        before = queue.transactions
         await queue.finish(first.seq, "gave up")
-        assert len(commits) == 1
+        assert queue.transactions == before + 1
         outcomes, _ = await queue.finished("0", 10, 0)
         assert [(o.seq, o.error) for o in outcomes] == [(first.seq, "gave up")]
     finally:

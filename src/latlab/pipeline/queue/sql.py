@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from latlab.pipeline.queue import sql_rows as rows
 from latlab.pipeline.queue.base import Outcome
+from latlab.pipeline.queue.sql_writes import AlchemyWrites, Change, ReceiptWrites, Recorded
 from latlab.pipeline.receipts import Incoming, Receipt
 from latlab.storage.sql.engine import create_engine, migrate
 
@@ -37,8 +38,12 @@ SHARE_COMMIT_S = 0.005  # claims and outcomes wait this long at most for an appe
 class SqlQueue:
     """A :class:`~latlab.pipeline.queue.base.PipelineQueue` on an SQL database."""
 
-    def __init__(self, engine: AsyncEngine, last_seq: int, last_order: int) -> None:
-        self._engine = engine
+    def __init__(
+        self, engine: AsyncEngine, writes: ReceiptWrites, last_seq: int, last_order: int
+    ) -> None:
+        self._engine = engine  # reads (rare: what the mirror does not hold)
+        self._writes = writes
+        self.transactions = 0  # committed
         self._last_seq, self._last_order = last_seq, last_order  # committed numbering
         self._mirror_from_seq, self._mirror_from_order = last_seq, last_order
         self._recent: dict[int, Receipt] = {}  # appended or handed out here, kept until read
@@ -53,21 +58,29 @@ class SqlQueue:
         self._forgets: list[asyncio.Future[None]] = []  # each done once its delete committed
         self._forget_through = 0  # receipts up to here may go (forget)
         self._forgotten = 0  # and up to here they are gone (or kept on purpose)
+        self._closing = False
         self._writer: asyncio.Task[None] | None = None
         self._append_came = asyncio.Event()
 
     @classmethod
     async def open(cls, url: str) -> Self:
         engine = create_engine(url)
-        await migrate(engine)
-        async with engine.connect() as conn:
-            last_seq, last_order = await rows.tops(conn)
-        return cls(engine, last_seq, last_order)
+        try:
+            await migrate(engine)
+            async with engine.connect() as conn:
+                last_seq, last_order = await rows.tops(conn)
+            writes = await _writes_for(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine, writes, last_seq, last_order)
 
     async def close(self) -> None:
+        self._closing = True  # what is left to forget waits for the next start's writer
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await self._writer
+        await self._writes.close()
         await self._engine.dispose()
 
     # --- writes: one transaction at a time, each taking everything that waits ---
@@ -90,7 +103,7 @@ class SqlQueue:
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
 
     async def _write_all(self) -> None:
-        while self._appends or self._finishes or self._claims or self._forgets:
+        while self._has_work():
             if not self._appends:
                 await self._wait_for_an_append()
             appends, self._appends = self._appends, []
@@ -103,6 +116,7 @@ class SqlQueue:
             except Exception as exc:
                 # Claimed receipts whose tries were not counted go out again, first.
                 self._unclaimed.extendleft(reversed([s for seqs, _ in claims for s in seqs]))
+                self._forget_through = self._forgotten  # until the writer asks again
                 for future in [f for _, f in appends] + others:
                     if not future.done():
                         future.set_exception(exc)
@@ -115,6 +129,9 @@ class SqlQueue:
                 if not other.done():
                     other.set_result(None)
             self._notify()
+
+    def _has_work(self) -> bool:
+        return bool(self._appends or self._finishes or self._claims or self._forgets)
 
     async def _wait_for_an_append(self) -> None:
         """The handler's claims and outcomes wait a moment for the receiver's next batch, so
@@ -130,7 +147,7 @@ class SqlQueue:
         appends: list[tuple[Sequence[Incoming], asyncio.Future[list[Receipt]]]],
         finishes: list[tuple[int, str | None, asyncio.Future[None]]],
         claims: list[tuple[list[int], asyncio.Future[None]]],
-    ) -> tuple[list[list[Receipt]], list[tuple[int, int, str | None]]]:
+    ) -> tuple[list[list[Receipt]], list[Recorded]]:
         """One transaction; the numbering moves on only once it committed."""
         seq, receipts = self._last_seq, []
         for batch, _ in appends:
@@ -147,28 +164,25 @@ class SqlQueue:
             else:
                 order += 1
                 known.append((finished_seq, order, error))
-        async with self._engine.begin() as conn:
-            await rows.insert(conn, list(chain(*receipts)))
-            await rows.record(conn, known)
-            for unknown_seq, error in unknown:  # not handed out here: rare, one by one
-                if await rows.record_one(conn, unknown_seq, order + 1, error):
-                    order += 1
-                    known.append((unknown_seq, order, error))
-            await rows.add_tries(conn, list(chain(*(seqs for seqs, _ in claims))))
-            # Never the newest receipt (a restart numbers on from it), and in bounded steps:
-            # a long history must not hold the transaction acknowledgements wait for.
-            forget_through = min(self._forget_through, seq - 1)
-            if (
-                forget_through > self._forgotten
-                and await rows.forget(conn, forget_through, order) < rows.FORGET_BATCH
-            ):
-                self._forgotten = forget_through
-        self._last_seq, self._last_order = seq, order
-        return receipts, known
+        # Never the newest receipt (a restart numbers on from it), and in bounded steps:
+        # a long history must not hold the transaction acknowledgements wait for.
+        forget_through = min(self._forget_through, seq - 1)
+        change = Change(
+            receipts=list(chain(*receipts)),
+            outcomes=known,
+            unknown=unknown,
+            claimed=list(chain(*(seqs for seqs, _ in claims))),
+            last_order=order,
+            forget_through=forget_through if forget_through > self._forgotten else 0,
+        )
+        committed = await self._writes.commit(change)
+        self.transactions += 1
+        if change.forget_through and committed.forgot_all:
+            self._forgotten = forget_through
+        self._last_seq, self._last_order = seq, committed.last_order
+        return receipts, committed.recorded
 
-    def _mirror(
-        self, receipts: list[list[Receipt]], recorded: list[tuple[int, int, str | None]]
-    ) -> None:
+    def _mirror(self, receipts: list[list[Receipt]], recorded: list[Recorded]) -> None:
         for receipt in chain(*receipts):
             self._recent[receipt.seq] = receipt
             self._unclaimed.append(receipt.seq)
@@ -229,10 +243,18 @@ class SqlQueue:
             for gone in [mirrored for mirrored in self._recent if mirrored <= through]:
                 del self._recent[gone]
             self._forget_through = through
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._forgets.append(future)
-        self._write_soon()
-        await future
+        # A few hundred a transaction (sql_rows.FORGET_BATCH), each shared with an append
+        # when one comes, until none that may go is left.
+        while not self._closing:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._forgets.append(future)
+            self._write_soon()
+            await future
+            if not self._forget_behind():
+                return
+
+    def _forget_behind(self) -> bool:
+        return min(self._forget_through, self._last_seq - 1) > self._forgotten
 
     async def heartbeat(self, seqs: Sequence[int]) -> list[int]:
         """Claims never lapse here (one process, one handler): all are still held."""
@@ -303,6 +325,16 @@ class SqlQueue:
             async with asyncio.timeout(wait_s):
                 await change.wait()
         return change.is_set()
+
+
+async def _writes_for(engine: AsyncEngine) -> ReceiptWrites:
+    """A SQLite file is written by a thread of its own; anything else through the engine."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and (url.database or ":memory:") != ":memory:":
+        from latlab.pipeline.queue.sqlite_writes import SqliteWrites
+
+        return await SqliteWrites.open(url)
+    return AlchemyWrites(engine)
 
 
 def _order(entry: tuple[int, int, str | None]) -> int:

@@ -13,7 +13,9 @@ from latlab.pipeline.receipts import Receipt, micros_of, moment_of
 from latlab.storage.sql.tables import pipeline_receipts as table
 from latlab.storage.sql.tables import pipeline_runs as runs
 
-FORGET_BATCH = 10_000  # receipts dropped in one statement
+# Receipts dropped in one transaction: the acknowledgements sharing it wait for the delete
+# (10,000 took 11-27 ms on SQLite at 5,000 req/s; 250 take about 1 ms).
+FORGET_BATCH = 250
 
 
 async def tops(conn: AsyncConnection) -> tuple[int, int]:

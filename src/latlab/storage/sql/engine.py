@@ -24,7 +24,7 @@ SQLITE_BUSY_TIMEOUT_S = 10.0
 IDLE_IN_TRANSACTION_S = 3.0
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the writer. The busy timeout (wait for a lock instead of
     # failing at once) is sqlite3's ``timeout``: see create_engine.
@@ -52,7 +52,7 @@ def create_engine(url: str) -> AsyncEngine:
     else:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args=connect_args)
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     return engine
 
 
