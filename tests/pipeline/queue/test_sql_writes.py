@@ -4,6 +4,7 @@ thread of its own, and SQLAlchemy on the local PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from latlab.pipeline.queue import sql, sql_rows
+from latlab.pipeline.queue import sqlite_writes as sqlite_writes_module
 from latlab.pipeline.queue.sql import SqlQueue
 from latlab.pipeline.queue.sql_writes import AlchemyWrites, Change, ReceiptWrites
 from latlab.pipeline.queue.sqlite_writes import CHUNK_ROWS, COUNT_DOOMED, DELETE, SqliteWrites
@@ -165,3 +167,53 @@ async def test_closing_leaves_what_is_left_to_forget_to_the_next_start(
         assert await _left(restarted) == [20]
     finally:
         await restarted.close()
+
+
+@pytest.fixture
+async def sqlite_writes(tmp_path: Path) -> AsyncIterator[tuple[Path, SqliteWrites]]:
+    path = tmp_path / "q.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate(engine)
+    writes = await SqliteWrites.open(engine.url)
+    try:
+        yield path, writes
+    finally:
+        await writes.close()
+        await engine.dispose()
+
+
+async def test_a_transaction_finding_the_lock_taken_waits_for_it_off_the_event_loop(
+    sqlite_writes: tuple[Path, SqliteWrites],
+) -> None:
+    path, writes = sqlite_writes
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer, e.g. the store's engine
+        committing = asyncio.create_task(writes.commit(Change(receipts=receipts(1, 2))))
+        await asyncio.sleep(0)  # its first step: refused at once, now waiting in the thread
+        assert (writes.waited, committing.done()) == (1, False)
+        other.execute("COMMIT")
+        await committing
+        assert [seq for (seq,) in other.execute("SELECT seq FROM pipeline_receipts")] == [1, 2]
+    finally:
+        other.close()
+
+
+def log_pages(path: Path) -> int:
+    """Frames in the write-ahead log now (a passive checkpoint reports them)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+async def test_a_long_log_is_started_over_once_checkpointed(
+    sqlite_writes: tuple[Path, SqliteWrites], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, writes = sqlite_writes
+    for first in range(1, 400, 10):  # commits do not checkpoint: the log only grows
+        await writes.commit(Change(receipts=receipts(first, 10)))
+    grown = log_pages(path)
+    monkeypatch.setattr(sqlite_writes_module, "RESTART_OVER_PAGES", grown - 1)
+    await writes.checkpoint()
+    await writes.commit(Change(receipts=receipts(401, 10)))
+    assert (writes.restarts, grown > 40) == (1, True)
+    assert log_pages(path) < 10  # the one commit since, at the start of the log again

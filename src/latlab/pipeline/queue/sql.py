@@ -10,6 +10,9 @@ One process owns it (``pipeline up`` runs all four services), which allows two t
   every receipt without an outcome is handed out again with ``tries`` one higher (a request
   that keeps killing its handler fails for good), and reads before the mirror's start go to
   the table.
+
+What one transaction writes is a :class:`~latlab.pipeline.queue.sql_writes.Change`; who
+writes it depends on the store (``sql_writes``).
 """
 
 from __future__ import annotations
@@ -328,7 +331,7 @@ class SqlQueue:
 
 
 async def _writes_for(engine: AsyncEngine) -> ReceiptWrites:
-    """A SQLite file is written by a thread of its own; anything else through the engine."""
+    """A SQLite file is written with sqlite3 itself (sqlite_writes); others by the engine."""
     url = engine.url
     if url.get_backend_name() == "sqlite" and (url.database or ":memory:") != ":memory:":
         from latlab.pipeline.queue.sqlite_writes import SqliteWrites
