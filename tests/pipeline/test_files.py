@@ -3,7 +3,8 @@ a file that is not the pipeline's is refused, an error reason stays one cell."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -41,9 +42,17 @@ def test_a_file_that_is_not_the_pipelines_is_refused(tmp_path: Path) -> None:
 
 def test_times_are_utc_with_microseconds_always() -> None:
     assert utc_text(datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC)) == "2026-12-03 10:00:00.000000"
+    three_hours_east = datetime(2026, 12, 3, 13, 0, 0, 5, tzinfo=timezone(timedelta(hours=3)))
+    assert utc_text(three_hours_east) == "2026-12-03 10:00:00.000005"
+
+
+def test_a_finished_or_tried_receipt_keeps_every_other_field() -> None:
+    receipt = Receipt(7, "id-7", 0.25, datetime(2026, 12, 3, tzinfo=UTC), "run-1", tries=2)
+    assert receipt.finished("gave up") == replace(receipt, done=True, error="gave up")
+    assert receipt.tried() == replace(receipt, tries=3)
 
 
 def test_an_error_reason_stays_in_one_cell_of_one_line() -> None:
     receipt = Receipt(1, "id-1", 0.0, datetime(2026, 12, 3, tzinfo=UTC), error="a | b\nc")
-    line = result_line(receipt, datetime(2026, 12, 3, tzinfo=UTC))
+    line = result_line(receipt, "2026-12-03 00:00:01.000000")
     assert line == " | id-1 | 2026-12-03 00:00:00.000000 | ERROR: a / b c |\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 RECEIPTS_FILE = "2.txt"
@@ -51,8 +51,19 @@ class Receipt:
     done: bool = False
     error: str | None = None
 
+    # Built field by field: dataclasses.replace took 3 µs, and these run for every request.
     def finished(self, error: str | None) -> Receipt:
-        return replace(self, done=True, error=error)
+        return Receipt(
+            self.seq, self.request_id, self.delay_s, self.receive_time, self.run_id,
+            self.tries, True, error,
+        )  # fmt: skip
+
+    def tried(self) -> Receipt:
+        """Handed out once more."""
+        return Receipt(
+            self.seq, self.request_id, self.delay_s, self.receive_time, self.run_id,
+            self.tries + 1, self.done, self.error,
+        )  # fmt: skip
 
 
 def parse_request(body: bytes, max_delay_s: float, received: datetime) -> Incoming:
@@ -110,7 +121,9 @@ def moment_of(micros: int) -> datetime:
 
 def utc_text(moment: datetime) -> str:
     """``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC, always with microseconds."""
-    # isoformat, not strftime: 1.5 µs instead of 2.0, and the writer formats three per request.
+    # isoformat, not strftime: 1.5 µs instead of 2.0, and the writer formats two per request.
+    if moment.tzinfo is UTC:  # the usual case: no conversion (1.1 µs)
+        return moment.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
@@ -118,9 +131,10 @@ def receipt_line(receipt: Receipt) -> str:
     return f" | {receipt.request_id} | {utc_text(receipt.receive_time)} |\n"
 
 
-def result_line(receipt: Receipt, write_time: datetime) -> str:
+def result_line(receipt: Receipt, write_time: str) -> str:
+    """``write_time`` as :func:`utc_text` gives it: one for a whole batch of lines."""
     if receipt.error is None:
-        outcome = utc_text(write_time)
+        outcome = write_time
     else:  # one line, one column: a reason cannot break the table
         outcome = "ERROR: " + " ".join(receipt.error.replace("|", "/").split())
     return f" | {receipt.request_id} | {utc_text(receipt.receive_time)} | {outcome} |\n"

@@ -30,6 +30,7 @@ from latlab.pipeline.receipts import (
     Receipt,
     receipt_line,
     result_line,
+    utc_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -191,7 +192,8 @@ class OrderedWriter:
             next_seq += 1
         if ready:
             now = datetime.now(UTC)
-            self.results.append([result_line(receipt, now) for receipt in ready])
+            now_text = utc_text(now)
+            self.results.append([result_line(receipt, now_text) for receipt in ready])
             for receipt in ready:
                 self.end_to_end.add((now - receipt.receive_time).total_seconds() * 1000)
             if self._written is not None:

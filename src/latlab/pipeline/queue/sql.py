@@ -22,7 +22,6 @@ import contextlib
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
 from itertools import chain
 from typing import Self
 
@@ -217,7 +216,7 @@ class SqlQueue:
         claimed = []
         for seq in seqs:
             receipt = self._recent[seq]
-            self._recent[seq] = receipt = replace(receipt, tries=receipt.tries + 1)
+            self._recent[seq] = receipt = receipt.tried()
             claimed.append(receipt)
         return claimed
 

@@ -119,7 +119,7 @@ class SqliteWrites:
             try:
                 return _transaction(self._db, change)
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # any BUSY_* too
                     raise
             # Another connection writes (a store's engine, another process): wait for it in
             # the thread, with the busy timeout; the loop must not (it may be what that
