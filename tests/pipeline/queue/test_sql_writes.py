@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +19,15 @@ from latlab.pipeline.queue import sql, sql_rows
 from latlab.pipeline.queue import sqlite_writes as sqlite_writes_module
 from latlab.pipeline.queue.sql import SqlQueue
 from latlab.pipeline.queue.sql_writes import AlchemyWrites, Change, ReceiptWrites
-from latlab.pipeline.queue.sqlite_writes import CHUNK_ROWS, COUNT_DOOMED, DELETE, SqliteWrites
+from latlab.pipeline.queue.sqlite_writes import (
+    CHUNK_ROWS,
+    COUNT_DOOMED,
+    DELETE,
+    RECORD,
+    RECORD_ONE,
+    SqliteWrites,
+    placeholders,
+)
 from latlab.pipeline.receipts import Incoming, Receipt
 from latlab.storage.sql.engine import create_engine, migrate
 from latlab.storage.sql.tables import pipeline_receipts as table
@@ -105,17 +113,24 @@ async def test_an_outcome_of_a_receipt_not_handed_out_here_is_numbered_only_if_i
     assert await stored(engine) == [(1, 0, None, None), (2, 0, 5, "lost")]
 
 
-async def test_forgetting_reads_receipts_by_seq_not_through_the_run_index(tmp_path: Path) -> None:
-    """Through the run_id index, "run_id IS NULL" read every receipt and sorted them all."""
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
-    try:
-        await migrate(engine)
-        async with engine.connect() as conn:
-            for statement in (COUNT_DOOMED, DELETE):
-                plan = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", (1, 1, 1))
-                assert "ix_pipeline_receipts_run_id" not in str(plan.all())
-    finally:
-        await engine.dispose()
+def plan(db: sqlite3.Connection, statement: str, parameters: Sequence[object]) -> str:
+    return str(db.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall())
+
+
+async def test_each_statement_finds_its_receipts_by_seq_not_through_another_index(
+    sqlite_writes: tuple[Path, SqliteWrites],
+) -> None:
+    """Through the run_id index, "run_id IS NULL" read every receipt and sorted them all;
+    through the finished_order one, "IS NULL" read every receipt still waiting (1.4 ms a
+    statement with 12,000 waiting)."""
+    path, _ = sqlite_writes
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for statement in (COUNT_DOOMED, DELETE):
+            assert "ix_pipeline_receipts_run_id" not in plan(db, statement, (1, 1, 1))
+        record = RECORD.format(values=placeholders(2, 3))
+        for found in (plan(db, record, (1, 1, None) * 2), plan(db, RECORD_ONE, (1, None, 1))):
+            assert "(seq=?)" in found
+            assert "finished_order" not in found
 
 
 async def _finished(queue: SqlQueue, count: int) -> None:

@@ -51,16 +51,18 @@ INSERT = (
     " VALUES "
 )
 # A CTE, not UPDATE ... FROM (SQLite 3.33+): any SQLite Python 3.11 may be linked with.
+# ``+finished_order`` keeps SQLite off that column's index: through it, "IS NULL" read every
+# receipt not yet finished (1.4 ms a statement with 12,000 waiting, instead of 13 µs).
 RECORD = (
     "WITH outcome(o_seq, o_order, o_error) AS (VALUES {values})"
     " UPDATE pipeline_receipts"
     " SET finished_order = (SELECT o_order FROM outcome WHERE o_seq = seq),"
     " error = (SELECT o_error FROM outcome WHERE o_seq = seq)"
-    " WHERE seq IN (SELECT o_seq FROM outcome) AND finished_order IS NULL"
+    " WHERE seq IN (SELECT o_seq FROM outcome) AND +finished_order IS NULL"
 )
 RECORD_ONE = (
     "UPDATE pipeline_receipts SET finished_order = ?, error = ?"
-    " WHERE seq = ? AND finished_order IS NULL"
+    " WHERE seq = ? AND +finished_order IS NULL"
 )
 ADD_TRY = "UPDATE pipeline_receipts SET tries = tries + 1 WHERE seq IN "
 # As sql_rows.forget: never the receipt holding the last order, nor one of a run with no
@@ -191,9 +193,9 @@ def _write(db: sqlite3.Connection, change: Change) -> Committed:
         for r in change.receipts
     ]
     for rows in _chunks(receipts):
-        db.execute(INSERT + _places(len(rows), 6), list(chain(*rows)))
+        db.execute(INSERT + placeholders(len(rows), 6), list(chain(*rows)))
     for outcomes in _chunks(change.outcomes):
-        db.execute(RECORD.format(values=_places(len(outcomes), 3)), list(chain(*outcomes)))
+        db.execute(RECORD.format(values=placeholders(len(outcomes), 3)), list(chain(*outcomes)))
     recorded, order = list(change.outcomes), change.last_order
     for seq, error in change.unknown:
         if db.execute(RECORD_ONE, (order + 1, error, seq)).rowcount:
@@ -220,7 +222,7 @@ def _chunks(rows: list[T]) -> Iterator[list[T]]:
         yield rows[start : start + CHUNK_ROWS]
 
 
-def _places(rows: int, columns: int) -> str:
+def placeholders(rows: int, columns: int) -> str:
     """``(?, ?), (?, ?)`` for two rows of two columns."""
     row = "(" + ", ".join("?" * columns) + ")"
     return ", ".join([row] * rows)
