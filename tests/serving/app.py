@@ -53,6 +53,30 @@ async def late_boom(_request: Request) -> Response:
     raise RuntimeError("late boom")
 
 
+def later(request: Request) -> asyncio.Future[Response]:
+    """``/later?ms=N``: a future a timer answers after N ms (no task of its own)."""
+    ms = float(request.query.removeprefix(b"ms=") or 0)
+    answer: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+    settled = json_response(HTTPStatus.OK, {"later_ms": ms})
+    asyncio.get_running_loop().call_later(ms / 1000, _settle, answer, settled)
+    return answer
+
+
+def failed_later(_request: Request) -> asyncio.Future[Response]:
+    answer: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(_settle, answer, RuntimeError("failed later"))
+    return answer
+
+
+def _settle(answer: asyncio.Future[Response], outcome: Response | Exception) -> None:
+    if answer.done():  # cancelled: its client left
+        return
+    if isinstance(outcome, Exception):
+        answer.set_exception(outcome)
+    else:
+        answer.set_result(outcome)
+
+
 def build_router() -> Router:
     exact = {
         b"/": route(lambda _request: PONG),
@@ -61,6 +85,8 @@ def build_router() -> Router:
         b"/uncounted": route(lambda _request: UNCOUNTED),
         b"/sync-boom": route(boom),
         b"/async-boom": route(late_boom),
+        b"/later": route(later),
+        b"/failed-later": route(failed_later),
     }
     return Router(exact, [(b"/bytes/", route(sized)), (b"/status/", route(status))])
 

@@ -41,6 +41,15 @@ async def test_pipelined_answers_keep_request_order_around_slow_handlers(port: i
     assert answers[1].body == b"one"
 
 
+async def test_an_answer_given_as_a_future_is_written_in_its_turn_once_set(port: int) -> None:
+    requests = [get("/later?ms=50"), get(), get("/failed-later"), get("/later?ms=0")]
+    async with connect(port) as (reader, writer):
+        writer.write(b"".join(requests))
+        answers = [await read_answer(reader) for _ in requests]
+    assert [a.status for a in answers] == [200, 200, 500, 200]
+    assert answers[0].json() == {"later_ms": 50.0}
+
+
 async def test_a_path_no_route_matches_is_404(port: int) -> None:
     answer = await exchange(port, request("PUT", "/nowhere"))
     assert (answer.status, answer.json()) == (404, {"detail": "Not Found"})

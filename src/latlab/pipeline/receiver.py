@@ -77,15 +77,22 @@ class Receiver:
             return detail(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
         return self._acknowledge(incoming)
 
-    async def _acknowledge(self, incoming: Incoming) -> Response:
+    def _acknowledge(self, incoming: Incoming) -> asyncio.Future[Response]:
+        """The answer, set once ``incoming`` is durable: a future, not a task of its own."""
         durable = self._commits.submit(incoming)
-        # Counted when durable, whether or not the client is still there to hear it.
-        durable.add_done_callback(functools.partial(self._counted, monotonic()))
-        try:
-            await asyncio.shield(durable)
-        except Exception:
-            return NOT_DURABLE  # logged by _counted
-        return OK
+        answer: asyncio.Future[Response] = durable.get_loop().create_future()
+        durable.add_done_callback(functools.partial(self._answer, monotonic(), answer))
+        return answer
+
+    def _answer(
+        self, began_s: float, answer: asyncio.Future[Response], durable: asyncio.Future[Receipt]
+    ) -> None:
+        # Counted when durable, whether or not the client is still there to hear it (its
+        # answer is cancelled if it hung up).
+        self._counted(began_s, durable)
+        if not answer.done():
+            failed = durable.cancelled() or durable.exception() is not None
+            answer.set_result(NOT_DURABLE if failed else OK)  # a failure: logged by _counted
 
     def _counted(self, began_s: float, durable: asyncio.Future[Receipt]) -> None:
         if durable.cancelled():

@@ -31,7 +31,7 @@ DIRECT_BODY_BYTES = 64 * 1024
 BODY_CHUNK_BYTES = 256 * 1024
 
 _CLASSES = len(STATUS_CLASSES)
-_Answer = Response | asyncio.Task[Response]
+_Answer = Response | asyncio.Future[Response]
 _Pending = tuple[_Answer, bool, bool, int]  # answer, keep-alive, HEAD, method index
 _Deferred = tuple[Request | Response, bool, bool, int]  # not dispatched yet (or an error)
 
@@ -119,12 +119,15 @@ class Answers(asyncio.Protocol):
         if self._close_after_body:
             self.close()
 
-    def _start(self, answer: Coroutine[Any, Any, Response]) -> asyncio.Task[Response]:
-        task = asyncio.get_running_loop().create_task(answer)
-        task.add_done_callback(self._on_ready)
-        return task
+    def _start(
+        self, answer: Coroutine[Any, Any, Response] | asyncio.Future[Response]
+    ) -> asyncio.Future[Response]:
+        if not isinstance(answer, asyncio.Future):
+            answer = asyncio.get_running_loop().create_task(answer)
+        answer.add_done_callback(self._on_ready)
+        return answer
 
-    def _on_ready(self, task: asyncio.Task[Response]) -> None:
+    def _on_ready(self, task: asyncio.Future[Response]) -> None:
         if not self._closed:
             self._flush()
         elif not task.cancelled() and task.exception() is not None:
@@ -201,7 +204,7 @@ class Answers(asyncio.Protocol):
             self._transport.abort()
 
 
-def _task_response(task: asyncio.Task[Response]) -> Response:
+def _task_response(task: asyncio.Future[Response]) -> Response:
     try:
         return task.result()
     except (Exception, asyncio.CancelledError):

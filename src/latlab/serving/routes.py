@@ -6,6 +6,7 @@ must wait); the server keeps pipelined answers in request order either way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from latlab.serving.wire import INTERNAL_ERROR, NOT_FOUND, Request, Response, js
 
 logger = logging.getLogger(__name__)
 
-Answer = Response | Coroutine[Any, Any, Response]
+# A future is answered by whoever sets it (no task of its own: the pipeline's receiver).
+Answer = Response | Coroutine[Any, Any, Response] | asyncio.Future[Response]
 Handler = Callable[[Request], Answer]
 
 
