@@ -1,13 +1,13 @@
-"""The SQL queue's transactions (``sql_writes``), on each adapter: a SQLite file written by a
-thread of its own, and SQLAlchemy on the local PostgreSQL."""
+"""The SQL queue's transactions (``sql_writes``), on each adapter: a SQLite file written with
+sqlite3 (``sqlite_writes``), and SQLAlchemy on the local PostgreSQL; and forgetting through
+the queue."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,18 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from latlab.pipeline.queue import sql, sql_rows
-from latlab.pipeline.queue import sqlite_writes as sqlite_writes_module
 from latlab.pipeline.queue.sql import SqlQueue
 from latlab.pipeline.queue.sql_writes import AlchemyWrites, Change, ReceiptWrites
-from latlab.pipeline.queue.sqlite_writes import (
-    CHUNK_ROWS,
-    COUNT_DOOMED,
-    DELETE,
-    RECORD,
-    RECORD_ONE,
-    SqliteWrites,
-    placeholders,
-)
+from latlab.pipeline.queue.sqlite_sql import CHUNK_ROWS
+from latlab.pipeline.queue.sqlite_writes import SqliteWrites
 from latlab.pipeline.receipts import Incoming, Receipt
 from latlab.storage.sql.engine import create_engine, migrate
 from latlab.storage.sql.tables import pipeline_receipts as table
@@ -91,7 +83,8 @@ async def test_a_commit_that_fails_writes_nothing_of_it(
     engine, writes = store
     await writes.commit(Change(receipts=receipts(1, 3)))
     clash = Change(
-        receipts=receipts(4, 1) + receipts(3, 1),  # seq 3 is taken
+        # seq 3 is taken: the clash is in the second statement, after a first one went in
+        receipts=receipts(4, CHUNK_ROWS) + receipts(3, 1),
         outcomes=[(1, 1, None)],
         claimed=[2],
         last_order=1,
@@ -99,6 +92,8 @@ async def test_a_commit_that_fails_writes_nothing_of_it(
     with pytest.raises((sa.exc.IntegrityError, sqlite3.IntegrityError)):
         await writes.commit(clash)
     assert await stored(engine) == [(1, 0, None, None), (2, 0, None, None), (3, 0, None, None)]
+    await writes.commit(Change(receipts=receipts(4, 1)))  # and the adapter goes on
+    assert [row[0] for row in await stored(engine)] == [1, 2, 3, 4]
 
 
 async def test_an_outcome_of_a_receipt_not_handed_out_here_is_numbered_only_if_it_waits(
@@ -111,26 +106,6 @@ async def test_an_outcome_of_a_receipt_not_handed_out_here_is_numbered_only_if_i
     )
     assert (committed.recorded, committed.last_order) == ([(2, 5, "lost")], 5)
     assert await stored(engine) == [(1, 0, None, None), (2, 0, 5, "lost")]
-
-
-def plan(db: sqlite3.Connection, statement: str, parameters: Sequence[object]) -> str:
-    return str(db.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall())
-
-
-async def test_each_statement_finds_its_receipts_by_seq_not_through_another_index(
-    sqlite_writes: tuple[Path, SqliteWrites],
-) -> None:
-    """Through the run_id index, "run_id IS NULL" read every receipt and sorted them all;
-    through the finished_order one, "IS NULL" read every receipt still waiting (1.4 ms a
-    statement with 12,000 waiting)."""
-    path, _ = sqlite_writes
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        for statement in (COUNT_DOOMED, DELETE):
-            assert "ix_pipeline_receipts_run_id" not in plan(db, statement, (1, 1, 1))
-        record = RECORD.format(values=placeholders(2, 3))
-        for found in (plan(db, record, (1, 1, None) * 2), plan(db, RECORD_ONE, (1, None, 1))):
-            assert "(seq=?)" in found
-            assert "finished_order" not in found
 
 
 async def _finished(queue: SqlQueue, count: int) -> None:
@@ -155,7 +130,7 @@ async def test_forget_far_behind_drops_everything_in_bounded_steps(
         before = queue.transactions
         await queue.forget(19)
         assert await _left(queue) == [20]
-        assert queue.transactions - before == 7  # three at a time, the last finding none
+        assert queue.transactions - before == 7  # three at a time: 19 in seven steps
     finally:
         await queue.close()
 
@@ -182,53 +157,3 @@ async def test_closing_leaves_what_is_left_to_forget_to_the_next_start(
         assert await _left(restarted) == [20]
     finally:
         await restarted.close()
-
-
-@pytest.fixture
-async def sqlite_writes(tmp_path: Path) -> AsyncIterator[tuple[Path, SqliteWrites]]:
-    path = tmp_path / "q.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    await migrate(engine)
-    writes = await SqliteWrites.open(engine.url)
-    try:
-        yield path, writes
-    finally:
-        await writes.close()
-        await engine.dispose()
-
-
-async def test_a_transaction_finding_the_lock_taken_waits_for_it_off_the_event_loop(
-    sqlite_writes: tuple[Path, SqliteWrites],
-) -> None:
-    path, writes = sqlite_writes
-    other = sqlite3.connect(path, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")  # another writer, e.g. the store's engine
-        committing = asyncio.create_task(writes.commit(Change(receipts=receipts(1, 2))))
-        await asyncio.sleep(0)  # its first step: refused at once, now waiting in the thread
-        assert (writes.waited, committing.done()) == (1, False)
-        other.execute("COMMIT")
-        await committing
-        assert [seq for (seq,) in other.execute("SELECT seq FROM pipeline_receipts")] == [1, 2]
-    finally:
-        other.close()
-
-
-def log_pages(path: Path) -> int:
-    """Frames in the write-ahead log now (a passive checkpoint reports them)."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return int(db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
-
-
-async def test_a_long_log_is_started_over_once_checkpointed(
-    sqlite_writes: tuple[Path, SqliteWrites], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path, writes = sqlite_writes
-    for first in range(1, 400, 10):  # commits do not checkpoint: the log only grows
-        await writes.commit(Change(receipts=receipts(first, 10)))
-    grown = log_pages(path)
-    monkeypatch.setattr(sqlite_writes_module, "RESTART_OVER_PAGES", grown - 1)
-    await writes.checkpoint()
-    await writes.commit(Change(receipts=receipts(401, 10)))
-    assert (writes.restarts, grown > 40) == (1, True)
-    assert log_pages(path) < 10  # the one commit since, at the start of the log again

@@ -2,9 +2,9 @@
 
 One process owns it (``pipeline up`` runs all four services), which allows two things:
 
-- **Group commit**: appends, outcomes and claims that arrive while a transaction runs go
-  into the next one, so an acknowledgement waits for about two transactions however busy
-  the handler is.
+- **Group commit**: one transaction at a time, taking every append, outcome and claim that
+  waits; claims and outcomes wait up to ``SHARE_COMMIT_S`` for an append to share one, so an
+  acknowledgement waits for about two transactions however busy the handler is.
 - **A mirror in memory** of what this process appended and recorded: the handler and the
   writer read it there, not from the table. The table is what survives a crash; after one,
   every receipt without an outcome is handed out again with ``tries`` one higher (a request
@@ -23,7 +23,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
 from itertools import chain
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -81,7 +81,8 @@ class SqlQueue:
         self._closing = True  # what is left to forget waits for the next start's writer
         if self._writer is not None:
             with contextlib.suppress(Exception):
-                await self._writer
+                # Shielded: a cancelled close must not cut a transaction under way.
+                await asyncio.shield(self._writer)
         await self._writes.close()
         await self._engine.dispose()
 
@@ -115,13 +116,15 @@ class SqlQueue:
             self._forgets = []
             try:
                 receipts, recorded = await self._commit(appends, finishes, claims)
-            except Exception as exc:
+            except BaseException as exc:
                 # Claimed receipts whose tries were not counted go out again, first.
                 self._unclaimed.extendleft(reversed([s for seqs, _ in claims for s in seqs]))
-                self._forget_through = self._forgotten  # until the writer asks again
-                for future in [f for _, f in appends] + others:
-                    if not future.done():
-                        future.set_exception(exc)
+                _fail([f for _, f in appends] + others, exc)
+                if not isinstance(exc, Exception):
+                    # Cancelled (the loop ends): whether it committed is unknown here, so
+                    # the numbering may be stale; the next start reads it from the table.
+                    self._closing = True
+                    raise
                 continue
             self._mirror(receipts, recorded)
             for (_, appended), batch_receipts in zip(appends, receipts, strict=True):
@@ -331,12 +334,22 @@ class SqlQueue:
 
 async def _writes_for(engine: AsyncEngine) -> ReceiptWrites:
     """A SQLite file is written with sqlite3 itself (sqlite_writes); others by the engine."""
-    url = engine.url
-    if url.get_backend_name() == "sqlite" and (url.database or ":memory:") != ":memory:":
-        from latlab.pipeline.queue.sqlite_writes import SqliteWrites
+    if engine.url.get_backend_name() == "sqlite":
+        from latlab.pipeline.queue.sqlite_writes import SqliteWrites, sqlite_file
 
-        return await SqliteWrites.open(url)
+        if sqlite_file(engine.url) is not None:
+            return await SqliteWrites.open(engine.url)
     return AlchemyWrites(engine)
+
+
+def _fail(futures: list[asyncio.Future[Any]], error: BaseException) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if isinstance(error, Exception):
+            future.set_exception(error)
+        else:
+            future.cancel()
 
 
 def _order(entry: tuple[int, int, str | None]) -> int:

@@ -39,6 +39,11 @@ class Change:
     last_order: int = 0  # the outcome feed's last number once ``outcomes`` are in
     forget_through: int = 0  # finished receipts up to here may go (0: none)
 
+    @property
+    def rows(self) -> int:
+        """How many rows it writes, forgetting aside (that is bounded)."""
+        return len(self.receipts) + len(self.outcomes) + len(self.unknown) + len(self.claimed)
+
 
 @dataclass(frozen=True)
 class Committed:
