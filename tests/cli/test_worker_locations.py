@@ -53,7 +53,11 @@ async def test_each_location_probes_from_its_worker_and_every_result_says_where(
         us_only = await api.get(
             f"{EXPERIMENTS}/{experiment['id']}/results", params={"location": "us-1"}
         )
-        metrics = (await api.get("/metrics")).text
+        # Relayed from the workers to the API process, with their location as a label; the
+        # relay is not the store: its last batch may come after the experiment completed.
+        for where in ("eu-1", "us-1"):
+            labels = f'experiment="{experiment["id"]}",location="{where}",status_class="2xx"'
+            await counted(api, f"latlab_probe_results_total{{{labels}}} 20.0")
     assert experiment["state"] == "completed", experiment
     assert (experiment["done"], experiment["by_location"]) == (40, {"eu-1": 20, "us-1": 20})
     assert target.requests == 40
@@ -71,10 +75,13 @@ async def test_each_location_probes_from_its_worker_and_every_result_says_where(
     finally:
         await store.close()
     assert [claimed_where(fleet, site) for site in parent.progress["sites"]] == [[0], [1]]
-    # Relayed from the workers to the API process, with their location as a label.
-    for where in ("eu-1", "us-1"):
-        labels = f'experiment="{experiment["id"]}",location="{where}",status_class="2xx"'
-        assert f"latlab_probe_results_total{{{labels}}} 20.0" in metrics
+
+
+async def counted(api: httpx.AsyncClient, line: str) -> None:
+    async def in_metrics() -> bool:
+        return line in (await api.get("/metrics")).text
+
+    await wait_for(in_metrics, what=f"/metrics to show {line}")
 
 
 async def test_a_series_whose_worker_dies_goes_on_at_its_location_nothing_lost_or_twice(
