@@ -112,8 +112,7 @@ async def _finished(queue: SqlQueue, count: int) -> None:
     now = datetime.now(UTC)
     await queue.append([Incoming(str(uuid.uuid4()), 0.0, now) for _ in range(count)])
     await queue.claim(count, 0)
-    for seq in range(1, count + 1):
-        await queue.finish(seq, None)
+    await asyncio.gather(*(queue.finish(seq, None) for seq in range(1, count + 1)))
 
 
 async def _left(queue: SqlQueue) -> list[int]:
@@ -139,17 +138,19 @@ async def test_closing_leaves_what_is_left_to_forget_to_the_next_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sql_rows, "FORGET_BATCH", 3)
-    monkeypatch.setattr(sql, "SHARE_COMMIT_S", 0.2)  # each step waits that long for an append
     url = f"sqlite+aiosqlite:///{tmp_path / 'q.db'}"
     queue = await SqlQueue.open(url)
     try:
         await _finished(queue, 20)
+        share_s = sql.SHARE_COMMIT_S
+        monkeypatch.setattr(sql, "SHARE_COMMIT_S", 0.2)  # each step waits so for an append
         forgetting = asyncio.create_task(queue.forget(19))
         await queue.receipts(after=20, limit=1, wait_s=5)  # back once a commit came
     finally:
         async with asyncio.timeout(1):  # not the ~1.4 s all seven steps would take
             await queue.close()
             await forgetting
+    monkeypatch.setattr(sql, "SHARE_COMMIT_S", share_s)
     restarted = await SqlQueue.open(url)
     try:
         assert len(await _left(restarted)) == 14  # two steps: the one asked for went too
