@@ -3,7 +3,7 @@ a file that is not the pipeline's is refused, an error reason stays one cell."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -47,7 +47,9 @@ def test_times_are_utc_with_microseconds_always() -> None:
 
 
 def test_a_finished_or_tried_receipt_keeps_every_other_field() -> None:
-    receipt = Receipt(7, "id-7", 0.25, datetime(2026, 12, 3, tzinfo=UTC), "run-1", tries=2)
+    moment = datetime(2026, 12, 3, tzinfo=UTC)
+    receipt = Receipt(7, "id-7", 0.25, moment, "run-1", tries=2, done=True, error="lost")
+    assert all(getattr(receipt, f.name) != f.default for f in fields(Receipt))  # none default
     assert receipt.finished("gave up") == replace(receipt, done=True, error="gave up")
     assert receipt.tried() == replace(receipt, tries=3)
 

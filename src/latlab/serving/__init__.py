@@ -1,7 +1,8 @@
 """The lean HTTP/1.1 server kit every LatLab service stands on (the targets, the pipeline).
 
     wire.py      requests as handlers see them; responses encoded once, as bytes
-    routes.py    exact paths, prefixes, a fallback; a handler answers or returns a coroutine
+    routes.py    exact paths, prefixes, a fallback; a handler answers, or returns a coroutine
+                 or a future
     protocol.py  one connection: httptools parsing, header limits, timeouts
     answers.py   its answers: pipelined in order, written as the client reads (back-pressure)
     connections.py  the open connections: a cap, the timeout sweep, the drain at shutdown

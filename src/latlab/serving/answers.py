@@ -4,7 +4,8 @@
 answers. An answer the handler gives at once is written at once when nothing waits before
 it: the hot path. Otherwise the request waits in ``_deferred`` (parsed, not dispatched)
 until fewer than ``max_pending`` answers wait, none of them ready to write, and the
-transport is not paused; answers that must wait run as tasks meanwhile. A body larger than
+transport is not paused; answers that must wait run as tasks (or are futures set
+elsewhere) meanwhile. A body larger than
 ``DIRECT_BODY_BYTES`` leaves in chunks, the next only once the transport has room, so a
 client that reads nothing holds one answer's body (shared, not copied) and what the kernel
 buffers. While anything waits, the connection is not read further.

@@ -3,10 +3,11 @@
 A request costs parsing, one route lookup, one counter increment and one transport write.
 The counts are a plain list laid out by ``counting.py``, which the service may share with
 counters of its own (the targets' shared table).
-Handlers that must wait (``/test``, ``/delay``) return a coroutine that runs as a task;
-each connection keeps a queue of pending answers so that pipelined responses still
-leave in request order, and a client that disconnects cancels its pending tasks (which
-is how a ``/test`` waiting in line gives up its place).
+Handlers that must wait (``/test``, ``/delay``) return a coroutine that runs as a task, or
+a future that something else sets (the pipeline's receiver); each connection keeps a queue
+of pending answers so that pipelined responses still leave in request order, and a client
+that disconnects cancels its pending answers (which is how a ``/test`` waiting in line
+gives up its place).
 
 A request head past its size or header count is a 431 (``limits.py``), counted as it
 arrives: complete headers as httptools reports them, and a header it still holds by the

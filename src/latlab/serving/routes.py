@@ -1,7 +1,9 @@
 """Routing: exact paths, then path prefixes, then a fallback.
 
-A handler answers at once with a ``Response`` or returns a coroutine (for answers that
-must wait); the server keeps pipelined answers in request order either way.
+A handler answers at once with a ``Response``, or returns a coroutine (run as a task) or a
+future of this loop for answers that must wait; the server keeps pipelined answers in
+request order either way. A future belongs to its request's connection, which cancels it if
+the client leaves: one future per request, set only while not done.
 """
 
 from __future__ import annotations

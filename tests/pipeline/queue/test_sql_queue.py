@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from latlab.pipeline.queue import sql
+from latlab.pipeline.queue.base import QueueUnavailable
 from latlab.pipeline.queue.sql import SqlQueue
 from latlab.pipeline.receipts import Incoming
 from latlab.storage.sql.tables import pipeline_runs
@@ -91,3 +92,10 @@ async def test_a_runs_forgotten_receipts_go_and_are_counted_on_its_row(tmp_path:
     # run-1 (seqs 1, 3, 5) has a row: its receipts go; run-2's wait for theirs; 6 is the newest.
     assert [(r.seq, r.run_id) for r in left] == [(2, "run-2"), (4, "run-2"), (6, "run-2")]
     assert forgotten == 3
+
+
+async def test_an_append_once_the_queue_closes_is_refused_not_written(tmp_path: Path) -> None:
+    queue = await SqlQueue.open(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
+    await queue.close()
+    with pytest.raises(QueueUnavailable, match="closing"):
+        await queue.append([incoming()])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from latlab.pipeline.queue import sqlite_writes as sqlite_writes_module
+from latlab.pipeline.queue.base import QueueUnavailable
 from latlab.pipeline.queue.sql_writes import Change
 from latlab.pipeline.queue.sqlite_sql import COUNT_DOOMED, DELETE, RECORD, RECORD_ONE, placeholders
 from latlab.pipeline.queue.sqlite_writes import SqliteWrites, sqlite_file
@@ -55,7 +57,10 @@ async def test_a_transaction_finding_the_lock_taken_waits_for_it_off_the_event_l
     try:
         other.execute("BEGIN IMMEDIATE")  # another writer, e.g. the store's engine
         committing = asyncio.create_task(writes.commit(Change(receipts=receipts(1, 2))))
+        started_s = time.monotonic()
         await asyncio.sleep(0)  # its first step: refused at once, now waiting in the thread
+        # Refused at once, not after the busy timeout (10 s) on the loop.
+        assert time.monotonic() - started_s < 5.0
         assert (writes.waited, committing.done()) == (1, False)
         other.execute("COMMIT")
         await committing
@@ -99,7 +104,7 @@ async def test_a_long_log_is_started_over_by_the_checkpoint_itself(
     assert log_pages(path) <= 2  # its own one-page write: no commit had to sync a new log
 
 
-async def test_a_reader_holding_the_log_delays_the_restart_for_a_while_not_every_pass(
+async def test_a_reader_holding_the_log_is_waited_for_without_holding_the_writes_each_pass(
     sqlite_writes: tuple[Path, SqliteWrites], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path, writes = sqlite_writes
@@ -110,14 +115,32 @@ async def test_a_reader_holding_the_log_delays_the_restart_for_a_while_not_every
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM pipeline_receipts").fetchone()  # a snapshot held
     await grow_log(writes, 1)
-    await writes.checkpoint()  # cannot copy what the reader may still read
-    reader.execute("COMMIT")
-    reader.close()
-    await writes.checkpoint()  # it could now, but waits RESTART_BACKOFF_S first
-    assert (writes.checkpoints, writes.restarts, log_pages(path) > 10) == (2, 0, True)
+    await writes.checkpoint()  # cannot copy what the reader may still read: tried in vain
+    await writes.checkpoint()  # and not again before RESTART_BACKOFF_S
+    assert (writes.checkpoints, writes.held, writes.restarts) == (2, 1, 0)
     now_s[0] += sqlite_writes_module.RESTART_BACKOFF_S
     await writes.checkpoint()
-    assert (writes.restarts, log_pages(path) <= 2) == (1, True)
+    assert (writes.held, writes.restarts) == (2, 0)
+    reader.execute("COMMIT")
+    reader.close()
+    await writes.checkpoint()  # all copied now: started over at once
+    assert (writes.held, writes.restarts, log_pages(path) <= 2) == (3, 1, True)
+
+
+async def test_a_log_all_copied_is_started_over_by_the_thread_and_then_left_alone(
+    sqlite_writes: tuple[Path, SqliteWrites],
+) -> None:
+    """Whoever writes first to a log all copied starts it over and syncs its header: the
+    thread, not the loop's next commit. With nothing written since, no pass runs (copying
+    the thread's own write would hand that sync back to the loop)."""
+    path, writes = sqlite_writes
+    await writes.commit(Change(receipts=receipts(1, 10)))
+    await writes.checkpoint()  # a small log, all copied
+    await writes.checkpoint()  # nothing written since
+    assert (writes.checkpoints, writes.restarts, log_pages(path)) == (1, 1, 1)
+    await writes.commit(Change(receipts=receipts(11, 10)))
+    await writes.checkpoint()
+    assert (writes.checkpoints, writes.restarts) == (2, 2)
 
 
 def test_only_a_file_is_written_with_sqlite3_directly(tmp_path: Path) -> None:
@@ -128,12 +151,18 @@ def test_only_a_file_is_written_with_sqlite3_directly(tmp_path: Path) -> None:
     for memory in ("sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"):
         assert sqlite_file(make_url(memory)) is None
     assert sqlite_file(make_url("sqlite+aiosqlite:///file:q?mode=memory&uri=true")) is None
+    in_memory_dir = make_url("sqlite+aiosqlite:////srv/memory/q.db?uri=true")
+    assert sqlite_file(in_memory_dir) == ("/srv/memory/q.db", True)
 
 
-async def test_closing_twice_is_closing_once(sqlite_writes: tuple[Path, SqliteWrites]) -> None:
+async def test_closing_twice_is_closing_once_and_a_commit_after_is_refused(
+    sqlite_writes: tuple[Path, SqliteWrites],
+) -> None:
     _, writes = sqlite_writes
     await writes.close()
     await writes.close()  # and the fixture's third
+    with pytest.raises(QueueUnavailable, match="closed"):
+        await writes.commit(Change(receipts=receipts(1, 1)))
 
 
 def plan(db: sqlite3.Connection, statement: str, parameters: Sequence[object]) -> str:

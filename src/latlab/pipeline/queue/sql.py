@@ -28,7 +28,7 @@ from typing import Any, Self
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from latlab.pipeline.queue import sql_rows as rows
-from latlab.pipeline.queue.base import Outcome
+from latlab.pipeline.queue.base import Outcome, QueueUnavailable
 from latlab.pipeline.queue.sql_writes import AlchemyWrites, Change, ReceiptWrites, Recorded
 from latlab.pipeline.receipts import Incoming, Receipt
 from latlab.storage.sql.engine import create_engine, migrate
@@ -79,16 +79,22 @@ class SqlQueue:
 
     async def close(self) -> None:
         self._closing = True  # what is left to forget waits for the next start's writer
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                # Shielded: a cancelled close must not cut a transaction under way.
-                await asyncio.shield(self._writer)
-        await self._writes.close()
-        await self._engine.dispose()
+        try:
+            if self._writer is not None:
+                # Waited for, never cancelled (a cancelled close must not cut a transaction
+                # under way), whatever it ended with.
+                await asyncio.wait([self._writer])
+        finally:
+            try:
+                await self._writes.close()
+            finally:
+                await self._engine.dispose()
 
     # --- writes: one transaction at a time, each taking everything that waits ---
 
     async def append(self, batch: Sequence[Incoming]) -> list[Receipt]:
+        if self._closing:
+            raise QueueUnavailable("the pipeline queue is closing")
         future: asyncio.Future[list[Receipt]] = asyncio.get_running_loop().create_future()
         self._appends.append((batch, future))
         self._append_came.set()
@@ -343,13 +349,11 @@ async def _writes_for(engine: AsyncEngine) -> ReceiptWrites:
 
 
 def _fail(futures: list[asyncio.Future[Any]], error: BaseException) -> None:
+    if not isinstance(error, Exception):  # cancelled: its waiters answer 503, not hang
+        error = QueueUnavailable("the pipeline queue is closing")
     for future in futures:
-        if future.done():
-            continue
-        if isinstance(error, Exception):
+        if not future.done():
             future.set_exception(error)
-        else:
-            future.cancel()
 
 
 def _order(entry: tuple[int, int, str | None]) -> int:

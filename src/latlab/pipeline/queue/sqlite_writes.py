@@ -11,11 +11,12 @@ core instead of 59-67 %). What could make the loop wait goes to a thread of its 
   transaction too large to hold the loop for (``INLINE_ROWS``).
 - **Checkpoints** (copying the write-ahead log back into the database, with fsyncs): SQLite
   runs them inside a commit; here the thread runs them beside the writes, every
-  ``CHECKPOINT_EVERY_S``. Writes that never pause would keep the log growing (100 MB in 8 s
-  at 5,000 req/s), so once it passes ``RESTART_OVER_PAGES`` the thread holds the writes
-  back, copies the rest and makes the first write of a new log itself (starting a log over
-  syncs its header). A reader still holding the old log makes that impossible for a while:
-  the thread then tries again ``RESTART_BACKOFF_S`` later, not every pass.
+  ``CHECKPOINT_EVERY_S``. Writes that never pause would keep the log growing (to 100 MB
+  in one 8 s run at 5,000 req/s). So once a pass has copied it all, or it has grown past
+  ``RESTART_OVER_PAGES``, the thread holds the writes back, copies the rest and makes the
+  first write of a new log itself: starting a log over syncs its header, which the loop's
+  next commit would otherwise do. A reader still holding the old log makes that impossible
+  for a while: the thread then tries again ``RESTART_BACKOFF_S`` later, not every pass.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic
 from typing import Any, Self, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL
 
+from latlab.pipeline.queue.base import QueueUnavailable
 from latlab.pipeline.queue.sql_writes import Change, Committed
 from latlab.pipeline.queue.sqlite_sql import transaction
 from latlab.storage.sql.engine import SQLITE_BUSY_TIMEOUT_S, sqlite_pragmas
@@ -49,9 +52,12 @@ def sqlite_file(url: URL) -> tuple[str, bool] | None:
     for an in-memory database (another connection would see another one)."""
     [database], options = SQLiteDialect_pysqlite().create_connect_args(url)
     uri = bool(options.get("uri", False))
-    if database in ("", ":memory:") or (uri and "memory" in database):
-        return None
-    return database, uri
+    if uri:
+        parsed = urlsplit(database)
+        memory = parsed.path == ":memory:" or "memory" in parse_qs(parsed.query).get("mode", [])
+    else:
+        memory = database in ("", ":memory:")
+    return None if memory else (database, uri)
 
 
 class SqliteWrites:
@@ -66,11 +72,13 @@ class SqliteWrites:
         self._turn = asyncio.Lock()  # one transaction, or a log restart, at a time
         self._checkpoints: asyncio.Task[None] | None = None
         self._restart_not_before_s = 0.0
+        self._written_since_restart = True  # (what an earlier process left is unknown)
         self._checkpoint_failing = False
         self._closed = False
         self.waited = 0  # transactions that found the lock taken
         self.in_thread = 0  # transactions run in the thread: those, and the large ones
-        self.checkpoints = 0
+        self.checkpoints = 0  # passes run
+        self.held = 0  # times the writes were held back to start the log over
         self.restarts = 0  # logs started over
 
     @classmethod
@@ -97,6 +105,9 @@ class SqliteWrites:
 
     async def commit(self, change: Change) -> Committed:
         async with self._turn:
+            if self._closed:
+                raise QueueUnavailable("the pipeline queue is closed")
+            self._written_since_restart = True
             if change.rows <= INLINE_ROWS:
                 try:
                     return transaction(self._db, change)
@@ -110,28 +121,34 @@ class SqliteWrites:
             return await self._in_thread(transaction, self._side, change)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
         if self._checkpoints is not None:
             self._checkpoints.cancel()
             await asyncio.wait([self._checkpoints])  # whatever it ended with: it is over
         async with self._turn:  # a transaction under way in the thread ends first
+            if self._closed:
+                return
             self._db.close()
             await self._in_thread(self._side.close)
+            self._closed = True
         self._thread.shutdown()
 
     async def checkpoint(self) -> None:
-        """Copy the log into the database beside the writes, and start the log over once it
-        has grown past ``RESTART_OVER_PAGES`` (see the module's docstring)."""
-        log_pages, _copied = await self._in_thread(_checkpoint, self._side)
+        """Copy the log into the database beside the writes, and start the log over here
+        once it has all been copied, or has grown past ``RESTART_OVER_PAGES`` (see the
+        module's docstring)."""
+        if not self._written_since_restart:
+            return  # nothing of ours to copy; a pass would leave the loop a log to restart
+        log_pages, copied = await self._in_thread(_checkpoint, self._side)
         self.checkpoints += 1
-        if log_pages <= RESTART_OVER_PAGES or monotonic() < self._restart_not_before_s:
+        grown = log_pages > RESTART_OVER_PAGES and monotonic() >= self._restart_not_before_s
+        if copied < log_pages and not grown:
             return
         async with self._turn:
+            self.held += 1
             restarted = await self._in_thread(_restart_log, self._side)
         if restarted:
             self.restarts += 1
+            self._written_since_restart = False
         else:  # a reader holds the old log
             self._restart_not_before_s = monotonic() + RESTART_BACKOFF_S
 
@@ -169,13 +186,14 @@ def _checkpoint(db: sqlite3.Connection) -> tuple[int, int]:
 
 
 def _restart_log(db: sqlite3.Connection) -> bool:
-    """With the writes held back: copy the rest of the log, then write once, which starts
-    the log over if every page is in the database and no reader needs the old log. Whether
-    it started over."""
+    """With the writes held back: copy the rest of the log, then write once, which starts the
+    log over (syncing its new header) here rather than in the loop's next commit. Whether it
+    could: not while a reader still needs the old log (then not every page could be copied).
+    No pass follows the write: copying it would leave the loop a log to start over."""
     log_pages, copied = _checkpoint(db)
     if copied < log_pages:
         return False
     # user_version set to its own value: a write of one page (the header) and nothing else.
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     db.execute(f"PRAGMA user_version = {version}")
-    return _checkpoint(db)[0] < log_pages
+    return True
