@@ -508,7 +508,13 @@ async def test_an_experiment_at_two_locations_draws_both_series_and_pages_each(
         await tab.page.goto(f"{api.base_url}/ui/experiments/{experiment_id}")
         await tab.page.click("#actions button[data-action=start]")
         chart = tab.page.locator("#chart")
-        await expect(chart).to_have_attribute("data-points", "24", timeout=30_000)
+        try:
+            await expect(chart).to_have_attribute("data-points", "24", timeout=30_000)
+        except AssertionError as exc:  # failed once in a full run: say what the API knew
+            known = (await api.get(f"/api/v1/experiments/{experiment_id}")).json()
+            raise AssertionError(
+                f"{exc}\nexperiment: {known}\nscript errors: {tab.errors}"
+            ) from None
         assert await tab.page.locator("#location option").all_inner_texts() == ["eu-1", "us-1"]
         rows = tab.page.locator("#results tbody tr")
         await expect(rows).to_have_count(12)
