@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from latlab.pipeline.queue import PipelineQueue
+from latlab.pipeline.receipts import Incoming, Receipt
 from latlab.settings import Settings
 
 Reopen = Callable[[], Awaitable[PipelineQueue]]  # opens the test's queue; again: a restart
 
 HEADERS = {"2.txt": " | id | receive_time |", "1.txt": " | id | receive_time | write_time |"}
+
+
+def receipts(first: int, count: int) -> list[Receipt]:
+    """Receipts ``first`` … ``first + count - 1``, as a queue would number them."""
+    now = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
+    return [
+        Incoming(str(uuid.uuid4()), 0.5, now).receipt(seq) for seq in range(first, first + count)
+    ]
 
 
 def read_table(path: Path) -> list[list[str]]:

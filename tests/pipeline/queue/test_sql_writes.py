@@ -20,18 +20,12 @@ from latlab.pipeline.queue.sql import SqlQueue
 from latlab.pipeline.queue.sql_writes import AlchemyWrites, Change, ReceiptWrites
 from latlab.pipeline.queue.sqlite_sql import CHUNK_ROWS
 from latlab.pipeline.queue.sqlite_writes import SqliteWrites
-from latlab.pipeline.receipts import Incoming, Receipt
+from latlab.pipeline.receipts import Incoming
 from latlab.storage.sql.engine import create_engine, migrate
 from latlab.storage.sql.tables import pipeline_receipts as table
+from pipeline_files import receipts
 
 MANY = 2 * CHUNK_ROWS + 7  # more rows than one statement takes
-
-
-def receipts(first: int, count: int) -> list[Receipt]:
-    now = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
-    return [
-        Incoming(str(uuid.uuid4()), 0.5, now).receipt(seq) for seq in range(first, first + count)
-    ]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

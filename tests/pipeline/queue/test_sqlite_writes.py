@@ -8,9 +8,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,15 +19,8 @@ from latlab.pipeline.queue.base import QueueUnavailable
 from latlab.pipeline.queue.sql_writes import Change
 from latlab.pipeline.queue.sqlite_sql import COUNT_DOOMED, DELETE, RECORD, RECORD_ONE, placeholders
 from latlab.pipeline.queue.sqlite_writes import SqliteWrites, sqlite_file
-from latlab.pipeline.receipts import Incoming, Receipt
 from latlab.storage.sql.engine import create_engine, migrate
-
-
-def receipts(first: int, count: int) -> list[Receipt]:
-    now = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
-    return [
-        Incoming(str(uuid.uuid4()), 0.5, now).receipt(seq) for seq in range(first, first + count)
-    ]
+from pipeline_files import receipts
 
 
 @pytest.fixture
